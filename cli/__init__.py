@@ -1,0 +1,1 @@
+"""The starter CLI: one module per command group."""

@@ -1,0 +1,1 @@
+"""The embedded development stack: Temporal dev server, PostgreSQL, paper broker, worker."""

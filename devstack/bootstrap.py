@@ -1,0 +1,63 @@
+"""Create or reuse the project's virtual environment and re-run the command inside it.
+
+Only the standard library may be used here: this runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".durable-trader-deps"
+MIN_PYTHON = (3, 11)
+
+
+def _venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+
+
+def _fingerprint(requirements: list[str]) -> str:
+    return hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"[bootstrap] {message}\n")
+    sys.stderr.flush()
+
+
+def ensure_environment() -> None:
+    """Make sure .venv exists with the declared dependencies, then re-exec inside it."""
+    if sys.version_info < MIN_PYTHON:
+        sys.exit(
+            f"error: durable-trader needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+, "
+            f"this is {sys.version.split()[0]}; run it with a newer python3"
+        )
+    if os.environ.get("DT_NO_BOOTSTRAP") == "1":
+        return
+    requirements = _requirements()
+    fingerprint = _fingerprint(requirements)
+    python = _venv_python()
+    if not python.exists():
+        _say(f"creating virtual environment in {VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if not STAMP.exists() or STAMP.read_text().strip() != fingerprint:
+        _say("installing dependencies (first run only; about a minute)")
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             *requirements],
+            check=True,
+        )
+        STAMP.write_text(fingerprint)
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        os.execv(str(python), [str(python), *sys.argv])

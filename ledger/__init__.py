@@ -1,0 +1,1 @@
+"""The ledger: PostgreSQL record of signals, trades, orders and decisions (asyncpg)."""
