@@ -1,0 +1,35 @@
+"""Printing helpers for the CLI: human tables and --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def emit_json(payload: Any) -> None:
+    """Print payload as indented JSON on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def say(message: str = "") -> None:
+    """A line for the human on stdout."""
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 1) -> int:
+    """Print a one-line error on stderr and return the exit code."""
+    sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    """Left-aligned columns."""
+    all_rows = ([header] if header else []) + rows
+    if not all_rows:
+        return ""
+    widths = [max(len(row[i]) for row in all_rows) for i in range(len(all_rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+             for row in all_rows]
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""`dev up` / `dev down`: start the embedded stack in order, supervise it, stop it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import asyncpg
+
+from devstack.config import DevConfig
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import http_ok, pid_alive, port_open, stop_process, wait_until
+from devstack.state import (
+    Component,
+    StackState,
+    clear_state,
+    paper_broker_credentials,
+    read_state,
+    write_state,
+)
+from devstack.temporal import dev_server_args, temporal_binary
+from ledger.migrate import apply_migrations
+from settings import ROOT, ConfigError, Settings
+
+WORKER_RESTART_LIMIT = 5
+
+
+class StackError(Exception):
+    """The stack cannot start; the message says why and what to do."""
+
+
+class DevStack:
+    """Starts Temporal, PostgreSQL, migrations, the paper broker and workers; stops them."""
+
+    def __init__(self, settings: Settings, config: DevConfig, out: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.config = config
+        self.say = out
+        self.state_dir = settings.state_dir
+        self.log_dir = self.state_dir / "logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.components: list[Component] = []
+        self.postgres: EmbeddedPostgres | None = None
+        self._stopping = False
+        self._logs: list[IO[bytes]] = []
+
+    # ----------------------------------------------------------------- preflight
+    def preflight(self) -> StackState | None:
+        """Return the running stack if there is one; clean stale records; check ports."""
+        existing = read_state(self.state_dir)
+        if existing is not None:
+            if pid_alive(existing.supervisor_pid):
+                return existing
+            leftovers = [c for c in existing.components if c.managed and pid_alive(c.pid)]
+            if leftovers:
+                names = ", ".join(f"{c.name} (pid {c.pid})" for c in leftovers)
+                raise StackError(
+                    f"a previous dev stack (pid {existing.supervisor_pid}) crashed and left "
+                    f"{names} running; stop them with `python starter.py dev down`"
+                )
+            self.say(f"note: removed the record of a crashed stack (pid {existing.supervisor_pid})")
+            clear_state(self.state_dir)
+        temporal = self.config.temporal
+        wanted = [("Temporal gRPC", temporal.port, "temporal.port"),
+                  ("Temporal Web UI", temporal.ui_port, "temporal.ui_port")]
+        if self.settings.uses_embedded_postgres:
+            wanted.append(("PostgreSQL", self.config.postgres.port, "postgres.port"))
+        if self.settings.uses_paper_broker and self._paper_broker_available():
+            wanted.append(("paper broker", self.config.paperbroker.port, "paperbroker.port"))
+        for label, port, key in wanted:
+            if port_open("127.0.0.1", port):
+                raise StackError(
+                    f"port {port} ({label}) is already in use by another process; stop that "
+                    f"process or change {key} in {self.settings.dev_config.name}"
+                )
+        return None
+
+    # --------------------------------------------------------------------- start
+    def start(self) -> None:
+        """Start every component in order and record the stack."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._record(ready=False)
+        self._start_temporal()
+        self._start_postgres()
+        self._start_paper_broker()
+        self._start_workers()
+        self._record(ready=True)
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> int:
+        log_path = self.log_dir / f"{name}.log"
+        log = log_path.open("ab")
+        self._logs.append(log)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        self.processes[name] = process
+        return process.pid
+
+    def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
+        process = self.processes.get(name)
+
+        def ready_or_dead() -> bool:
+            return check() or (process is not None and process.poll() is not None)
+
+        wait_until(ready_or_dead, timeout)
+        if process is not None and process.poll() is not None:
+            raise StackError(
+                f"{name} exited during start (code {process.returncode}); see "
+                f"{self.log_dir / (name + '.log')}"
+            )
+        if not check():
+            raise StackError(f"{name} did not become ready in {timeout:.0f}s; see its log")
+
+    def _start_temporal(self) -> None:
+        cfg = self.config.temporal
+        db_file = self.config.resolve(cfg.db_filename)
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        self.say(f"starting Temporal dev server on {cfg.ip}:{cfg.port} ...")
+        pid = self._spawn("temporal", [str(temporal_binary()), *dev_server_args(cfg, db_file)])
+        ui = f"http://{cfg.ip}:{cfg.ui_port}"
+        self._wait("temporal", lambda: port_open(cfg.ip, cfg.port) and http_ok(ui), 60)
+        self.components.append(Component(
+            name="temporal", pid=pid, address=f"{cfg.ip}:{cfg.port}", url=ui,
+            log=str(self.log_dir / "temporal.log"), host=cfg.ip, port=cfg.port,
+        ))
+        self._record(ready=False)
+
+    def _start_postgres(self) -> None:
+        if not self.settings.uses_embedded_postgres:
+            self.say("PostgreSQL: using DATABASE_URL (embedded server not started)")
+            url = self.settings.database_url.get_secret_value() if self.settings.database_url else ""
+        else:
+            cfg = self.config.postgres
+            self.say(f"starting embedded PostgreSQL on 127.0.0.1:{cfg.port} ...")
+            self.postgres = EmbeddedPostgres(self.config.resolve(cfg.data_dir), cfg.port)
+            self.postgres.start()
+            asyncio.run(self.postgres.wait_ready())
+            url = asyncio.run(self.postgres.create_database(cfg.database))
+            self.components.append(Component(
+                name="postgres", pid=self.postgres.pid(), address=f"127.0.0.1:{cfg.port}",
+                url=url, log=str(self.postgres.log_file), port=cfg.port,
+            ))
+        applied = asyncio.run(_migrate(url))
+        self.say(f"ledger migrations: {', '.join(applied) if applied else 'up to date'}")
+        self._record(ready=False)
+
+    @staticmethod
+    def _paper_broker_available() -> bool:
+        return importlib.util.find_spec("paperbroker.__main__") is not None
+
+    def _start_paper_broker(self) -> None:
+        if not self.settings.uses_paper_broker:
+            self.say("broker: Alpaca (keys set; paper broker not started)")
+            return
+        if not self._paper_broker_available():
+            self.say("broker: paper broker not available in this checkout (skipped)")
+            return
+        cfg = self.config.paperbroker
+        credentials = paper_broker_credentials(self.state_dir)
+        self.say(f"starting paper broker on 127.0.0.1:{cfg.port} ...")
+        pid = self._spawn(
+            "paperbroker",
+            [sys.executable, "-m", "paperbroker", "--host", "127.0.0.1", "--port", str(cfg.port),
+             "--clock", cfg.clock, "--seed", str(cfg.seed),
+             "--state-file", str(self.state_dir / "paperbroker" / "state.json")],
+            env={"PAPERBROKER_KEY_ID": credentials.key_id.get_secret_value(),
+                 "PAPERBROKER_SECRET_KEY": credentials.secret_key.get_secret_value()},
+        )
+        url = f"http://127.0.0.1:{cfg.port}"
+        self._wait("paperbroker", lambda: http_ok(f"{url}/_sim/health"), 30)
+        self.components.append(Component(
+            name="paperbroker", pid=pid, address=f"127.0.0.1:{cfg.port}", url=url,
+            log=str(self.log_dir / "paperbroker.log"), port=cfg.port,
+        ))
+        self._record(ready=False)
+
+    def _start_workers(self) -> None:
+        for index in range(self.config.worker.replicas):
+            self._start_worker(f"worker-{index + 1}")
+
+    def _start_worker(self, name: str) -> None:
+        self.say(f"starting {name} (task queue {self.settings.temporal_task_queue}) ...")
+        pid = self._spawn(name, [sys.executable, str(ROOT / "worker.py")])
+        log = self.log_dir / f"{name}.log"
+        self._wait(name, lambda: _log_says(log, pid, "worker running"), 60)
+        self.components = [c for c in self.components if c.name != name]
+        self.components.append(Component(name=name, pid=pid, log=str(log)))
+        self._record(ready=not self._stopping and len(self.processes) > 0)
+
+    def _record(self, ready: bool) -> None:
+        write_state(self.state_dir, StackState(
+            supervisor_pid=os.getpid(), started_at=datetime.now(UTC), ready=ready,
+            components=self.components,
+        ))
+
+    # ----------------------------------------------------------------- supervise
+    def supervise(self) -> int:
+        """Block until SIGINT/SIGTERM; restart crashed workers; stop everything at the end."""
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self._stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        restarts = 0
+        while not self._stopping:
+            time.sleep(0.5)
+            for name, process in list(self.processes.items()):
+                if process.poll() is None or self._stopping:
+                    continue
+                if name.startswith("worker") and restarts < WORKER_RESTART_LIMIT:
+                    restarts += 1
+                    self.say(f"{name} exited (code {process.returncode}); restarting")
+                    self._start_worker(name)
+                else:
+                    self.say(f"{name} exited (code {process.returncode}); stopping the stack")
+                    self.stop()
+                    return 1
+        self.say("stopping the dev stack ...")
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        """Stop workers, paper broker, PostgreSQL and Temporal, in that order."""
+        self._stopping = True
+        order = sorted(self.processes, key=lambda n: (not n.startswith("worker"),
+                                                      n != "paperbroker", n))
+        for name in order:
+            process = self.processes[name]
+            stop_process(process.pid, grace=20 if name.startswith("worker") else 10)
+            process.wait(timeout=5)
+            self.say(f"  stopped {name}")
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.say("  stopped postgres")
+        for log in self._logs:
+            log.close()
+        clear_state(self.state_dir)
+
+
+async def _migrate(url: str) -> list[str]:
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError, ValueError) as exc:
+        raise ConfigError(f"cannot connect to PostgreSQL for migrations: {exc}") from None
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+def _log_says(log: Path, pid: int, marker: str) -> bool:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return False
+    return f"{marker} pid={pid}" in text
+
+
+def stop_recorded_stack(settings: Settings, config: DevConfig, out: Callable[[str], None]) -> bool:
+    """`dev down`: stop a running supervisor, or the leftovers of a crashed one."""
+    state = read_state(settings.state_dir)
+    stopped_any = False
+    if state is not None and pid_alive(state.supervisor_pid):
+        out(f"stopping the dev stack (supervisor pid {state.supervisor_pid}) ...")
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+        if not wait_until(lambda: not pid_alive(state.supervisor_pid), 90):
+            out("supervisor did not stop in 90 s; stopping its processes directly")
+        stopped_any = True
+    if state is not None:
+        for component in state.components:
+            if component.managed and component.pid and pid_alive(component.pid):
+                if component.name == "postgres":
+                    continue
+                stop_process(component.pid)
+                out(f"  stopped leftover {component.name} (pid {component.pid})")
+                stopped_any = True
+    postgres = EmbeddedPostgres(config.resolve(config.postgres.data_dir), config.postgres.port)
+    if postgres.pid() is not None:
+        postgres.stop()
+        out("  stopped embedded PostgreSQL")
+        stopped_any = True
+    clear_state(settings.state_dir)
+    return stopped_any

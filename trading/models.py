@@ -1,0 +1,60 @@
+"""Pydantic models that cross workflow, activity and ledger boundaries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonScalar = str | int | float | bool | None
+
+
+class Frozen(BaseModel):
+    """Base for immutable values."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class AuditEntry(Frozen):
+    """An append-only audit record: who did what, and why."""
+
+    actor: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    reason: str = ""
+    trade_id: str | None = None
+    detail: dict[str, JsonScalar] = Field(default_factory=dict)
+    event_key: str | None = None  # retried writes with the same key land once
+
+
+class AuditRow(Frozen):
+    """An audit record as stored."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    reason: str
+    trade_id: str | None
+    detail: dict[str, JsonScalar]
+    event_key: str | None
+
+
+class AuditLookup(Frozen):
+    """Which audit row to read."""
+
+    id: int
+
+
+class StackCheckInput(Frozen):
+    """Input of the stack check: who asked."""
+
+    requested_by: str = "cli"
+
+
+class StackCheckResult(Frozen):
+    """Outcome of the stack check: the audit row the workflow wrote and read back."""
+
+    workflow_id: str
+    audit_id: int
+    round_trip_ok: bool
+    written_at: datetime

@@ -1,0 +1,91 @@
+"""durable-trader worker: Settings -> clients -> Worker(all workflows and activities).
+
+Run `python worker.py`; start as many replicas as you like against one task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from devstack.bootstrap import ensure_environment
+
+if __name__ == "__main__":
+    ensure_environment()
+
+import asyncpg  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from activities import build_activities  # noqa: E402
+from clients import make_client, make_pool  # noqa: E402
+from ledger.migrate import apply_migrations  # noqa: E402
+from settings import ConfigError, Settings, load_settings  # noqa: E402
+from workflows.registry import ALL_WORKFLOWS  # noqa: E402
+
+logger = logging.getLogger("durable_trader.worker")
+
+
+def create_worker(
+    client: Client, pool: asyncpg.Pool, task_queue: str, executor: ThreadPoolExecutor
+) -> Worker:
+    """A Worker with every workflow and activity registered (shared with the tests)."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=build_activities(pool),
+        activity_executor=executor,
+        graceful_shutdown_timeout=timedelta(seconds=15),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Connect, migrate, run until SIGTERM/SIGINT, then drain in-flight activities."""
+    client = await make_client(settings)
+    pool = await make_pool(settings)
+    try:
+        async with pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        if applied:
+            logger.info("applied ledger migrations: %s", ", ".join(applied))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
+            worker = create_worker(client, pool, settings.temporal_task_queue, executor)
+            async with worker:
+                logger.info(
+                    "worker running pid=%s task_queue=%s namespace=%s",
+                    os.getpid(), settings.temporal_task_queue, settings.temporal_namespace,
+                )
+                await stop.wait()
+                logger.info("worker stopping pid=%s (draining in-flight work)", os.getpid())
+        logger.info("worker stopped pid=%s", os.getpid())
+    finally:
+        await pool.close()
+
+
+def main() -> int:
+    """Entry point; configuration problems print one line and exit 2."""
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level.upper(), stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        asyncio.run(run_worker(settings))
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""Every workflow class the worker registers."""
+
+from __future__ import annotations
+
+from workflows.stack_check import StackCheckWorkflow
+
+ALL_WORKFLOWS: list[type] = [StackCheckWorkflow]

@@ -1,0 +1,50 @@
+"""StackCheckWorkflow: proves worker, Temporal and the ledger work together end to end."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
+    from trading.models import (
+        AuditEntry,
+        AuditLookup,
+        StackCheckInput,
+        StackCheckResult,
+    )
+    from workflows.policies import LEDGER_READ, LEDGER_WRITE
+
+
+@workflow.defn
+class StackCheckWorkflow:
+    """Writes an audit row through an activity, reads it back and reports the round trip."""
+
+    @workflow.run
+    async def run(self, request: StackCheckInput) -> StackCheckResult:
+        info = workflow.info()
+        workflow.set_current_details(f"writing an audit row for `{request.requested_by}`")
+        written = await workflow.execute_activity_method(
+            LedgerActivities.append_audit,
+            AuditEntry(
+                actor=info.workflow_id,
+                action="stack_check",
+                reason=f"requested by {request.requested_by}",
+                detail={"run_id": info.run_id},
+                event_key=f"stack-check:{info.workflow_id}:{info.run_id}",
+            ),
+            start_to_close_timeout=LEDGER_WRITE.start_to_close,
+            retry_policy=LEDGER_WRITE.retry,
+        )
+        workflow.set_current_details(f"reading audit row {written.id} back")
+        read_back = await workflow.execute_activity_method(
+            LedgerActivities.get_audit,
+            AuditLookup(id=written.id),
+            start_to_close_timeout=LEDGER_READ.start_to_close,
+            retry_policy=LEDGER_READ.retry,
+        )
+        ok = read_back is not None and read_back == written
+        workflow.set_current_details(f"done: audit row {written.id}, round trip ok={ok}")
+        return StackCheckResult(
+            workflow_id=info.workflow_id, audit_id=written.id, round_trip_ok=ok,
+            written_at=written.at,
+        )
