@@ -14,9 +14,7 @@ from temporalio.service import TLSConfig
 from settings import ConfigError, Settings
 
 
-async def make_client(
-    settings: Settings, *, interceptors: Sequence[Interceptor] = ()
-) -> Client:
+async def make_client(settings: Settings, *, interceptors: Sequence[Interceptor] = ()) -> Client:
     """Connect to Temporal with the pydantic data converter and tracing interceptor."""
     tls: bool | TLSConfig = settings.temporal_tls
     if settings.temporal_tls_cert or settings.temporal_tls_key:
@@ -80,4 +78,19 @@ async def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    for needle, short in _KNOWN_REASONS:
+        if needle in text:
+            return short
+    line = text.splitlines()[0]
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
+_KNOWN_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("ConnectionRefused", "connection refused"),
+    ("dns error", "host name not found"),
+    ("failed to lookup address", "host name not found"),
+    ("Name or service not known", "host name not found"),
+    ("does not exist", "database or role does not exist"),
+    ("password authentication failed", "password authentication failed"),
+)

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
         None, description="PostgreSQL URL; unset -> the embedded PostgreSQL of the dev stack"
     )
 
-    alpaca_api_key: SecretStr | None = Field(None, description="Alpaca key id; unset -> paper broker")
+    alpaca_api_key: SecretStr | None = Field(
+        None, description="Alpaca key id; unset -> the local paper broker"
+    )
     alpaca_secret_key: SecretStr | None = Field(None, description="Alpaca secret key")
     alpaca_paper: bool = Field(True, description="Use the Alpaca paper endpoints")
     alpaca_trading_url: str | None = Field(None, description="Override the trading REST base URL")

@@ -18,15 +18,15 @@ from devstack.bootstrap import ensure_environment
 if __name__ == "__main__":
     ensure_environment()
 
-import asyncpg  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
 
-from activities import build_activities  # noqa: E402
-from clients import make_client, make_pool  # noqa: E402
-from ledger.migrate import apply_migrations  # noqa: E402
-from settings import ConfigError, Settings, load_settings  # noqa: E402
-from workflows.registry import ALL_WORKFLOWS  # noqa: E402
+from activities import build_activities
+from clients import make_client, make_pool
+from ledger.migrate import apply_migrations
+from settings import ConfigError, Settings, load_settings
+from workflows.registry import ALL_WORKFLOWS
 
 logger = logging.getLogger("durable_trader.worker")
 
@@ -63,7 +63,9 @@ async def run_worker(settings: Settings) -> None:
             async with worker:
                 logger.info(
                     "worker running pid=%s task_queue=%s namespace=%s",
-                    os.getpid(), settings.temporal_task_queue, settings.temporal_namespace,
+                    os.getpid(),
+                    settings.temporal_task_queue,
+                    settings.temporal_namespace,
                 )
                 await stop.wait()
                 logger.info("worker stopping pid=%s (draining in-flight work)", os.getpid())
@@ -77,7 +79,8 @@ def main() -> int:
     try:
         settings = load_settings()
         logging.basicConfig(
-            level=settings.log_level.upper(), stream=sys.stderr,
+            level=settings.log_level.upper(),
+            stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         asyncio.run(run_worker(settings))

@@ -23,8 +23,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev = commands.add_parser("dev", help="run the embedded development stack")
     sub = dev.add_subparsers(dest="dev_command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="start Temporal, PostgreSQL, paper broker and worker")
-    up.add_argument("--detach", action="store_true",
-                    help="start in the background and return once the stack is ready")
+    up.add_argument(
+        "--detach",
+        action="store_true",
+        help="start in the background and return once the stack is ready",
+    )
     up.set_defaults(handler=cmd_up)
     status = sub.add_parser("status", help="what runs where (exit 1 when the stack is down)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -41,8 +44,13 @@ def _describe(state: StackState, settings: Settings) -> list[tuple[str, str, str
     temporal = state.component("temporal")
     if temporal is not None:
         rows.append(("Web UI", temporal.url, "up" if temporal.alive() else "DOWN"))
-        rows.append(("Temporal", f"{temporal.address} namespace={settings.temporal_namespace}",
-                     "up" if temporal.alive() else "DOWN"))
+        rows.append(
+            (
+                "Temporal",
+                f"{temporal.address} namespace={settings.temporal_namespace}",
+                "up" if temporal.alive() else "DOWN",
+            )
+        )
     for component in state.components:
         if component.name == "temporal":
             continue
@@ -66,12 +74,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if args.detach:
         return _up_detached(settings)
     stack = DevStack(settings, config, say)
+    running = stack.preflight()
+    if running is not None:
+        say(f"the dev stack is already running (supervisor pid {running.supervisor_pid}):")
+        _print_stack(running, settings)
+        return 0
     try:
-        running = stack.preflight()
-        if running is not None:
-            say(f"the dev stack is already running (supervisor pid {running.supervisor_pid}):")
-            _print_stack(running, settings)
-            return 0
         stack.start()
     except (StackError, KeyboardInterrupt) as exc:
         stack.stop()
@@ -94,8 +102,12 @@ def _up_detached(settings: Settings) -> int:
     log = (settings.state_dir / "stack.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "starter.py"), "dev", "up"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, cwd=ROOT, env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
     )
 
     def settled() -> bool:
@@ -125,8 +137,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             payload["started_at"] = state.started_at.isoformat()
             payload["ready"] = state.ready
             payload["components"] = [
-                {**c.model_dump(include={"name", "pid", "address", "url", "log"}),
-                 "alive": c.alive()} for c in state.components
+                {
+                    **c.model_dump(include={"name", "pid", "address", "url", "log"}),
+                    "alive": c.alive(),
+                }
+                for c in state.components
             ]
         emit_json(payload)
         return 0 if running else 1
@@ -134,11 +149,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         say("the dev stack is not running (start it with: python starter.py dev up)")
         return 1
     if not running:
-        say(f"the dev stack record is stale: supervisor pid {state.supervisor_pid} is gone; "
-            "run `python starter.py dev down` to clean up")
+        say(
+            f"the dev stack record is stale: supervisor pid {state.supervisor_pid} is gone; "
+            "run `python starter.py dev down` to clean up"
+        )
         return 1
-    say(f"dev stack running (supervisor pid {state.supervisor_pid}, since "
-        f"{state.started_at:%Y-%m-%d %H:%M:%S} UTC):")
+    say(
+        f"dev stack running (supervisor pid {state.supervisor_pid}, since "
+        f"{state.started_at:%Y-%m-%d %H:%M:%S} UTC):"
+    )
     _print_stack(state, settings)
     return 0
 
@@ -159,8 +178,10 @@ def _run_stack_check(settings: Settings) -> None:
     except Exception as exc:  # the stack stays up; the user sees why the check failed
         say(f"stack check FAILED: {exc}")
         return
-    say(f"stack check ok: workflow {result['workflow_id']} wrote and read back audit row "
-        f"{result['audit_id']}")
+    say(
+        f"stack check ok: workflow {result['workflow_id']} wrote and read back audit row "
+        f"{result['audit_id']}"
+    )
 
 
 async def _stack_check(settings: Settings) -> dict[str, Any]:
@@ -169,10 +190,15 @@ async def _stack_check(settings: Settings) -> dict[str, Any]:
     from workflows.stack_check import StackCheckWorkflow
 
     client = await make_client(settings)
-    result = await asyncio.wait_for(client.execute_workflow(
-        StackCheckWorkflow.run, StackCheckInput(requested_by="cli"),
-        id=f"stack-check-{uuid.uuid4().hex[:12]}", task_queue=settings.temporal_task_queue,
-    ), timeout=60)
+    result = await asyncio.wait_for(
+        client.execute_workflow(
+            StackCheckWorkflow.run,
+            StackCheckInput(requested_by="cli"),
+            id=f"stack-check-{uuid.uuid4().hex[:12]}",
+            task_queue=settings.temporal_task_queue,
+        ),
+        timeout=60,
+    )
     return result.model_dump(mode="json")
 
 
@@ -182,6 +208,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(result)
     else:
-        say(f"stack check ok={result['round_trip_ok']}: workflow {result['workflow_id']} "
-            f"wrote and read back audit row {result['audit_id']}")
+        say(
+            f"stack check ok={result['round_trip_ok']}: workflow {result['workflow_id']} "
+            f"wrote and read back audit row {result['audit_id']}"
+        )
     return 0 if result["round_trip_ok"] else 1

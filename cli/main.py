@@ -21,10 +21,22 @@ def cmd_settings_show(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     say(table(sorted(shown.items()), header=("SETTING", "VALUE")))
     say("")
-    say("broker: " + ("local paper broker (ALPACA_API_KEY unset)" if settings.uses_paper_broker
-                      else f"Alpaca ({'paper' if settings.alpaca_paper else 'LIVE'})"))
-    say("ledger: " + ("embedded PostgreSQL (DATABASE_URL unset)" if settings.uses_embedded_postgres
-                      else "DATABASE_URL"))
+    say(
+        "broker: "
+        + (
+            "local paper broker (ALPACA_API_KEY unset)"
+            if settings.uses_paper_broker
+            else f"Alpaca ({'paper' if settings.alpaca_paper else 'LIVE'})"
+        )
+    )
+    say(
+        "ledger: "
+        + (
+            "embedded PostgreSQL (DATABASE_URL unset)"
+            if settings.uses_embedded_postgres
+            else "DATABASE_URL"
+        )
+    )
     return 0
 
 
@@ -45,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     settings_cmd = commands.add_parser("settings", help="show the effective configuration")
-    settings_sub = settings_cmd.add_subparsers(dest="settings_command", required=True,
-                                               metavar="COMMAND")
+    settings_sub = settings_cmd.add_subparsers(
+        dest="settings_command", required=True, metavar="COMMAND"
+    )
     show = settings_sub.add_parser("show", help="print settings with secrets masked")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=cmd_settings_show)

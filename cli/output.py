@@ -30,6 +30,7 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) ->
     if not all_rows:
         return ""
     widths = [max(len(row[i]) for row in all_rows) for i in range(len(all_rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-             for row in all_rows]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in all_rows
+    ]
     return "\n".join(lines)

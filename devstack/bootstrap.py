@@ -54,8 +54,15 @@ def ensure_environment() -> None:
     if not STAMP.exists() or STAMP.read_text().strip() != fingerprint:
         _say("installing dependencies (first run only; about a minute)")
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             *requirements],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                *requirements,
+            ],
             check=True,
         )
         STAMP.write_text(fingerprint)

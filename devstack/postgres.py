@@ -13,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 
+from devstack.processes import pid_alive
+
 with warnings.catch_warnings():
     # The wheel resolves a runtime folder at import and warns when XDG_RUNTIME_DIR is unset.
     warnings.simplefilter("ignore")
@@ -60,7 +62,11 @@ class EmbeddedPostgres:
         command = [str(POSTGRES_BIN_PATH / exe), *args]
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, user=self._user,
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                user=self._user,
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
@@ -102,8 +108,14 @@ class EmbeddedPostgres:
         if self.initialized:
             return
         self._run(
-            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--no-instructions",
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-instructions",
         )
 
     def pid(self) -> int | None:
@@ -113,13 +125,7 @@ class EmbeddedPostgres:
             pid = int(pid_file.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return pid if pid_alive(pid) else None
 
     def start(self) -> None:
         """Initialise if needed and start the server; a running server is left as it is."""
@@ -135,16 +141,27 @@ class EmbeddedPostgres:
         if self.fast_unsafe:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(
-            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
-            "-l", str(self.log_file), "-o", " ".join(options), timeout=90,
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            " ".join(options),
+            timeout=90,
         )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown); a stopped server is fine."""
         if self.pid() is None:
             return
-        self._run("pg_ctl", "stop", "-w", "-t", "60", "-m", "fast", "-D", str(self.data_dir),
-                  timeout=90)
+        self._run(
+            "pg_ctl", "stop", "-w", "-t", "60", "-m", "fast", "-D", str(self.data_dir), timeout=90
+        )
 
     def destroy(self) -> None:
         """Stop the server and delete its data."""
@@ -163,9 +180,9 @@ class EmbeddedPostgres:
             await conn.close()
         return self.url(name)
 
-    async def wait_ready(self, timeout: float = 30) -> None:
+    async def wait_ready(self, within_s: float = 30) -> None:
         """Wait until the server accepts connections."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while True:
             try:
                 conn = await asyncpg.connect(self.url(), timeout=2)

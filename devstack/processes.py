@@ -8,6 +8,8 @@ import socket
 import time
 import urllib.request
 
+import psutil
+
 
 def pid_alive(pid: int | None) -> bool:
     """True if a process with this pid exists (and is not a zombie we own)."""
@@ -20,12 +22,10 @@ def pid_alive(pid: int | None) -> bool:
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # A zombie (exited, not yet reaped by an init that never reaps) is not alive.
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -51,8 +51,9 @@ def wait_until(check: object, timeout: float, interval: float = 0.2) -> bool:
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     """True if a GET on url answers with a 2xx/3xx status."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
-            return 200 <= response.status < 400
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status: int = response.status
+            return 200 <= status < 400
     except OSError:
         return False
 

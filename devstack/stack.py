@@ -71,8 +71,10 @@ class DevStack:
             self.say(f"note: removed the record of a crashed stack (pid {existing.supervisor_pid})")
             clear_state(self.state_dir)
         temporal = self.config.temporal
-        wanted = [("Temporal gRPC", temporal.port, "temporal.port"),
-                  ("Temporal Web UI", temporal.ui_port, "temporal.ui_port")]
+        wanted = [
+            ("Temporal gRPC", temporal.port, "temporal.port"),
+            ("Temporal Web UI", temporal.ui_port, "temporal.ui_port"),
+        ]
         if self.settings.uses_embedded_postgres:
             wanted.append(("PostgreSQL", self.config.postgres.port, "postgres.port"))
         if self.settings.uses_paper_broker and self._paper_broker_available():
@@ -101,8 +103,13 @@ class DevStack:
         log = log_path.open("ab")
         self._logs.append(log)
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
         self.processes[name] = process
         return process.pid
@@ -130,16 +137,24 @@ class DevStack:
         pid = self._spawn("temporal", [str(temporal_binary()), *dev_server_args(cfg, db_file)])
         ui = f"http://{cfg.ip}:{cfg.ui_port}"
         self._wait("temporal", lambda: port_open(cfg.ip, cfg.port) and http_ok(ui), 60)
-        self.components.append(Component(
-            name="temporal", pid=pid, address=f"{cfg.ip}:{cfg.port}", url=ui,
-            log=str(self.log_dir / "temporal.log"), host=cfg.ip, port=cfg.port,
-        ))
+        self.components.append(
+            Component(
+                name="temporal",
+                pid=pid,
+                address=f"{cfg.ip}:{cfg.port}",
+                url=ui,
+                log=str(self.log_dir / "temporal.log"),
+                host=cfg.ip,
+                port=cfg.port,
+            )
+        )
         self._record(ready=False)
 
     def _start_postgres(self) -> None:
         if not self.settings.uses_embedded_postgres:
             self.say("PostgreSQL: using DATABASE_URL (embedded server not started)")
-            url = self.settings.database_url.get_secret_value() if self.settings.database_url else ""
+            assert self.settings.database_url is not None
+            url = self.settings.database_url.get_secret_value()
         else:
             cfg = self.config.postgres
             self.say(f"starting embedded PostgreSQL on 127.0.0.1:{cfg.port} ...")
@@ -147,10 +162,16 @@ class DevStack:
             self.postgres.start()
             asyncio.run(self.postgres.wait_ready())
             url = asyncio.run(self.postgres.create_database(cfg.database))
-            self.components.append(Component(
-                name="postgres", pid=self.postgres.pid(), address=f"127.0.0.1:{cfg.port}",
-                url=url, log=str(self.postgres.log_file), port=cfg.port,
-            ))
+            self.components.append(
+                Component(
+                    name="postgres",
+                    pid=self.postgres.pid(),
+                    address=f"127.0.0.1:{cfg.port}",
+                    url=url,
+                    log=str(self.postgres.log_file),
+                    port=cfg.port,
+                )
+            )
         applied = asyncio.run(_migrate(url))
         self.say(f"ledger migrations: {', '.join(applied) if applied else 'up to date'}")
         self._record(ready=False)
@@ -171,18 +192,38 @@ class DevStack:
         self.say(f"starting paper broker on 127.0.0.1:{cfg.port} ...")
         pid = self._spawn(
             "paperbroker",
-            [sys.executable, "-m", "paperbroker", "--host", "127.0.0.1", "--port", str(cfg.port),
-             "--clock", cfg.clock, "--seed", str(cfg.seed),
-             "--state-file", str(self.state_dir / "paperbroker" / "state.json")],
-            env={"PAPERBROKER_KEY_ID": credentials.key_id.get_secret_value(),
-                 "PAPERBROKER_SECRET_KEY": credentials.secret_key.get_secret_value()},
+            [
+                sys.executable,
+                "-m",
+                "paperbroker",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(cfg.port),
+                "--clock",
+                cfg.clock,
+                "--seed",
+                str(cfg.seed),
+                "--state-file",
+                str(self.state_dir / "paperbroker" / "state.json"),
+            ],
+            env={
+                "PAPERBROKER_KEY_ID": credentials.key_id.get_secret_value(),
+                "PAPERBROKER_SECRET_KEY": credentials.secret_key.get_secret_value(),
+            },
         )
         url = f"http://127.0.0.1:{cfg.port}"
         self._wait("paperbroker", lambda: http_ok(f"{url}/_sim/health"), 30)
-        self.components.append(Component(
-            name="paperbroker", pid=pid, address=f"127.0.0.1:{cfg.port}", url=url,
-            log=str(self.log_dir / "paperbroker.log"), port=cfg.port,
-        ))
+        self.components.append(
+            Component(
+                name="paperbroker",
+                pid=pid,
+                address=f"127.0.0.1:{cfg.port}",
+                url=url,
+                log=str(self.log_dir / "paperbroker.log"),
+                port=cfg.port,
+            )
+        )
         self._record(ready=False)
 
     def _start_workers(self) -> None:
@@ -199,14 +240,20 @@ class DevStack:
         self._record(ready=not self._stopping and len(self.processes) > 0)
 
     def _record(self, ready: bool) -> None:
-        write_state(self.state_dir, StackState(
-            supervisor_pid=os.getpid(), started_at=datetime.now(UTC), ready=ready,
-            components=self.components,
-        ))
+        write_state(
+            self.state_dir,
+            StackState(
+                supervisor_pid=os.getpid(),
+                started_at=datetime.now(UTC),
+                ready=ready,
+                components=self.components,
+            ),
+        )
 
     # ----------------------------------------------------------------- supervise
     def supervise(self) -> int:
         """Block until SIGINT/SIGTERM; restart crashed workers; stop everything at the end."""
+
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self._stopping = True
 
@@ -233,8 +280,9 @@ class DevStack:
     def stop(self) -> None:
         """Stop workers, paper broker, PostgreSQL and Temporal, in that order."""
         self._stopping = True
-        order = sorted(self.processes, key=lambda n: (not n.startswith("worker"),
-                                                      n != "paperbroker", n))
+        order = sorted(
+            self.processes, key=lambda n: (not n.startswith("worker"), n != "paperbroker", n)
+        )
         for name in order:
             process = self.processes[name]
             stop_process(process.pid, grace=20 if name.startswith("worker") else 10)

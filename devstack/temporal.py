@@ -28,12 +28,18 @@ def temporal_binary() -> Path:
 def dev_server_args(config: TemporalDevConfig, db_file: Path | None) -> list[str]:
     """Arguments for `temporal server start-dev` from temporal-dev.yaml's temporal section."""
     args = [
-        "server", "start-dev",
-        "--ip", config.ip,
-        "--port", str(config.port),
-        "--ui-port", str(config.ui_port),
-        "--namespace", config.namespace,
-        "--log-level", config.log_level,
+        "server",
+        "start-dev",
+        "--ip",
+        config.ip,
+        "--port",
+        str(config.port),
+        "--ui-port",
+        str(config.ui_port),
+        "--namespace",
+        config.namespace,
+        "--log-level",
+        config.log_level,
         "--ui-disable-news-fetch",
     ]
     if db_file is not None:

@@ -31,8 +31,12 @@ FROM audit_log ORDER BY id DESC LIMIT $1
 def _row(record: asyncpg.Record) -> AuditRow:
     detail = record["detail"]
     return AuditRow(
-        id=record["id"], at=record["at"], actor=record["actor"], action=record["action"],
-        reason=record["reason"], trade_id=record["trade_id"],
+        id=record["id"],
+        at=record["at"],
+        actor=record["actor"],
+        action=record["action"],
+        reason=record["reason"],
+        trade_id=record["trade_id"],
         detail=json.loads(detail) if isinstance(detail, str) else detail,
         event_key=record["event_key"],
     )
@@ -48,8 +52,13 @@ class AuditLog:
         """Append an entry; with an event_key already stored, return that row instead."""
         async with self._pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(
-                _INSERT, entry.actor, entry.action, entry.reason, entry.trade_id,
-                json.dumps(entry.detail), entry.event_key,
+                _INSERT,
+                entry.actor,
+                entry.action,
+                entry.reason,
+                entry.trade_id,
+                json.dumps(entry.detail),
+                entry.event_key,
             )
             if record is None:
                 record = await conn.fetchrow(_BY_KEY, entry.event_key)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant shared by every runner; pg_advisory_xact_lock serialises concurrent runners.
@@ -59,9 +60,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-async def apply_migrations(
-    conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR
-) -> list[str]:
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+async def apply_migrations(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; returns the names applied (empty when up to date)."""
     migrations = discover(directory)
     applied_now: list[str] = []
@@ -97,7 +99,7 @@ async def apply_migrations(
     return applied_now
 
 
-async def applied_versions(conn: asyncpg.Connection) -> list[int]:
+async def applied_versions(conn: Connection) -> list[int]:
     """Versions recorded in schema_migrations (empty when the table does not exist)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:

@@ -45,6 +45,8 @@ class StackCheckWorkflow:
         ok = read_back is not None and read_back == written
         workflow.set_current_details(f"done: audit row {written.id}, round trip ok={ok}")
         return StackCheckResult(
-            workflow_id=info.workflow_id, audit_id=written.id, round_trip_ok=ok,
+            workflow_id=info.workflow_id,
+            audit_id=written.id,
+            round_trip_ok=ok,
             written_at=written.at,
         )

