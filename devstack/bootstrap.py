@@ -53,18 +53,11 @@ def ensure_environment() -> None:
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     if not STAMP.exists() or STAMP.read_text().strip() != fingerprint:
         _say("installing dependencies (first run only; about a minute)")
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                *requirements,
-            ],
-            check=True,
-        )
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        done = subprocess.run([*pip, *requirements], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+            sys.exit(f"error: installing dependencies into {VENV} failed (pip output above)")
         STAMP.write_text(fingerprint)
     if Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(python), [str(python), *sys.argv])

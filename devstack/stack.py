@@ -178,7 +178,10 @@ class DevStack:
 
     @staticmethod
     def _paper_broker_available() -> bool:
-        return importlib.util.find_spec("paperbroker.__main__") is not None
+        try:
+            return importlib.util.find_spec("paperbroker.__main__") is not None
+        except ModuleNotFoundError:
+            return False
 
     def _start_paper_broker(self) -> None:
         if not self.settings.uses_paper_broker:
