@@ -1,0 +1,260 @@
+"""The /_sim admin API: drive the clock and prices, inject faults, act outside the system."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from paperbroker.clock import ClockMode
+from paperbroker.errors import ApiError, bad_body, unprocessable
+from paperbroker.external import cancel_elsewhere, close_elsewhere, fill_elsewhere, trade_elsewhere
+from paperbroker.faults import FaultRule
+from paperbroker.http_trading import json_response, read_json
+from paperbroker.serialize import order_json, ts
+
+if TYPE_CHECKING:
+    from paperbroker.server import PaperBrokerServer
+
+SERVER_KEY: web.AppKey[Any] = web.AppKey("server")
+
+
+def _server(request: web.Request) -> PaperBrokerServer:
+    server: PaperBrokerServer = request.app[SERVER_KEY]
+    return server
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise bad_body()
+    return body
+
+
+def _decimal(body: dict[str, Any], key: str) -> Decimal | None:
+    value = body.get(key)
+    return None if value is None else Decimal(str(value))
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /_sim/health: readiness probe (no auth)."""
+    return json_response({"status": "ok"})
+
+
+async def state(request: web.Request) -> web.Response:
+    """GET /_sim/state: clock, quotes, counts and faults."""
+    server = _server(request)
+    broker = server.broker
+    now = broker.sync()
+    quotes = {}
+    for symbol in sorted(broker.prices.paths):
+        quote = broker.prices.quote(symbol, now)
+        quotes[symbol] = {"bid": str(quote.bid), "ask": str(quote.ask), "mid": str(quote.mid)}
+    return json_response(
+        {
+            "now": ts(now),
+            "clock_mode": broker.clock.mode.value,
+            "is_open": broker.calendar.is_open(now),
+            "quotes": quotes,
+            "open_orders": len(broker.book.open_orders()),
+            "orders": len(broker.book.orders),
+            "positions": {s: str(p.qty) for s, p in broker.book.positions.items()},
+            "cash": str(broker.book.account.cash),
+            "faults": [r.model_dump() for r in server.faults.rules],
+            "stream_connections": len(server.hub.sockets),
+            "rate_limit": server.limiter.limit,
+            "partial_fill_probability": broker.matcher.partial_fill_probability,
+        }
+    )
+
+
+async def clock(request: web.Request) -> web.Response:
+    """POST /_sim/clock: {"set": iso} | {"advance": seconds} | {"mode": m, "rate": r}."""
+    broker = _server(request).broker
+    body = await _body(request)
+    broker.sync()
+    if "mode" in body:
+        broker.clock.set_mode(ClockMode(body["mode"]), body.get("rate"))
+    if "set" in body:
+        target = datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00"))
+        if target.tzinfo is None:
+            raise unprocessable("set needs a timezone-aware timestamp")
+        if target < broker.clock.now():
+            raise unprocessable("the clock cannot go backwards; use /_sim/reset")
+        broker.clock.set(target)
+    if "advance" in body:
+        seconds = float(body["advance"])
+        if seconds < 0:
+            raise unprocessable("advance must be >= 0")
+        broker.clock.advance(seconds)
+    now = broker.sync()
+    return json_response({"now": ts(now), "is_open": broker.calendar.is_open(now)})
+
+
+async def sync(request: web.Request) -> web.Response:
+    """POST /_sim/sync: process everything due now; returns once deferred work has run."""
+    broker = _server(request).broker
+    now = broker.sync()
+    return json_response({"now": ts(now)})
+
+
+async def set_price(request: web.Request) -> web.Response:
+    """POST /_sim/prices/{symbol}: {"price": p, "volatility": v} (either or both)."""
+    broker = _server(request).broker
+    symbol = request.match_info["symbol"].upper()
+    body = await _body(request)
+    price = _decimal(body, "price")
+    if not broker.prices.has(symbol):
+        broker.add_symbol(symbol, price)
+    now = broker.sync()
+    if body.get("volatility") is not None:
+        broker.prices.path(symbol).set_volatility(now, float(body["volatility"]))
+    if price is not None:
+        broker.prices.set_price(symbol, now, price)
+    broker.matcher.catch_up(now, now)
+    for order in broker.book.open_orders(symbol):
+        broker.matcher.evaluate(order, now)
+    quote = broker.prices.quote(symbol, now)
+    return json_response(
+        {"symbol": symbol, "bid": str(quote.bid), "ask": str(quote.ask), "mid": str(quote.mid)}
+    )
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    """POST /_sim/faults: add a FaultRule."""
+    try:
+        rule = FaultRule.model_validate(await _body(request))
+    except ValidationError as exc:
+        raise unprocessable(str(exc.errors()[0]["msg"])) from exc
+    return json_response(_server(request).faults.add(rule).model_dump())
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    """GET /_sim/faults."""
+    return json_response([r.model_dump() for r in _server(request).faults.rules])
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    """DELETE /_sim/faults: remove every rule."""
+    _server(request).faults.clear()
+    return web.Response(status=204)
+
+
+async def remove_fault(request: web.Request) -> web.Response:
+    """DELETE /_sim/faults/{id}."""
+    if not _server(request).faults.remove(request.match_info["rule_id"]):
+        raise ApiError(404, "fault not found", 40410000)
+    return web.Response(status=204)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/cancel: cancel as if from the dashboard."""
+    broker = _server(request).broker
+    order = cancel_elsewhere(broker, request.match_info["order_id"])
+    return json_response(order_json(order, broker.book))
+
+
+async def fill_order(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/fill: {"price"?, "qty"?} execute now regardless of the market."""
+    broker = _server(request).broker
+    body = await _body(request)
+    order = fill_elsewhere(
+        broker, request.match_info["order_id"], _decimal(body, "price"), _decimal(body, "qty")
+    )
+    return json_response(order_json(order, broker.book))
+
+
+async def open_position(request: web.Request) -> web.Response:
+    """POST /_sim/positions: {"symbol", "qty" (signed), "price"?} trade outside the system."""
+    broker = _server(request).broker
+    body = await _body(request)
+    qty = _decimal(body, "qty")
+    if not body.get("symbol") or qty is None:
+        raise unprocessable("symbol and qty are required")
+    order = trade_elsewhere(broker, str(body["symbol"]).upper(), qty, _decimal(body, "price"))
+    return json_response(order_json(order, broker.book))
+
+
+async def close_position(request: web.Request) -> web.Response:
+    """DELETE /_sim/positions/{symbol}?cancel_orders=true: flatten outside the system."""
+    broker = _server(request).broker
+    cancel = request.query.get("cancel_orders", "").lower() in ("true", "1")
+    order = close_elsewhere(broker, request.match_info["symbol"], cancel)
+    return json_response(order_json(order, broker.book))
+
+
+async def drop_streams(request: web.Request) -> web.Response:
+    """POST /_sim/stream/drop: close every trade_updates connection."""
+    return json_response({"dropped": await _server(request).hub.drop_all()})
+
+
+async def reset(request: web.Request) -> web.Response:
+    """POST /_sim/reset: {"cash"?, "clock"?} fresh account, prices, faults; clock may move."""
+    server = _server(request)
+    body = await _body(request)
+    when = body.get("clock")
+    server.reset(
+        cash=_decimal(body, "cash"),
+        when=datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else None,
+    )
+    return json_response({"now": ts(server.broker.clock.now())})
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    """POST /_sim/snapshot: {"path"?} write the state file."""
+    server = _server(request)
+    path = (await _body(request)).get("path")
+    written = server.save(Path(path) if path else None)
+    return json_response({"path": str(written)})
+
+
+async def restore(request: web.Request) -> web.Response:
+    """POST /_sim/restore: {"path"?} load a state file."""
+    server = _server(request)
+    path = (await _body(request)).get("path")
+    loaded = server.load(Path(path) if path else None)
+    return json_response({"path": str(loaded), "now": ts(server.broker.clock.now())})
+
+
+async def configure(request: web.Request) -> web.Response:
+    """POST /_sim/config: {"rate_limit"?, "partial_fill_probability"?, "fill_delay_ms"?}."""
+    server = _server(request)
+    body = await _body(request)
+    if "rate_limit" in body:
+        server.limiter.limit = int(body["rate_limit"])
+        server.limiter.reset()
+    if "partial_fill_probability" in body:
+        server.broker.matcher.partial_fill_probability = float(body["partial_fill_probability"])
+    if "fill_delay_ms" in body:
+        server.broker.route_delay = int(body["fill_delay_ms"]) / 1000
+    return json_response(json.loads(json.dumps(body)))
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """Register the /_sim routes."""
+    r = app.router
+    r.add_get("/_sim/health", health)
+    r.add_get("/_sim/state", state)
+    r.add_post("/_sim/clock", clock)
+    r.add_post("/_sim/sync", sync)
+    r.add_post("/_sim/prices/{symbol}", set_price)
+    r.add_post("/_sim/faults", add_fault)
+    r.add_get("/_sim/faults", list_faults)
+    r.add_delete("/_sim/faults", clear_faults)
+    r.add_delete("/_sim/faults/{rule_id}", remove_fault)
+    r.add_post("/_sim/orders/{order_id}/cancel", cancel_order)
+    r.add_post("/_sim/orders/{order_id}/fill", fill_order)
+    r.add_post("/_sim/positions", open_position)
+    r.add_delete("/_sim/positions/{symbol}", close_position)
+    r.add_post("/_sim/stream/drop", drop_streams)
+    r.add_post("/_sim/reset", reset)
+    r.add_post("/_sim/snapshot", snapshot)
+    r.add_post("/_sim/restore", restore)
+    r.add_post("/_sim/config", configure)

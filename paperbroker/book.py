@@ -1,0 +1,169 @@
+"""The account's books: orders, positions and cash, with fills and trade-update events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+from paperbroker.models import (
+    AccountRecord,
+    LegRole,
+    OrderClass,
+    OrderRecord,
+    PositionRecord,
+    Side,
+    Status,
+)
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class TradeUpdate:
+    """One trade_updates event before serialization."""
+
+    event: str
+    order_id: UUID
+    timestamp: datetime
+    price: Decimal | None = None
+    qty: Decimal | None = None
+    position_qty: Decimal | None = None
+    execution_id: UUID | None = None
+
+
+@dataclass
+class Book:
+    """Orders, positions and cash of the single paper account."""
+
+    account: AccountRecord
+    orders: dict[UUID, OrderRecord] = field(default_factory=dict)
+    positions: dict[str, PositionRecord] = field(default_factory=dict)
+    client_ids: dict[str, UUID] = field(default_factory=dict)
+    seq: int = 0
+    listeners: list[Callable[[TradeUpdate], None]] = field(default_factory=list)
+
+    def add(self, order: OrderRecord) -> None:
+        """Register a new order."""
+        self.seq += 1
+        order.seq = self.seq
+        self.orders[order.id] = order
+        self.client_ids.setdefault(order.client_order_id, order.id)
+
+    def emit(self, event: str, order: OrderRecord, when: datetime, **fill: Any) -> None:
+        """Send a trade update to every listener."""
+        update = TradeUpdate(event=event, order_id=order.id, timestamp=when, **fill)
+        for listener in list(self.listeners):
+            try:
+                listener(update)
+            except Exception:
+                log.exception("trade update listener failed for order %s", order.client_order_id)
+
+    def open_orders(self, symbol: str | None = None) -> list[OrderRecord]:
+        """Return open orders (optionally for one symbol) in submission order."""
+        return [
+            o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)
+        ]
+
+    def set_status(
+        self, order: OrderRecord, status: Status, when: datetime, event: str | None
+    ) -> None:
+        """Move an order to `status`, stamp the matching time field and emit `event`."""
+        order.status = status
+        order.updated_at = when
+        if status is Status.CANCELED:
+            order.canceled_at = when
+            order.working = False
+        elif status is Status.EXPIRED:
+            order.expired_at = when
+            order.working = False
+        elif status is Status.REJECTED:
+            order.failed_at = when
+            order.working = False
+        elif status is Status.REPLACED:
+            order.replaced_at = when
+            order.working = False
+        if event is not None:
+            self.emit(event, order, when)
+
+    def position_qty(self, symbol: str) -> Decimal:
+        """Return the signed position quantity for `symbol`."""
+        position = self.positions.get(symbol)
+        return position.qty if position else ZERO
+
+    def held_for_orders(self, symbol: str, side: Side) -> Decimal:
+        """Return the quantity reserved by open orders on `side` (OCO peers count once)."""
+        groups: dict[UUID, Decimal] = {}
+        for order in self.open_orders(symbol):
+            if order.side is not side or not order.activated:
+                continue
+            if order.leg_ids and order.order_class in (OrderClass.BRACKET, OrderClass.OTO):
+                continue
+            key = order.id if order.oco_peer_id is None else min(order.id, order.oco_peer_id)
+            groups[key] = max(groups.get(key, ZERO), order.remaining)
+        return sum(groups.values(), ZERO)
+
+    def apply_fill(self, order: OrderRecord, qty: Decimal, price: Decimal, when: datetime) -> None:
+        """Execute `qty` of `order` at `price`: update order, position and cash, emit the event."""
+        total = order.filled_qty + qty
+        previous_value = (order.filled_avg_price or ZERO) * order.filled_qty
+        order.filled_avg_price = ((previous_value + price * qty) / total).quantize(
+            Decimal("0.0001")
+        )
+        order.filled_avg_price = order.filled_avg_price.normalize()
+        order.filled_qty = total
+        order.updated_at = when
+        signed = qty if order.side is Side.BUY else -qty
+        self._move_position(order, signed, price)
+        self.account.cash -= signed * price
+        if order.remaining <= 0:
+            order.status = Status.FILLED
+            order.filled_at = when
+            order.working = False
+            event = "fill"
+        else:
+            order.status = Status.PARTIALLY_FILLED
+            event = "partial_fill"
+        self.emit(
+            event,
+            order,
+            when,
+            price=price,
+            qty=qty,
+            position_qty=self.position_qty(order.symbol),
+            execution_id=uuid4(),
+        )
+
+    def _move_position(self, order: OrderRecord, signed: Decimal, price: Decimal) -> None:
+        position = self.positions.get(order.symbol)
+        if position is None:
+            self.positions[order.symbol] = PositionRecord(
+                symbol=order.symbol, asset_id=order.asset_id, qty=signed, avg_entry_price=price
+            )
+            return
+        new_qty = position.qty + signed
+        if new_qty == 0:
+            del self.positions[order.symbol]
+        elif position.qty == 0 or (position.qty > 0) == (signed > 0):
+            cost = position.avg_entry_price * abs(position.qty) + price * abs(signed)
+            position.avg_entry_price = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
+            position.qty = new_qty
+        elif (position.qty > 0) != (new_qty > 0):
+            position.qty = new_qty
+            position.avg_entry_price = price
+        else:
+            position.qty = new_qty
+
+    def legs_of(self, order: OrderRecord) -> list[OrderRecord]:
+        """Return the legs of a complex order."""
+        return [self.orders[i] for i in order.leg_ids if i in self.orders]
+
+    def leg(self, order: OrderRecord, role: LegRole) -> OrderRecord | None:
+        """Return the leg of `order` with the given role."""
+        return next((leg for leg in self.legs_of(order) if leg.leg_role is role), None)

@@ -1,0 +1,247 @@
+"""Parse and check order request bodies the way Alpaca does, before any state is touched."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel
+
+from paperbroker.errors import CODE_INVALID, ApiError, bad_body, unprocessable
+from paperbroker.models import OrderClass, OrderType, Side, TimeInForce
+from paperbroker.ticks import fmt, is_sub_penny
+
+MAX_CLIENT_ORDER_ID = 128
+
+
+class ExitSpec(BaseModel):
+    """take_profit / stop_loss prices of a complex order."""
+
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+class OrderIntent(BaseModel):
+    """A validated order request."""
+
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    order_class: OrderClass = OrderClass.SIMPLE
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    extended_hours: bool = False
+    client_order_id: str | None = None
+    take_profit: ExitSpec | None = None
+    stop_loss: ExitSpec | None = None
+
+
+class ReplaceIntent(BaseModel):
+    """A validated PATCH /v2/orders/{id} body."""
+
+    qty: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail: Decimal | None = None
+    client_order_id: str | None = None
+
+
+def _invalid(message: str) -> ApiError:
+    return unprocessable(message, CODE_INVALID)
+
+
+def _decimal(body: dict[str, Any], key: str) -> Decimal | None:
+    raw = body.get(key)
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool):
+        raise _invalid(f"invalid {key}")
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation as exc:
+        raise _invalid(f"invalid {key}") from exc
+    if not value.is_finite():
+        raise _invalid(f"invalid {key}")
+    return value
+
+
+def _enum(body: dict[str, Any], key: str, enum: type[Any], default: Any = None) -> Any:
+    raw = body.get(key)
+    if raw is None or raw == "":
+        if default is None:
+            raise _invalid(f"{key} is required")
+        return default
+    try:
+        return enum(str(raw).lower())
+    except ValueError as exc:
+        raise _invalid(f"invalid {key.replace('_', ' ')}: {raw}") from exc
+
+
+def _check_tick(name: str, value: Decimal | None) -> None:
+    if value is None:
+        return
+    if value <= 0:
+        raise unprocessable(f"{name.split('.')[-1].replace('_', ' ')} must be > 0", CODE_INVALID)
+    if is_sub_penny(value):
+        raise unprocessable(
+            f"invalid {name} {fmt(value)}. sub-penny increment does not fulfill "
+            "minimum pricing criteria"
+        )
+
+
+def _exit_spec(body: dict[str, Any], key: str) -> ExitSpec | None:
+    raw = body.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise bad_body()
+    return ExitSpec(
+        limit_price=_decimal(raw, "limit_price"), stop_price=_decimal(raw, "stop_price")
+    )
+
+
+def parse_order(body: Any) -> OrderIntent:
+    """Validate a POST /v2/orders body and return the intent, or raise ApiError."""
+    if not isinstance(body, dict):
+        raise bad_body()
+    symbol = body.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise _invalid("symbol is required")
+    qty, notional = _decimal(body, "qty"), _decimal(body, "notional")
+    if qty is not None and notional is not None:
+        raise ApiError(400, "only one of qty or notional must be given", 40010000)
+    if qty is None and notional is None:
+        raise _invalid("qty or notional is required")
+    if (qty is not None and qty <= 0) or (notional is not None and notional <= 0):
+        raise _invalid("qty must be > 0")
+    intent = OrderIntent(
+        symbol=symbol.upper(),
+        side=_enum(body, "side", Side),
+        type=_enum(body, "type", OrderType),
+        time_in_force=_enum(body, "time_in_force", TimeInForce),
+        order_class=_enum(body, "order_class", OrderClass, OrderClass.SIMPLE),
+        qty=qty,
+        notional=notional,
+        limit_price=_decimal(body, "limit_price"),
+        stop_price=_decimal(body, "stop_price"),
+        trail_price=_decimal(body, "trail_price"),
+        trail_percent=_decimal(body, "trail_percent"),
+        extended_hours=bool(body.get("extended_hours") or False),
+        client_order_id=body.get("client_order_id") or None,
+        take_profit=_exit_spec(body, "take_profit"),
+        stop_loss=_exit_spec(body, "stop_loss"),
+    )
+    if intent.client_order_id is not None:
+        if not isinstance(intent.client_order_id, str):
+            raise bad_body()
+        if len(intent.client_order_id) > MAX_CLIENT_ORDER_ID:
+            raise _invalid("client_order_id must be no more than 128 characters")
+    if intent.order_class is OrderClass.OCO and intent.limit_price is None and intent.take_profit:
+        intent.limit_price = intent.take_profit.limit_price
+    _check_prices(intent)
+    _check_type_fields(intent)
+    _check_class(intent)
+    return intent
+
+
+def _check_prices(intent: OrderIntent) -> None:
+    _check_tick("limit_price", intent.limit_price)
+    _check_tick("stop_price", intent.stop_price)
+    if intent.take_profit is not None:
+        _check_tick("take_profit.limit_price", intent.take_profit.limit_price)
+    if intent.stop_loss is not None:
+        _check_tick("stop_loss.stop_price", intent.stop_loss.stop_price)
+        _check_tick("stop_loss.limit_price", intent.stop_loss.limit_price)
+    if intent.trail_price is not None and intent.trail_price <= 0:
+        raise _invalid("trail_price must be > 0")
+    if intent.trail_percent is not None and intent.trail_percent <= 0:
+        raise _invalid("trail_percent must be > 0")
+
+
+def _check_type_fields(intent: OrderIntent) -> None:
+    kind = intent.type
+    has_limit, has_stop = intent.limit_price is not None, intent.stop_price is not None
+    has_trail = intent.trail_price is not None or intent.trail_percent is not None
+    if kind is OrderType.MARKET and (has_limit or has_stop or has_trail):
+        raise _invalid("market orders require no stop or limit price")
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and not has_limit:
+        raise _invalid(f"{kind.value.replace('_', ' ')} orders require a limit price")
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not has_stop:
+        raise _invalid(f"{kind.value.replace('_', ' ')} orders require a stop price")
+    if kind is OrderType.LIMIT and has_stop:
+        raise _invalid("limit orders require no stop price")
+    if kind is OrderType.STOP and has_limit:
+        raise _invalid("stop orders require no limit price")
+    if kind is OrderType.TRAILING_STOP:
+        if (intent.trail_price is None) == (intent.trail_percent is None):
+            raise _invalid(
+                "trailing stop orders require exactly one of trail_price or trail_percent"
+            )
+        if intent.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+            raise _invalid("trailing stop orders must be DAY or GTC")
+    tif = intent.time_in_force
+    if tif in (TimeInForce.OPG, TimeInForce.CLS, TimeInForce.IOC, TimeInForce.FOK) and kind not in (
+        OrderType.MARKET,
+        OrderType.LIMIT,
+    ):
+        raise _invalid(f"{tif.value} orders must be market or limit orders")
+    if intent.extended_hours and (kind is not OrderType.LIMIT or tif is not TimeInForce.DAY):
+        raise _invalid("extended hours order must be DAY limit orders")
+    fractional = intent.notional is not None or (
+        intent.qty is not None and intent.qty != intent.qty.to_integral_value()
+    )
+    if fractional and (kind is not OrderType.MARKET or tif is not TimeInForce.DAY):
+        raise _invalid("fractional orders must be DAY market orders")
+    if fractional and intent.order_class is not OrderClass.SIMPLE:
+        raise _invalid("fractional orders must be simple orders")
+
+
+def _check_class(intent: OrderIntent) -> None:
+    cls = intent.order_class
+    if cls is OrderClass.SIMPLE:
+        return
+    if intent.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+        raise _invalid(f"{cls.value} orders must be DAY or GTC")
+    if intent.extended_hours:
+        raise _invalid(f"extended hours is not supported for {cls.value} orders")
+    if intent.type is OrderType.TRAILING_STOP:
+        raise _invalid(f"trailing stop orders are not supported for {cls.value} orders")
+    tp, sl = intent.take_profit, intent.stop_loss
+    if tp is not None and tp.limit_price is None:
+        raise _invalid("take_profit.limit_price is required")
+    if sl is not None and sl.stop_price is None:
+        raise _invalid("stop_loss.stop_price is required")
+    if cls in (OrderClass.BRACKET, OrderClass.OCO) and (tp is None or sl is None):
+        raise _invalid(f"{cls.value} orders require take_profit and stop_loss")
+    if cls is OrderClass.OTO and (tp is None) == (sl is None):
+        raise _invalid("oto orders require exactly one of take_profit or stop_loss")
+    if cls is OrderClass.OCO and intent.type is not OrderType.LIMIT:
+        raise _invalid("oco orders must be limit orders")
+
+
+def parse_replace(body: Any) -> ReplaceIntent:
+    """Validate a PATCH /v2/orders/{id} body."""
+    if not isinstance(body, dict):
+        raise bad_body()
+    tif = body.get("time_in_force")
+    intent = ReplaceIntent(
+        qty=_decimal(body, "qty"),
+        time_in_force=_enum(body, "time_in_force", TimeInForce) if tif else None,
+        limit_price=_decimal(body, "limit_price"),
+        stop_price=_decimal(body, "stop_price"),
+        trail=_decimal(body, "trail"),
+        client_order_id=body.get("client_order_id") or None,
+    )
+    if intent.qty is not None and intent.qty <= 0:
+        raise _invalid("qty must be > 0")
+    _check_tick("limit_price", intent.limit_price)
+    _check_tick("stop_price", intent.stop_price)
+    if intent.client_order_id is not None and len(intent.client_order_id) > MAX_CLIENT_ORDER_ID:
+        raise _invalid("client_order_id must be no more than 128 characters")
+    return intent
