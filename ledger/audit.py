@@ -6,6 +6,7 @@ import json
 
 import asyncpg
 
+from ledger.codec import Connection
 from trading.models import AuditEntry, AuditRow
 
 _INSERT = """
@@ -42,6 +43,23 @@ def _row(record: asyncpg.Record) -> AuditRow:
     )
 
 
+async def insert_audit(conn: Connection, entry: AuditEntry) -> AuditRow:
+    """Append an entry on `conn` (inside the caller's transaction); idempotent by event_key."""
+    record = await conn.fetchrow(
+        _INSERT,
+        entry.actor,
+        entry.action,
+        entry.reason,
+        entry.trade_id,
+        json.dumps(entry.detail),
+        entry.event_key,
+    )
+    if record is None:
+        record = await conn.fetchrow(_BY_KEY, entry.event_key)
+    assert record is not None
+    return _row(record)
+
+
 class AuditLog:
     """Append and read audit records; a repeated event_key returns the first row."""
 
@@ -51,19 +69,7 @@ class AuditLog:
     async def append(self, entry: AuditEntry) -> AuditRow:
         """Append an entry; with an event_key already stored, return that row instead."""
         async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _INSERT,
-                entry.actor,
-                entry.action,
-                entry.reason,
-                entry.trade_id,
-                json.dumps(entry.detail),
-                entry.event_key,
-            )
-            if record is None:
-                record = await conn.fetchrow(_BY_KEY, entry.event_key)
-        assert record is not None
-        return _row(record)
+            return await insert_audit(conn, entry)
 
     async def get(self, audit_id: int) -> AuditRow | None:
         """The row with this id, or None."""

@@ -1,0 +1,235 @@
+"""Trades repository: one row per trade, idempotent writes, newest-wins guards, audited ends."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ledger.audit import insert_audit
+from ledger.codec import Connection, dump_json, load_json
+from trading.ledger_records import (
+    ExitIntent,
+    LedgerRecordMissing,
+    TradeClose,
+    TradeCreate,
+    TradeEntryFill,
+    TradeExitIntent,
+    TradeProtection,
+    TradeRecord,
+    TradeTransition,
+    TradeWriteResult,
+    terminal_status_for,
+)
+from trading.models import AuditEntry
+
+_COLUMNS = """
+    id, symbol, side, origin, status, status_at, qty, entry_price, exit_price, stop_price,
+    take_profit_price, stop_order_id, take_profit_order_id, protected_at, exit_intent,
+    exit_intent_at, close_reason, realized_pnl, signal_id, workflow_id, opened_at, closed_at,
+    created_at, updated_at
+"""
+
+_BY_ID = f"SELECT {_COLUMNS} FROM trades WHERE id = $1"
+
+_CREATE = f"""
+INSERT INTO trades (id, symbol, side, origin, status, status_at, qty, entry_price, signal_id,
+                    workflow_id, opened_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+        CASE WHEN $7::numeric > 0 THEN $6::timestamptz END)
+ON CONFLICT (id) DO NOTHING
+RETURNING {_COLUMNS}
+"""
+
+# Newest wins: a transition older than (or as old as) the stored status is stale.
+# A closed trade never moves again.
+_TRANSITION = f"""
+UPDATE trades SET status = $2, status_at = $3, updated_at = now()
+WHERE id = $1 AND closed_at IS NULL AND (status_at IS NULL OR status_at < $3)
+RETURNING {_COLUMNS}
+"""
+
+# Entry fills are cumulative, so the largest quantity is the newest; opened_at is the
+# earliest fill. Both are order-independent, so a late fill after a close still lands.
+_ENTRY_FILL = f"""
+UPDATE trades SET
+    qty = GREATEST(qty, $2),
+    entry_price = CASE WHEN $2 > qty THEN $3 ELSE entry_price END,
+    opened_at = LEAST(opened_at, $4),
+    updated_at = now()
+WHERE id = $1 AND ($2 > qty OR opened_at IS NULL OR $4 < opened_at)
+RETURNING {_COLUMNS}
+"""
+
+_PROTECTION = f"""
+UPDATE trades SET
+    stop_price = $2, stop_order_id = $3, take_profit_price = $4, take_profit_order_id = $5,
+    protected_at = $6, updated_at = now()
+WHERE id = $1 AND (protected_at IS NULL OR protected_at < $6)
+RETURNING {_COLUMNS}
+"""
+
+_EXIT_INTENT = f"""
+UPDATE trades SET exit_intent = $2::jsonb, exit_intent_at = $3, updated_at = now()
+WHERE id = $1 AND (exit_intent_at IS NULL OR exit_intent_at < $3)
+RETURNING {_COLUMNS}
+"""
+
+# The first close wins; a later one (retry, duplicate event, reconcile race) changes nothing.
+_CLOSE = f"""
+UPDATE trades SET
+    status = $2, status_at = $6, exit_price = $3, close_reason = $4, realized_pnl = $5,
+    closed_at = $6, updated_at = now()
+WHERE id = $1 AND closed_at IS NULL
+RETURNING {_COLUMNS}
+"""
+
+_OPEN = f"""
+SELECT {_COLUMNS} FROM trades
+WHERE closed_at IS NULL AND ($1::text IS NULL OR symbol = $1)
+ORDER BY created_at, id
+"""
+
+
+def _trade(record: asyncpg.Record) -> TradeRecord:
+    values = dict(record)
+    intent = load_json(values.pop("exit_intent"))
+    return TradeRecord(
+        **values, exit_intent=ExitIntent.model_validate(intent) if intent is not None else None
+    )
+
+
+async def _current(conn: Connection, trade_id: str) -> TradeRecord:
+    record = await conn.fetchrow(_BY_ID, trade_id)
+    if record is None:
+        raise LedgerRecordMissing(f"no trade {trade_id!r} in the ledger")
+    return _trade(record)
+
+
+class Trades:
+    """Create, move, protect and close trades; every write is idempotent and stale-safe."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, cmd: TradeCreate) -> TradeWriteResult:
+        """Insert the trade; with its id already stored, return the stored row unchanged."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(
+                _CREATE,
+                cmd.trade_id,
+                cmd.symbol,
+                cmd.side.value,
+                cmd.origin.value,
+                cmd.status.value,
+                cmd.as_of,
+                cmd.qty,
+                cmd.entry_price,
+                cmd.signal_id,
+                cmd.workflow_id,
+            )
+            if record is None:
+                return TradeWriteResult(trade=await _current(conn, cmd.trade_id), applied=False)
+            trade = _trade(record)
+            await insert_audit(
+                conn,
+                AuditEntry(
+                    actor=trade.workflow_id,
+                    action="trade_created",
+                    reason=f"{trade.origin.value} {trade.side.value} {trade.symbol}",
+                    trade_id=trade.id,
+                    detail={"status": trade.status.value, "qty": str(trade.qty)},
+                    event_key=f"trade:{trade.id}:created",
+                ),
+            )
+        return TradeWriteResult(trade=trade, applied=True)
+
+    async def transition(self, cmd: TradeTransition) -> TradeWriteResult:
+        """Move a live trade to a new status unless the stored status is as new or newer."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(_TRANSITION, cmd.trade_id, cmd.status.value, cmd.as_of)
+            if record is None:
+                return TradeWriteResult(trade=await _current(conn, cmd.trade_id), applied=False)
+            trade = _trade(record)
+            await insert_audit(
+                conn,
+                AuditEntry(
+                    actor=trade.workflow_id,
+                    action="trade_status",
+                    reason=trade.status.value,
+                    trade_id=trade.id,
+                    detail={"as_of": cmd.as_of.isoformat()},
+                    event_key=f"trade:{trade.id}:status:{trade.status.value}:{cmd.as_of.isoformat()}",
+                ),
+            )
+        return TradeWriteResult(trade=trade, applied=True)
+
+    async def record_entry_fill(self, cmd: TradeEntryFill) -> TradeWriteResult:
+        """Record the cumulative entry fill; a smaller (older) fill changes nothing."""
+        return await self._update(cmd.trade_id, _ENTRY_FILL, cmd.qty, cmd.avg_price, cmd.filled_at)
+
+    async def record_protection(self, cmd: TradeProtection) -> TradeWriteResult:
+        """Record the stop (and take-profit) protecting the trade, newest as_of wins."""
+        return await self._update(
+            cmd.trade_id,
+            _PROTECTION,
+            cmd.stop_price,
+            cmd.stop_order_id,
+            cmd.take_profit_price,
+            cmd.take_profit_order_id,
+            cmd.as_of,
+        )
+
+    async def record_exit_intent(self, cmd: TradeExitIntent) -> TradeWriteResult:
+        """Record or withdraw the exit intent, newest as_of wins."""
+        intent = cmd.exit_intent.model_dump(mode="json") if cmd.exit_intent else None
+        return await self._update(cmd.trade_id, _EXIT_INTENT, dump_json(intent), cmd.as_of)
+
+    async def close(self, cmd: TradeClose) -> TradeWriteResult:
+        """Close the trade; when it is already closed, return the first close unchanged."""
+        status = terminal_status_for(cmd.close_reason)
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(
+                _CLOSE,
+                cmd.trade_id,
+                status.value,
+                cmd.exit_price,
+                cmd.close_reason.value,
+                cmd.realized_pnl,
+                cmd.closed_at,
+            )
+            if record is None:
+                return TradeWriteResult(trade=await _current(conn, cmd.trade_id), applied=False)
+            trade = _trade(record)
+            await insert_audit(
+                conn,
+                AuditEntry(
+                    actor=trade.workflow_id,
+                    action="trade_closed",
+                    reason=cmd.close_reason.value,
+                    trade_id=trade.id,
+                    detail={
+                        "status": status.value,
+                        "exit_price": None if cmd.exit_price is None else str(cmd.exit_price),
+                        "realized_pnl": (
+                            None if cmd.realized_pnl is None else str(cmd.realized_pnl)
+                        ),
+                    },
+                    event_key=f"trade:{trade.id}:closed",
+                ),
+            )
+        return TradeWriteResult(trade=trade, applied=True)
+
+    async def get(self, trade_id: str) -> TradeRecord | None:
+        """The trade with this id, or None."""
+        record = await self._pool.fetchrow(_BY_ID, trade_id)
+        return _trade(record) if record else None
+
+    async def list_open(self, symbol: str | None = None) -> list[TradeRecord]:
+        """Trades not yet closed (optionally of one symbol), oldest first."""
+        return [_trade(r) for r in await self._pool.fetch(_OPEN, symbol)]
+
+    async def _update(self, trade_id: str, sql: str, *args: object) -> TradeWriteResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(sql, trade_id, *args)
+            if record is None:
+                return TradeWriteResult(trade=await _current(conn, trade_id), applied=False)
+        return TradeWriteResult(trade=_trade(record), applied=True)
