@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -69,6 +68,7 @@ async def state(request: web.Request) -> web.Response:
             "cash": str(broker.book.account.cash),
             "faults": [r.model_dump() for r in server.faults.rules],
             "stream_connections": len(server.hub.sockets),
+            "stream_listening": sum(1 for c in server.hub.connections if c.listening),
             "rate_limit": server.limiter.limit,
             "partial_fill_probability": broker.matcher.partial_fill_probability,
         }
@@ -234,7 +234,7 @@ async def configure(request: web.Request) -> web.Response:
         server.broker.matcher.partial_fill_probability = float(body["partial_fill_probability"])
     if "fill_delay_ms" in body:
         server.broker.route_delay = int(body["fill_delay_ms"]) / 1000
-    return json_response(json.loads(json.dumps(body)))
+    return json_response({key: str(value) for key, value in body.items()})
 
 
 def add_admin_routes(app: web.Application) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -36,7 +37,10 @@ class MarketCalendar:
     """NYSE calendar with session lookups by time and by date."""
 
     def __init__(self) -> None:
-        schedule = exchange_calendars.get_calendar("XNYS").schedule
+        with warnings.catch_warnings():
+            # exchange_calendars trips a pandas deprecation warning that is not ours to fix.
+            warnings.simplefilter("ignore")
+            schedule = exchange_calendars.get_calendar("XNYS").schedule
         self._sessions: list[Session] = []
         for label, row in schedule.iterrows():
             day = label.date()
