@@ -23,6 +23,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
+from broker.alpaca import AlpacaGateway
+from broker.endpoint import broker_endpoint
+from broker.gateway import BrokerGateway
 from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
 from settings import ConfigError, Settings, load_settings
@@ -32,14 +35,18 @@ logger = logging.getLogger("durable_trader.worker")
 
 
 def create_worker(
-    client: Client, pool: asyncpg.Pool, task_queue: str, executor: ThreadPoolExecutor
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    executor: ThreadPoolExecutor,
+    gateway: BrokerGateway | None = None,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
     return Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=build_activities(pool),
+        activities=build_activities(pool, gateway),
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),
     )
@@ -59,7 +66,8 @@ async def run_worker(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
-            worker = create_worker(client, pool, settings.temporal_task_queue, executor)
+            gateway = AlpacaGateway(broker_endpoint(settings))
+            worker = create_worker(client, pool, settings.temporal_task_queue, executor, gateway)
             async with worker:
                 logger.info(
                     "worker running pid=%s task_queue=%s namespace=%s",

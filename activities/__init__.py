@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from temporalio import activity
 
+from activities.broker import BrokerActivities
 from activities.ledger import LedgerActivities
+from broker.gateway import BrokerGateway
 
 
-def build_activities(pool: asyncpg.Pool) -> list[Callable[..., Any]]:
-    """All activity callables the worker registers, bound to their dependencies."""
-    ledger = LedgerActivities(pool)
-    return [ledger.append_audit, ledger.get_audit]
+def activity_methods(instance: object) -> list[Callable[..., Any]]:
+    """The bound @activity.defn methods of an activities object."""
+    methods: list[Callable[..., Any]] = []
+    for name, member in inspect.getmembers(instance, inspect.ismethod):
+        if name.startswith("_"):
+            continue
+        if activity._Definition.from_callable(member) is not None:
+            methods.append(member)
+    return methods
+
+
+def build_activities(
+    pool: asyncpg.Pool, gateway: BrokerGateway | None
+) -> list[Callable[..., Any]]:
+    """All activity callables the worker registers, bound to their dependencies.
+
+    Without a gateway (ledger-only test workers) the broker activities are left out.
+    """
+    methods = activity_methods(LedgerActivities(pool))
+    if gateway is not None:
+        methods += activity_methods(BrokerActivities(gateway))
+    return methods

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from broker.errors import NON_RETRYABLE_TYPES
 
 
 @dataclass(frozen=True)
@@ -26,3 +30,32 @@ LEDGER_WRITE = ActivityPolicy(
     ),
 )
 LEDGER_READ = LEDGER_WRITE
+
+# Broker reads: short deadline (HTTP timeouts are 3 s connect + 7 s read), a handful of
+# retries with backoff; non-retryable failures are the ones no retry can fix.
+BROKER_READ = ActivityPolicy(
+    start_to_close=timedelta(seconds=12),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=15),
+        maximum_attempts=5,
+        non_retryable_error_types=list(NON_RETRYABLE_TYPES),
+    ),
+)
+# Submits may post, time out and then look the order up by client_order_id: two calls.
+BROKER_SUBMIT = ActivityPolicy(
+    start_to_close=timedelta(seconds=25),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=15),
+        maximum_attempts=6,
+        non_retryable_error_types=list(NON_RETRYABLE_TYPES),
+    ),
+)
+# Cancels and replaces: idempotent at the gateway, same budget as reads.
+BROKER_WRITE = ActivityPolicy(
+    start_to_close=timedelta(seconds=25),
+    retry=BROKER_READ.retry,
+)
