@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from alpaca.trading.models import TradeUpdate
+from alpaca.trading.stream import TradingStream
 from pydantic import SecretStr
 
 from paperbroker.admin_client import AdminClient
@@ -84,3 +88,78 @@ def run_paper_broker(**overrides: Any) -> Iterator[RunningBroker]:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
+
+
+class StreamRecorder:
+    """Runs alpaca-py's TradingStream in a thread and records every TradeUpdate."""
+
+    def __init__(self, broker: RunningBroker) -> None:
+        self._broker = broker
+        self.stream = TradingStream(
+            broker.key_id, broker.secret_key, paper=True, url_override=broker.stream_url
+        )
+        self.updates: queue.Queue[TradeUpdate] = queue.Queue()
+        self.seen: list[TradeUpdate] = []
+        self.stream.subscribe_trade_updates(self._on_update)
+        self._thread = threading.Thread(target=self.stream.run, daemon=True)
+
+    async def _on_update(self, update: TradeUpdate) -> None:
+        self.updates.put(update)
+
+    def start(self, timeout: float = 10.0) -> StreamRecorder:
+        """Start the stream and wait until the broker sees it listening."""
+        self._thread.start()
+        wait_until(lambda: self._broker.admin.state()["stream_listening"] >= 1, timeout)
+        return self
+
+    def wait_for(
+        self, predicate: Callable[[TradeUpdate], bool], timeout: float = 5.0
+    ) -> TradeUpdate:
+        """Return the first recorded (or next) update matching `predicate`."""
+        for update in self.seen:
+            if predicate(update):
+                return update
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                update = self.updates.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(update)
+            if predicate(update):
+                return update
+        raise AssertionError(
+            f"no matching trade update; saw {[self.describe(u) for u in self.seen]}"
+        )
+
+    def drain(self, settle: float = 0.3) -> list[TradeUpdate]:
+        """Collect everything that arrives within `settle` seconds."""
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            try:
+                self.seen.append(self.updates.get(timeout=0.05))
+            except queue.Empty:
+                continue
+        return self.seen
+
+    @staticmethod
+    def describe(update: TradeUpdate) -> str:
+        """Short text for assertion messages."""
+        return f"{update.event}:{update.order.symbol}:{update.order.side}:{update.order.status}"
+
+    def stop(self) -> None:
+        """Stop the stream thread (dropping the socket so it notices at once)."""
+        if self._thread.is_alive():
+            self.stream.stop()
+            self._broker.admin.drop_streams()
+            self._thread.join(timeout=10)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` until it holds (used only for asynchronous broker effects)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
