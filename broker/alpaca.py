@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -73,6 +74,10 @@ T = TypeVar("T")
 class _DeadlineAdapter(HTTPAdapter):
     """Gives every request a connect/read timeout (alpaca-py sets none)."""
 
+    def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
+        super().__init__()
+        self._deadline = (connect_timeout_s, read_timeout_s)
+
     def send(
         self,
         request: requests.PreparedRequest,
@@ -83,16 +88,14 @@ class _DeadlineAdapter(HTTPAdapter):
         proxies: dict[str, str] | None = None,
     ) -> requests.Response:
         """Send with the default deadline unless the caller gave one."""
-        if timeout is None:
-            timeout = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
-        return super().send(request, stream, timeout, verify, cert, proxies)
+        return super().send(request, stream, timeout or self._deadline, verify, cert, proxies)
 
 
-def _harden(client: Any) -> None:
+def _harden(client: Any, connect_timeout_s: float, read_timeout_s: float) -> None:
     # alpaca-py keeps its requests.Session and retry counter in private attributes; bounded
     # timeouts are mandatory here, and retries belong to Temporal (which honours the reset).
     session: requests.Session = client._session
-    adapter = _DeadlineAdapter()
+    adapter = _DeadlineAdapter(connect_timeout_s, read_timeout_s)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     client._retry = 0
@@ -119,7 +122,7 @@ def map_error(exc: Exception) -> BrokerError:
         return BrokerUnavailable(f"unexpected broker failure: {type(exc).__name__}: {exc}")
     status = exc.status_code
     body = _body(exc)
-    message = str(body.get("message") or _raw_text(exc) or f"HTTP {status}")
+    message = str(body.get("message") or _plain(_raw_text(exc)) or f"HTTP {status}")
     code = body.get("code") if isinstance(body.get("code"), int) else None
     lowered = message.lower()
     if status == 429:
@@ -153,6 +156,12 @@ def map_error(exc: Exception) -> BrokerError:
 
 def _raw_text(exc: APIError) -> str:
     return str(exc.args[0]) if exc.args else ""
+
+
+def _plain(text: str) -> str:
+    """A non-JSON error body (an HTML error page, say) shortened to its words."""
+    words = " ".join(re.sub(r"<[^>]+>", " ", text).split())
+    return words[:200]
 
 
 def _body(exc: APIError) -> dict[str, Any]:
@@ -279,14 +288,20 @@ _TIMEFRAMES = {
 class AlpacaGateway:
     """BrokerGateway over alpaca-py's TradingClient and StockHistoricalDataClient."""
 
-    def __init__(self, endpoint: BrokerEndpoint) -> None:
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        *,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
         key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
         self._trading = TradingClient(
             key, secret, paper=endpoint.paper, url_override=endpoint.trading_url
         )
         self._data = StockHistoricalDataClient(key, secret, url_override=endpoint.data_url)
-        _harden(self._trading)
-        _harden(self._data)
+        _harden(self._trading, connect_timeout_s, read_timeout_s)
+        _harden(self._data, connect_timeout_s, read_timeout_s)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:

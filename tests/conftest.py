@@ -12,22 +12,28 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from broker.alpaca import AlpacaGateway
+from broker.endpoint import BrokerEndpoint
 from clients import make_client
 from devstack.config import load_dev_config
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import temporal_binary
 from ledger.migrate import apply_migrations
+from paperbroker.admin_client import AdminClient
+from paperbroker.testing import RunningBroker, run_paper_broker
 from settings import ROOT, Settings
 
 _SA_FACTORIES: dict[str, Callable[[str], SearchAttributeKey[Any]]] = {
@@ -175,3 +181,35 @@ def activity_executor() -> Iterator[ThreadPoolExecutor]:
     """Thread pool for synchronous activities."""
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="test-activity") as executor:
         yield executor
+
+
+# Tuesday 5 March 2024, 10:30 New York: a regular session with most of the day left.
+SESSION_START = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def paper_broker() -> Iterator[RunningBroker]:
+    """A paper broker for this module (manual clock inside a regular session)."""
+    with run_paper_broker(start=SESSION_START, rate_limit=0) as running:
+        yield running
+
+
+@pytest.fixture
+def broker_admin(paper_broker: RunningBroker) -> AdminClient:
+    """The broker's admin client after a reset to a fresh account at SESSION_START."""
+    paper_broker.admin.reset(clock=SESSION_START)
+    paper_broker.admin.configure(rate_limit=0, partial_fill_probability=0.0, fill_delay_ms=0)
+    return paper_broker.admin
+
+
+def endpoint_for(broker: RunningBroker, secret_key: str | None = None) -> BrokerEndpoint:
+    """The BrokerEndpoint of a test broker (optionally with a wrong secret)."""
+    return BrokerEndpoint.for_paper_broker(
+        broker.trading_url, SecretStr(broker.key_id), SecretStr(secret_key or broker.secret_key)
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(paper_broker: RunningBroker) -> AlpacaGateway:
+    """The production gateway pointed at this module's paper broker."""
+    return AlpacaGateway(endpoint_for(paper_broker))

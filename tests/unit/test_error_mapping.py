@@ -21,7 +21,7 @@ def _api_error(
     response.status_code = status
     response.headers.update(headers or {})
     text = body if isinstance(body, str) else json.dumps(body)
-    return APIError(text, requests.HTTPError(response=response))
+    return APIError(text, requests.HTTPError(response=response))  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize(
