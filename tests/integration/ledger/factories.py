@@ -41,10 +41,12 @@ def new_trade(trade_id: str | None = None, **overrides: Any) -> TradeCreate:
     return TradeCreate(**fields | overrides)
 
 
-def stop_order(trade_id: str, client_order_id: str | None = None, **overrides: Any) -> OrderUpsert:
+def stop_order(
+    trade_id: str | None, client_order_id: str | None = None, **overrides: Any
+) -> OrderUpsert:
     """A sell stop order for 10 shares of AAPL at 95.00, not yet submitted."""
     fields: dict[str, Any] = {
-        "client_order_id": client_order_id or f"{trade_id}-stop-1",
+        "client_order_id": client_order_id or f"{trade_id or uid('o')}-stop-1",
         "trade_id": trade_id,
         "role": OrderRole.STOP,
         "symbol": "AAPL",
