@@ -39,7 +39,7 @@ from trading.ledger_records import (
 pytestmark = pytest.mark.integration
 
 PROPERTY_SETTINGS = settings(
-    max_examples=40,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -1,0 +1,74 @@
+"""LedgerActivities through a real Temporal worker and the pydantic converter, on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
+
+from activities import activity_methods
+from activities.ledger import LedgerActivities
+from tests.integration.ledger.roundtrip_workflow import LedgerRoundTripWorkflow, RoundTripInput
+from trading.ledger_records import CloseReason, TradeClose
+
+pytestmark = pytest.mark.integration
+
+
+async def test_ledger_activities_run_through_a_real_worker(
+    client: Client, pool: asyncpg.Pool, task_queue: str, activity_executor: ThreadPoolExecutor
+) -> None:
+    trade_id = f"t{uuid.uuid4().hex[:12]}"
+    signal_key = f"sig-{trade_id}"
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[LedgerRoundTripWorkflow],
+        activities=activity_methods(LedgerActivities(pool)),
+        activity_executor=activity_executor,
+    )
+    async with worker:
+        result = await client.execute_workflow(
+            LedgerRoundTripWorkflow.run,
+            RoundTripInput(trade_id=trade_id, signal_key=signal_key),
+            id=f"trade-{trade_id}",
+            task_queue=task_queue,
+        )
+
+    closed = result.first_close
+    assert closed.status == "CLOSED" and closed.close_reason is CloseReason.FORCE_EXIT
+    # Decimal money survives the data converter exactly.
+    assert (closed.exit_price, closed.realized_pnl) == (Decimal("102.50"), Decimal("12.45"))
+    assert not result.second_close_applied and result.second_close == closed
+    assert result.fetched == closed and closed.workflow_id == f"trade-{trade_id}"
+    assert trade_id not in result.open_trade_ids
+    assert result.order_ids == [f"{trade_id}-entry-1"]
+    assert result.claimed_keys == [signal_key] and result.scored_in_funnel == 1
+    # Straight from PostgreSQL: one trade row, and the close audited once.
+    assert await pool.fetchval("SELECT count(*) FROM trades WHERE id = $1", trade_id) == 1
+    closes = await pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE trade_id = $1 AND action = 'trade_closed'", trade_id
+    )
+    assert closes == 1
+
+
+async def test_a_write_to_an_unknown_trade_fails_without_retrying(pool: asyncpg.Pool) -> None:
+    activities = LedgerActivities(pool)
+    env = ActivityEnvironment()
+    with pytest.raises(ApplicationError) as failure:
+        await env.run(
+            activities.close_trade,
+            TradeClose(trade_id="missing", close_reason=CloseReason.GHOST, closed_at=_now()),
+        )
+    assert failure.value.type == "LedgerRecordMissing" and failure.value.non_retryable
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
