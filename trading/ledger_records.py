@@ -194,7 +194,7 @@ class ExitIntent(Frozen):
 class TradeCreate(Frozen):
     """Create a trade; a trade id already stored returns the stored row unchanged."""
 
-    trade_id: str = Field(min_length=1, max_length=40)
+    trade_id: str = Field(min_length=1)
     symbol: str = Field(min_length=1)
     workflow_id: str = Field(min_length=1)
     side: TradeSide = TradeSide.LONG

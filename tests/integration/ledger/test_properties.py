@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 PROPERTY_SETTINGS = settings(
     max_examples=100,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 # --- orders ----------------------------------------------------------------------------
