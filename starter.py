@@ -8,5 +8,6 @@ from devstack.bootstrap import ensure_environment
 if __name__ == "__main__":
     ensure_environment()
     from cli.main import main
+    from devstack.exit import hard_exit
 
-    raise SystemExit(main())
+    hard_exit(main())

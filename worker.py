@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from devstack.bootstrap import ensure_environment
+from devstack.exit import hard_exit
 
 if __name__ == "__main__":
     ensure_environment()
@@ -99,4 +100,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    hard_exit(main())
