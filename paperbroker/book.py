@@ -48,6 +48,7 @@ class Book:
     client_ids: dict[str, UUID] = field(default_factory=dict)
     seq: int = 0
     listeners: list[Callable[[TradeUpdate], None]] = field(default_factory=list)
+    open_ids: dict[UUID, None] = field(default_factory=dict)
 
     def add(self, order: OrderRecord) -> None:
         """Register a new order."""
@@ -55,6 +56,8 @@ class Book:
         order.seq = self.seq
         self.orders[order.id] = order
         self.client_ids.setdefault(order.client_order_id, order.id)
+        if order.is_open:
+            self.open_ids[order.id] = None
 
     def emit(self, event: str, order: OrderRecord, when: datetime, **fill: Any) -> None:
         """Send a trade update to every listener."""
@@ -67,9 +70,17 @@ class Book:
 
     def open_orders(self, symbol: str | None = None) -> list[OrderRecord]:
         """Return open orders (optionally for one symbol) in submission order."""
-        return [
-            o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)
-        ]
+        found: list[OrderRecord] = []
+        closed: list[UUID] = []
+        for order_id in self.open_ids:
+            order = self.orders[order_id]
+            if not order.is_open:
+                closed.append(order_id)
+            elif symbol is None or order.symbol == symbol:
+                found.append(order)
+        for order_id in closed:
+            del self.open_ids[order_id]
+        return found
 
     def set_status(
         self, order: OrderRecord, status: Status, when: datetime, event: str | None
