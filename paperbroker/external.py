@@ -6,7 +6,7 @@ from decimal import Decimal
 from uuid import uuid4
 
 from paperbroker.broker import Broker
-from paperbroker.errors import order_not_found, unprocessable
+from paperbroker.errors import position_not_found, unprocessable
 from paperbroker.models import OrderClass, OrderRecord, OrderType, Side, Status, TimeInForce
 
 
@@ -81,7 +81,7 @@ def close_elsewhere(broker: Broker, symbol: str, cancel_orders: bool) -> OrderRe
     asset = broker.asset(symbol)
     position = broker.book.positions.get(asset.symbol) if asset else None
     if asset is None or position is None:
-        raise order_not_found()
+        raise position_not_found()
     if cancel_orders:
         now = broker.sync()
         for order in broker.book.open_orders(asset.symbol):

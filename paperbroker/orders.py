@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from uuid import uuid4
 
 from paperbroker.assets import Asset
@@ -27,7 +27,7 @@ def _opposite(side: Side) -> Side:
 
 def session_fields(
     calendar: MarketCalendar, now: datetime, tif: TimeInForce, extended: bool
-) -> tuple[object, datetime | None]:
+) -> tuple[date | None, datetime | None]:
     """Return (session day, expires_at) for an order received at `now`."""
     session = calendar.extended_session_for(now) if extended else None
     if session is None or now >= session.post_close:
