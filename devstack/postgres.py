@@ -122,7 +122,8 @@ class EmbeddedPostgres:
         """The postmaster pid if a server is running on this data directory."""
         pid_file = self.data_dir / "postmaster.pid"
         try:
-            pid = int(pid_file.read_text().splitlines()[0])
+            # A negative pid marks a standalone backend: still a live process with that pid.
+            pid = abs(int(pid_file.read_text().splitlines()[0]))
         except (OSError, ValueError, IndexError):
             return None
         return pid if pid_alive(pid) else None

@@ -13,7 +13,7 @@ import psutil
 
 def pid_alive(pid: int | None) -> bool:
     """True if a process with this pid exists (and is not a zombie we own)."""
-    if not pid:
+    if not pid or pid <= 0:
         return False
     try:
         finished, _ = os.waitpid(pid, os.WNOHANG)

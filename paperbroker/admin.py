@@ -224,11 +224,14 @@ async def restore(request: web.Request) -> web.Response:
 
 
 async def configure(request: web.Request) -> web.Response:
-    """POST /_sim/config: {"rate_limit"?, "partial_fill_probability"?, "fill_delay_ms"?}."""
+    """POST /_sim/config: {"rate_limit"?, "rate_window_s"?, "partial_fill_probability"?, ...}."""
     server = _server(request)
     body = await _body(request)
     if "rate_limit" in body:
         server.limiter.limit = int(body["rate_limit"])
+        server.limiter.reset()
+    if "rate_window_s" in body:
+        server.limiter.window_s = float(body["rate_window_s"])
         server.limiter.reset()
     if "partial_fill_probability" in body:
         server.broker.matcher.partial_fill_probability = float(body["partial_fill_probability"])

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -247,3 +248,32 @@ async def test_no_secret_in_history_results_or_logs(
     assert "submit" in logged  # the logs were captured
     for secret in secrets:
         assert secret not in logged
+
+
+async def test_a_429_storm_waits_for_the_reset_then_succeeds(harness: Harness) -> None:
+    # Three requests per 5 s window. Two calls use two of them; the truth snapshot needs
+    # three, so it meets a 429 and must wait for the window's reset to succeed.
+    harness.admin.configure(rate_limit=3, rate_window_s=5)
+    try:
+        for _ in range(2):
+            warmup, _ = await harness.run(CallRequest(call="get_account"))
+            assert warmup.ok
+        outcome, handle = await harness.run(CallRequest(call="get_broker_truth"))
+    finally:
+        harness.admin.configure(rate_limit=0, rate_window_s=60)
+    assert outcome.ok
+    started = [
+        event
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ][-1]
+    attributes = started.activity_task_started_event_attributes
+    assert attributes.attempt >= 2
+    failure = attributes.last_failure
+    assert failure.application_failure_info.type == "RateLimited"
+    details = harness.client.data_converter.payload_converter.from_payloads(
+        failure.application_failure_info.details.payloads
+    )[0]
+    reset_at = datetime.fromisoformat(details["reset_at"])
+    # The successful attempt started only after the broker's X-RateLimit-Reset.
+    assert started.event_time.ToDatetime(tzinfo=UTC) >= reset_at - timedelta(seconds=1)
