@@ -10,8 +10,19 @@ import pytest
 from settings import ROOT
 
 PACKAGES = [
-    "activities", "broker", "cli", "devstack", "ledger", "paperbroker", "trading", "workflows",
-    "bench", "settings.py", "clients.py", "worker.py", "starter.py",
+    "activities",
+    "broker",
+    "cli",
+    "devstack",
+    "ledger",
+    "paperbroker",
+    "trading",
+    "workflows",
+    "bench",
+    "settings.py",
+    "clients.py",
+    "worker.py",
+    "starter.py",
 ]
 
 
