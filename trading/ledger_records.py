@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, Field, model_validator
 
+from trading.broker_models import OrderSide, OrderType
 from trading.models import Frozen, JsonScalar
 
 
@@ -105,23 +106,6 @@ class OrderRole(StrEnum):
     STOP = "stop"
     TAKE_PROFIT = "take_profit"
     EXIT = "exit"
-
-
-class OrderSide(StrEnum):
-    """Buy or sell (orders and signals)."""
-
-    BUY = "buy"
-    SELL = "sell"
-
-
-class OrderType(StrEnum):
-    """Broker order types."""
-
-    MARKET = "market"
-    LIMIT = "limit"
-    STOP = "stop"
-    STOP_LIMIT = "stop_limit"
-    TRAILING_STOP = "trailing_stop"
 
 
 class OrderStatus(StrEnum):
