@@ -10,6 +10,9 @@ import sys
 import uuid
 from typing import Any
 
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import FailureError
+
 from cli.output import emit_json, fail, say, table
 from devstack.config import DevConfig, load_dev_config
 from devstack.processes import pid_alive, wait_until
@@ -180,7 +183,8 @@ def _run_stack_check(settings: Settings) -> None:
         return
     say(
         f"stack check ok: workflow {result['workflow_id']} wrote and read back audit row "
-        f"{result['audit_id']}"
+        f"{result['audit_id']}; broker clock {result['broker_time']} "
+        f"(market {'open' if result['market_open'] else 'closed'})"
     )
 
 
@@ -204,12 +208,24 @@ async def _stack_check(settings: Settings) -> dict[str, Any]:
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Run the stack check workflow against a running stack."""
-    result = asyncio.run(_stack_check(settings))
+    try:
+        result = asyncio.run(_stack_check(settings))
+    except WorkflowFailureError as exc:
+        cause: BaseException | None = exc.cause
+        while isinstance(cause, FailureError) and cause.cause is not None:
+            cause = cause.cause  # the innermost failure says what went wrong
+        return fail(f"stack check failed: {cause}")
+    except TimeoutError:
+        return fail(
+            "stack check did not finish in 60 s: is a worker running on task queue "
+            f"{settings.temporal_task_queue}? (python starter.py dev status)"
+        )
     if args.json:
         emit_json(result)
     else:
         say(
             f"stack check ok={result['round_trip_ok']}: workflow {result['workflow_id']} "
-            f"wrote and read back audit row {result['audit_id']}"
+            f"wrote and read back audit row {result['audit_id']}; broker clock "
+            f"{result['broker_time']} (market {'open' if result['market_open'] else 'closed'})"
         )
     return 0 if result["round_trip_ok"] else 1

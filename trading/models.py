@@ -49,6 +49,7 @@ class StackCheckInput(Frozen):
     """Input of the stack check: who asked."""
 
     requested_by: str = "cli"
+    check_broker: bool = True
 
 
 class StackCheckResult(Frozen):
@@ -58,3 +59,6 @@ class StackCheckResult(Frozen):
     audit_id: int
     round_trip_ok: bool
     written_at: datetime
+    broker_checked: bool = False
+    market_open: bool | None = None
+    broker_time: datetime | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
     from trading.models import (
         AuditEntry,
@@ -12,12 +13,12 @@ with workflow.unsafe.imports_passed_through():
         StackCheckInput,
         StackCheckResult,
     )
-    from workflows.policies import LEDGER_READ, LEDGER_WRITE
+    from workflows.policies import BROKER_READ, LEDGER_READ, LEDGER_WRITE
 
 
 @workflow.defn
 class StackCheckWorkflow:
-    """Writes an audit row through an activity, reads it back and reports the round trip."""
+    """Writes an audit row, reads it back, asks the broker for its clock; reports the lot."""
 
     @workflow.run
     async def run(self, request: StackCheckInput) -> StackCheckResult:
@@ -43,10 +44,27 @@ class StackCheckWorkflow:
             retry_policy=LEDGER_READ.retry,
         )
         ok = read_back is not None and read_back == written
-        workflow.set_current_details(f"done: audit row {written.id}, round trip ok={ok}")
-        return StackCheckResult(
+        result = StackCheckResult(
             workflow_id=info.workflow_id,
             audit_id=written.id,
             round_trip_ok=ok,
             written_at=written.at,
         )
+        if request.check_broker:
+            workflow.set_current_details("asking the broker for its clock")
+            clock = await workflow.execute_activity_method(
+                BrokerActivities.get_clock,
+                start_to_close_timeout=BROKER_READ.start_to_close,
+                retry_policy=BROKER_READ.retry,
+            )
+            result = result.model_copy(
+                update={
+                    "broker_checked": True,
+                    "market_open": clock.is_open,
+                    "broker_time": clock.timestamp,
+                }
+            )
+        workflow.set_current_details(
+            f"done: audit row {written.id}, round trip ok={ok}, market open={result.market_open}"
+        )
+        return result

@@ -87,7 +87,7 @@ def test_dev_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None
         output = _read_until(process, "Press Ctrl-C", timeout=180)
         assert "Web UI" in output and f"http://127.0.0.1:{ports['ui']}" in output
         assert output.index("Web UI") < output.index("postgres")  # Web UI URL first
-        assert "stack check ok" in output
+        assert "stack check ok" in output and "broker clock" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['ui']}", timeout=5) as response:
             assert response.status == 200
 
@@ -98,7 +98,7 @@ def test_dev_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None
         status = json.loads(run_cli("dev", "status", "--json", env=env).stdout)
         assert status["running"] and all(c["alive"] for c in status["components"])
         names = {c["name"] for c in status["components"]}
-        assert {"temporal", "postgres", "worker-1"} <= names
+        assert {"temporal", "postgres", "paperbroker", "worker-1"} <= names
         pids = _recorded_pids(env)
 
         again = run_cli("dev", "up", env=env)

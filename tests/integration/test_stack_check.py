@@ -9,6 +9,8 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+from broker.alpaca import AlpacaGateway
+from tests.conftest import SESSION_START
 from trading.models import StackCheckInput
 from worker import create_worker
 from workflows.stack_check import StackCheckWorkflow
@@ -16,11 +18,15 @@ from workflows.stack_check import StackCheckWorkflow
 pytestmark = pytest.mark.integration
 
 
-async def test_stack_check_writes_and_reads_back_an_audit_row(
-    client: Client, pool: asyncpg.Pool, task_queue: str, activity_executor: ThreadPoolExecutor
+async def test_stack_check_writes_and_reads_back_an_audit_row_and_asks_the_broker(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    activity_executor: ThreadPoolExecutor,
+    gateway: AlpacaGateway,
 ) -> None:
     workflow_id = f"stack-check-{uuid.uuid4().hex[:8]}"
-    async with create_worker(client, pool, task_queue, activity_executor):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway):
         result = await client.execute_workflow(
             StackCheckWorkflow.run,
             StackCheckInput(requested_by="test"),
@@ -28,6 +34,8 @@ async def test_stack_check_writes_and_reads_back_an_audit_row(
             task_queue=task_queue,
         )
     assert result.round_trip_ok
+    assert result.broker_checked and result.market_open is True  # the session at SESSION_START
+    assert result.broker_time is not None and result.broker_time.date() == SESSION_START.date()
     assert result.workflow_id == workflow_id
     # Read the row independently of the workflow, straight from PostgreSQL.
     row = await pool.fetchrow(
