@@ -1,0 +1,300 @@
+"""Signal scoring: the Scorer protocol, the default momentum/volume scorer, a registry by name,
+and the values the score drain passes around. Pure: no I/O, safe to import into workflows.
+
+A scorer turns one signal (symbol, strategy, side, features) into a ScoreResult or raises
+ScoringError with a reason; the drain records the first as SCORED and the second as ERROR.
+Any other exception is treated as transient: the signal stays PENDING under its lease and a
+later drain retries it, until the attempts cap ends it in ERROR.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol, runtime_checkable
+
+from pydantic import Field, model_validator
+
+from trading.broker_models import OrderSide
+from trading.ledger_records import (
+    DEFAULT_SIGNAL_LEASE_SECONDS,
+    DEFAULT_SIGNAL_MAX_AGE_SECONDS,
+    DEFAULT_SIGNAL_MAX_ATTEMPTS,
+    SignalFunnel,
+)
+from trading.models import Frozen, JsonScalar
+
+# --- scoring --------------------------------------------------------------------------------
+
+SCORE_QUANTUM = Decimal("0.0001")
+
+
+class ScoringError(Exception):
+    """A signal that cannot be scored: `code` is stable, `detail` says what was wrong."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """The text recorded as the signal's last_error."""
+        return f"{self.code}: {self.detail}"
+
+
+class UnknownScorer(LookupError):
+    """The drain named a scorer no registry holds."""
+
+
+class SignalToScore(Frozen):
+    """What a scorer sees of a signal."""
+
+    signal_key: str
+    symbol: str
+    strategy: str
+    side: OrderSide = OrderSide.BUY
+    features: dict[str, JsonScalar] = Field(default_factory=dict)
+
+
+class ScoreResult(Frozen):
+    """A scorer's verdict: score in [-1, 1] (positive favours the signal's side), confidence."""
+
+    score: Decimal = Field(ge=-1, le=1)
+    confidence: Decimal = Field(ge=0, le=1)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scores one signal deterministically, or raises ScoringError with a reason."""
+
+    @property
+    def name(self) -> str:
+        """The name a drain uses to pick this scorer."""
+        ...
+
+    def score(self, signal: SignalToScore) -> ScoreResult:
+        """The score of `signal`; raise ScoringError when it cannot be scored."""
+        ...
+
+
+def _clamp(value: Decimal, low: Decimal, high: Decimal) -> Decimal:
+    return max(low, min(high, value))
+
+
+def feature_number(
+    features: Mapping[str, JsonScalar],
+    name: str,
+    *,
+    default: Decimal | None = None,
+    low: Decimal | None = None,
+    high: Decimal | None = None,
+) -> Decimal:
+    """A numeric feature as Decimal; missing (no default), non-numeric or out of range raise."""
+    raw = features.get(name)
+    if raw is None:
+        if default is None:
+            raise ScoringError("missing_feature", f"feature {name!r} is required")
+        return default
+    # bool is an int subclass; a flag is never a number here.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ScoringError(
+            "invalid_feature", f"feature {name!r} must be a number, got {type(raw).__name__}"
+        )
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ScoringError("invalid_feature", f"feature {name!r} must be finite, got {raw}")
+    value = Decimal(str(raw))
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ScoringError(
+            "invalid_feature", f"feature {name!r}={value} is outside [{low}, {high}]"
+        )
+    return value
+
+
+class MomentumVolumeScorer:
+    """Default scorer: momentum in the signal's direction, weighted by relative volume.
+
+    Features: `momentum` (required; fractional return over the strategy's lookback,
+    0.02 = +2 %), `volume_ratio` (volume / average volume, default 1) and `rsi` (optional,
+    0-100; an overextended RSI in the signal's direction halves the score at the extreme).
+    """
+
+    # A 5 % move in the signal's direction is full momentum; twice average volume is full
+    # participation. Beyond either the score stops growing.
+    FULL_MOMENTUM = Decimal("0.05")
+    FULL_VOLUME = Decimal(2)
+    MAX_ABS_MOMENTUM = Decimal(10)
+    MAX_VOLUME_RATIO = Decimal(1000)
+
+    @property
+    def name(self) -> str:
+        """Registry name."""
+        return "momentum_volume"
+
+    def score(self, signal: SignalToScore) -> ScoreResult:
+        """Score in [-1, 1] and confidence in [0, 1], rounded to 4 places."""
+        features = signal.features
+        momentum = feature_number(
+            features, "momentum", low=-self.MAX_ABS_MOMENTUM, high=self.MAX_ABS_MOMENTUM
+        )
+        volume_ratio = feature_number(
+            features, "volume_ratio", default=Decimal(1), low=Decimal(0), high=self.MAX_VOLUME_RATIO
+        )
+        rsi = (
+            feature_number(features, "rsi", low=Decimal(0), high=Decimal(100))
+            if features.get("rsi") is not None
+            else None
+        )
+        one = Decimal(1)
+        half = Decimal("0.5")
+        direction = one if signal.side is OrderSide.BUY else -one
+        drive = _clamp(direction * momentum / self.FULL_MOMENTUM, -one, one)
+        participation = _clamp(volume_ratio / self.FULL_VOLUME, Decimal(0), one)
+        score = drive * (half + half * participation)
+        if rsi is not None:
+            # Overbought for a buy (over 70), oversold for a sell (under 30).
+            stretch = (rsi - 70) / 30 if direction > 0 else (30 - rsi) / 30
+            score *= one - half * _clamp(stretch, Decimal(0), one)
+        confidence = Decimal("0.2") + Decimal("0.4") * participation + Decimal("0.4") * abs(drive)
+        return ScoreResult(
+            score=_clamp(score, -one, one).quantize(SCORE_QUANTUM, ROUND_HALF_EVEN),
+            confidence=_clamp(confidence, Decimal(0), one).quantize(SCORE_QUANTUM, ROUND_HALF_EVEN),
+        )
+
+
+DEFAULT_SCORER = "momentum_volume"
+
+
+class ScorerRegistry:
+    """Scorers by name; a drain names the one it wants."""
+
+    def __init__(self, scorers: Iterable[Scorer] = ()) -> None:
+        self._scorers: dict[str, Scorer] = {}
+        for scorer in scorers:
+            self.register(scorer)
+
+    def register(self, scorer: Scorer) -> None:
+        """Add a scorer; a second scorer with the same name is a mistake."""
+        if scorer.name in self._scorers:
+            raise ValueError(f"a scorer named {scorer.name!r} is already registered")
+        self._scorers[scorer.name] = scorer
+
+    def get(self, name: str) -> Scorer:
+        """The scorer with this name; raise UnknownScorer naming the ones there are."""
+        try:
+            return self._scorers[name]
+        except KeyError:
+            raise UnknownScorer(
+                f"no scorer named {name!r}; registered: {', '.join(self.names()) or 'none'}"
+            ) from None
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._scorers)
+
+
+def builtin_scorers() -> ScorerRegistry:
+    """A registry holding the scorers that ship with the system (add new ones here)."""
+    return ScorerRegistry([MomentumVolumeScorer()])
+
+
+# --- the drain's values ---------------------------------------------------------------------
+
+DRAIN_WORKFLOW_ID = "score-drain"
+# Drains run ceil(limit / batch) batch activities; this keeps the history well below its cap.
+MAX_DRAIN_BATCHES = 2000
+
+
+class ScoreBatch(Frozen):
+    """One batch: claim up to `limit` PENDING signals, score them with `scorer`, record each."""
+
+    limit: int = Field(ge=1, le=1000)
+    scorer: str = Field(default=DEFAULT_SCORER, min_length=1)
+    max_attempts: int = Field(default=DEFAULT_SIGNAL_MAX_ATTEMPTS, ge=1)
+    lease_seconds: int = Field(default=DEFAULT_SIGNAL_LEASE_SECONDS, ge=1)
+    max_age_seconds: int = Field(default=DEFAULT_SIGNAL_MAX_AGE_SECONDS, ge=1)
+
+
+class ScoreBatchResult(Frozen):
+    """What one batch did: claimed, SCORED, ERROR (by code), left PENDING for a retry."""
+
+    claimed: int = 0
+    scored: int = 0
+    error: int = 0
+    # Claimed but already final (another writer got there first): nothing recorded.
+    already_final: int = 0
+    # The scorer failed in a way that may pass (not a ScoringError): still PENDING, leased.
+    retry_later: int = 0
+    error_codes: dict[str, int] = Field(default_factory=dict)
+
+
+class DrainInput(Frozen):
+    """Score up to `limit` PENDING signals, `batch` per activity, with the named scorer."""
+
+    limit: int = Field(default=10_000, ge=1)
+    batch: int = Field(default=100, ge=1, le=1000)
+    scorer: str = Field(default=DEFAULT_SCORER, min_length=1)
+    max_attempts: int = Field(default=DEFAULT_SIGNAL_MAX_ATTEMPTS, ge=1)
+    max_age_seconds: int = Field(default=DEFAULT_SIGNAL_MAX_AGE_SECONDS, ge=1)
+    lease_seconds: int = Field(default=DEFAULT_SIGNAL_LEASE_SECONDS, ge=1)
+
+    @model_validator(mode="after")
+    def _bounded_batches(self) -> DrainInput:
+        if -(-self.limit // self.batch) > MAX_DRAIN_BATCHES:
+            raise ValueError(
+                f"limit {self.limit} / batch {self.batch} needs more than "
+                f"{MAX_DRAIN_BATCHES} batches; raise batch or lower limit"
+            )
+        return self
+
+
+class DrainProgress(Frozen):
+    """Where a drain is (the `progress` query)."""
+
+    phase: str = "starting"
+    batches: int = 0
+    claimed: int = 0
+    scored: int = 0
+    error: int = 0
+    expired: int = 0
+    already_final: int = 0
+    retry_later: int = 0
+    error_codes: dict[str, int] = Field(default_factory=dict)
+
+    def plus(self, batch: ScoreBatchResult) -> DrainProgress:
+        """This progress with one more batch counted."""
+        codes = dict(self.error_codes)
+        for code, count in batch.error_codes.items():
+            codes[code] = codes.get(code, 0) + count
+        return self.model_copy(
+            update={
+                "batches": self.batches + 1,
+                "claimed": self.claimed + batch.claimed,
+                "scored": self.scored + batch.scored,
+                "error": self.error + batch.error,
+                "already_final": self.already_final + batch.already_final,
+                "retry_later": self.retry_later + batch.retry_later,
+                "error_codes": codes,
+            }
+        )
+
+
+class DrainResult(Frozen):
+    """A finished drain: its counts, what is still PENDING, and the ledger's signal funnel."""
+
+    claimed: int
+    scored: int
+    error: int
+    expired: int
+    remaining_pending: int
+    batches: int
+    already_final: int
+    retry_later: int
+    error_codes: dict[str, int]
+    funnel: SignalFunnel
+
+
+def next_batch_size(request: DrainInput, claimed_so_far: int) -> int:
+    """How many to claim next: `batch`, less near `limit`; 0 when the limit is reached."""
+    return max(0, min(request.batch, request.limit - claimed_so_far))
