@@ -1,0 +1,329 @@
+"""TradeWorkflow's decisions as pure functions: frozen inputs and `now` in, a plan out.
+
+Nothing here does I/O; the workflow asks the broker, calls these, and acts on the answer.
+The protection rule: whenever the broker holds a position, an active sell stop covers all
+of it, judged by the stop's real status at the broker; nothing is decided on UNKNOWN.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from trading.broker_models import (
+    BrokerOrder,
+    OrderClass,
+    OrderIntent,
+    OrderProbe,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionProbe,
+    ProbeOutcome,
+    SessionDay,
+    TimeInForce,
+)
+from trading.errors import TradingInputError
+from trading.ids import Leg, client_order_id
+from trading.ledger_records import CloseReason, ExitUrgency
+from trading.models import Frozen
+from trading.ticks import normalize_price, protective_stop_price, tick_size
+from trading.trade_models import EntryType, TradeSpec
+
+# --- protection ------------------------------------------------------------------------
+
+
+class Keep(Frozen):
+    """The stop is active and covers the whole position."""
+
+    qty: Decimal
+
+
+class Rescue(Frozen):
+    """No working stop: place a new standalone GTC stop for the position."""
+
+    qty: Decimal
+    stop_price: Decimal
+    why: str
+
+
+class Resize(Frozen):
+    """The stop is active but covers a different quantity: replace it with this qty."""
+
+    order_id: str
+    qty: Decimal
+
+
+class Follow(Frozen):
+    """The stop was replaced at the broker (dashboard, earlier tighten): guard the new one."""
+
+    order_id: str
+
+
+class Flat(Frozen):
+    """The broker definitively holds no position in the symbol."""
+
+
+class Wait(Frozen):
+    """Not enough is known (or something is in flight): decide again at the next check."""
+
+    reason: str
+
+
+ProtectionAction = Keep | Rescue | Resize | Follow | Flat | Wait
+
+
+def protection_action(
+    stop_price: Decimal,
+    stop_order_id: str | None,
+    position: PositionProbe,
+    stop: OrderProbe | None,
+) -> ProtectionAction:
+    """What to do so the position is covered by an active stop (never acts on UNKNOWN)."""
+    if position.outcome is ProbeOutcome.UNKNOWN:
+        return Wait(reason=f"position unknown: {position.error or 'no answer'}")
+    if position.outcome is ProbeOutcome.ABSENT or position.position is None:
+        return Flat()
+    qty = position.position.qty
+    if qty == 0:
+        return Flat()
+    if qty < 0:
+        return Wait(reason=f"short position {qty}: a long trade's sell stop cannot cover it")
+    if stop_order_id is None:
+        return Rescue(qty=qty, stop_price=stop_price, why="no stop order")
+    if stop is None or stop.outcome is ProbeOutcome.UNKNOWN:
+        detail = stop.error if stop is not None and stop.error else "not probed"
+        return Wait(reason=f"stop {stop_order_id} unknown: {detail}")
+    if stop.outcome is ProbeOutcome.ABSENT or stop.order is None:
+        return Rescue(qty=qty, stop_price=stop_price, why=f"stop {stop_order_id} absent")
+    order = stop.order
+    if order.status is OrderStatus.REPLACED and order.replaced_by:
+        return Follow(order_id=order.replaced_by)
+    if order.side is not OrderSide.SELL or order.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
+        return Rescue(qty=qty, stop_price=stop_price, why=f"order {order.id} is not a sell stop")
+    if order.is_active:
+        remaining = (order.qty or Decimal(0)) - order.filled_qty
+        if remaining == qty:
+            return Keep(qty=qty)
+        return Resize(order_id=order.id, qty=qty)
+    if order.is_terminal:
+        return Rescue(
+            qty=qty, stop_price=stop_price, why=f"stop {order.id} is {order.status.value}"
+        )
+    return Wait(reason=f"stop {order.id} is {order.status.value} (in transition)")
+
+
+def rescue_backoff(consecutive_failures: int, initial: timedelta, maximum: timedelta) -> timedelta:
+    """Delay before the next rescue after this many failures in a row (doubling, capped)."""
+    if consecutive_failures <= 0:
+        return timedelta(0)
+    exponent = min(consecutive_failures - 1, 30)
+    delay: timedelta = initial * (2**exponent)
+    return min(delay, maximum)
+
+
+# --- tighten ---------------------------------------------------------------------------
+
+
+def validate_tighten(current_stop: Decimal, new_price: Decimal, market: Decimal | None) -> Decimal:
+    """The tick-normalized new stop, or TradingInputError if it would not tighten a long."""
+    if not new_price.is_finite() or new_price <= 0:
+        raise TradingInputError(f"stop price must be a positive number, got {new_price}")
+    normalized = protective_stop_price(new_price)
+    if normalized <= current_stop:
+        raise TradingInputError(
+            f"stop {normalized} would not tighten the current stop {current_stop}: "
+            "a stop only moves up"
+        )
+    if market is not None and normalized > market - tick_size(market):
+        raise TradingInputError(f"stop {normalized} must stay below the market price {market}")
+    return normalized
+
+
+# --- entry -----------------------------------------------------------------------------
+
+
+def entry_intent(spec: TradeSpec, attempt: int) -> OrderIntent:
+    """The entry: a GTC bracket with a take-profit, else an OTO carrying only the stop."""
+    with_take_profit = spec.take_profit_price is not None
+    return OrderIntent(
+        client_order_id=client_order_id(spec.trade_id, Leg.ENTRY, attempt),
+        symbol=spec.symbol,
+        qty=spec.qty,
+        side=OrderSide.BUY,
+        type=OrderType.LIMIT if spec.entry_type is EntryType.LIMIT else OrderType.MARKET,
+        limit_price=spec.limit_price if spec.entry_type is EntryType.LIMIT else None,
+        time_in_force=TimeInForce.GTC,
+        order_class=OrderClass.BRACKET if with_take_profit else OrderClass.OTO,
+        stop_loss_stop_price=spec.stop_price,
+        take_profit_limit_price=spec.take_profit_price,
+    )
+
+
+def protective_legs(order: BrokerOrder) -> tuple[BrokerOrder | None, BrokerOrder | None]:
+    """(stop leg, take-profit leg) of a bracket/OTO/OCO order."""
+    stop = next(
+        (leg for leg in order.legs if leg.type in (OrderType.STOP, OrderType.STOP_LIMIT)), None
+    )
+    take_profit = next((leg for leg in order.legs if leg.type is OrderType.LIMIT), None)
+    return stop, take_profit
+
+
+class EntryWorking(Frozen):
+    """The entry is still working (maybe partly filled) and not yet due."""
+
+    filled_qty: Decimal
+
+
+class EntryFilled(Frozen):
+    """The entry filled (completely, or partly before it ended); the trade is open."""
+
+    filled_qty: Decimal
+    avg_price: Decimal
+    complete: bool
+
+
+class EntryDead(Frozen):
+    """The entry ended with nothing filled."""
+
+    reason: CloseReason
+
+
+class EntryDue(Frozen):
+    """The entry did not fill in time: cancel what is left."""
+
+
+EntryStep = EntryWorking | EntryFilled | EntryDead | EntryDue
+
+
+def entry_step(order: BrokerOrder, now: datetime, deadline: datetime | None) -> EntryStep:
+    """Where the entry order stands, given the broker's view of it and the entry deadline."""
+    if order.status is OrderStatus.FILLED:
+        return EntryFilled(
+            filled_qty=order.filled_qty,
+            avg_price=order.filled_avg_price or Decimal(0),
+            complete=True,
+        )
+    if order.is_terminal:
+        if order.filled_qty > 0 and order.filled_avg_price is not None:
+            return EntryFilled(
+                filled_qty=order.filled_qty, avg_price=order.filled_avg_price, complete=False
+            )
+        if order.status is OrderStatus.REJECTED:
+            return EntryDead(reason=CloseReason.ENTRY_FAILED)
+        return EntryDead(reason=CloseReason.ENTRY_CANCELLED)
+    if deadline is not None and now >= deadline:
+        return EntryDue()
+    return EntryWorking(filled_qty=order.filled_qty)
+
+
+# --- exits -----------------------------------------------------------------------------
+
+
+def rescue_intent(
+    trade_id: str, symbol: str, qty: Decimal, stop_price: Decimal, attempt: int
+) -> OrderIntent:
+    """A standalone GTC sell stop for the whole position."""
+    return OrderIntent(
+        client_order_id=client_order_id(trade_id, Leg.RESCUE, attempt),
+        symbol=symbol,
+        qty=qty,
+        side=OrderSide.SELL,
+        type=OrderType.STOP,
+        stop_price=stop_price,
+        time_in_force=TimeInForce.GTC,
+    )
+
+
+def market_exit_intent(trade_id: str, symbol: str, qty: Decimal, attempt: int) -> OrderIntent:
+    """A market sell for the whole position (day)."""
+    return OrderIntent(
+        client_order_id=client_order_id(trade_id, Leg.EXIT, attempt),
+        symbol=symbol,
+        qty=qty,
+        side=OrderSide.SELL,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+    )
+
+
+def oco_exit_intent(
+    trade_id: str, symbol: str, qty: Decimal, limit: Decimal, stop_price: Decimal, attempt: int
+) -> OrderIntent:
+    """An OCO exit: a limit sell at `limit` with the protective stop as its other leg."""
+    return OrderIntent(
+        client_order_id=client_order_id(trade_id, Leg.EXIT, attempt),
+        symbol=symbol,
+        qty=qty,
+        side=OrderSide.SELL,
+        type=OrderType.LIMIT,
+        limit_price=normalize_price(limit),
+        time_in_force=TimeInForce.DAY,
+        order_class=OrderClass.OCO,
+        take_profit_limit_price=normalize_price(limit),
+        stop_loss_stop_price=stop_price,
+    )
+
+
+class ExitWindow(Frozen):
+    """When a next-open exit may run."""
+
+    session: SessionDay
+    start: datetime
+    end: datetime
+
+
+def next_open_exit_window(
+    sessions: list[SessionDay], now: datetime, start_after: timedelta, end_after: timedelta
+) -> ExitWindow:
+    """The window after the first session opening strictly after `now` (clipped to its close)."""
+    if end_after <= start_after:
+        raise TradingInputError("the exit window must end after it starts")
+    for session in sorted(sessions, key=lambda day: day.open):
+        if session.open > now:
+            start = session.open + start_after
+            end = min(session.open + end_after, session.close)
+            if end <= start:
+                continue  # a session too short for the window
+            return ExitWindow(session=session, start=start, end=end)
+    raise TradingInputError(f"no session opens after {now.isoformat()} in the calendar given")
+
+
+def close_reason_for(
+    stop: BrokerOrder | None,
+    take_profit: BrokerOrder | None,
+    exit_order: BrokerOrder | None,
+    exit_urgency: ExitUrgency | None,
+) -> CloseReason:
+    """Why a flat position ended: the leg that filled, else somebody else closed it."""
+    if exit_order is not None:
+        oco_stop, _ = protective_legs(exit_order)
+        if oco_stop is not None and oco_stop.filled_qty > 0:
+            return CloseReason.STOP_FILLED
+        if exit_order.filled_qty > 0:
+            if exit_urgency is ExitUrgency.IMMEDIATE:
+                return CloseReason.FORCE_EXIT
+            return CloseReason.EXIT_FILLED
+    if stop is not None and stop.filled_qty > 0:
+        return CloseReason.STOP_FILLED
+    if take_profit is not None and take_profit.filled_qty > 0:
+        return CloseReason.TAKE_PROFIT
+    return CloseReason.EXTERNAL_CLOSE
+
+
+def exit_price_of(*orders: BrokerOrder | None) -> Decimal | None:
+    """The fill price of the first order (or OCO leg) that filled."""
+    for order in orders:
+        if order is None:
+            continue
+        for candidate in (order, *order.legs):
+            if candidate.filled_qty > 0 and candidate.filled_avg_price is not None:
+                return candidate.filled_avg_price
+    return None
+
+
+def realized_pnl(entry: Decimal | None, exit_price: Decimal | None, qty: Decimal) -> Decimal | None:
+    """Profit of a long: (exit - entry) x qty, when both prices are known."""
+    if entry is None or exit_price is None:
+        return None
+    return (exit_price - entry) * qty

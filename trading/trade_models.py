@@ -1,0 +1,215 @@
+"""TradeWorkflow's input, state, signal, update, query and result models.
+
+The BrokerSync contract lives here too: BrokerSyncWorkflow forwards each trade_updates
+event as `order_event(OrderEvent)` and each position change as
+`position_update(PositionUpdate)` to the workflow `trade-<trade_id>` that owns the order
+(the trade id is the client_order_id prefix, see trading/ids.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from trading.broker_models import BrokerOrder
+from trading.ids import validate_trade_id
+from trading.ledger_records import CloseReason, ExitUrgency, TradeStatus
+from trading.models import Frozen
+from trading.ticks import is_on_tick
+
+
+class EntryType(StrEnum):
+    """How the entry order is priced."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class RescueEscalation(StrEnum):
+    """What to do after too many consecutive failed rescues."""
+
+    MARKET_EXIT = "market_exit"
+    HALT_ENTRIES = "halt_entries"  # alert only here: TradingControl acts on the risk event
+
+
+class WindowEscalation(StrEnum):
+    """What to do when a next-open exit window ends unfilled."""
+
+    MARKET_EXIT = "market_exit"
+    REPLAN = "replan"  # keep the stop and plan again for the following session
+
+
+def workflow_id_for(trade_id: str) -> str:
+    """The workflow id of a trade: `trade-<trade_id>` (one guard per trade)."""
+    return f"trade-{trade_id}"
+
+
+class TradeSpec(Frozen):
+    """What to trade and how to guard it (long only); all prices on the tick grid."""
+
+    trade_id: str
+    symbol: str = Field(min_length=1, max_length=16)
+    qty: Decimal = Field(gt=0)
+    entry_type: EntryType = EntryType.MARKET
+    limit_price: Decimal | None = Field(default=None, gt=0)
+    stop_price: Decimal = Field(gt=0)
+    take_profit_price: Decimal | None = Field(default=None, gt=0)
+    entry_timeout: timedelta = timedelta(minutes=5)
+    protect_only: bool = False  # adopted external position: no entry, guard what is there
+    existing_stop_order_id: str | None = None  # an adopted position's stop, if it has one
+    check_interval: timedelta = timedelta(seconds=60)
+    rescue_backoff_initial: timedelta = timedelta(seconds=2)
+    rescue_backoff_max: timedelta = timedelta(seconds=60)
+    rescue_alert_after: int = Field(default=3, ge=1)
+    rescue_escalation: RescueEscalation = RescueEscalation.HALT_ENTRIES
+    exit_window_start: timedelta = timedelta(minutes=5)
+    exit_window_end: timedelta = timedelta(minutes=30)
+    exit_window_escalation: WindowEscalation = WindowEscalation.MARKET_EXIT
+    signal_id: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TradeSpec:
+        validate_trade_id(self.trade_id)
+        if self.entry_type is EntryType.LIMIT and self.limit_price is None:
+            raise ValueError("a limit entry needs limit_price")
+        for name in ("limit_price", "stop_price", "take_profit_price"):
+            price = getattr(self, name)
+            if price is not None and not is_on_tick(price):
+                raise ValueError(f"{name} {price} is not on the tick grid")
+        if self.take_profit_price is not None and self.take_profit_price <= self.stop_price:
+            raise ValueError("take_profit_price must be above stop_price")
+        if self.exit_window_end <= self.exit_window_start:
+            raise ValueError("exit_window_end must be after exit_window_start")
+        return self
+
+    @property
+    def workflow_id(self) -> str:
+        """The workflow id that guards this trade."""
+        return workflow_id_for(self.trade_id)
+
+
+class RescueTelemetry(BaseModel):
+    """How the stop rescues went: counters and the last attempt."""
+
+    attempted: int = 0
+    ok: int = 0
+    failed: int = 0
+    consecutive_failures: int = 0
+    last_at: datetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    next_at: datetime | None = None  # backoff: no new rescue before this
+    alerted: bool = False
+    last_gap_ms: int | None = None  # first missing-stop sighting to accepted rescue
+
+
+class ExitPlan(BaseModel):
+    """A requested exit and how it is going."""
+
+    urgency: ExitUrgency
+    reason: str
+    requested_at: datetime
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    exit_order_id: str | None = None
+    stop_cancel_confirmed_at: datetime | None = None
+    gap_ms: int | None = None  # confirmed stop cancel -> exit accepted (the unprotected gap)
+
+
+class TradeState(BaseModel):
+    """Everything the workflow knows; carried whole across continue-as-new."""
+
+    status: TradeStatus = TradeStatus.PENDING_ENTRY
+    created: bool = False
+    entry_attempt: int = 0
+    rescue_attempt: int = 0
+    exit_attempt: int = 0
+    stop_attempt: int = 0  # replacement client_order_ids for tighten/resize
+    entry_order_id: str | None = None
+    entry_deadline: datetime | None = None
+    entry_cancel_requested: bool = False
+    filled_qty: Decimal = Decimal(0)
+    entry_price: Decimal | None = None
+    position_qty: Decimal = Decimal(0)
+    stop_price: Decimal
+    stop_order_id: str | None = None
+    take_profit_price: Decimal | None = None
+    take_profit_order_id: str | None = None
+    stop_missing_since: datetime | None = None
+    rescue: RescueTelemetry = Field(default_factory=RescueTelemetry)
+    exit: ExitPlan | None = None
+    close_reason: CloseReason | None = None
+    exit_price: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    closed_at: datetime | None = None
+    last_check_at: datetime | None = None
+    last_check_note: str = ""
+    events_received: int = 0
+
+
+class TradeWorkflowInput(BaseModel):
+    """Start (state None) or continue (state carried) a trade workflow."""
+
+    spec: TradeSpec
+    state: TradeState | None = None
+
+
+class OrderEvent(Frozen):
+    """One trade_updates event for an order of this trade (from BrokerSync)."""
+
+    event: str
+    order: BrokerOrder
+    timestamp: AwareDatetime
+    price: Decimal | None = None
+    qty: Decimal | None = None
+    position_qty: Decimal | None = None
+
+
+class PositionUpdate(Frozen):
+    """The broker's position in this trade's symbol changed (0 = flat) (from BrokerSync)."""
+
+    symbol: str
+    qty: Decimal
+    observed_at: AwareDatetime
+
+
+class ForceExit(Frozen):
+    """Exit now (IMMEDIATE) or in the next session's opening window (NEXT_OPEN)."""
+
+    urgency: ExitUrgency
+    reason: str = Field(min_length=1)
+
+
+class TightenStop(Frozen):
+    """Move the protective stop up (never down)."""
+
+    price: Decimal = Field(gt=0)
+
+
+class TightenResult(Frozen):
+    """The stop after a tighten."""
+
+    stop_price: Decimal
+    stop_order_id: str
+
+
+class TradeStatusView(Frozen):
+    """What the `status` query answers."""
+
+    trade_id: str
+    symbol: str
+    status: TradeStatus
+    state: TradeState
+
+
+class TradeResult(Frozen):
+    """How a trade ended."""
+
+    trade_id: str
+    status: TradeStatus
+    close_reason: CloseReason | None
+    exit_price: Decimal | None
+    realized_pnl: Decimal | None
