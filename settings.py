@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = Field(None, description="Client certificate (mTLS) path")
     temporal_tls_key: Path | None = Field(None, description="Client private key (mTLS) path")
     temporal_connect_timeout_s: float = Field(5.0, gt=0, description="Give up connecting after")
+    temporal_ui_url: str = Field(
+        "http://127.0.0.1:8233", description="Web UI base URL, for the links the CLI prints"
+    )
 
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL; unset -> the embedded PostgreSQL of the dev stack"

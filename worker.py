@@ -24,8 +24,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
+from activities.broker_sync import BrokerSyncActivities
 from broker.alpaca import AlpacaGateway
-from broker.endpoint import broker_endpoint
+from broker.endpoint import BrokerEndpoint, broker_endpoint
 from broker.gateway import BrokerGateway
 from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
@@ -41,13 +42,20 @@ def create_worker(
     task_queue: str,
     executor: ThreadPoolExecutor,
     gateway: BrokerGateway | None = None,
+    endpoint: BrokerEndpoint | None = None,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
     return Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=build_activities(pool, gateway),
+        activities=build_activities(
+            pool,
+            gateway,
+            BrokerSyncActivities(gateway, endpoint, client, pool)
+            if gateway is not None and endpoint is not None
+            else None,
+        ),
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),
     )
@@ -67,8 +75,11 @@ async def run_worker(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
-            gateway = AlpacaGateway(broker_endpoint(settings))
-            worker = create_worker(client, pool, settings.temporal_task_queue, executor, gateway)
+            endpoint = broker_endpoint(settings)
+            gateway = AlpacaGateway(endpoint)
+            worker = create_worker(
+                client, pool, settings.temporal_task_queue, executor, gateway, endpoint
+            )
             async with worker:
                 logger.info(
                     "worker running pid=%s task_queue=%s namespace=%s",

@@ -10,7 +10,9 @@ import asyncpg
 from temporalio import activity
 
 from activities.broker import BrokerActivities
+from activities.broker_sync import BrokerSyncActivities
 from activities.ledger import LedgerActivities
+from activities.scoring import ScoringActivities
 from broker.gateway import BrokerGateway
 
 
@@ -26,13 +28,19 @@ def activity_methods(instance: object) -> list[Callable[..., Any]]:
 
 
 def build_activities(
-    pool: asyncpg.Pool, gateway: BrokerGateway | None
+    pool: asyncpg.Pool,
+    gateway: BrokerGateway | None,
+    sync: BrokerSyncActivities | None = None,
 ) -> list[Callable[..., Any]]:
     """All activity callables the worker registers, bound to their dependencies.
 
-    Without a gateway (ledger-only test workers) the broker activities are left out.
+    Without a gateway (ledger-only test workers) the broker activities are left out; the
+    BrokerSync activities need a Temporal client and the broker endpoint as well.
     """
     methods = activity_methods(LedgerActivities(pool))
+    methods += activity_methods(ScoringActivities(pool))
     if gateway is not None:
         methods += activity_methods(BrokerActivities(gateway))
+    if sync is not None:
+        methods += activity_methods(sync)
     return methods

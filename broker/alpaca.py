@@ -44,6 +44,7 @@ from broker.errors import (
     WashTrade,
 )
 from trading.broker_models import (
+    AssetInfo,
     Bar,
     BrokerAccount,
     BrokerOrder,
@@ -341,6 +342,14 @@ class AlpacaGateway:
         return [
             SessionDay(date=d.date, open=_new_york(d.open), close=_new_york(d.close)) for d in days
         ]
+
+    def get_asset(self, symbol: str) -> AssetInfo:
+        """One asset (NotFound for an unknown symbol)."""
+        asset: Any = self._call(f"get_asset {symbol}", lambda: self._trading.get_asset(symbol))
+        return AssetInfo(
+            symbol=asset.symbol, tradable=bool(asset.tradable), shortable=bool(asset.shortable),
+            fractionable=bool(asset.fractionable), status=_enum_value(asset.status),
+        )
 
     def get_positions(self) -> list[BrokerPosition]:
         """All open positions."""

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Protocol
 
 from trading.broker_models import (
+    AssetInfo,
     Bar,
     BrokerAccount,
     BrokerOrder,
@@ -34,6 +35,10 @@ class BrokerGateway(Protocol):
 
     def get_calendar(self, start: date, end: date) -> list[SessionDay]:
         """Trading sessions between two dates, inclusive."""
+        ...
+
+    def get_asset(self, symbol: str) -> AssetInfo:
+        """One asset (NotFound for an unknown symbol)."""
         ...
 
     def get_positions(self) -> list[BrokerPosition]:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import dev
+from cli import dev, drain, trade
 from cli.output import emit_json, fail, say, table
 from devstack.stack import StackError
 from settings import ROOT, ConfigError, Settings, load_settings
@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=cmd_settings_show)
 
     dev.register(commands)
+    trade.register(commands)
+    drain.register(commands)
 
     test = commands.add_parser("test", help="run the test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)

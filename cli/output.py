@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -24,9 +25,9 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+def table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
     """Left-aligned columns."""
-    all_rows = ([header] if header else []) + rows
+    all_rows = ([header] if header else []) + list(rows)
     if not all_rows:
         return ""
     widths = [max(len(row[i]) for row in all_rows) for i in range(len(all_rows[0]))]

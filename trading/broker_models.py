@@ -171,6 +171,16 @@ class BrokerPosition(Frozen):
     unrealized_pl: Decimal | None = None
 
 
+class AssetInfo(Frozen):
+    """What the broker says about a symbol."""
+
+    symbol: str
+    tradable: bool
+    shortable: bool = False
+    fractionable: bool = False
+    status: str = "active"
+
+
 class BrokerAccount(Frozen):
     """The account's money and status."""
 

@@ -1,0 +1,306 @@
+"""`starter.py trade ...`: open, exit, tighten and inspect trades (TradeWorkflow)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from broker.alpaca import AlpacaGateway
+from broker.endpoint import broker_endpoint
+from broker.errors import BrokerError, NotFound
+from cli.output import emit_json, fail, say, table
+from clients import make_client
+from settings import Settings
+from trading.ids import new_trade_id, validate_trade_id
+from trading.ledger_records import ExitUrgency
+from trading.routing import workflow_id_for
+from trading.ticks import is_on_tick, tick_size
+from trading.trade_models import (
+    EntryType,
+    ForceExit,
+    TightenStop,
+    TradeSpec,
+    TradeStatusView,
+    TradeWorkflowInput,
+)
+from workflows.trade import TradeWorkflow
+
+
+class CliInputError(Exception):
+    """A command-line value is wrong; the message says which and what to do."""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `trade` command group."""
+    trade = commands.add_parser("trade", help="open, exit, tighten and inspect trades")
+    sub = trade.add_subparsers(dest="trade_command", required=True, metavar="COMMAND")
+
+    opened = sub.add_parser("open", help="enter a long position guarded by a stop")
+    opened.add_argument("symbol", help="ticker, e.g. AAPL")
+    opened.add_argument("--qty", required=True, help="whole shares to buy")
+    opened.add_argument("--stop", required=True, help="protective stop price (below market)")
+    opened.add_argument("--limit", help="limit entry price (default: market order)")
+    opened.add_argument("--take-profit", help="take-profit limit price (above market)")
+    opened.set_defaults(handler=cmd_open)
+
+    exited = sub.add_parser("exit", help="exit a trade now or at the next open")
+    exited.add_argument("trade_id")
+    when = exited.add_mutually_exclusive_group()
+    when.add_argument("--now", action="store_true", help="market exit now (default)")
+    when.add_argument(
+        "--next-open",
+        action="store_true",
+        help="plan the exit for the next session's opening window",
+    )
+    exited.add_argument("--reason", default="manual exit from the CLI", help="why (audited)")
+    exited.set_defaults(handler=cmd_exit)
+
+    tighten = sub.add_parser("tighten", help="raise the protective stop (never lowers it)")
+    tighten.add_argument("trade_id")
+    tighten.add_argument("price")
+    tighten.set_defaults(handler=cmd_tighten)
+
+    status = sub.add_parser("status", help="one trade's state")
+    status.add_argument("trade_id")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+
+    listed = sub.add_parser("list", help="recent trades (from Temporal visibility)")
+    listed.add_argument("--json", action="store_true", help="print JSON")
+    listed.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listed.set_defaults(handler=cmd_list)
+
+
+def _decimal(value: str, what: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise CliInputError(f"{what} must be a number, got {value!r}") from None
+    if not number.is_finite() or number <= 0:
+        raise CliInputError(f"{what} must be positive, got {value}")
+    return number
+
+
+def _price(value: str, what: str) -> Decimal:
+    price = _decimal(value, what)
+    if not is_on_tick(price):
+        tick = tick_size(price)
+        raise CliInputError(
+            f"{what} {price} is a sub-penny price; prices at or above $1.00 use ${tick} "
+            f"steps (e.g. {price.quantize(tick)})"
+        )
+    return price
+
+
+def _ui_link(settings: Settings, workflow_id: str) -> str:
+    return (
+        f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{workflow_id}"
+    )
+
+
+def validate_open(args: argparse.Namespace, gateway: AlpacaGateway) -> TradeSpec:
+    """Check the order against the broker before anything starts; raise CliInputError."""
+    symbol = args.symbol.strip().upper()
+    qty = _decimal(args.qty, "--qty")
+    if qty != qty.to_integral_value():
+        raise CliInputError(f"--qty must be whole shares, got {qty}")
+    stop = _price(args.stop, "--stop")
+    limit = _price(args.limit, "--limit") if args.limit else None
+    take_profit = _price(args.take_profit, "--take-profit") if args.take_profit else None
+    try:
+        asset = gateway.get_asset(symbol)
+    except NotFound:
+        raise CliInputError(f"unknown symbol {symbol!r}: the broker has no such asset") from None
+    if not asset.tradable:
+        raise CliInputError(f"{symbol} is not tradable at the broker (status {asset.status})")
+    quote = gateway.latest_quotes([symbol])[0]
+    reference = limit or quote.ask
+    if stop >= reference:
+        raise CliInputError(
+            f"--stop {stop} must be below the entry price {reference} for a long "
+            f"({'limit' if limit else 'current ask'})"
+        )
+    if take_profit is not None and take_profit <= reference:
+        raise CliInputError(
+            f"--take-profit {take_profit} must be above the entry price {reference}"
+        )
+    trade_id = new_trade_id(symbol, datetime.now(UTC), uuid.uuid4().hex)
+    return TradeSpec(
+        trade_id=trade_id,
+        symbol=symbol,
+        qty=qty,
+        entry_type=EntryType.LIMIT if limit else EntryType.MARKET,
+        limit_price=limit,
+        stop_price=stop,
+        take_profit_price=take_profit,
+    )
+
+
+def cmd_open(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate, then start TradeWorkflow(trade-<id>)."""
+    gateway = AlpacaGateway(broker_endpoint(settings))
+    try:
+        spec = validate_open(args, gateway)
+    except CliInputError as exc:
+        return fail(str(exc), code=2)
+    except BrokerError as exc:
+        return fail(f"the broker could not be asked ({type(exc).__name__}: {exc.message})")
+    workflow_id = workflow_id_for(spec.trade_id)
+
+    async def start() -> None:
+        client = await make_client(settings)
+        await client.start_workflow(
+            TradeWorkflow.run,
+            TradeWorkflowInput(spec=spec),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+        )
+
+    asyncio.run(start())
+    say(
+        f"trade {spec.trade_id} started: buy {spec.qty} {spec.symbol} "
+        f"({spec.entry_type.value}{f' @ {spec.limit_price}' if spec.limit_price else ''}), "
+        f"stop {spec.stop_price}"
+        + (f", take-profit {spec.take_profit_price}" if spec.take_profit_price else "")
+    )
+    say(f"workflow: {workflow_id}")
+    say(f"web UI:   {_ui_link(settings, workflow_id)}")
+    return 0
+
+
+async def _handle(client: Client, trade_id: str) -> Any:
+    try:
+        validate_trade_id(trade_id)
+    except ValueError as exc:
+        raise CliInputError(str(exc)) from None
+    handle = client.get_workflow_handle(workflow_id_for(trade_id))
+    try:
+        await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise CliInputError(
+                f"unknown trade {trade_id!r} (no workflow {workflow_id_for(trade_id)}); "
+                "see `python starter.py trade list`"
+            ) from None
+        raise
+    return handle
+
+
+def _run_on_trade(settings: Settings, trade_id: str, action: Any) -> Any:
+    async def go() -> Any:
+        client = await make_client(settings)
+        return await action(await _handle(client, trade_id))
+
+    return asyncio.run(go())
+
+
+def cmd_exit(args: argparse.Namespace, settings: Settings) -> int:
+    """Signal force_exit."""
+    urgency = ExitUrgency.NEXT_OPEN if args.next_open else ExitUrgency.IMMEDIATE
+
+    async def signal(handle: Any) -> None:
+        await handle.signal(
+            TradeWorkflow.force_exit, ForceExit(urgency=urgency, reason=args.reason)
+        )
+
+    try:
+        _run_on_trade(settings, args.trade_id, signal)
+    except CliInputError as exc:
+        return fail(str(exc), code=2)
+    say(f"exit ({urgency.value}) requested for trade {args.trade_id}: {args.reason}")
+    say(f"web UI: {_ui_link(settings, workflow_id_for(args.trade_id))}")
+    return 0
+
+
+def cmd_tighten(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the tighten_stop update; a looser stop is refused by the workflow's validator."""
+    try:
+        price = _price(args.price, "price")
+
+        async def update(handle: Any) -> Any:
+            return await handle.execute_update(TradeWorkflow.tighten_stop, TightenStop(price=price))
+
+        result = _run_on_trade(settings, args.trade_id, update)
+    except CliInputError as exc:
+        return fail(str(exc), code=2)
+    except WorkflowUpdateFailedError as exc:
+        return fail(f"tighten refused: {exc.cause}", code=2)
+    say(f"stop for trade {args.trade_id} is now {result.stop_price} (order {result.stop_order_id})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Query a trade's state."""
+
+    async def query(handle: Any) -> TradeStatusView:
+        return await handle.query(TradeWorkflow.status)  # type: ignore[no-any-return]
+
+    try:
+        view: TradeStatusView = _run_on_trade(settings, args.trade_id, query)
+    except CliInputError as exc:
+        return fail(str(exc), code=2)
+    if args.json:
+        emit_json(view.model_dump(mode="json"))
+        return 0
+    state = view.state
+    rows = [
+        ("trade", view.trade_id),
+        ("symbol", view.symbol),
+        ("status", view.status.value),
+        ("position", str(state.position_qty)),
+        ("entry price", str(state.entry_price or "-")),
+        ("stop", f"{state.stop_price} (order {state.stop_order_id or '-'})"),
+        ("take-profit", str(state.take_profit_price or "-")),
+        ("rescues", f"{state.rescue.ok} ok / {state.rescue.failed} failed"),
+        ("close reason", str(state.close_reason.value if state.close_reason else "-")),
+        ("web UI", _ui_link(settings, workflow_id_for(view.trade_id))),
+    ]
+    say(table(rows))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Recent TradeWorkflows with their search attributes."""
+
+    async def listing() -> list[dict[str, Any]]:
+        client = await make_client(settings)
+        found: list[dict[str, Any]] = []
+        async for wf in client.list_workflows("WorkflowType = 'TradeWorkflow'", limit=args.limit):
+            attrs = wf.search_attributes
+            found.append(
+                {
+                    "trade_id": wf.id.removeprefix("trade-"),
+                    "workflow_id": wf.id,
+                    "symbol": (attrs.get("TradeSymbol") or [None])[0],
+                    "status": (attrs.get("TradeStatus") or [None])[0],
+                    "running": wf.status is not None and wf.status.name == "RUNNING",
+                    "started_at": wf.start_time.isoformat(),
+                }
+            )
+        return found
+
+    trades = asyncio.run(listing())
+    if args.json:
+        emit_json(trades)
+        return 0
+    if not trades:
+        say("no trades yet (open one with: python starter.py trade open SYMBOL --qty N --stop P)")
+        return 0
+    say(
+        table(
+            [
+                (t["trade_id"], str(t["symbol"]), str(t["status"]), t["started_at"][:19])
+                for t in trades
+            ],
+            header=("trade", "symbol", "status", "started (UTC)"),
+        )
+    )
+    return 0

@@ -1,0 +1,78 @@
+"""Inputs, outputs and state of BrokerSyncWorkflow and its activities."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+
+from trading.models import Frozen
+
+BROKER_SYNC_WORKFLOW_ID = "broker-sync"
+
+
+class ListenRequest(Frozen):
+    """How long one listener activity holds the stream before handing over."""
+
+    listen_for: timedelta = timedelta(minutes=30)
+    heartbeat_every: timedelta = timedelta(seconds=5)
+
+
+class ListenSummary(Frozen):
+    """What one listener run forwarded."""
+
+    events: int
+    forwarded: int
+    missed: int
+    last_event_at: datetime | None = None
+
+
+class SyncRequest(Frozen):
+    """One broker-truth poll."""
+
+    reason: str = "poll"
+
+
+class SyncSummary(Frozen):
+    """What one poll saw and told the trades."""
+
+    observed_at: datetime
+    positions: int
+    open_orders: int
+    open_trades: int
+    signalled: int
+    untracked_symbols: list[str] = Field(default_factory=list)
+    broker_calls: int
+
+
+class BrokerSyncInput(Frozen):
+    """Settings of the singleton BrokerSync."""
+
+    poll_interval: timedelta = timedelta(seconds=15)
+    closed_poll_interval: timedelta = timedelta(minutes=5)
+    clock_check_interval: timedelta = timedelta(minutes=1)
+    listen: bool = True
+    listen_for: timedelta = timedelta(minutes=30)
+    max_polls: int | None = None  # tests: stop after this many polls
+
+
+class BrokerSyncState(BaseModel):
+    """Everything BrokerSync carries across continue-as-new."""
+
+    polls: int = 0
+    failed_polls: int = 0
+    last_poll: SyncSummary | None = None
+    last_poll_error: str | None = None
+    listener_runs: int = 0
+    events_forwarded: int = 0
+    listener_error: str | None = None
+    market_open: bool | None = None
+    clock_checked_at: datetime | None = None
+    stop_requested: bool = False
+
+
+class BrokerSyncRun(BaseModel):
+    """Workflow input: settings plus the state carried over."""
+
+    settings: BrokerSyncInput = BrokerSyncInput()
+    state: BrokerSyncState | None = None

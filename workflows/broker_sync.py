@@ -1,0 +1,179 @@
+"""BrokerSyncWorkflow: the singleton that owns the trade_updates stream and the truth poll.
+
+One workflow id (`broker-sync`) makes it a singleton: one stream connection per account, as
+Alpaca enforces, and broker calls per minute that do not grow with the number of trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
+    from activities.broker_sync import BrokerSyncActivities
+    from trading.broker_sync_models import (
+        BrokerSyncRun,
+        BrokerSyncState,
+        ListenRequest,
+        SyncRequest,
+    )
+    from workflows.policies import BROKER_READ
+
+LISTENER_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+LISTENER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+
+
+@workflow.defn
+class BrokerSyncWorkflow:
+    """Runs the stream listener beside a periodic positions + open orders poll."""
+
+    @workflow.init
+    def __init__(self, run: BrokerSyncRun) -> None:
+        self._settings = run.settings
+        self._state = run.state or BrokerSyncState()
+        self._poll_requested = False
+
+    @workflow.run
+    async def run(self, run: BrokerSyncRun) -> BrokerSyncState:
+        listener: asyncio.Task[None] | None = None
+        if self._settings.listen:
+            listener = asyncio.create_task(self._listen_forever())
+        polls_this_run = 0
+        while not self._state.stop_requested:
+            await self._check_clock()
+            await self._poll()
+            polls_this_run += 1
+            self._describe()
+            if (
+                self._settings.max_polls is not None
+                and self._state.polls >= self._settings.max_polls
+            ):
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                break
+            interval = (
+                self._settings.poll_interval
+                if self._state.market_open is not False
+                else self._settings.closed_poll_interval
+            )
+            self._poll_requested = False
+            await workflow.wait_condition(
+                lambda: self._state.stop_requested or self._poll_requested, timeout=interval
+            )
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        stop = self._state.stop_requested or (
+            self._settings.max_polls is not None and self._state.polls >= self._settings.max_polls
+        )
+        if not stop:
+            workflow.continue_as_new(BrokerSyncRun(settings=self._settings, state=self._state))
+        self._describe()
+        return self._state
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                summary = await workflow.execute_activity_method(
+                    BrokerSyncActivities.listen_trade_updates,
+                    ListenRequest(listen_for=self._settings.listen_for),
+                    start_to_close_timeout=self._settings.listen_for + timedelta(minutes=1),
+                    heartbeat_timeout=LISTENER_HEARTBEAT_TIMEOUT,
+                    retry_policy=LISTENER_RETRY,
+                )
+            except ActivityError as err:
+                if isinstance(err.cause, CancelledError):
+                    raise asyncio.CancelledError() from None
+                self._state.listener_error = str(err.cause or err)
+                await workflow.sleep(timedelta(seconds=5))
+                continue
+            self._state.listener_runs += 1
+            self._state.events_forwarded += summary.forwarded
+            self._state.listener_error = None
+
+    async def _check_clock(self) -> None:
+        now = workflow.now()
+        due = self._state.clock_checked_at is None or (
+            now - self._state.clock_checked_at >= self._settings.clock_check_interval
+        )
+        if not due:
+            return
+        try:
+            clock = await workflow.execute_activity_method(
+                BrokerActivities.get_clock,
+                start_to_close_timeout=BROKER_READ.start_to_close,
+                retry_policy=BROKER_READ.retry,
+            )
+        except ActivityError as err:
+            self._state.market_open = None  # unknown: keep polling at the market-hours pace
+            self._state.last_poll_error = f"clock: {err.cause or err}"
+            return
+        self._state.market_open = clock.is_open
+        self._state.clock_checked_at = now
+
+    async def _poll(self) -> None:
+        try:
+            summary = await workflow.execute_activity_method(
+                BrokerSyncActivities.sync_positions,
+                SyncRequest(),
+                start_to_close_timeout=BROKER_READ.start_to_close * 3,
+                retry_policy=BROKER_READ.retry,
+            )
+        except ActivityError as err:
+            # A failed snapshot tells nobody anything: unknown is never absent.
+            self._state.failed_polls += 1
+            self._state.last_poll_error = str(err.cause or err)
+            return
+        self._state.polls += 1
+        self._state.last_poll = summary
+        self._state.last_poll_error = None
+
+    def _describe(self) -> None:
+        last = self._state.last_poll
+        lines = [
+            "**BrokerSync**: trade_updates listener + broker-truth poll",
+            f"- market open: {self._state.market_open}",
+            f"- polls: {self._state.polls} ok, {self._state.failed_polls} failed",
+            f"- events forwarded: {self._state.events_forwarded} "
+            f"({self._state.listener_runs} listener runs)",
+        ]
+        if last is not None:
+            lines.append(
+                f"- last poll {last.observed_at:%H:%M:%S}: {last.positions} positions, "
+                f"{last.open_orders} open orders, {last.open_trades} open trades, "
+                f"{last.signalled} signalled"
+            )
+            if last.untracked_symbols:
+                lines.append(f"- untracked positions: {', '.join(last.untracked_symbols)}")
+        if self._state.last_poll_error:
+            lines.append(f"- last error: {self._state.last_poll_error}")
+        if self._state.listener_error:
+            lines.append(f"- listener error: {self._state.listener_error}")
+        workflow.set_current_details("\n".join(lines))
+
+    @workflow.signal
+    def poll_now(self) -> None:
+        """Poll at once instead of waiting for the interval."""
+        self._poll_requested = True
+
+    @workflow.signal
+    def stop(self) -> None:
+        """Stop listening and polling; the workflow completes."""
+        self._state.stop_requested = True
+
+    @workflow.query
+    def status(self) -> BrokerSyncState:
+        """Counters, last poll and errors."""
+        return self._state
