@@ -174,7 +174,12 @@ class BrokerSyncActivities:
         routes = route_positions(positions, orders, trades, observed_at)
         delivered = 0
         for route in routes:
-            update = PositionUpdate(symbol=route.symbol, qty=route.qty, observed_at=observed_at)
+            update = PositionUpdate(
+                symbol=route.symbol,
+                qty=route.qty,
+                observed_at=observed_at,
+                open_orders=list(route.open_orders),
+            )
             delivered += await self._signal(route.trade_id, POSITION_UPDATE_SIGNAL, update)
         claimed = {t.symbol for t in trades}
         untracked = sorted(p.symbol for p in positions if p.qty != 0 and p.symbol not in claimed)

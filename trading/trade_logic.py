@@ -28,7 +28,7 @@ from trading.ids import Leg, client_order_id
 from trading.ledger_records import CloseReason, ExitUrgency
 from trading.models import Frozen
 from trading.ticks import normalize_price, protective_stop_price, tick_size
-from trading.trade_models import EntryType, TradeSpec
+from trading.trade_models import EntryType, PositionUpdate, TradeSpec
 
 # --- protection ------------------------------------------------------------------------
 
@@ -327,3 +327,33 @@ def realized_pnl(entry: Decimal | None, exit_price: Decimal | None, qty: Decimal
     if entry is None or exit_price is None:
         return None
     return (exit_price - entry) * qty
+
+
+def confirmed_by_snapshot(
+    snapshot: PositionUpdate | None,
+    now: datetime,
+    max_age: timedelta,
+    position_qty: Decimal,
+    stop_order_id: str | None,
+    terminal_since: frozenset[str],
+) -> bool:
+    """True when a fresh BrokerSync snapshot shows the position covered by our active stop.
+
+    Only ever used to confirm (no broker call needed); a stale snapshot, a different
+    quantity, a missing or inactive stop, or a stream event saying the stop ended since,
+    all send the trade to ask the broker itself.
+    """
+    if snapshot is None or stop_order_id is None or stop_order_id in terminal_since:
+        return False
+    if now - snapshot.observed_at > max_age or position_qty <= 0:
+        return False
+    if snapshot.qty != position_qty:
+        return False
+    orders = [*snapshot.open_orders, *(leg for o in snapshot.open_orders for leg in o.legs)]
+    stop = next((o for o in orders if o.id == stop_order_id), None)
+    return (
+        stop is not None
+        and stop.is_active
+        and stop.type in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+        and (stop.qty or Decimal(0)) - stop.filled_qty >= position_qty
+    )

@@ -61,6 +61,7 @@ class TradeSpec(Frozen):
     protect_only: bool = False  # adopted external position: no entry, guard what is there
     existing_stop_order_id: str | None = None  # an adopted position's stop, if it has one
     check_interval: timedelta = timedelta(seconds=60)
+    snapshot_max_age: timedelta = timedelta(seconds=45)  # trust BrokerSync data this young
     rescue_backoff_initial: timedelta = timedelta(seconds=2)
     rescue_backoff_max: timedelta = timedelta(seconds=60)
     rescue_alert_after: int = Field(default=3, ge=1)
@@ -148,6 +149,8 @@ class TradeState(BaseModel):
     last_check_at: datetime | None = None
     last_check_note: str = ""
     events_received: int = 0
+    snapshot_checks: int = 0  # checks settled by a BrokerSync snapshot (no broker call)
+    broker_checks: int = 0  # checks that asked the broker
 
 
 class TradeWorkflowInput(BaseModel):
@@ -169,11 +172,17 @@ class OrderEvent(Frozen):
 
 
 class PositionUpdate(Frozen):
-    """The broker's position in this trade's symbol changed (0 = flat) (from BrokerSync)."""
+    """BrokerSync's snapshot of this trade's symbol: position (0 = flat) and open orders.
+
+    A fresh snapshot that shows the position covered by the trade's active stop spares the
+    trade its own broker calls, so calls per minute stay flat as trades grow; anything else
+    makes the trade ask the broker itself.
+    """
 
     symbol: str
     qty: Decimal
     observed_at: AwareDatetime
+    open_orders: list[BrokerOrder] = Field(default_factory=list)
 
 
 class ForceExit(Frozen):

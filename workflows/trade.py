@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         Rescue,
         Resize,
         close_reason_for,
+        confirmed_by_snapshot,
         entry_intent,
         entry_step,
         exit_price_of,
@@ -150,6 +151,10 @@ class TradeWorkflow:
         )
         self._lock = asyncio.Lock()
         self._wake = False
+        # BrokerSync's latest snapshot and the orders the stream said ended since: they let
+        # a healthy trade skip its own broker calls (see confirmed_by_snapshot).
+        self._snapshot: PositionUpdate | None = None
+        self._ended_orders: set[str] = set()
 
     # --- run loop ----------------------------------------------------------------------
 
@@ -201,6 +206,21 @@ class TradeWorkflow:
         if state.status is TradeStatus.PENDING_ENTRY:
             await self._advance_entry()
             return
+        if state.exit is None and confirmed_by_snapshot(
+            self._snapshot,
+            workflow.now(),
+            self._spec.snapshot_max_age,
+            state.position_qty,
+            state.stop_order_id,
+            frozenset(self._ended_orders),
+        ):
+            state.last_check_note = (
+                f"protected: stop {state.stop_order_id} covers {state.position_qty} "
+                "(BrokerSync snapshot)"
+            )
+            state.snapshot_checks += 1
+            return
+        state.broker_checks += 1
         position = await self._call(
             BrokerActivities.probe_position, SymbolRef(symbol=self._spec.symbol), BROKER_READ
         )
@@ -226,12 +246,16 @@ class TradeWorkflow:
     def order_event(self, event: OrderEvent) -> None:
         """BrokerSync: an order of this trade changed; check now."""
         self._state.events_received += 1
+        if event.order.is_terminal:
+            self._ended_orders.add(event.order.id)
         self._wake = True
 
     @workflow.signal
     def position_update(self, update: PositionUpdate) -> None:
-        """BrokerSync: the position in this symbol changed; check now."""
+        """BrokerSync: a fresh snapshot of this symbol; check against it now."""
         self._state.events_received += 1
+        if self._snapshot is None or update.observed_at >= self._snapshot.observed_at:
+            self._snapshot = update
         self._wake = True
 
     @workflow.signal
