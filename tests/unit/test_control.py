@@ -1,0 +1,225 @@
+"""Trading control's pure decisions: mode changes, the entry gate, auto-halt and flatten rounds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trading.broker_models import (
+    BrokerOrder,
+    BrokerPosition,
+    OrderClass,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from trading.control import (
+    HISTORY_KEPT,
+    ControlChange,
+    ControlCommand,
+    ControlMode,
+    ControlState,
+    RescueAlertSeen,
+    apply_change,
+    decide,
+    entries_allowed,
+    flatten_step,
+    recent_alerts,
+    should_auto_halt,
+    unchanged_note,
+)
+
+NOW = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
+
+
+def change(state: ControlState, command: ControlCommand, n: int = 0) -> ControlChange:
+    target = decide(state.mode, command)
+    return ControlChange(
+        change_id=f"c{n}",
+        command=command,
+        from_mode=state.mode,
+        to_mode=target or state.mode,
+        reason=f"because {n}",
+        actor="tester",
+        at=NOW + timedelta(seconds=n),
+    )
+
+
+def order(**fields: Any) -> BrokerOrder:
+    base: dict[str, Any] = {
+        "id": "o-1",
+        "client_order_id": "t1.sl.0",
+        "symbol": "AAPL",
+        "side": OrderSide.SELL,
+        "type": OrderType.STOP,
+        "order_class": OrderClass.SIMPLE,
+        "time_in_force": TimeInForce.GTC,
+        "status": OrderStatus.NEW,
+        "qty": Decimal(10),
+        "stop_price": Decimal(95),
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    base.update(fields)
+    return BrokerOrder(**base)
+
+
+def position(symbol: str = "AAPL", qty: int = 10) -> BrokerPosition:
+    return BrokerPosition(symbol=symbol, qty=Decimal(qty), avg_entry_price=Decimal(100))
+
+
+# --- mode changes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "command", "expected"),
+    [
+        (ControlMode.ACTIVE, ControlCommand.PAUSE_ENTRIES, ControlMode.REDUCING),
+        (ControlMode.ACTIVE, ControlCommand.HALT, ControlMode.HALTED),
+        (ControlMode.ACTIVE, ControlCommand.FLATTEN, ControlMode.HALTED),
+        (ControlMode.ACTIVE, ControlCommand.AUTO_HALT, ControlMode.HALTED),
+        (ControlMode.ACTIVE, ControlCommand.RESUME, None),
+        (ControlMode.REDUCING, ControlCommand.RESUME, ControlMode.ACTIVE),
+        (ControlMode.REDUCING, ControlCommand.HALT, ControlMode.HALTED),
+        (ControlMode.REDUCING, ControlCommand.PAUSE_ENTRIES, None),
+        (ControlMode.HALTED, ControlCommand.RESUME, ControlMode.ACTIVE),
+        (ControlMode.HALTED, ControlCommand.PAUSE_ENTRIES, None),
+        (ControlMode.HALTED, ControlCommand.HALT, None),
+        (ControlMode.HALTED, ControlCommand.FLATTEN, None),
+        (ControlMode.HALTED, ControlCommand.AUTO_HALT, None),
+    ],
+)
+def test_decide(mode: ControlMode, command: ControlCommand, expected: ControlMode | None) -> None:
+    assert decide(mode, command) is expected
+
+
+def test_pausing_a_halt_is_refused_with_a_reason() -> None:
+    note = unchanged_note(ControlMode.HALTED, ControlCommand.PAUSE_ENTRIES)
+    assert "resume first" in note
+    assert unchanged_note(ControlMode.ACTIVE, ControlCommand.RESUME) == "already ACTIVE"
+
+
+@given(st.lists(st.sampled_from(list(ControlCommand)), max_size=80))
+def test_only_resume_leaves_halted_and_history_stays_bounded(
+    commands: list[ControlCommand],
+) -> None:
+    state = ControlState()
+    for n, command in enumerate(commands):
+        before = state.mode
+        apply_change(state, change(state, command, n))
+        if before is ControlMode.HALTED and state.mode is not ControlMode.HALTED:
+            assert command is ControlCommand.RESUME
+    assert state.seq == len(commands)
+    assert len(state.history) == min(len(commands), HISTORY_KEPT)
+
+
+def test_apply_change_records_reason_actor_and_since() -> None:
+    state = ControlState()
+    apply_change(state, change(state, ControlCommand.HALT, 3))
+    assert (state.mode, state.reason, state.actor) == (ControlMode.HALTED, "because 3", "tester")
+    assert state.since == NOW + timedelta(seconds=3)
+    apply_change(state, change(state, ControlCommand.HALT, 4))  # no-op keeps the first reason
+    assert state.reason == "because 3" and state.seq == 2 and len(state.history) == 2
+
+
+def test_resume_clears_rescue_alerts() -> None:
+    state = ControlState(rescue_alerts=[RescueAlertSeen(trade_id="t1", at=NOW)])
+    apply_change(state, change(state, ControlCommand.HALT, 1))
+    assert state.rescue_alerts
+    apply_change(state, change(state, ControlCommand.RESUME, 2))
+    assert state.rescue_alerts == [] and state.mode is ControlMode.ACTIVE
+
+
+# --- entry gate --------------------------------------------------------------------------
+
+
+def test_entries_allowed_only_when_active() -> None:
+    state = ControlState()
+    assert entries_allowed(state) == (True, "")
+    apply_change(state, change(state, ControlCommand.PAUSE_ENTRIES, 1))
+    allowed, why = entries_allowed(state)
+    assert not allowed and "REDUCING" in why and "because 1" in why and "tester" in why
+    apply_change(state, change(state, ControlCommand.HALT, 2))
+    allowed, why = entries_allowed(state)
+    assert not allowed and "HALTED" in why and "because 2" in why
+
+
+# --- automatic halt ----------------------------------------------------------------------
+
+
+def test_should_auto_halt_on_loss_limit() -> None:
+    assert should_auto_halt(Decimal(-500), Decimal(500), 0, 2) is not None
+    assert should_auto_halt(Decimal("-499.99"), Decimal(500), 0, 2) is None
+    assert should_auto_halt(Decimal(1000), Decimal(500), 0, 2) is None
+    assert should_auto_halt(Decimal(-10_000), None, 0, 2) is None
+    assert should_auto_halt(None, Decimal(500), 0, 2) is None
+
+
+def test_should_auto_halt_on_repeated_rescue_alerts() -> None:
+    assert should_auto_halt(None, None, 1, 2) is None
+    reason = should_auto_halt(None, None, 2, 2)
+    assert reason is not None and "rescue" in reason
+
+
+def test_recent_alerts_drops_alerts_outside_the_window() -> None:
+    alerts = [
+        RescueAlertSeen(trade_id="old", at=NOW - timedelta(hours=2)),
+        RescueAlertSeen(trade_id="new", at=NOW - timedelta(minutes=5)),
+    ]
+    assert [a.trade_id for a in recent_alerts(alerts, NOW, timedelta(hours=1))] == ["new"]
+
+
+# --- flatten -----------------------------------------------------------------------------
+
+
+def test_flatten_cancels_entries_and_leaves_tracked_positions_to_their_trades() -> None:
+    entry = order(id="entry", side=OrderSide.BUY, type=OrderType.LIMIT, symbol="MSFT")
+    stop = order(id="stop")
+    step = flatten_step([position()], [entry, stop], tracked_symbols={"AAPL"})
+    assert [o.id for o in step.cancel] == ["entry"]
+    assert step.close == [] and step.waiting_on == ["AAPL"] and not step.done
+
+
+def test_flatten_closes_untracked_positions_cancelling_their_stops_right_before() -> None:
+    stop = order(id="stop", symbol="TSLA")
+    step = flatten_step([position("TSLA", 5)], [stop], tracked_symbols=())
+    assert step.cancel == []
+    assert len(step.close) == 1
+    assert step.close[0].symbol == "TSLA" and [o.id for o in step.close[0].cancel_first] == ["stop"]
+
+
+def test_flatten_waits_while_a_market_exit_works() -> None:
+    exiting = order(id="exit", type=OrderType.MARKET, stop_price=None)
+    step = flatten_step([position()], [exiting, order(id="stop")], tracked_symbols=())
+    assert step.close == [] and step.waiting_on == ["AAPL"]
+
+
+def test_flatten_cancels_orders_protecting_nothing_including_live_legs() -> None:
+    parent = order(
+        id="parent",
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        status=OrderStatus.FILLED,
+        order_class=OrderClass.OTO,
+        legs=[order(id="leg")],
+    )
+    step = flatten_step([], [parent], tracked_symbols=())
+    assert [o.id for o in step.cancel] == ["leg"] and not step.done
+
+
+def test_flatten_is_done_only_with_no_position_and_no_working_order() -> None:
+    assert flatten_step([], [], ()).done
+    assert flatten_step([], [order(status=OrderStatus.CANCELED)], ()).done
+    assert not flatten_step([position()], [], ()).done
+
+
+def test_a_short_position_keeps_its_buy_stop_until_closed() -> None:
+    buy_stop = order(id="cover", side=OrderSide.BUY)
+    step = flatten_step([position(qty=-10)], [buy_stop], tracked_symbols=())
+    assert step.cancel == [] and [o.id for o in step.close[0].cancel_first] == ["cover"]

@@ -1,0 +1,294 @@
+"""Trading control: ACTIVE / REDUCING / HALTED, the entry gate, auto-halt and flatten decisions.
+
+Pure logic and models for TradingControlWorkflow (workflow id `trading-control`). The market
+loop's entry gate asks `entries_allowed(state)`; the workflow asks `decide` for each command,
+`should_auto_halt` on each loss check and rescue alert, and `flatten_step` on each flatten
+round. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from trading.broker_models import BrokerOrder, BrokerPosition, OrderSide, OrderType
+from trading.models import Frozen
+
+CONTROL_WORKFLOW_ID = "trading-control"
+HISTORY_KEPT = 50  # changes kept in the state (the audit log keeps them all)
+
+
+class ControlMode(StrEnum):
+    """Whether new entries may start."""
+
+    ACTIVE = "ACTIVE"  # entries allowed
+    REDUCING = "REDUCING"  # no new entries; open trades are managed as usual
+    HALTED = "HALTED"  # no new entries until an explicit resume; stops stay in place
+
+
+class ControlCommand(StrEnum):
+    """What can be asked of the control workflow."""
+
+    PAUSE_ENTRIES = "pause_entries"
+    RESUME = "resume"
+    HALT = "halt"
+    FLATTEN = "flatten"
+    AUTO_HALT = "auto_halt"
+
+
+_TARGET = {
+    ControlCommand.PAUSE_ENTRIES: ControlMode.REDUCING,
+    ControlCommand.RESUME: ControlMode.ACTIVE,
+    ControlCommand.HALT: ControlMode.HALTED,
+    ControlCommand.FLATTEN: ControlMode.HALTED,
+    ControlCommand.AUTO_HALT: ControlMode.HALTED,
+}
+
+
+class ControlRequest(Frozen):
+    """A mode change asked for by someone, with the reason that goes into the audit log."""
+
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(default="operator", min_length=1, max_length=100)
+
+
+class RescueAlert(Frozen):
+    """A trade's stop could not be rescued repeatedly (RescueEscalation.HALT_ENTRIES)."""
+
+    trade_id: str = Field(min_length=1)
+    symbol: str = ""
+    detail: str = ""
+
+
+class ControlChange(Frozen):
+    """One audited change of mode (or a command that ran without changing it)."""
+
+    change_id: str
+    command: ControlCommand
+    from_mode: ControlMode
+    to_mode: ControlMode
+    reason: str
+    actor: str
+    at: datetime
+
+
+class RescueAlertSeen(Frozen):
+    """When a rescue alert arrived, and from which trade."""
+
+    trade_id: str
+    at: datetime
+
+
+class LossCheck(Frozen):
+    """One look at the day's P&L: equity against the previous close's equity."""
+
+    at: datetime
+    equity: Decimal | None = None
+    last_equity: Decimal | None = None
+    daily_pnl: Decimal | None = None
+    limit: Decimal | None = None
+    error: str | None = None
+
+
+class FlattenRequest(Frozen):
+    """Exit everything: halt, cancel entries, exit every position, wait until flat."""
+
+    reason: str = Field(min_length=1, max_length=500)
+    actor: str = Field(default="operator", min_length=1, max_length=100)
+    timeout: timedelta = timedelta(minutes=3)
+    poll_interval: timedelta = timedelta(seconds=1)
+    # How long a running trade workflow gets to exit its own position before flatten
+    # closes what is left itself (it still waits while an exit order works).
+    trade_grace: timedelta = timedelta(seconds=30)
+
+
+class FlattenReport(BaseModel):
+    """How a flatten went (also the live progress shown by the `state` query)."""
+
+    reason: str
+    actor: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    rounds: int = 0
+    done: bool = False
+    signalled_trades: list[str] = Field(default_factory=list)
+    unreachable_trades: list[str] = Field(default_factory=list)
+    cancelled_orders: list[str] = Field(default_factory=list)
+    closed_symbols: list[str] = Field(default_factory=list)
+    positions_left: list[str] = Field(default_factory=list)
+    orders_left: int = 0
+    errors: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class ControlState(BaseModel):
+    """Everything the control workflow knows; carried whole across continue-as-new."""
+
+    mode: ControlMode = ControlMode.ACTIVE
+    reason: str = "started"
+    since: datetime | None = None
+    actor: str = "system"
+    seq: int = 0  # one more per audited command
+    history: list[ControlChange] = Field(default_factory=list)
+    rescue_alerts: list[RescueAlertSeen] = Field(default_factory=list)
+    loss_breached: bool = False
+    last_loss_check: LossCheck | None = None
+    flatten: FlattenReport | None = None
+    flattens: int = 0
+
+
+class ControlInput(BaseModel):
+    """Settings of the singleton control workflow, plus the state carried over."""
+
+    daily_loss_limit: Decimal | None = Field(default=None, gt=0)  # in dollars; None: no check
+    loss_check_interval: timedelta = timedelta(seconds=60)
+    rescue_alert_threshold: int = Field(default=2, ge=1)
+    rescue_alert_window: timedelta = timedelta(hours=1)
+    state: ControlState | None = None
+
+
+# --- mode changes ------------------------------------------------------------------------
+
+
+def decide(mode: ControlMode, command: ControlCommand) -> ControlMode | None:
+    """The mode a command leads to, or None when it changes nothing.
+
+    Pausing entries never loosens a halt: leaving HALTED takes an explicit resume.
+    """
+    target = _TARGET[command]
+    if target is mode:
+        return None
+    if command is ControlCommand.PAUSE_ENTRIES and mode is ControlMode.HALTED:
+        return None
+    return target
+
+
+def unchanged_note(mode: ControlMode, command: ControlCommand) -> str:
+    """Why a command changed nothing, in words for the operator."""
+    if command is ControlCommand.PAUSE_ENTRIES and mode is ControlMode.HALTED:
+        return "trading is HALTED; pausing would loosen it (resume first)"
+    return f"already {mode.value}"
+
+
+def apply_change(state: ControlState, change: ControlChange) -> None:
+    """Record a change in the state (mutates it); the history keeps the latest changes."""
+    state.seq += 1
+    state.history = [*state.history, change][-HISTORY_KEPT:]
+    if change.to_mode is not change.from_mode:
+        state.mode = change.to_mode
+        state.reason = change.reason
+        state.since = change.at
+        state.actor = change.actor
+    if change.command is ControlCommand.RESUME:
+        state.rescue_alerts = []  # acknowledged: count afresh from here
+
+
+def entries_allowed(state: ControlState) -> tuple[bool, str]:
+    """The market loop's entry gate: (allowed, why not)."""
+    if state.mode is ControlMode.ACTIVE:
+        return True, ""
+    since = f" since {state.since:%Y-%m-%d %H:%M:%S} UTC" if state.since else ""
+    return False, f"entries blocked: {state.mode.value}{since} by {state.actor}: {state.reason}"
+
+
+# --- automatic halt ----------------------------------------------------------------------
+
+
+def daily_pnl(equity: Decimal, last_equity: Decimal) -> Decimal:
+    """Today's P&L: equity now against equity at the previous close."""
+    return equity - last_equity
+
+
+def should_auto_halt(
+    daily_pnl: Decimal | None,
+    loss_limit: Decimal | None,
+    recent_rescue_alerts: int,
+    threshold: int,
+) -> str | None:
+    """Why trading must halt now, or None: a breached daily loss limit or repeated rescue alerts."""
+    if daily_pnl is not None and loss_limit is not None and daily_pnl <= -loss_limit:
+        return f"daily loss {-daily_pnl} reached the limit {loss_limit}"
+    if recent_rescue_alerts >= threshold:
+        return f"{recent_rescue_alerts} stop rescue alerts (threshold {threshold})"
+    return None
+
+
+def recent_alerts(
+    alerts: Iterable[RescueAlertSeen], now: datetime, window: timedelta
+) -> list[RescueAlertSeen]:
+    """Alerts inside the window ending now."""
+    return [alert for alert in alerts if now - alert.at <= window]
+
+
+# --- flatten -----------------------------------------------------------------------------
+
+
+class UntrackedClose(Frozen):
+    """A position no running trade workflow exits: cancel its orders, then close at market."""
+
+    symbol: str
+    qty: Decimal
+    cancel_first: list[BrokerOrder]  # its stops/take-profits, cancelled right before the close
+
+
+class FlattenStep(Frozen):
+    """What one flatten round does, given the broker's positions and open orders."""
+
+    cancel: list[BrokerOrder]  # entry orders, and orders protecting nothing
+    close: list[UntrackedClose]
+    waiting_on: list[str]  # symbols whose exit is in hand (trade workflow, or exit working)
+    done: bool  # no position and no open order at the broker
+
+
+def working_orders(orders: Iterable[BrokerOrder]) -> Iterator[BrokerOrder]:
+    """Every active order, legs included (a filled parent's legs still work)."""
+    for order in orders:
+        if order.is_active:
+            yield order
+        yield from working_orders(order.legs)
+
+
+def closing_side(position: BrokerPosition) -> OrderSide:
+    """The side that reduces a position."""
+    return OrderSide.SELL if position.qty > 0 else OrderSide.BUY
+
+
+def flatten_step(
+    positions: Iterable[BrokerPosition],
+    open_orders: Iterable[BrokerOrder],
+    tracked_symbols: Iterable[str],
+) -> FlattenStep:
+    """One round of flatten against a successful broker snapshot.
+
+    Entry orders (orders on the opening side) go at once. A position a running trade
+    workflow is exiting is left to it. Any other position keeps its protective orders until
+    it is closed here: they are cancelled right before the market close, so the unprotected
+    gap is one cancel plus one close. A market order on the closing side is an exit already
+    working: wait for it. Orders in a symbol with no position protect nothing: cancel them.
+    """
+    held = {p.symbol: p for p in positions if p.qty != 0}
+    tracked = set(tracked_symbols)
+    orders = list(working_orders(open_orders))
+    cancel: list[BrokerOrder] = []
+    by_symbol: dict[str, list[BrokerOrder]] = {}
+    for order in orders:
+        position = held.get(order.symbol)
+        if position is None or order.side is not closing_side(position):
+            cancel.append(order)
+        else:
+            by_symbol.setdefault(order.symbol, []).append(order)
+    close: list[UntrackedClose] = []
+    waiting: list[str] = []
+    for symbol in sorted(held):
+        position = held[symbol]
+        protective = by_symbol.get(symbol, [])
+        exit_working = any(o.type is OrderType.MARKET for o in protective)
+        if symbol in tracked or exit_working:
+            waiting.append(symbol)
+            continue
+        close.append(UntrackedClose(symbol=symbol, qty=position.qty, cancel_first=protective))
+    return FlattenStep(cancel=cancel, close=close, waiting_on=waiting, done=not held and not orders)
