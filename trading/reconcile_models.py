@@ -1,0 +1,103 @@
+"""Inputs and outputs of ReconcileWorkflow, AutoManageWorkflow and the trade-guard activity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from trading.ledger_records import CloseReason
+from trading.models import Frozen
+from trading.reconcile import DEFAULT_GRACE, DEFAULT_STOP_DISTANCE, ReconcilePlan
+from trading.trade_models import PositionUpdate, TradeSpec
+
+AUTO_MANAGE_WORKFLOW_ID = "auto-manage"
+
+
+class ReconcileInput(Frozen):
+    """One reconcile run: converge the ledger on one broker-truth snapshot."""
+
+    dry_run: bool = False
+    max: int | None = Field(default=None, ge=0)  # actions applied per run; the rest wait
+    close_reason: CloseReason = CloseReason.GHOST
+    run_source: str = Field(default="manual", min_length=1)
+    run_id: str | None = None  # default: the workflow id
+    deadline: AwareDatetime | None = None  # stop applying actions here; record what was done
+    grace: timedelta = DEFAULT_GRACE
+    stop_distance: Decimal = Field(default=DEFAULT_STOP_DISTANCE, gt=0, lt=1)
+    snapshot_attempts: int = Field(default=5, ge=1)  # broker-truth activity attempts
+
+
+class ReconcileResult(Frozen):
+    """What a run saw, planned and did; with dry_run the plan only."""
+
+    run_id: str
+    source: str
+    dry_run: bool
+    ok: bool
+    error: str | None = None
+    partial: bool = False  # the deadline stopped it before every action was applied
+    checked: int = 0
+    closed: int = 0  # ghosts closed in the ledger (no workflow was running)
+    ghosts_signalled: int = 0  # ghosts whose running workflow was told the symbol is flat
+    adopted: int = 0
+    synced: int = 0
+    failed_actions: int = 0
+    duration_ms: int = 0
+    plan: ReconcilePlan | None = None  # None when the snapshot failed
+
+
+class GuardAction(StrEnum):
+    """What the guard activity did for a trade workflow."""
+
+    SIGNALLED = "signalled"  # it was running and heard the snapshot
+    STARTED = "started"  # none was running: a protect-only guard was started
+    NOT_RUNNING = "not_running"  # none was running and no restart was asked for
+
+
+class GuardRequest(Frozen):
+    """Signal the first running workflow of `trade_ids`, else start `restart` (if given)."""
+
+    trade_ids: list[str]
+    update: PositionUpdate | None = None
+    restart: TradeSpec | None = None
+
+
+class GuardOutcome(Frozen):
+    """What the guard activity found and did."""
+
+    action: GuardAction
+    trade_id: str | None  # the trade signalled or started
+    found: dict[str, str] = Field(default_factory=dict)  # trade id -> workflow status seen
+
+
+class AutoManageInput(Frozen):
+    """One protection sweep over every broker position."""
+
+    stop_distance: Decimal = Field(default=DEFAULT_STOP_DISTANCE, gt=0, lt=1)
+    snapshot_attempts: int = Field(default=5, ge=1)
+
+
+class SymbolGuard(Frozen):
+    """What the sweep did for one position."""
+
+    symbol: str
+    qty: Decimal
+    covered: bool
+    action: GuardAction | None  # None: the guard activity failed
+    trade_id: str | None
+    error: str | None = None
+
+
+class AutoManageResult(Frozen):
+    """What one sweep saw and did."""
+
+    ok: bool
+    error: str | None = None
+    positions: int = 0
+    signalled: int = 0
+    started: int = 0
+    uncovered: int = 0  # positions the snapshot showed without a covering stop
+    guards: list[SymbolGuard] = Field(default_factory=list)
