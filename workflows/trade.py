@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ReplaceRequest,
         SymbolRef,
     )
+    from trading.control import CONTROL_WORKFLOW_ID, RescueAlert
     from trading.errors import TradingInputError
     from trading.ids import Leg, client_order_id
     from trading.ledger_records import (
@@ -548,6 +549,10 @@ class TradeWorkflow:
             await self._risk_event(
                 "stop_rescue_alert", RiskSeverity.CRITICAL, f"alert:{telemetry.attempted}", detail
             )
+            if spec.rescue_escalation is RescueEscalation.HALT_ENTRIES and workflow.patched(
+                "control-rescue-alert"
+            ):
+                await self._report_rescue_alert(telemetry.last_error or "")
             if spec.rescue_escalation is RescueEscalation.MARKET_EXIT and state.exit is None:
                 state.exit = ExitPlan(
                     urgency=ExitUrgency.IMMEDIATE,
@@ -555,6 +560,17 @@ class TradeWorkflow:
                     requested_at=workflow.now(),
                 )
                 self._wake = True
+
+    async def _report_rescue_alert(self, error: str) -> None:
+        """Tell TradingControl (it halts entries on repeated alerts); absent, it is ignored."""
+        control = workflow.get_external_workflow_handle(CONTROL_WORKFLOW_ID)
+        alert = RescueAlert(trade_id=self._spec.trade_id, symbol=self._spec.symbol, detail=error)
+        try:
+            await control.signal("report_rescue_alert", alert)
+        except FailureError as err:
+            workflow.logger.warning(
+                "trade %s: trading control not reachable: %s", self._spec.trade_id, err
+            )
 
     async def _adopt_stop(self, order_id: str) -> None:
         self._state.stop_order_id = order_id
