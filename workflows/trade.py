@@ -395,6 +395,7 @@ class TradeWorkflow:
             return
         await self._record_order(order, OrderRole.ENTRY, None)
         stop_leg, take_profit_leg = protective_legs(order)
+        state.position_qty = order.filled_qty  # until the next check reads the broker's
         state.stop_order_id = stop_leg.id if stop_leg else None
         state.take_profit_order_id = take_profit_leg.id if take_profit_leg else None
         await self._set_status(TradeStatus.OPEN)

@@ -60,7 +60,9 @@ async def test_open_status_tighten_and_exit_through_the_cli(
     trade_id = workflow_id.removeprefix("trade-")
     handle = client.get_workflow_handle_for(TradeWorkflow.run, workflow_id)
     trades.handles.append(handle)
-    view = await trades.wait_for(handle, lambda v: v.status == "OPEN" and v.state.stop_order_id)
+    view = await trades.wait_for(
+        handle, lambda v: v.status == "OPEN" and v.state.stop_order_id is not None
+    )
 
     status = await _cli(env, "trade", "status", trade_id, "--json")
     assert status.returncode == 0, status.stderr
