@@ -413,6 +413,9 @@ class TradeWorkflow:
                 trade_id=self._spec.trade_id, qty=qty, avg_price=avg_price, filled_at=workflow.now()
             ),
         )
+        # An adopted stop is kept as it is (never replaced), so record it here; a stop that
+        # turns out dead is rescued and recorded again, later.
+        await self._record_protection()
 
     # --- protection ----------------------------------------------------------------------
 
