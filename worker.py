@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.broker_sync import BrokerSyncActivities
+from activities.reconcile import TradeGuardActivities
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
 from broker.gateway import BrokerGateway
@@ -55,6 +56,7 @@ def create_worker(
             BrokerSyncActivities(gateway, endpoint, client, pool)
             if gateway is not None and endpoint is not None
             else None,
+            TradeGuardActivities(client),
         ),
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),

@@ -12,6 +12,7 @@ from temporalio import activity
 from activities.broker import BrokerActivities
 from activities.broker_sync import BrokerSyncActivities
 from activities.ledger import LedgerActivities
+from activities.reconcile import TradeGuardActivities
 from activities.scoring import ScoringActivities
 from broker.gateway import BrokerGateway
 
@@ -31,6 +32,7 @@ def build_activities(
     pool: asyncpg.Pool,
     gateway: BrokerGateway | None,
     sync: BrokerSyncActivities | None = None,
+    guard: TradeGuardActivities | None = None,
 ) -> list[Callable[..., Any]]:
     """All activity callables the worker registers, bound to their dependencies.
 
@@ -43,4 +45,6 @@ def build_activities(
         methods += activity_methods(BrokerActivities(gateway))
     if sync is not None:
         methods += activity_methods(sync)
+    if guard is not None:
+        methods += activity_methods(guard)
     return methods

@@ -1,0 +1,288 @@
+"""ReconcileWorkflow: converge the ledger on one broker-truth snapshot, and record the run.
+
+One snapshot (account, positions, open orders); the diff is trading/reconcile.py's. A failed
+snapshot changes nothing (unknown is never absent). Every action is idempotent (first close
+wins, adoption ids are deterministic and started with USE_EXISTING), so a repeated or
+overlapping run converges on the same ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
+    from activities.ledger import LedgerActivities
+    from activities.reconcile import TradeGuardActivities
+    from trading.broker_models import BrokerTruth
+    from trading.ledger_records import (
+        OpenTradesQuery,
+        ReconcileRunFinish,
+        ReconcileRunStart,
+        TradeClose,
+        TradeEntryFill,
+    )
+    from trading.models import AuditEntry, JsonScalar
+    from trading.reconcile import (
+        Adoption,
+        GhostClose,
+        QuantitySync,
+        ReconcilePlan,
+        position_update_for,
+        reconcile_plan,
+    )
+    from trading.reconcile_models import (
+        GuardAction,
+        GuardOutcome,
+        GuardRequest,
+        ReconcileInput,
+        ReconcileResult,
+    )
+    from trading.trade_models import TradeSpec
+    from workflows.policies import BROKER_READ, LEDGER_WRITE
+
+GUARD_CALL = timedelta(seconds=20)
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def _why(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'ApplicationError'}: {cause.message}"
+    return str(cause or err)
+
+
+@workflow.defn
+class ReconcileWorkflow:
+    """One reconcile run: snapshot, plan, apply (or print with dry_run), record."""
+
+    @workflow.init
+    def __init__(self, request: ReconcileInput) -> None:
+        self._request = request
+        self._run_id = request.run_id or workflow.info().workflow_id
+        self._result = ReconcileResult(
+            run_id=self._run_id, source=request.run_source, dry_run=request.dry_run, ok=False
+        )
+
+    @workflow.query
+    def progress(self) -> ReconcileResult:
+        """The result so far."""
+        return self._result
+
+    @workflow.run
+    async def run(self, request: ReconcileInput) -> ReconcileResult:
+        """Snapshot, plan, apply unless dry_run, record the run."""
+        started = workflow.now()
+        await self._ledger(
+            LedgerActivities.start_reconcile_run,
+            ReconcileRunStart(
+                run_id=self._run_id,
+                source=request.run_source,
+                dry_run=request.dry_run,
+                started_at=started,
+            ),
+        )
+        try:
+            truth: BrokerTruth = await workflow.execute_activity_method(
+                BrokerActivities.get_broker_truth,
+                start_to_close_timeout=BROKER_READ.start_to_close * 3,
+                retry_policy=replace(BROKER_READ.retry, maximum_attempts=request.snapshot_attempts),
+            )
+        except ActivityError as err:
+            # Unknown is never absent: without a snapshot nothing is closed or adopted.
+            self._update(error=f"broker snapshot failed: {_why(err)}")
+            return await self._finish(started)
+        open_trades = await self._ledger(LedgerActivities.list_open_trades, OpenTradesQuery())
+        plan = reconcile_plan(
+            truth,
+            open_trades.trades,
+            workflow.now(),
+            grace=request.grace,
+            max_actions=request.max,
+            close_reason=request.close_reason,
+            stop_distance=request.stop_distance,
+        )
+        self._update(plan=plan, checked=plan.checked_trades + plan.checked_positions, ok=True)
+        workflow.logger.info(
+            "reconcile %s: %d adoptions, %d ghosts, %d quantity syncs (%d deferred)%s",
+            self._run_id,
+            len(plan.adoptions),
+            len(plan.ghost_closes),
+            len(plan.quantity_syncs),
+            plan.deferred,
+            " [dry run]" if request.dry_run else "",
+        )
+        if not request.dry_run:
+            await self._apply(plan, truth)
+        return await self._finish(started)
+
+    # --- applying the plan -----------------------------------------------------------------
+
+    async def _apply(self, plan: ReconcilePlan, truth: BrokerTruth) -> None:
+        steps: list[Adoption | GhostClose | QuantitySync] = [
+            *plan.adoptions,
+            *plan.ghost_closes,
+            *plan.quantity_syncs,
+        ]
+        errors: list[str] = []
+        for done, step in enumerate(steps):
+            deadline = self._request.deadline
+            if deadline is not None and workflow.now() >= deadline:
+                self._update(
+                    partial=True,
+                    ok=False,
+                    error=f"deadline reached after {done} of {len(steps)} actions",
+                )
+                return
+            try:
+                if isinstance(step, Adoption):
+                    await self._adopt(step)
+                elif isinstance(step, GhostClose):
+                    await self._close_ghost(step, truth)
+                else:
+                    await self._sync(step, truth)
+            except ActivityError as err:
+                errors.append(f"{step.trade_id}: {_why(err)}")
+                self._update(failed_actions=self._result.failed_actions + 1)
+                workflow.logger.error("reconcile %s: %s failed: %s", self._run_id, step, errors[-1])
+        if errors:
+            self._update(ok=False, error="; ".join(errors)[:1000])
+
+    async def _adopt(self, adoption: Adoption) -> None:
+        spec = TradeSpec(
+            trade_id=adoption.trade_id,
+            symbol=adoption.symbol,
+            qty=adoption.qty,
+            stop_price=adoption.stop_price,
+            protect_only=True,
+            existing_stop_order_id=adoption.existing_stop_order_id,
+        )
+        # The guard creates the ledger row (origin external) itself; a repeat finds it running.
+        await self._guard(GuardRequest(trade_ids=[adoption.trade_id], restart=spec))
+        self._update(adopted=self._result.adopted + 1)
+        await self._audit(
+            "position_adopted",
+            adoption.trade_id,
+            f"{adoption.symbol} x{adoption.qty} @ {adoption.avg_entry_price}",
+            {
+                "stop_price": str(adoption.stop_price),
+                "existing_stop_order_id": adoption.existing_stop_order_id,
+            },
+        )
+
+    async def _close_ghost(self, ghost: GhostClose, truth: BrokerTruth) -> None:
+        outcome = await self._guard(
+            GuardRequest(
+                trade_ids=[ghost.trade_id], update=position_update_for(truth, ghost.symbol)
+            )
+        )
+        if outcome.action is GuardAction.SIGNALLED:
+            # Its workflow asks the broker and closes itself with the reason it finds.
+            self._update(ghosts_signalled=self._result.ghosts_signalled + 1)
+            return
+        result = await self._ledger(
+            LedgerActivities.close_trade,
+            TradeClose(
+                trade_id=ghost.trade_id,
+                close_reason=ghost.close_reason,
+                closed_at=workflow.now(),
+            ),
+        )
+        if result.applied:
+            self._update(closed=self._result.closed + 1)
+            await self._audit(
+                "ghost_closed",
+                ghost.trade_id,
+                f"{ghost.symbol}: no broker position or open order, no running workflow",
+                {"status": ghost.status.value, "close_reason": ghost.close_reason.value},
+            )
+
+    async def _sync(self, sync: QuantitySync, truth: BrokerTruth) -> None:
+        outcome = await self._guard(
+            GuardRequest(trade_ids=[sync.trade_id], update=position_update_for(truth, sync.symbol))
+        )
+        # A running guard resizes its stop; without one the ledger takes the broker's larger
+        # qty (the ledger never shrinks a fill; AutoManage restarts the guard).
+        unguarded = outcome.action is not GuardAction.SIGNALLED
+        if unguarded and sync.sole_owner and sync.broker_qty > sync.ledger_qty:
+            await self._ledger(
+                LedgerActivities.record_entry_fill,
+                TradeEntryFill(
+                    trade_id=sync.trade_id,
+                    qty=sync.broker_qty,
+                    avg_price=sync.avg_entry_price,
+                    filled_at=truth.fetched_at,
+                ),
+            )
+        self._update(synced=self._result.synced + 1)
+        await self._audit(
+            "quantity_synced",
+            sync.trade_id,
+            f"{sync.symbol}: ledger {sync.ledger_qty}, broker {sync.broker_qty}",
+            {"workflow": outcome.action.value, "sole_owner": sync.sole_owner},
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _guard(self, request: GuardRequest) -> GuardOutcome:
+        return await workflow.execute_activity_method(
+            TradeGuardActivities.guard_trade,
+            request,
+            start_to_close_timeout=GUARD_CALL,
+            retry_policy=BROKER_READ.retry,
+        )
+
+    async def _audit(
+        self, action: str, trade_id: str, reason: str, detail: dict[str, JsonScalar]
+    ) -> None:
+        await self._ledger(
+            LedgerActivities.append_audit,
+            AuditEntry(
+                actor=workflow.info().workflow_id,
+                action=action,
+                reason=reason,
+                trade_id=trade_id,
+                detail={"run_id": self._run_id, **detail},
+                event_key=f"reconcile:{self._run_id}:{action}:{trade_id}",
+            ),
+        )
+
+    async def _finish(self, started: datetime) -> ReconcileResult:
+        result = self._result
+        duration_ms = int((workflow.now() - started).total_seconds() * 1000)
+        self._update(duration_ms=duration_ms)
+        await self._ledger(
+            LedgerActivities.finish_reconcile_run,
+            ReconcileRunFinish(
+                run_id=self._run_id,
+                checked=result.checked,
+                closed=result.closed,
+                adopted=result.adopted,
+                synced=result.synced,
+                ok=result.ok,
+                error=result.error,
+                duration_ms=duration_ms,
+                finished_at=workflow.now(),
+            ),
+        )
+        return self._result
+
+    def _update(self, **fields: object) -> None:
+        self._result = self._result.model_copy(update=fields)
+
+    async def _ledger(self, method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
+        result: R = await workflow.execute_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=LEDGER_WRITE.start_to_close,
+            retry_policy=LEDGER_WRITE.retry,
+        )
+        return result
