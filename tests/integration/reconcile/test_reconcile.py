@@ -238,3 +238,14 @@ async def test_the_cli_prints_the_plan_of_a_dry_run_and_applies_a_real_run(
     assert row is not None and row.status is TradeStatus.OPEN
     code, out = await run("auto-manage")
     assert code == 0 and "AAPL" in out and "signalled" in out
+
+
+async def test_a_larger_broker_quantity_is_synced_into_an_unguarded_trade(
+    harness: ReconcileHarness,
+) -> None:
+    trade_id = await harness.ledger_trade(qty=Decimal(10))
+    harness.admin.open_position(SYMBOL, 12)
+    result = await harness.reconcile()
+    assert result.ok and result.synced == 1 and result.closed == 0 and result.adopted == 0
+    row = await harness.trade(trade_id)
+    assert row is not None and row.qty == Decimal(12) and row.status is TradeStatus.OPEN
