@@ -113,8 +113,11 @@ class ExitPlan(BaseModel):
     urgency: ExitUrgency
     reason: str
     requested_at: datetime
-    window_start: datetime | None = None
+    window_start: datetime | None = None  # broker (market) time
     window_end: datetime | None = None
+    # broker clock minus workflow clock when the window was planned: market decisions follow
+    # the broker's clock (source of truth; a paper broker's may be simulated)
+    clock_offset: timedelta = timedelta(0)
     exit_order_id: str | None = None
     stop_cancel_confirmed_at: datetime | None = None
     gap_ms: int | None = None  # confirmed stop cancel -> exit accepted (the unprotected gap)

@@ -193,7 +193,10 @@ class TradeWorkflow:
         due: list[datetime | None] = [self._state.rescue.next_at, self._state.entry_deadline]
         plan = self._state.exit
         if plan is not None:
-            due += [plan.window_start, plan.window_end]
+            due += [
+                at - plan.clock_offset if at is not None else None
+                for at in (plan.window_start, plan.window_end)
+            ]
             if self._state.status is TradeStatus.EXITING:
                 delay = min(delay, EXITING_POLL)
         for at in due:
@@ -656,8 +659,14 @@ class TradeWorkflow:
         state, spec = self._state, self._spec
         plan = state.exit
         assert plan is not None and position.position is not None
-        now = workflow.now()
         if plan.window_start is None or plan.window_end is None:
+            clock = await workflow.execute_activity_method(
+                BrokerActivities.get_clock,
+                start_to_close_timeout=BROKER_READ.start_to_close,
+                retry_policy=BROKER_READ.retry,
+            )
+            plan.clock_offset = clock.timestamp - workflow.now()
+            now = clock.timestamp
             sessions = await self._call(
                 BrokerActivities.get_calendar,
                 CalendarRequest(start=now.date(), end=now.date() + timedelta(days=14)),
@@ -667,9 +676,14 @@ class TradeWorkflow:
                 sessions, now, spec.exit_window_start, spec.exit_window_end
             )
             plan.window_start, plan.window_end = window.start, window.end
+            state.last_check_note = (
+                f"exit planned for {window.start.isoformat()} - {window.end.isoformat()} "
+                "(broker time)"
+            )
             await self._record_exit_intent(plan, window.start)
             await self._set_status(TradeStatus.EXIT_PLANNED)
             return
+        now = workflow.now() + plan.clock_offset
         if now < plan.window_start:
             return
         if plan.exit_order_id is None:
