@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from workflows.auto_manage import AutoManageWorkflow
 from workflows.broker_sync import BrokerSyncWorkflow
+from workflows.control import TradingControlWorkflow
 from workflows.drain import ScoreDrainWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.stack_check import StackCheckWorkflow
 from workflows.trade import TradeWorkflow
 
 ALL_WORKFLOWS: list[type] = [
+    AutoManageWorkflow,
     BrokerSyncWorkflow,
+    ReconcileWorkflow,
     ScoreDrainWorkflow,
     StackCheckWorkflow,
     TradeWorkflow,
+    TradingControlWorkflow,
 ]
