@@ -14,6 +14,9 @@ from typing import Any
 
 import asyncpg
 import pytest_asyncio
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
@@ -22,6 +25,7 @@ from temporalio.worker import Worker
 from broker.alpaca import AlpacaGateway
 from ledger.audit import AuditLog
 from paperbroker.admin_client import AdminClient
+from paperbroker.testing import RunningBroker
 from tests.integration.trade.conftest import SYMBOL, TradeHarness
 from trading.control import CONTROL_WORKFLOW_ID, ControlInput, ControlState
 from trading.models import AuditRow
@@ -37,6 +41,7 @@ class ControlHarness:
 
     trades: TradeHarness
     executor: ThreadPoolExecutor
+    broker: RunningBroker
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
 
@@ -95,6 +100,15 @@ class ControlHarness:
             await asyncio.sleep(0.2)
         raise AssertionError(f"control condition not met in {within}s; last state: {state}")
 
+    def every_open_order(self) -> list[str]:
+        """Ids of every open order, legs of filled parents included (nested=False)."""
+        trading = TradingClient(
+            self.broker.key_id, self.broker.secret_key, url_override=self.broker.trading_url
+        )
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, nested=False, limit=500)
+        orders: Any = trading.get_orders(request)
+        return [str(order.id) for order in orders]
+
     async def audit(self, action: str) -> list[AuditRow]:
         """Audit rows of this action, oldest first."""
         rows = await AuditLog(self.trades.pool).recent(1000)
@@ -116,12 +130,15 @@ async def control(
     activity_executor: ThreadPoolExecutor,
     broker_admin: AdminClient,
     gateway: AlpacaGateway,
+    paper_broker: RunningBroker,
 ) -> AsyncIterator[ControlHarness]:
     """A running production worker, no control workflow yet; everything stopped afterwards."""
     broker_admin.set_price(SYMBOL, volatility=0)
     await _terminate_control(client)  # the id is a singleton across the test session
     harness = ControlHarness(
-        TradeHarness(client, task_queue, broker_admin, gateway, pool), activity_executor
+        TradeHarness(client, task_queue, broker_admin, gateway, pool),
+        activity_executor,
+        paper_broker,
     )
     await harness.start_worker()
     try:

@@ -38,6 +38,7 @@ async def test_halt_blocks_entries_while_stops_stay_active_then_resume(
     for view in (first, second):
         assert view.state.stop_order_id is not None
         assert trades.gateway.get_order(view.state.stop_order_id).is_active
+        assert view.state.stop_order_id in control.every_open_order()
         assert (await trades.trade_row(view.trade_id)).status is TradeStatus.OPEN
         position = trades.gateway.probe_position(view.symbol).position
         assert position is not None and position.qty == Decimal(10)
@@ -99,7 +100,7 @@ async def test_flatten_leaves_no_position_and_no_stray_order(control: ControlHar
     logger.info("flatten took %.1f s: %s", time.monotonic() - started, report)
     assert report.done, report
     assert gateway.get_positions() == []
-    assert gateway.get_open_orders() == []
+    assert gateway.get_open_orders() == [] and control.every_open_order() == []
     assert sorted(report.signalled_trades) == sorted([first.trade_id, second.trade_id])
     assert report.closed_symbols == ["MSFT"]
     assert (
