@@ -368,15 +368,15 @@ class AlpacaGateway:
             return PositionProbe(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
         return PositionProbe(outcome=ProbeOutcome.EXISTS, position=to_position(position))
 
-    def get_open_orders(self) -> list[BrokerOrder]:
-        """Every open order, legs nested, paging past Alpaca's 500-order limit."""
+    def get_open_orders(self, nested: bool = True) -> list[BrokerOrder]:
+        """Every open order (legs nested unless nested=False), paging past the 500 limit."""
         found: dict[str, BrokerOrder] = {}
         until: datetime | None = None
         while True:
             request = sdk.GetOrdersRequest(
                 status=sdk_enums.QueryOrderStatus.OPEN,
                 limit=500,
-                nested=True,
+                nested=nested,
                 until=until,
                 direction=Sort.DESC,
             )

@@ -67,9 +67,11 @@ class BrokerSyncWorkflow:
                 else self._settings.closed_poll_interval
             )
             self._poll_requested = False
-            await workflow.wait_condition(
-                lambda: self._state.stop_requested or self._poll_requested, timeout=interval
-            )
+            # wait_condition raises TimeoutError when the interval passes: that is the poll.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._state.stop_requested or self._poll_requested, timeout=interval
+                )
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
