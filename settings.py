@@ -60,9 +60,17 @@ class Settings(BaseSettings):
         None, description=f"Must be {LIVE_CONFIRMATION} for TRADING_MODE=live"
     )
 
+    max_open_positions: int = Field(
+        3, ge=1, description="Entry gate: no new entry while the broker holds this many"
+    )
     dev_config: Path = Field(ROOT / "temporal-dev.yaml", description="Dev stack settings file")
     state_dir: Path = Field(ROOT / ".state", description="Dev stack runtime state folder")
     log_level: str = Field("INFO", description="Python log level")
+    schedule_profile: Literal["dev", "market"] | None = Field(
+        None,
+        description="Schedules `schedules apply` installs: market (NYSE hours) or dev "
+        "(intervals); unset -> schedules.profile of DEV_CONFIG",
+    )
 
     @field_validator("temporal_address")
     @classmethod

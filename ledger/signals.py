@@ -97,6 +97,11 @@ FROM (
 """
 
 
+_OLDEST_PENDING = """
+SELECT extract(epoch FROM now() - min(created_at)) FROM signals WHERE status = 'PENDING'
+"""
+
+
 def _signal(record: asyncpg.Record) -> SignalRecord:
     values = dict(record)
     return SignalRecord(**values | {"features": load_json_object(values["features"])})
@@ -171,6 +176,11 @@ class Signals:
                 pending=row["pending"],
             ),
         )
+
+    async def oldest_pending_age_s(self) -> float | None:
+        """Seconds since the oldest PENDING signal was created (None when none is pending)."""
+        age = await self._pool.fetchval(_OLDEST_PENDING)
+        return None if age is None else float(age)
 
     async def _finish(self, sql: str, signal_key: str, *args: object) -> SignalWriteResult:
         async with self._pool.acquire() as conn, conn.transaction():

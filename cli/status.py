@@ -1,0 +1,334 @@
+"""`starter.py status [--json]`: broker truth, gating, control, backlog, reconcile, rescues,
+schedules and a health verdict in one view. Each source fails on its own: a broker outage
+still shows the ledger, and the other way round."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from broker.alpaca import AlpacaGateway
+from broker.endpoint import broker_endpoint
+from broker.errors import BrokerError
+from cli.output import emit_json, say, table
+from clients import make_client, make_pool
+from ledger.risk import RiskEvents
+from ledger.runs import EntryRuns, ReconcileRuns
+from ledger.signals import Signals
+from settings import ConfigError, Settings
+from trading.control import CONTROL_WORKFLOW_ID, entries_allowed
+from trading.ops_status import (
+    BrokerSection,
+    ControlSection,
+    EntryRunView,
+    EntrySection,
+    OpsStatus,
+    OrderView,
+    PositionView,
+    ReconcileRunView,
+    ReconcileSection,
+    RescueSection,
+    ScheduleView,
+    ScoringSection,
+    SignalCountsView,
+    entry_gate,
+    health,
+)
+from workflows.control import TradingControlWorkflow
+
+SCHEDULE_PREFIX = "dt-"
+RESCUE_KINDS = {
+    "stop_rescued": "rescued",
+    "stop_rescue_failed": "failed",
+    "stop_rescue_alert": "alerts",
+}
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `status` command."""
+    status = commands.add_parser(
+        "status", help="ops view: broker truth, entry gating, control, backlog, health"
+    )
+    status.add_argument(
+        "--json", action="store_true", help="print JSON (schema: docs/status.schema.json)"
+    )
+    status.set_defaults(handler=cmd_status)
+
+
+def _broker(settings: Settings) -> BrokerSection:
+    try:
+        gateway = AlpacaGateway(broker_endpoint(settings), read_timeout_s=5.0)
+        account = gateway.get_account()
+        positions = gateway.get_positions()
+        orders = gateway.get_open_orders(nested=False)
+        clock = gateway.get_clock()
+    except (BrokerError, ConfigError) as exc:
+        return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}")
+    return BrokerSection(
+        connected=True,
+        fetched_at=datetime.now(UTC),
+        equity=account.equity,
+        cash=account.cash,
+        buying_power=account.buying_power,
+        market_open=clock.is_open,
+        positions=[
+            PositionView(
+                symbol=p.symbol,
+                qty=p.qty,
+                avg_entry_price=p.avg_entry_price,
+                market_value=p.market_value,
+                unrealized_pl=p.unrealized_pl,
+            )
+            for p in positions
+        ],
+        open_orders=[
+            OrderView(
+                id=o.id,
+                client_order_id=o.client_order_id,
+                symbol=o.symbol,
+                side=o.side.value,
+                type=o.type.value,
+                status=o.status.value,
+                qty=o.qty,
+                stop_price=o.stop_price,
+                limit_price=o.limit_price,
+            )
+            for o in orders
+        ],
+    )
+
+
+async def _control(client: Client) -> ControlSection:
+    handle = client.get_workflow_handle_for(TradingControlWorkflow.run, CONTROL_WORKFLOW_ID)
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return ControlSection(
+                mode="NOT_STARTED",
+                entries_allowed=True,
+                entries_reason="trading control not started (entries allowed)",
+            )
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return ControlSection(
+            mode="NOT_RUNNING",
+            entries_allowed=True,
+            entries_reason=f"trading control {description.status.name.lower()} (entries allowed)"
+            if description.status
+            else "trading control not running",
+        )
+    try:
+        state = await asyncio.wait_for(handle.query(TradingControlWorkflow.state), timeout=5)
+    except TimeoutError:
+        return ControlSection(
+            mode="UNKNOWN",
+            entries_allowed=False,
+            entries_reason="trading control did not answer (no worker?)",
+        )
+    allowed, why = entries_allowed(state)
+    return ControlSection(
+        mode=state.mode.value,
+        reason=state.reason,
+        since=state.since,
+        entries_allowed=allowed,
+        entries_reason=why,
+    )
+
+
+async def _schedules(client: Client) -> list[ScheduleView]:
+    found: list[ScheduleView] = []
+    async for listed in await client.list_schedules():
+        if not listed.id.startswith(SCHEDULE_PREFIX):
+            continue
+        description = await client.get_schedule_handle(listed.id).describe()
+        action: Any = description.schedule.action
+        upcoming = description.info.next_action_times
+        found.append(
+            ScheduleView(
+                id=listed.id,
+                workflow=str(getattr(action, "workflow", "?")),
+                paused=description.schedule.state.paused,
+                next_run=upcoming[0] if upcoming else None,
+            )
+        )
+    return sorted(found, key=lambda s: s.id)
+
+
+async def _ledger(
+    pool: asyncpg.Pool,
+) -> tuple[ScoringSection, ReconcileSection, RescueSection, EntryRunView | None]:
+    funnel = await Signals(pool).funnel(6)
+    scoring = ScoringSection(
+        last_6h=SignalCountsView(**funnel.recent.model_dump()),
+        all_time=SignalCountsView(**funnel.all_time.model_dump()),
+        oldest_pending_age_s=await Signals(pool).oldest_pending_age_s(),
+    )
+    runs = await ReconcileRuns(pool).recent(200)
+    reconcile = ReconcileSection(
+        runs_total=len(runs),
+        failed_total=sum(1 for r in runs if r.ok is False),
+        last_runs=[
+            ReconcileRunView(**r.model_dump(include=set(ReconcileRunView.model_fields)))
+            for r in runs[:5]
+        ],
+    )
+    since = datetime.now(UTC) - timedelta(hours=24)
+    counts = {"rescued": 0, "failed": 0, "alerts": 0}
+    last_at: datetime | None = None
+    for event in await RiskEvents(pool).recent(2000):
+        if event.at >= since and event.kind in RESCUE_KINDS:
+            counts[RESCUE_KINDS[event.kind]] += 1
+            last_at = max(last_at or event.at, event.at)
+    rescues = RescueSection(
+        rescued_24h=counts["rescued"],
+        failed_24h=counts["failed"],
+        alerts_24h=counts["alerts"],
+        last_event_at=last_at,
+    )
+    last = await EntryRuns(pool).last()
+    last_run = (
+        EntryRunView(**last.model_dump(include=set(EntryRunView.model_fields))) if last else None
+    )
+    return scoring, reconcile, rescues, last_run
+
+
+async def gather(settings: Settings) -> OpsStatus:
+    """Collect every section; a failing source leaves its section empty with the error."""
+    broker = await asyncio.to_thread(_broker, settings)
+    temporal_error: str | None = None
+    control = ControlSection(
+        mode="UNKNOWN", entries_allowed=False, entries_reason="Temporal unreachable"
+    )
+    schedules: list[ScheduleView] | None = None
+    try:
+        client = await make_client(settings)
+        control = await _control(client)
+        schedules = await _schedules(client)
+    except (ConfigError, RPCError) as exc:
+        temporal_error = str(exc)
+    scoring = reconcile = rescues = None
+    last_run: EntryRunView | None = None
+    ledger_error: str | None = None
+    try:
+        pool = await make_pool(settings, min_size=1, max_size=2)
+        try:
+            scoring, reconcile, rescues, last_run = await _ledger(pool)
+        finally:
+            await pool.close()
+    except (ConfigError, asyncpg.PostgresError, OSError) as exc:
+        ledger_error = str(exc)
+    ready, reason, detail = entry_gate(broker, control, settings.max_open_positions)
+    entries = EntrySection(
+        ready=ready,
+        skip_reason=reason,
+        skip_detail=detail,
+        broker_positions_count=len(broker.positions) if broker.connected else None,
+        max_open_positions=settings.max_open_positions,
+        last_run=last_run,
+    )
+    return OpsStatus(
+        generated_at=datetime.now(UTC),
+        broker=broker,
+        control=control,
+        entries=entries,
+        scoring=scoring,
+        reconcile=reconcile,
+        rescues=rescues,
+        schedules=schedules,
+        ledger_error=ledger_error,
+        temporal_error=temporal_error,
+        health=health(broker, scoring, entries),
+    )
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the ops view; exit 0 when healthy, 1 when any health flag is false."""
+    status = asyncio.run(gather(settings))
+    if args.json:
+        emit_json(status.model_dump(mode="json"))
+    else:
+        _print(status)
+    healthy = status.health.broker_connected and status.health.scoring_healthy
+    return 0 if healthy else 1
+
+
+def _print(status: OpsStatus) -> None:
+    h = status.health
+    say(
+        f"health: broker {'OK' if h.broker_connected else 'DOWN'}, scoring "
+        f"{'OK' if h.scoring_healthy else 'BEHIND'}, entries "
+        f"{'READY' if h.entries_ready else 'GATED'}"
+    )
+    for problem in h.problems:
+        say(f"  - {problem}")
+    b = status.broker
+    say("")
+    if b.connected:
+        say(
+            f"broker (fetched {b.fetched_at:%H:%M:%S} UTC, market "
+            f"{'open' if b.market_open else 'closed'}): equity {b.equity}, cash {b.cash}, "
+            f"buying power {b.buying_power}"
+        )
+        say(
+            table(
+                [
+                    (p.symbol, str(p.qty), str(p.avg_entry_price), str(p.unrealized_pl or ""))
+                    for p in b.positions
+                ],
+                header=("symbol", "qty", "avg price", "unrealized"),
+            )
+            if b.positions
+            else "  no positions"
+        )
+        say(f"  open orders: {len(b.open_orders)}")
+    else:
+        say(f"broker: UNAVAILABLE ({b.error})")
+    c, e = status.control, status.entries
+    say(f"control: {c.mode}{f' ({c.reason})' if c.reason else ''}")
+    gate = "ready" if e.ready else f"gated: {e.skip_reason} {e.skip_detail or ''}".strip()
+    say(
+        f"entries: {gate} (broker positions {e.broker_positions_count}, max {e.max_open_positions})"
+    )
+    if e.last_run:
+        say(
+            f"  last entry run {e.last_run.at:%Y-%m-%d %H:%M} UTC: entered {e.last_run.entered}"
+            f", skipped {e.last_run.skipped}, reason {e.last_run.reason or '-'} "
+            f"{e.last_run.detail}"
+        )
+    if status.scoring:
+        s = status.scoring
+        say(
+            f"scoring: last 6 h {s.last_6h.created} created / {s.last_6h.scored} scored / "
+            f"{s.last_6h.error} error / {s.last_6h.pending} pending; all time "
+            f"{s.all_time.pending} pending"
+        )
+    if status.reconcile:
+        r = status.reconcile
+        say(f"reconcile: {r.runs_total} runs, {r.failed_total} failed")
+        for run in r.last_runs:
+            say(
+                f"  {run.started_at:%m-%d %H:%M:%S} {run.source}: ok={run.ok} checked "
+                f"{run.checked} closed {run.closed} adopted {run.adopted} synced {run.synced}"
+            )
+    if status.rescues:
+        x = status.rescues
+        say(
+            f"stop rescues (24 h): {x.rescued_24h} ok, {x.failed_24h} failed, {x.alerts_24h} alerts"
+        )
+    if status.schedules is not None:
+        say(f"schedules: {len(status.schedules)} installed")
+        for sched in status.schedules:
+            say(
+                f"  {sched.id}: {sched.workflow} {'PAUSED' if sched.paused else 'next '}"
+                f"{'' if sched.paused else sched.next_run}"
+            )
+    for label, error in (("ledger", status.ledger_error), ("temporal", status.temporal_error)):
+        if error:
+            say(f"{label}: UNAVAILABLE ({error})")
