@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
         None, description=f"Must be {LIVE_CONFIRMATION} for TRADING_MODE=live"
     )
 
+    daily_loss_limit: Decimal | None = Field(
+        None, gt=0, description="Halt entries when today's loss passes this many dollars"
+    )
     max_open_positions: int = Field(
         3, ge=1, description="Entry gate: no new entry while the broker holds this many"
     )

@@ -14,8 +14,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import FailureError
 
 from cli.output import emit_json, fail, say, table
+from clients import make_client
 from devstack.config import DevConfig, load_dev_config
 from devstack.processes import pid_alive, wait_until
+from devstack.services import demo_flag, open_demo_trades, start_singletons
 from devstack.stack import DevStack, StackError, stop_recorded_stack
 from devstack.state import StackState, read_state
 from settings import ROOT, Settings
@@ -31,6 +33,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="start in the background and return once the stack is ready",
     )
+    demo_flag(up)
     up.set_defaults(handler=cmd_up)
     status = sub.add_parser("status", help="what runs where (exit 1 when the stack is down)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -96,6 +99,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     say("durable-trader dev stack is running:")
     _print_stack(state, settings)
     _run_stack_check(settings)
+    _run_services(settings, demo=not args.no_demo and settings.uses_paper_broker)
     say("Press Ctrl-C to stop everything.")
     return stack.supervise()
 
@@ -175,6 +179,20 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _run_services(settings: Settings, demo: bool) -> None:
+    async def start() -> None:
+        client = await make_client(settings)
+        say("services:")
+        await start_singletons(client, settings, say)
+        if demo:
+            await open_demo_trades(client, settings, say)
+
+    try:
+        asyncio.run(start())
+    except Exception as exc:  # the stack stays up; the user sees what did not start
+        say(f"services FAILED to start: {type(exc).__name__}: {exc}")
+
+
 def _run_stack_check(settings: Settings) -> None:
     try:
         result = asyncio.run(_stack_check(settings))
@@ -189,7 +207,6 @@ def _run_stack_check(settings: Settings) -> None:
 
 
 async def _stack_check(settings: Settings) -> dict[str, Any]:
-    from clients import make_client
     from trading.models import StackCheckInput
     from workflows.stack_check import StackCheckWorkflow
 

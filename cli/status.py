@@ -105,7 +105,7 @@ def _broker(settings: Settings) -> BrokerSection:
 
 
 async def _control(client: Client) -> ControlSection:
-    handle = client.get_workflow_handle_for(TradingControlWorkflow.run, CONTROL_WORKFLOW_ID)
+    handle = client.get_workflow_handle(CONTROL_WORKFLOW_ID)
     try:
         description = await handle.describe()
     except RPCError as err:

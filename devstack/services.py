@@ -1,0 +1,87 @@
+"""The long-running services `dev up` starts once the worker is ready: BrokerSync, trading
+control, the schedules of the configured profile, and a few demo trades."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from broker.alpaca import AlpacaGateway
+from broker.endpoint import broker_endpoint
+from settings import Settings
+from trading.broker_sync_models import BROKER_SYNC_WORKFLOW_ID, BrokerSyncRun
+from trading.control import CONTROL_WORKFLOW_ID, ControlInput
+from trading.ids import new_trade_id
+from trading.routing import workflow_id_for
+from trading.ticks import protective_stop_price, take_profit_price
+from trading.trade_models import TradeSpec, TradeWorkflowInput
+from workflows.broker_sync import BrokerSyncWorkflow
+from workflows.control import TradingControlWorkflow
+from workflows.trade import TradeWorkflow
+
+DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA")
+DEMO_STOP_DISTANCE = Decimal("0.05")
+DEMO_TAKE_PROFIT = Decimal("0.08")
+
+
+async def start_singletons(client: Client, settings: Settings, say: Callable[[str], None]) -> None:
+    """Start BrokerSync and TradingControl unless they already run (their ids are singletons)."""
+    await client.start_workflow(
+        BrokerSyncWorkflow.run,
+        BrokerSyncRun(),
+        id=BROKER_SYNC_WORKFLOW_ID,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    say(f"  {BROKER_SYNC_WORKFLOW_ID}: trade_updates listener + broker-truth poll")
+    await client.start_workflow(
+        TradingControlWorkflow.run,
+        ControlInput(daily_loss_limit=settings.daily_loss_limit),
+        id=CONTROL_WORKFLOW_ID,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    say(f"  {CONTROL_WORKFLOW_ID}: ACTIVE / REDUCING / HALTED switch")
+
+
+async def open_demo_trades(
+    client: Client, settings: Settings, say: Callable[[str], None], count: int = 2
+) -> list[str]:
+    """Open a few small guarded trades so the Web UI has live trade workflows to show."""
+    gateway = AlpacaGateway(broker_endpoint(settings))
+    held = {p.symbol for p in gateway.get_positions()}
+    started: list[str] = []
+    for symbol in [s for s in DEMO_SYMBOLS if s not in held][:count]:
+        ask = gateway.latest_quotes([symbol])[0].ask
+        spec = TradeSpec(
+            trade_id=new_trade_id(symbol, datetime.now(UTC), uuid.uuid4().hex),
+            symbol=symbol,
+            qty=Decimal(5),
+            stop_price=protective_stop_price(ask * (1 - DEMO_STOP_DISTANCE)),
+            take_profit_price=take_profit_price(ask * (1 + DEMO_TAKE_PROFIT)),
+        )
+        await client.start_workflow(
+            TradeWorkflow.run,
+            TradeWorkflowInput(spec=spec),
+            id=workflow_id_for(spec.trade_id),
+            task_queue=settings.temporal_task_queue,
+        )
+        started.append(workflow_id_for(spec.trade_id))
+        say(
+            f"  demo trade {spec.trade_id}: 5 {symbol}, stop {spec.stop_price}, "
+            f"take-profit {spec.take_profit_price}"
+        )
+    return started
+
+
+def demo_flag(parser: argparse.ArgumentParser) -> None:
+    """Add --no-demo to a parser."""
+    parser.add_argument(
+        "--no-demo", action="store_true", help="do not open demo trades on a fresh paper account"
+    )
