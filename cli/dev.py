@@ -17,7 +17,12 @@ from cli.output import emit_json, fail, say, table
 from clients import make_client
 from devstack.config import DevConfig, load_dev_config
 from devstack.processes import pid_alive, wait_until
-from devstack.services import demo_flag, open_demo_trades, start_singletons
+from devstack.services import (
+    apply_schedules,
+    demo_flag,
+    open_demo_trades,
+    start_singletons,
+)
 from devstack.stack import DevStack, StackError, stop_recorded_stack
 from devstack.state import StackState, read_state
 from settings import ROOT, Settings
@@ -184,6 +189,7 @@ def _run_services(settings: Settings, demo: bool) -> None:
         client = await make_client(settings)
         say("services:")
         await start_singletons(client, settings, say)
+        await apply_schedules(client, settings, say)
         if demo:
             await open_demo_trades(client, settings, say)
 

@@ -50,6 +50,20 @@ async def start_singletons(client: Client, settings: Settings, say: Callable[[st
     say(f"  {CONTROL_WORKFLOW_ID}: ACTIVE / REDUCING / HALTED switch")
 
 
+async def apply_schedules(client: Client, settings: Settings, say: Callable[[str], None]) -> None:
+    """Install the configured schedule profile (dev by default) idempotently."""
+    from cli.schedules import apply_plan, resolve_profile
+    from trading.schedule_plan import schedule_plan
+
+    profile = resolve_profile(None, settings)
+    outcomes = await apply_plan(client, schedule_plan(profile), settings.temporal_task_queue)
+    changed = sum(1 for o in outcomes if o.result in ("created", "updated"))
+    say(
+        f"  schedules ({profile.value} profile): {len(outcomes)} installed, {changed} changed "
+        "(python starter.py schedules list)"
+    )
+
+
 async def open_demo_trades(
     client: Client, settings: Settings, say: Callable[[str], None], count: int = 2
 ) -> list[str]:

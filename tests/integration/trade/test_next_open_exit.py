@@ -26,11 +26,11 @@ from broker.alpaca import AlpacaGateway
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
+from tests.integration.trade.conftest import HISTORIES, SAVE_HISTORIES
 from trading.ledger_records import ExitUrgency, TradeStatus
 from trading.ticks import protective_stop_price
 from trading.trade_models import ForceExit, TradeSpec, TradeStatusView, TradeWorkflowInput
 from worker import create_worker
-from tests.integration.trade.conftest import HISTORIES, SAVE_HISTORIES
 from workflows.trade import TradeWorkflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
