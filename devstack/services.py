@@ -59,7 +59,7 @@ async def apply_schedules(client: Client, settings: Settings, say: Callable[[str
     outcomes = await apply_plan(client, schedule_plan(profile), settings.temporal_task_queue)
     changed = sum(1 for o in outcomes if o.result in ("created", "updated"))
     say(
-        f"  schedules ({profile.value} profile): {len(outcomes)} installed, {changed} changed "
+        f"  schedules ({profile} profile): {len(outcomes)} installed, {changed} changed "
         "(python starter.py schedules list)"
     )
 
