@@ -11,6 +11,7 @@ from temporalio import activity
 
 from activities.broker import BrokerActivities
 from activities.broker_sync import BrokerSyncActivities
+from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.reconcile import TradeGuardActivities
 from activities.scoring import ScoringActivities
@@ -47,4 +48,5 @@ def build_activities(
         methods += activity_methods(sync)
     if guard is not None:
         methods += activity_methods(guard)
+        methods += activity_methods(EntryActivities(guard._client, pool))
     return methods

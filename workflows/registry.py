@@ -6,6 +6,8 @@ from workflows.auto_manage import AutoManageWorkflow
 from workflows.broker_sync import BrokerSyncWorkflow
 from workflows.control import TradingControlWorkflow
 from workflows.drain import ScoreDrainWorkflow
+from workflows.exit_review import EodExitReviewWorkflow
+from workflows.market_loop import MarketLoopWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.stack_check import StackCheckWorkflow
 from workflows.trade import TradeWorkflow
@@ -13,6 +15,8 @@ from workflows.trade import TradeWorkflow
 ALL_WORKFLOWS: list[type] = [
     AutoManageWorkflow,
     BrokerSyncWorkflow,
+    EodExitReviewWorkflow,
+    MarketLoopWorkflow,
     ReconcileWorkflow,
     ScoreDrainWorkflow,
     StackCheckWorkflow,

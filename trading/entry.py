@@ -1,0 +1,396 @@
+"""The market loop's entry gate: one decision per SCORED signal, with a reason and a detail.
+
+Pure: `check_entry(signal, truth, gate, limits, entered_today, quote)` gates on the trading
+control state, the broker's real open-position count (never the ledger's), one entry per symbol
+per day, the score threshold and a basic risk check (size from the stop distance and the risk
+per trade). The market loop records every decision and one entry-run row per run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from trading.broker_models import BrokerTruth, OrderSide, Quote
+from trading.ids import new_trade_id
+from trading.models import Frozen, JsonScalar
+from trading.scoring import DEFAULT_SCORER
+from trading.strategies import DEFAULT_STRATEGY
+from trading.ticks import protective_stop_price
+from trading.trade_models import TradeSpec
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class EntryReason(StrEnum):
+    """Why a signal was entered or skipped (stable codes; the detail says more)."""
+
+    ENTERED = "entered"
+    MARKET_CLOSED = "market_closed"
+    CONTROL_HALTED = "control_halted"
+    CONTROL_PAUSED = "control_paused"
+    CONTROL_BLOCKED = "control_blocked"
+    CONTROL_UNAVAILABLE = "control_unavailable"
+    BROKER_TRUTH_UNAVAILABLE = "broker_truth_unavailable"
+    MAX_OPEN_POSITIONS = "max_open_positions"
+    MAX_ENTRIES_PER_RUN = "max_entries_per_run"
+    ALREADY_ENTERED_TODAY = "already_entered_today"
+    POSITION_OPEN = "position_open"
+    BELOW_THRESHOLD = "below_threshold"
+    SIDE_NOT_SUPPORTED = "side_not_supported"
+    NO_QUOTE = "no_quote"
+    RISK_TOO_SMALL = "risk_too_small"
+    INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
+    ALREADY_STARTED = "already_started"
+    START_FAILED = "start_failed"
+    NO_SIGNALS = "no_signals"
+
+
+CONTROL_NOT_STARTED = "control_not_started"
+
+
+class ControlGate(Frozen):
+    """The control workflow's entry gate as the market loop sees it.
+
+    `code` is empty when entries are allowed (or `control_not_started` when there is no control
+    workflow, which allows entries), else control_halted / control_paused / control_blocked /
+    control_unavailable.
+    """
+
+    allowed: bool
+    code: str = ""
+    reason: str = ""
+
+
+def gate_code(allowed: bool, reason: str) -> str:
+    """The stable code for the control workflow's (allowed, reason) answer."""
+    if allowed:
+        return ""
+    if "HALTED" in reason:
+        return EntryReason.CONTROL_HALTED.value
+    if "REDUCING" in reason:
+        return EntryReason.CONTROL_PAUSED.value
+    return EntryReason.CONTROL_BLOCKED.value
+
+
+class EntryLimits(Frozen):
+    """How much the loop may enter: positions, risk per trade, stop distance, score threshold."""
+
+    max_open_positions: int = Field(default=5, ge=0)
+    risk_per_trade: Decimal = Field(default=Decimal(100), gt=0)  # dollars lost at the stop
+    stop_distance: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)  # below the entry
+    score_threshold: Decimal = Field(default=Decimal("0.5"), ge=-1, le=1)
+    max_entries_per_run: int = Field(default=3, ge=0)
+
+
+class EntrySignal(Frozen):
+    """A SCORED signal the entry gate considers."""
+
+    signal_id: int
+    signal_key: str
+    symbol: str
+    strategy: str
+    side: OrderSide = OrderSide.BUY
+    score: Decimal
+    confidence: Decimal | None = None
+    created_at: datetime
+
+
+class EntryDecision(Frozen):
+    """Enter (with qty and stop) or skip, with a stable reason and a detail for people."""
+
+    enter: bool
+    reason: str
+    detail: str = ""
+    qty: Decimal | None = None
+    stop_price: Decimal | None = None
+    entry_price: Decimal | None = None
+
+
+def _skip(reason: EntryReason | str, detail: str = "") -> EntryDecision:
+    return EntryDecision(enter=False, reason=str(reason), detail=detail)
+
+
+def pending_entry_symbols(truth: BrokerTruth) -> set[str]:
+    """Symbols with an open buy order and no position yet (an entry on its way)."""
+    held = {p.symbol for p in truth.positions if p.qty != 0}
+    return {o.symbol for o in truth.open_orders if o.side is OrderSide.BUY} - held
+
+
+def run_gate(
+    truth: BrokerTruth | None,
+    gate: ControlGate,
+    limits: EntryLimits,
+    started_this_run: int = 0,
+) -> EntryDecision | None:
+    """The gates every signal of a run shares (control, broker truth, position and run caps).
+
+    The open-position count is the broker's (positions plus entries still on their way, plus
+    entries started in this run): a stale ledger never blocks or allows an entry.
+    """
+    if not gate.allowed:
+        return _skip(gate.code or EntryReason.CONTROL_BLOCKED, gate.reason)
+    if truth is None:
+        return _skip(EntryReason.BROKER_TRUTH_UNAVAILABLE, "no broker snapshot this run")
+    positions = sum(1 for p in truth.positions if p.qty != 0)
+    pending = len(pending_entry_symbols(truth))
+    if positions + pending + started_this_run >= limits.max_open_positions:
+        detail = f"brokerPositionsCount={positions} maxOpenPositions={limits.max_open_positions}"
+        if pending:
+            detail += f" pendingEntries={pending}"
+        if started_this_run:
+            detail += f" enteredThisRun={started_this_run}"
+        return _skip(EntryReason.MAX_OPEN_POSITIONS, detail)
+    if started_this_run >= limits.max_entries_per_run:
+        return _skip(
+            EntryReason.MAX_ENTRIES_PER_RUN,
+            f"enteredThisRun={started_this_run} maxEntriesPerRun={limits.max_entries_per_run}",
+        )
+    return None
+
+
+def size_position(entry_price: Decimal, limits: EntryLimits) -> tuple[Decimal, Decimal]:
+    """(whole-share qty, tick-normalised stop): floor(risk_per_trade / (entry - stop))."""
+    stop = protective_stop_price(entry_price * (1 - limits.stop_distance))
+    per_share = entry_price - stop
+    if per_share <= 0:
+        return Decimal(0), stop
+    qty = (limits.risk_per_trade / per_share).to_integral_value(rounding=ROUND_FLOOR)
+    return qty, stop
+
+
+def check_entry(
+    signal: EntrySignal,
+    truth: BrokerTruth | None,
+    gate: ControlGate,
+    limits: EntryLimits,
+    entered_today: bool,
+    quote: Quote | None,
+    started_this_run: int = 0,
+) -> EntryDecision:
+    """Enter this signal now, or skip it with the first reason that applies."""
+    shared = run_gate(truth, gate, limits, started_this_run)
+    if shared is not None:
+        return shared
+    assert truth is not None  # run_gate skips without a snapshot
+    if signal.side is not OrderSide.BUY:
+        return _skip(EntryReason.SIDE_NOT_SUPPORTED, f"{signal.side.value} entries: long only")
+    if entered_today:
+        return _skip(EntryReason.ALREADY_ENTERED_TODAY, f"symbol={signal.symbol}")
+    held = {p.symbol: p.qty for p in truth.positions if p.qty != 0}
+    if signal.symbol in held or signal.symbol in pending_entry_symbols(truth):
+        qty = held.get(signal.symbol, Decimal(0))
+        return _skip(EntryReason.POSITION_OPEN, f"symbol={signal.symbol} brokerQty={qty}")
+    if signal.score < limits.score_threshold:
+        return _skip(
+            EntryReason.BELOW_THRESHOLD,
+            f"score={signal.score} scoreThreshold={limits.score_threshold}",
+        )
+    if quote is None or quote.ask <= 0:
+        return _skip(EntryReason.NO_QUOTE, f"symbol={signal.symbol}")
+    entry_price = quote.ask
+    qty, stop = size_position(entry_price, limits)
+    if qty < 1:
+        return _skip(
+            EntryReason.RISK_TOO_SMALL,
+            f"riskPerTrade={limits.risk_per_trade} entry={entry_price} stop={stop}",
+        )
+    cost = qty * entry_price
+    if cost > truth.account.buying_power:
+        return _skip(
+            EntryReason.INSUFFICIENT_BUYING_POWER,
+            f"cost={cost} buyingPower={truth.account.buying_power}",
+        )
+    return EntryDecision(
+        enter=True,
+        reason=EntryReason.ENTERED.value,
+        detail=f"qty={qty} entry={entry_price} stop={stop} score={signal.score}",
+        qty=qty,
+        stop_price=stop,
+        entry_price=entry_price,
+    )
+
+
+def _base36(number: int) -> str:
+    digits = ""
+    number = abs(number)
+    while True:
+        number, rest = divmod(number, 36)
+        digits = _BASE36[rest] + digits
+        if number == 0:
+            return digits
+
+
+def trade_id_for_signal(signal: EntrySignal) -> str:
+    """The same signal always gets the same trade id, so its workflow id allows one entry."""
+    return new_trade_id(signal.symbol, signal.created_at, f"s{_base36(signal.signal_id)}")
+
+
+def trade_spec_for(signal: EntrySignal, decision: EntryDecision) -> TradeSpec:
+    """The TradeWorkflow spec of an entered decision (market entry, stop from the sizing)."""
+    if not decision.enter or decision.qty is None or decision.stop_price is None:
+        raise ValueError("only an entered decision has a trade spec")
+    return TradeSpec(
+        trade_id=trade_id_for_signal(signal),
+        symbol=signal.symbol,
+        qty=decision.qty,
+        stop_price=decision.stop_price,
+        signal_id=signal.signal_id,
+    )
+
+
+def session_day_start(clock_now: datetime) -> datetime:
+    """Midnight of the broker clock's day, in the clock's own (New York) offset."""
+    return clock_now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ledger_day_start(clock_now: datetime, workflow_now: datetime) -> datetime:
+    """The session day's start on the ledger's clock (the broker clock may be simulated)."""
+    return workflow_now - (clock_now - session_day_start(clock_now))
+
+
+def summarize(
+    decisions: Sequence[EntryDecision], run_skip: EntryDecision | None
+) -> tuple[str, str]:
+    """The entry run's (reason, detail): what stopped entries, or what was entered.
+
+    A run-wide gate wins (market closed, control, broker truth, position cap); otherwise the
+    first skip's reason and detail, with counts of the others.
+    """
+    if run_skip is not None and not any(d.enter for d in decisions):
+        return run_skip.reason, run_skip.detail
+    if not decisions:
+        return EntryReason.NO_SIGNALS.value, ""
+    skips = [d for d in decisions if not d.enter]
+    entered = len(decisions) - len(skips)
+    counts = Counter(d.reason for d in skips)
+    others = ", ".join(f"{reason}={n}" for reason, n in sorted(counts.items()))
+    if entered:
+        return EntryReason.ENTERED.value, f"entered={entered}" + (
+            f"; skipped {others}" if skips else ""
+        )
+    first = skips[0]
+    return first.reason, first.detail if len(counts) == 1 else f"{first.detail}; {others}"
+
+
+# --- the workflow's and activities' values ---------------------------------------------------
+
+
+class MarketLoopInput(Frozen):
+    """One market-loop run: scan the watchlist with a strategy, score, and enter."""
+
+    watchlist: list[str] = Field(default_factory=list)
+    strategy: str = Field(default=DEFAULT_STRATEGY, min_length=1)
+    scorer: str = Field(default=DEFAULT_SCORER, min_length=1)
+    max_open_positions: int = Field(default=5, ge=0)
+    risk_per_trade: Decimal = Field(default=Decimal(100), gt=0)
+    stop_distance: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)
+    score_threshold: Decimal = Field(default=Decimal("0.5"), ge=-1, le=1)
+    max_entries_per_run: int = Field(default=3, ge=0)
+    run_source: str = Field(default="manual", min_length=1)
+    reconcile: bool = True
+    truth_attempts: int = Field(default=3, ge=1)
+    bars_lookback_days: int = Field(default=40, ge=1)
+
+    @property
+    def limits(self) -> EntryLimits:
+        """The entry limits of this run."""
+        return EntryLimits(
+            max_open_positions=self.max_open_positions,
+            risk_per_trade=self.risk_per_trade,
+            stop_distance=self.stop_distance,
+            score_threshold=self.score_threshold,
+            max_entries_per_run=self.max_entries_per_run,
+        )
+
+
+class SignalOutcome(Frozen):
+    """One signal's decision, as the run reports it."""
+
+    signal_key: str
+    symbol: str
+    score: Decimal | None = None
+    decision: EntryDecision
+    trade_id: str | None = None
+
+
+class MarketLoopResult(Frozen):
+    """What a run did, step by step."""
+
+    run_id: str
+    ended_early: bool = False
+    reason: str = ""
+    detail: str = ""
+    session_date: date | None = None
+    control: ControlGate | None = None
+    broker_positions: int | None = None
+    reconcile: str = ""
+    scanned: int = 0
+    signals_created: int = 0
+    drain: str = ""
+    entered: int = 0
+    skipped: int = 0
+    decisions: list[SignalOutcome] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class EntryCandidatesQuery(Frozen):
+    """SCORED signals created since `since` that no trade has taken yet."""
+
+    since: AwareDatetime
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class EntryCandidates(Frozen):
+    """Signals to gate, best score first."""
+
+    signals: list[EntrySignal]
+
+
+class EnteredSymbolsQuery(Frozen):
+    """Which of these symbols already have a trade created since `since`."""
+
+    symbols: list[str]
+    since: AwareDatetime
+
+
+class EnteredSymbols(Frozen):
+    """Symbols that already have a trade today."""
+
+    symbols: list[str]
+
+
+class TradeStart(Frozen):
+    """Start the trade workflow for an entered decision (its workflow id allows one run)."""
+
+    spec: TradeSpec
+
+
+class TradeStartOutcome(Frozen):
+    """Started now, or the workflow id was already taken."""
+
+    workflow_id: str
+    started: bool
+    run_id: str | None = None
+
+
+def audit_detail(signal: EntrySignal, decision: EntryDecision) -> dict[str, JsonScalar]:
+    """The audit row's detail for one entry decision."""
+    detail: dict[str, JsonScalar] = {
+        "signal_key": signal.signal_key,
+        "symbol": signal.symbol,
+        "score": str(signal.score),
+        "detail": decision.detail,
+    }
+    if decision.qty is not None:
+        detail["qty"] = str(decision.qty)
+    if decision.stop_price is not None:
+        detail["stop_price"] = str(decision.stop_price)
+    if decision.entry_price is not None:
+        detail["entry_price"] = str(decision.entry_price)
+    return detail
