@@ -71,6 +71,7 @@ async def state(request: web.Request) -> web.Response:
             "stream_listening": sum(1 for c in server.hub.connections if c.listening),
             "rate_limit": server.limiter.limit,
             "partial_fill_probability": broker.matcher.partial_fill_probability,
+            "requests": server.requests.as_json(),
         }
     )
 
@@ -223,6 +224,14 @@ async def restore(request: web.Request) -> web.Response:
     return json_response({"path": str(loaded), "now": ts(server.broker.clock.now())})
 
 
+async def reset_requests(request: web.Request) -> web.Response:
+    """POST /_sim/requests/reset: zero the /v2 request counter; returns the counts before."""
+    counter = _server(request).requests
+    before = counter.as_json()
+    counter.reset()
+    return json_response(before)
+
+
 async def configure(request: web.Request) -> web.Response:
     """POST /_sim/config: {"rate_limit"?, "rate_window_s"?, "partial_fill_probability"?, ...}."""
     server = _server(request)
@@ -261,3 +270,4 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_post("/_sim/snapshot", snapshot)
     r.add_post("/_sim/restore", restore)
     r.add_post("/_sim/config", configure)
+    r.add_post("/_sim/requests/reset", reset_requests)

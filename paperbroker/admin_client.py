@@ -156,6 +156,16 @@ class AdminClient:
         """Change rate_limit, partial_fill_probability or fill_delay_ms at run time."""
         self._call("POST", "/_sim/config", settings)
 
+    def requests(self) -> dict[str, Any]:
+        """Authenticated /v2 requests since the last reset: {"total", "by_route"}."""
+        result: dict[str, Any] = self.state()["requests"]
+        return result
+
+    def reset_requests(self) -> dict[str, Any]:
+        """Zero the /v2 request counter; return the counts it had."""
+        result: dict[str, Any] = self._call("POST", "/_sim/requests/reset")
+        return result
+
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()

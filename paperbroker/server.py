@@ -34,6 +34,37 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STREAM_PATH = "/stream"
+UNMATCHED_ROUTE = "(unmatched)"
+
+
+class RequestCounter:
+    """Authenticated /v2 requests (trading and market data), in total and per route.
+
+    Alpaca's limits are per account and minute, so this is the figure to watch; /_sim and
+    the stream are not counted. Routes are keyed by method and pattern
+    (`GET /v2/orders/{order_id}`), so per-order calls add up under one key.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_route: dict[str, int] = {}
+
+    def count(self, request: web.Request) -> None:
+        """Count one request (rate-limited and fault-injected ones included)."""
+        resource = request.match_info.route.resource
+        pattern = resource.canonical if resource is not None else UNMATCHED_ROUTE
+        route = f"{request.method} {pattern}"
+        self.total += 1
+        self.by_route[route] = self.by_route.get(route, 0) + 1
+
+    def reset(self) -> None:
+        """Start counting from zero."""
+        self.total = 0
+        self.by_route = {}
+
+    def as_json(self) -> dict[str, object]:
+        """`{"total": n, "by_route": {...}}` for /_sim/state."""
+        return {"total": self.total, "by_route": dict(sorted(self.by_route.items()))}
 
 
 class PaperBrokerServer:
@@ -58,6 +89,7 @@ class PaperBrokerServer:
         self.market_data = MarketData(self.broker, self.calendar)
         self.faults = FaultBook(config.seed)
         self.limiter = RateLimiter(config.rate_limit)
+        self.requests = RequestCounter()
         self.hub = StreamHub(
             lambda: self.broker.book,
             config.key_id.get_secret_value(),
@@ -103,6 +135,7 @@ class PaperBrokerServer:
         self.market_data.clear()
         self.faults.clear()
         self.limiter.reset()
+        self.requests.reset()
 
     def save(self, path: Path | None = None) -> Path:
         """Write a snapshot to `path` (default: the configured state file)."""
@@ -154,6 +187,8 @@ class PaperBrokerServer:
             return json_response({"message": "unauthorized"}, status=401)
         if path.startswith("/_sim/"):
             return await self._call(handler, request)
+        if path.startswith("/v2/"):
+            self.requests.count(request)
         allowed, headers = self.limiter.hit(key)
         if not allowed:
             response: web.StreamResponse = json_response({"message": "rate limit exceeded"}, 429)
