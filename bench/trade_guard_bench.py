@@ -1,0 +1,480 @@
+"""Benchmark the trade guard: stop-rescue latency and broker API calls/min as open trades grow.
+
+Self-contained: a Temporal dev server, an embedded PostgreSQL, an in-process paper broker
+(manual clock inside a regular session, no rate limit, flat prices) and the production
+worker with BrokerSync (trade_updates listener + positions/open-orders poll). For each trade
+count N it opens N trades on N symbols, waits until every one is OPEN with an active stop and
+BrokerSync has polled, zeroes the broker's request counter, then for the measured window
+cancels a random trade's stop from outside every --cancel-every seconds and times the rescue:
+from the cancel until the broker lists a new active stop for that symbol. The bench's own
+order listings go through a separate client and are subtracted from the broker's count.
+
+Usage: python bench/trade_guard_bench.py [--trades 10,100] [--minutes 1] [--cancel-every 2]
+       python bench/trade_guard_bench.py --quick        # 10 and 30 trades, 30 s each
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import string
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+from alpaca.trading.client import TradingClient  # noqa: E402
+from alpaca.trading.enums import QueryOrderStatus  # noqa: E402
+from alpaca.trading.requests import GetOrdersRequest  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle  # noqa: E402
+from temporalio.common import SearchAttributeKey  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from broker.alpaca import AlpacaGateway, to_order  # noqa: E402
+from broker.endpoint import BrokerEndpoint  # noqa: E402
+from devstack.config import load_dev_config  # noqa: E402
+from devstack.postgres import EmbeddedPostgres  # noqa: E402
+from devstack.temporal import temporal_binary  # noqa: E402
+from ledger.migrate import apply_migrations  # noqa: E402
+from paperbroker.assets import DEFAULT_UNIVERSE  # noqa: E402
+from paperbroker.testing import RunningBroker, run_paper_broker  # noqa: E402
+from trading.broker_models import BrokerOrder, OrderSide, OrderType  # noqa: E402
+from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun  # noqa: E402
+from trading.ticks import protective_stop_price  # noqa: E402
+from trading.trade_models import TradeSpec, TradeStatusView, TradeWorkflowInput  # noqa: E402
+from worker import create_worker  # noqa: E402
+from workflows.broker_sync import BrokerSyncWorkflow  # noqa: E402
+from workflows.trade import TradeWorkflow  # noqa: E402
+
+# Tuesday 5 March 2024, 10:30 New York: the manual clock stays inside this session.
+SESSION_START = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
+POLL_INTERVAL = timedelta(seconds=15)
+RESCUE_TIMEOUT_S = 30.0
+WATCH_EVERY_S = 0.05
+QTY = Decimal(10)
+SA_FACTORIES: dict[str, Any] = {
+    "Keyword": SearchAttributeKey.for_keyword,
+    "Text": SearchAttributeKey.for_text,
+    "Int": SearchAttributeKey.for_int,
+    "Double": SearchAttributeKey.for_float,
+    "Bool": SearchAttributeKey.for_bool,
+    "Datetime": SearchAttributeKey.for_datetime,
+    "KeywordList": SearchAttributeKey.for_keyword_list,
+}
+STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _percentile(samples: list[float], q: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def symbols_for(count: int) -> list[str]:
+    """The default universe first, then made-up three-letter symbols the broker prices too."""
+    made_up = (f"Q{a}{b}" for a in string.ascii_uppercase for b in string.ascii_uppercase)
+    return [*DEFAULT_UNIVERSE, *made_up][:count]
+
+
+@dataclass
+class RoundResult:
+    """One trade count's figures."""
+
+    trades: int
+    window_s: float
+    broker_calls: int
+    bench_calls: int
+    by_route: dict[str, int]
+    cancels: int
+    latencies_ms: list[float] = field(default_factory=list)
+    unrescued: int = 0
+    snapshot_checks: int = 0
+    broker_checks: int = 0
+
+    @property
+    def calls_per_min(self) -> float:
+        return self.broker_calls * 60 / self.window_s
+
+    def as_json(self) -> dict[str, Any]:
+        p50, p99 = _percentile(self.latencies_ms, 0.5), _percentile(self.latencies_ms, 0.99)
+        return {
+            "trades": self.trades,
+            "window_s": round(self.window_s, 1),
+            "broker_calls": self.broker_calls,
+            "broker_calls_per_min": round(self.calls_per_min, 1),
+            "calls_per_min_per_trade": round(self.calls_per_min / self.trades, 2),
+            "by_route_per_min": {
+                route: round(n * 60 / self.window_s, 1) for route, n in self.by_route.items()
+            },
+            "bench_calls_subtracted": self.bench_calls,
+            "cancels": self.cancels,
+            "rescues": len(self.latencies_ms),
+            "unrescued": self.unrescued,
+            "rescue_p50_ms": round(p50, 1) if p50 is not None else None,
+            "rescue_p99_ms": round(p99, 1) if p99 is not None else None,
+            "trade_snapshot_checks": self.snapshot_checks,
+            "trade_broker_checks": self.broker_checks,
+        }
+
+
+class StopWatcher:
+    """Lists the broker's open orders through its own client, counting every call it makes."""
+
+    def __init__(self, broker: RunningBroker) -> None:
+        self._client = TradingClient(
+            broker.key_id, broker.secret_key, paper=True, url_override=broker.trading_url
+        )
+        self.calls = 0
+
+    async def active_stops(self) -> dict[str, list[BrokerOrder]]:
+        """Active sell stops by symbol (legs listed on their own, so held legs show)."""
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, nested=False)
+        self.calls += 1
+        page: Any = await asyncio.to_thread(self._client.get_orders, request)
+        stops: dict[str, list[BrokerOrder]] = {}
+        for raw in page:
+            order = to_order(raw)
+            if order.is_active and order.side is OrderSide.SELL and order.type in STOP_TYPES:
+                stops.setdefault(order.symbol, []).append(order)
+        return stops
+
+
+async def _views(handles: list[WorkflowHandle[Any, Any]]) -> list[TradeStatusView]:
+    return list(await asyncio.gather(*(h.query(TradeWorkflow.status) for h in handles)))
+
+
+async def _wait_views(
+    handles: list[WorkflowHandle[Any, Any]], ready: Any, within_s: float, what: str
+) -> list[TradeStatusView]:
+    deadline = time.monotonic() + within_s
+    while True:
+        views = await _views(handles)
+        done = sum(1 for v in views if ready(v))
+        if done == len(views):
+            return views
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {done}/{len(views)} trades {what} after {within_s:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def trade_stack(
+    env: WorkflowEnvironment, postgres: EmbeddedPostgres, count: int
+) -> AsyncIterator[tuple[Client, RunningBroker, str]]:
+    """A fresh database, broker, worker and BrokerSync for one round; all stopped after."""
+    client = env.client
+    database = await postgres.create_database(f"bench_{count}_{uuid.uuid4().hex[:6]}")
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=20)
+    assert pool is not None
+    task_queue = f"bench-{uuid.uuid4()}"
+    try:
+        with (
+            run_paper_broker(
+                start=SESSION_START,
+                rate_limit=0,
+                symbols=tuple(symbols_for(count)),
+                cash=Decimal(100_000_000),
+                volatility=0.0,
+            ) as broker,
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="bench-activity") as executor,
+        ):
+            endpoint = BrokerEndpoint.for_paper_broker(
+                broker.trading_url, SecretStr(broker.key_id), SecretStr(broker.secret_key)
+            )
+            gateway = AlpacaGateway(endpoint)
+            async with create_worker(client, pool, task_queue, executor, gateway, endpoint):
+                sync = await client.start_workflow(
+                    BrokerSyncWorkflow.run,
+                    BrokerSyncRun(settings=BrokerSyncInput(poll_interval=POLL_INTERVAL)),
+                    id=f"broker-sync-bench-{uuid.uuid4().hex[:8]}",
+                    task_queue=task_queue,
+                )
+                try:
+                    yield client, broker, task_queue
+                finally:
+                    with contextlib.suppress(Exception):
+                        await client.get_workflow_handle(sync.id).signal(BrokerSyncWorkflow.stop)
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(
+                            client.get_workflow_handle(sync.id).result(), timeout=30
+                        )
+    finally:
+        await pool.close()
+
+
+async def _terminate(handles: list[WorkflowHandle[Any, Any]]) -> None:
+    for handle in handles:
+        with contextlib.suppress(Exception):
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("benchmark finished")
+
+
+async def run_round(
+    env: WorkflowEnvironment,
+    postgres: EmbeddedPostgres,
+    count: int,
+    window_s: float,
+    cancel_every_s: float,
+    rng: random.Random,
+) -> RoundResult:
+    """Open `count` trades, then cancel stops from outside for `window_s`; measure."""
+    async with trade_stack(env, postgres, count) as (client, broker, task_queue):
+        admin = broker.admin
+        listening = time.monotonic() + 30
+        while (await asyncio.to_thread(admin.state))["stream_listening"] != 1:
+            if time.monotonic() > listening:
+                raise SystemExit("BrokerSync's trade_updates listener did not connect")
+            await asyncio.sleep(0.2)
+        symbols = symbols_for(count)
+        gateway_quotes = await asyncio.to_thread(
+            AlpacaGateway(
+                BrokerEndpoint.for_paper_broker(
+                    broker.trading_url, SecretStr(broker.key_id), SecretStr(broker.secret_key)
+                )
+            ).latest_quotes,
+            symbols,
+        )
+        handles: list[WorkflowHandle[Any, Any]] = []
+        try:
+            for quote in gateway_quotes:
+                spec = TradeSpec(
+                    trade_id=f"{quote.symbol.lower()}-{uuid.uuid4().hex[:8]}",
+                    symbol=quote.symbol,
+                    qty=QTY,
+                    stop_price=protective_stop_price(quote.bid * Decimal("0.95")),
+                )
+                handles.append(
+                    await client.start_workflow(
+                        TradeWorkflow.run,
+                        TradeWorkflowInput(spec=spec),
+                        id=spec.workflow_id,
+                        task_queue=task_queue,
+                    )
+                )
+            await _wait_views(
+                handles,
+                lambda v: v.status == "OPEN" and v.state.stop_order_id is not None,
+                120,
+                "OPEN with a stop",
+            )
+            # One BrokerSync poll after the opening, so the steady state is what gets measured.
+            before = await _wait_views(
+                handles,
+                lambda v: v.state.snapshot_checks >= 1,
+                POLL_INTERVAL.total_seconds() * 3,
+                "settled by a snapshot",
+            )
+            return await _measure(broker, handles, before, count, window_s, cancel_every_s, rng)
+        finally:
+            await _terminate(handles)
+
+
+async def _measure(
+    broker: RunningBroker,
+    handles: list[WorkflowHandle[Any, Any]],
+    before: list[TradeStatusView],
+    count: int,
+    window_s: float,
+    cancel_every_s: float,
+    rng: random.Random,
+) -> RoundResult:
+    admin = broker.admin
+    watcher = StopWatcher(broker)
+    pending: dict[str, tuple[float, str]] = {}  # symbol -> (cancelled at, cancelled stop id)
+    latencies: list[float] = []
+    unrescued = 0
+    cancels = 0
+    stop_watching = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal unrescued
+        while not (stop_watching.is_set() and not pending):
+            if pending:
+                stops = await watcher.active_stops()
+                seen_at = time.monotonic()
+                for symbol, (cancelled_at, old_id) in list(pending.items()):
+                    if any(o.id != old_id for o in stops.get(symbol, [])):
+                        latencies.append((seen_at - cancelled_at) * 1000)
+                        del pending[symbol]
+                    elif seen_at - cancelled_at > RESCUE_TIMEOUT_S:
+                        unrescued += 1
+                        del pending[symbol]
+            await asyncio.sleep(WATCH_EVERY_S)
+
+    await asyncio.to_thread(admin.reset_requests)
+    started = time.monotonic()
+    watching = asyncio.create_task(watch())
+    try:
+        next_cancel = started
+        while time.monotonic() - started < window_s:
+            stops = await watcher.active_stops()
+            candidates = sorted(s for s in stops if s not in pending)
+            if candidates:
+                symbol = rng.choice(candidates)
+                victim = stops[symbol][0]
+                pending[symbol] = (time.monotonic(), victim.id)
+                await asyncio.to_thread(admin.cancel_order, victim.id)
+                cancels += 1
+            next_cancel += cancel_every_s
+            await asyncio.sleep(max(0.0, next_cancel - time.monotonic()))
+        stop_watching.set()
+        await watching
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    elapsed = time.monotonic() - started
+    counted = await asyncio.to_thread(admin.requests)
+    by_route = dict(counted["by_route"])
+    by_route["GET /v2/orders"] = by_route.get("GET /v2/orders", 0) - watcher.calls
+    after = await _views(handles)
+    return RoundResult(
+        trades=count,
+        window_s=elapsed,
+        broker_calls=int(counted["total"]) - watcher.calls,
+        bench_calls=watcher.calls,
+        by_route={route: n for route, n in sorted(by_route.items()) if n},
+        cancels=cancels,
+        latencies_ms=latencies,
+        unrescued=unrescued,
+        snapshot_checks=sum(
+            a.state.snapshot_checks - b.state.snapshot_checks
+            for a, b in zip(after, before, strict=True)
+        ),
+        broker_checks=sum(
+            a.state.broker_checks - b.state.broker_checks
+            for a, b in zip(after, before, strict=True)
+        ),
+    )
+
+
+@contextlib.contextmanager
+def embedded_postgres(directory: Path) -> Iterator[EmbeddedPostgres]:
+    """A throwaway PostgreSQL (fsync off) that is destroyed afterwards."""
+    server = EmbeddedPostgres(directory / "pg", _free_port(), fast_unsafe=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+async def run(counts: list[int], window_s: float, cancel_every_s: float) -> list[RoundResult]:
+    """Start the servers once, run every round, stop everything (also on error or Ctrl-C)."""
+    config = load_dev_config(ROOT / "temporal-dev.yaml")
+    search_attributes = [
+        SA_FACTORIES[kind](name) for name, kind in config.temporal.search_attributes.items()
+    ]
+    rng = random.Random(7)
+    results: list[RoundResult] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="trade-guard-bench-") as tmp,
+        embedded_postgres(Path(tmp)) as postgres,
+    ):
+        await postgres.wait_ready()
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(temporal_binary()),
+            data_converter=pydantic_data_converter,
+            search_attributes=search_attributes,
+            dev_server_log_level="error",
+        )
+        try:
+            for count in counts:
+                print(f"... {count} trades: opening, then {window_s:g} s of cancels", flush=True)
+                results.append(await run_round(env, postgres, count, window_s, cancel_every_s, rng))
+        finally:
+            await env.shutdown()
+    return results
+
+
+def report(results: list[RoundResult], window_s: float, cancel_every_s: float) -> None:
+    """Print the table and the JSON."""
+    rows = [r.as_json() for r in results]
+    header = (
+        f"{'trades':>7}{'calls/min':>11}{'per trade':>11}{'cancels':>9}{'rescues':>9}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'snap chk':>10}{'brk chk':>9}"
+    )
+    print(
+        f"trade guard benchmark: {window_s:g} s window, a stop cancelled every "
+        f"{cancel_every_s:g} s, BrokerSync poll {POLL_INTERVAL.total_seconds():g} s"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row['trades']:>7}{row['broker_calls_per_min']:>11}"
+            f"{row['calls_per_min_per_trade']:>11}{row['cancels']:>9}{row['rescues']:>9}"
+            f"{row['rescue_p50_ms']!s:>9}{row['rescue_p99_ms']!s:>9}"
+            f"{row['trade_snapshot_checks']:>10}{row['trade_broker_checks']:>9}"
+        )
+    growth = None
+    if len(rows) >= 2 and rows[0]["broker_calls_per_min"]:
+        growth = round(rows[-1]["broker_calls_per_min"] / rows[0]["broker_calls_per_min"], 2)
+        trades_growth = rows[-1]["trades"] / rows[0]["trades"]
+        print(f"calls/min grew x{growth} while trades grew x{trades_growth:g}")
+    print(
+        json.dumps(
+            {
+                "window_s": window_s,
+                "cancel_every_s": cancel_every_s,
+                "poll_interval_s": POLL_INTERVAL.total_seconds(),
+                "calls_per_min_growth": growth,
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
+
+
+def main() -> None:
+    """Parse arguments, run the rounds, print the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", default="10,100", help="comma-separated trade counts")
+    parser.add_argument("--minutes", type=float, default=1.0, help="measured window per count")
+    parser.add_argument("--cancel-every", type=float, default=2.0, help="seconds between cancels")
+    parser.add_argument("--quick", action="store_true", help="10 and 30 trades, 30 s each")
+    args = parser.parse_args()
+    counts = [10, 30] if args.quick else [int(n) for n in args.trades.split(",") if n.strip()]
+    window_s = 30.0 if args.quick else args.minutes * 60
+    if max(counts) > len(symbols_for(10_000)):
+        raise SystemExit(f"at most {len(symbols_for(10_000))} trades")
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    try:
+        results = asyncio.run(run(counts, window_s, args.cancel_every))
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; servers stopped") from None
+    report(results, window_s, args.cancel_every)
+
+
+if __name__ == "__main__":
+    main()
