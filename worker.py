@@ -24,8 +24,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
-from activities.broker_sync import BrokerSyncActivities
-from activities.reconcile import TradeGuardActivities
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
 from broker.gateway import BrokerGateway
@@ -50,14 +48,7 @@ def create_worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=build_activities(
-            pool,
-            gateway,
-            BrokerSyncActivities(gateway, endpoint, client, pool)
-            if gateway is not None and endpoint is not None
-            else None,
-            TradeGuardActivities(client),
-        ),
+        activities=build_activities(pool, gateway, client, endpoint),
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.broker import BrokerActivities
 from activities.broker_sync import BrokerSyncActivities
@@ -15,6 +16,7 @@ from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.reconcile import TradeGuardActivities
 from activities.scoring import ScoringActivities
+from broker.endpoint import BrokerEndpoint
 from broker.gateway import BrokerGateway
 
 
@@ -32,21 +34,22 @@ def activity_methods(instance: object) -> list[Callable[..., Any]]:
 def build_activities(
     pool: asyncpg.Pool,
     gateway: BrokerGateway | None,
-    sync: BrokerSyncActivities | None = None,
-    guard: TradeGuardActivities | None = None,
+    client: Client | None = None,
+    endpoint: BrokerEndpoint | None = None,
 ) -> list[Callable[..., Any]]:
     """All activity callables the worker registers, bound to their dependencies.
 
-    Without a gateway (ledger-only test workers) the broker activities are left out; the
-    BrokerSync activities need a Temporal client and the broker endpoint as well.
+    Without a gateway (ledger-only test workers) the broker activities are left out; those
+    that start or signal workflows need the Temporal client, and BrokerSync's listener the
+    broker endpoint as well.
     """
     methods = activity_methods(LedgerActivities(pool))
     methods += activity_methods(ScoringActivities(pool))
     if gateway is not None:
         methods += activity_methods(BrokerActivities(gateway))
-    if sync is not None:
-        methods += activity_methods(sync)
-    if guard is not None:
-        methods += activity_methods(guard)
-        methods += activity_methods(EntryActivities(guard._client, pool))
+    if client is not None:
+        methods += activity_methods(TradeGuardActivities(client))
+        methods += activity_methods(EntryActivities(client, pool))
+        if gateway is not None and endpoint is not None:
+            methods += activity_methods(BrokerSyncActivities(gateway, endpoint, client, pool))
     return methods

@@ -18,7 +18,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from activities import build_activities
-from activities.broker_sync import BrokerSyncActivities
 from broker.alpaca import AlpacaGateway
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
@@ -45,12 +44,11 @@ async def sync_worker(
 ) -> AsyncIterator[AlpacaGateway]:
     endpoint = endpoint_for(paper_broker)
     gateway = AlpacaGateway(endpoint)
-    sync = BrokerSyncActivities(gateway, endpoint, client, pool)
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[BrokerSyncWorkflow, RecordingTradeWorkflow],
-        activities=build_activities(pool, gateway, sync),
+        activities=build_activities(pool, gateway, client, endpoint),
         activity_executor=activity_executor,
     ):
         yield gateway
