@@ -319,7 +319,7 @@ def _resolve_id(name: str, prefix: str) -> str:
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     """Install the profile's schedules; print what changed."""
     profile = resolve_profile(args.profile, settings)
-    plan = schedule_plan(profile, args.prefix)
+    plan = schedule_plan(profile, args.prefix, settings.max_open_positions)
 
     async def go() -> list[ApplyOutcome]:
         client = await make_client(settings)

@@ -56,7 +56,11 @@ async def apply_schedules(client: Client, settings: Settings, say: Callable[[str
     from trading.schedule_plan import schedule_plan
 
     profile = resolve_profile(None, settings)
-    outcomes = await apply_plan(client, schedule_plan(profile), settings.temporal_task_queue)
+    outcomes = await apply_plan(
+        client,
+        schedule_plan(profile, max_open_positions=settings.max_open_positions),
+        settings.temporal_task_queue,
+    )
     changed = sum(1 for o in outcomes if o.result in ("created", "updated"))
     say(
         f"  schedules ({profile} profile): {len(outcomes)} installed, {changed} changed "

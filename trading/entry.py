@@ -81,7 +81,7 @@ def gate_code(allowed: bool, reason: str) -> str:
 class EntryLimits(Frozen):
     """How much the loop may enter: positions, risk per trade, stop distance, score threshold."""
 
-    max_open_positions: int = Field(default=5, ge=0)
+    max_open_positions: int = Field(default=3, ge=0)  # the MAX_OPEN_POSITIONS default
     risk_per_trade: Decimal = Field(default=Decimal(100), gt=0)  # dollars lost at the stop
     stop_distance: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)  # below the entry
     score_threshold: Decimal = Field(default=Decimal("0.5"), ge=-1, le=1)

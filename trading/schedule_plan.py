@@ -246,11 +246,11 @@ _WORKFLOW_TYPES = {
 }
 # Inputs as JSON: each workflow validates them into its own input model (defaults for the rest).
 _INPUTS: dict[str, dict[str, JsonValue]] = {
-    MARKET_LOOP: {},
+    MARKET_LOOP: {"run_source": "schedule"},
     DRAIN: {},
     RECONCILE: {"run_source": "schedule"},
     AUTO_MANAGE: {},
-    EXIT_REVIEW: {},
+    EXIT_REVIEW: {"run_source": "schedule"},
 }
 # A run still going after this is stuck; ending it lets the next (overlap SKIP) run start.
 _EXECUTION_TIMEOUTS = {
@@ -262,8 +262,15 @@ _EXECUTION_TIMEOUTS = {
 }
 
 
-def schedule_plan(profile: ScheduleProfile, prefix: str = DEFAULT_SCHEDULE_PREFIX) -> SchedulePlan:
-    """The schedules `schedules apply` installs for `profile`."""
+def schedule_plan(
+    profile: ScheduleProfile,
+    prefix: str = DEFAULT_SCHEDULE_PREFIX,
+    max_open_positions: int | None = None,
+) -> SchedulePlan:
+    """The schedules `schedules apply` installs for `profile` (entry limit from the settings)."""
+    inputs = {name: dict(value) for name, value in _INPUTS.items()}
+    if max_open_positions is not None:
+        inputs[MARKET_LOOP]["max_open_positions"] = max_open_positions
     cadences = _cadences(profile)
     operations = tuple(
         ScheduledOperation(
@@ -271,7 +278,7 @@ def schedule_plan(profile: ScheduleProfile, prefix: str = DEFAULT_SCHEDULE_PREFI
             schedule_id=schedule_id_for(name, prefix),
             workflow_type=_WORKFLOW_TYPES[name],
             workflow_id=schedule_id_for(name, prefix),
-            input=_INPUTS[name],
+            input=inputs[name],
             cadence=cadences[name][0],
             summary=cadences[name][1],
             execution_timeout=_EXECUTION_TIMEOUTS[name],
