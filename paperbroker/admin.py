@@ -12,9 +12,16 @@ from pydantic import ValidationError
 
 from paperbroker.clock import ClockMode
 from paperbroker.errors import ApiError, bad_body, unprocessable
-from paperbroker.external import cancel_elsewhere, close_elsewhere, fill_elsewhere, trade_elsewhere
+from paperbroker.external import (
+    cancel_elsewhere,
+    close_elsewhere,
+    end_elsewhere,
+    fill_elsewhere,
+    trade_elsewhere,
+)
 from paperbroker.faults import FaultRule
 from paperbroker.http_trading import json_response, read_json
+from paperbroker.models import Status
 from paperbroker.serialize import order_json, ts
 
 if TYPE_CHECKING:
@@ -162,6 +169,20 @@ async def cancel_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+async def expire_order(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/expire: the broker expires the order (e.g. a GTC aged out)."""
+    broker = _server(request).broker
+    order = end_elsewhere(broker, request.match_info["order_id"], Status.EXPIRED)
+    return json_response(order_json(order, broker.book))
+
+
+async def reject_order(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/reject: the broker rejects an accepted order after the fact."""
+    broker = _server(request).broker
+    order = end_elsewhere(broker, request.match_info["order_id"], Status.REJECTED)
+    return json_response(order_json(order, broker.book))
+
+
 async def fill_order(request: web.Request) -> web.Response:
     """POST /_sim/orders/{id}/fill: {"price"?, "qty"?} execute now regardless of the market."""
     broker = _server(request).broker
@@ -262,6 +283,8 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_delete("/_sim/faults", clear_faults)
     r.add_delete("/_sim/faults/{rule_id}", remove_fault)
     r.add_post("/_sim/orders/{order_id}/cancel", cancel_order)
+    r.add_post("/_sim/orders/{order_id}/expire", expire_order)
+    r.add_post("/_sim/orders/{order_id}/reject", reject_order)
     r.add_post("/_sim/orders/{order_id}/fill", fill_order)
     r.add_post("/_sim/positions", open_position)
     r.add_delete("/_sim/positions/{symbol}", close_position)

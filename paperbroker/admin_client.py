@@ -103,6 +103,16 @@ class AdminClient:
         result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/cancel")
         return result
 
+    def expire_order(self, order_id: str) -> dict[str, Any]:
+        """Expire an order as the broker would on its own."""
+        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/expire")
+        return result
+
+    def reject_order(self, order_id: str) -> dict[str, Any]:
+        """Reject an accepted order after the fact, as the broker can."""
+        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject")
+        return result
+
     def fill_order(
         self,
         order_id: str,

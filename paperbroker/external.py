@@ -20,6 +20,16 @@ def cancel_elsewhere(broker: Broker, order_id: str) -> OrderRecord:
     return order
 
 
+def end_elsewhere(broker: Broker, order_id: str, status: Status) -> OrderRecord:
+    """Expire or reject an open order as the broker might on its own (the stream reports it)."""
+    order = broker.order(order_id)
+    now = broker.sync()
+    if not order.is_open:
+        raise unprocessable(f'order is already in "{order.status.value}" state')
+    broker.matcher.end(order, now, status)
+    return order
+
+
 def fill_elsewhere(
     broker: Broker, order_id: str, price: Decimal | None, qty: Decimal | None
 ) -> OrderRecord:

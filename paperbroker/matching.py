@@ -321,6 +321,11 @@ class Matcher:
         """Cancel an open order and whatever hangs on it."""
         self._cancel(order, when)
 
+    def end(self, order: OrderRecord, when: datetime, status: Status) -> None:
+        """End an open order as expired or rejected (the broker's doing, not the client's)."""
+        self.book.set_status(order, status, when, status.value)
+        self._after_terminal(order, when)
+
     # ---- valuation ----------------------------------------------------------------------
     def equity(self, when: datetime) -> Decimal:
         """Return cash plus positions marked at the mid price."""
