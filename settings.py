@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     daily_loss_limit: Decimal | None = Field(
         None, gt=0, description="Halt entries when today's loss passes this many dollars"
     )
+    watchlist: str = Field(
+        "AAPL,MSFT,NVDA,AMZN,GOOGL,META,SPY,QQQ",
+        description="Symbols the scheduled market loop scans (comma-separated)",
+    )
     max_open_positions: int = Field(
         3, ge=1, description="Entry gate: no new entry while the broker holds this many"
     )
@@ -137,6 +141,11 @@ class Settings(BaseSettings):
         elif not self.alpaca_paper:
             raise ValueError("ALPACA_PAPER=false points at a live account; set TRADING_MODE=live")
         return self
+
+    @property
+    def watchlist_symbols(self) -> list[str]:
+        """WATCHLIST as upper-case symbols."""
+        return [s.strip().upper() for s in self.watchlist.split(",") if s.strip()]
 
     @property
     def uses_paper_broker(self) -> bool:

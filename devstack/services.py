@@ -58,7 +58,11 @@ async def apply_schedules(client: Client, settings: Settings, say: Callable[[str
     profile = resolve_profile(None, settings)
     outcomes = await apply_plan(
         client,
-        schedule_plan(profile, max_open_positions=settings.max_open_positions),
+        schedule_plan(
+            profile,
+            max_open_positions=settings.max_open_positions,
+            watchlist=settings.watchlist_symbols,
+        ),
         settings.temporal_task_queue,
     )
     changed = sum(1 for o in outcomes if o.result in ("created", "updated"))

@@ -266,11 +266,14 @@ def schedule_plan(
     profile: ScheduleProfile,
     prefix: str = DEFAULT_SCHEDULE_PREFIX,
     max_open_positions: int | None = None,
+    watchlist: list[str] | None = None,
 ) -> SchedulePlan:
     """The schedules `schedules apply` installs for `profile` (entry limit from the settings)."""
     inputs = {name: dict(value) for name, value in _INPUTS.items()}
     if max_open_positions is not None:
         inputs[MARKET_LOOP]["max_open_positions"] = max_open_positions
+    if watchlist:
+        inputs[MARKET_LOOP]["watchlist"] = list(watchlist)
     cadences = _cadences(profile)
     operations = tuple(
         ScheduledOperation(
