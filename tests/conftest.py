@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,11 +129,10 @@ async def empty_database_url(
     return await embedded_postgres.create_database(_database_name(request))
 
 
-@pytest_asyncio.fixture(scope="module")
-async def database_url(embedded_postgres: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
-    """A fresh database for this test module, with the ledger migrations applied."""
-    await embedded_postgres.wait_ready()
-    url = await embedded_postgres.create_database(_database_name(request))
+async def migrated_database(server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A new database on `server`, named after the test module, with the migrations applied."""
+    await server.wait_ready()
+    url = await server.create_database(_database_name(request))
     conn = await asyncpg.connect(url)
     try:
         await apply_migrations(conn)
@@ -141,15 +141,43 @@ async def database_url(embedded_postgres: EmbeddedPostgres, request: pytest.Fixt
     return url
 
 
-@pytest_asyncio.fixture(scope="module")
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """An asyncpg pool on this module's migrated database."""
-    created = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+@asynccontextmanager
+async def open_pool(database_url: str, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on `database_url`, closed on exit."""
+    created = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
     assert created is not None
     try:
         yield created
     finally:
         await created.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def database_url(embedded_postgres: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh database for this test module, with the ledger migrations applied."""
+    return await migrated_database(embedded_postgres, request)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on this module's migrated database."""
+    async with open_pool(database_url) as created:
+        yield created
+
+
+@pytest_asyncio.fixture
+async def fresh_database_url(
+    embedded_postgres: EmbeddedPostgres, request: pytest.FixtureRequest
+) -> str:
+    """A migrated database of this test's own, where rows of other tests must not mix."""
+    return await migrated_database(embedded_postgres, request)
+
+
+@pytest_asyncio.fixture
+async def fresh_pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's own database."""
+    async with open_pool(fresh_database_url) as created:
+        yield created
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from settings import ROOT
+from pydantic import SecretStr
+
+from paperbroker.testing import RunningBroker
+from settings import ROOT, Settings
 
 SECRET_ENV = ("DATABASE_URL", "ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TEMPORAL_API_KEY")
 
@@ -36,4 +39,38 @@ def run_cli(
         env=env or cli_env(),
         cwd=cwd or ROOT,
         timeout=timeout,
+    )
+
+
+def stack_env(
+    settings: Settings, paper_broker: RunningBroker, database_url: str, **overrides: str
+) -> dict[str, str]:
+    """The CLI environment pointed at the test's Temporal, task queue, database and broker."""
+    return cli_env(
+        TEMPORAL_ADDRESS=settings.temporal_address,
+        TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+        DATABASE_URL=database_url,
+        ALPACA_API_KEY=paper_broker.key_id,
+        ALPACA_SECRET_KEY=paper_broker.secret_key,
+        ALPACA_TRADING_URL=paper_broker.trading_url,
+        ALPACA_DATA_URL=paper_broker.data_url,
+        ALPACA_STREAM_URL=paper_broker.stream_url,
+        **overrides,
+    )
+
+
+def stack_settings(settings: Settings, paper_broker: RunningBroker, database_url: str) -> Settings:
+    """Settings for in-process CLI handlers on the test's Temporal queue, ledger and broker."""
+    return Settings(
+        temporal_address=settings.temporal_address,
+        temporal_namespace=settings.temporal_namespace,
+        temporal_task_queue=settings.temporal_task_queue,
+        database_url=SecretStr(database_url),
+        alpaca_api_key=SecretStr(paper_broker.key_id),
+        alpaca_secret_key=SecretStr(paper_broker.secret_key),
+        alpaca_trading_url=paper_broker.trading_url,
+        alpaca_data_url=paper_broker.data_url,
+        alpaca_stream_url=paper_broker.stream_url,
+        state_dir=Path("/nonexistent-state-dir"),
     )

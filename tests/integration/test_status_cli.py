@@ -13,7 +13,7 @@ from ledger.runs import EntryRuns
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from settings import Settings
-from tests.integration.cli_helpers import cli_env, run_cli
+from tests.integration.cli_helpers import run_cli, stack_env
 from trading.ledger_records import EntryRunCreate
 from trading.ops_status import OpsStatus
 
@@ -22,17 +22,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def env(settings: Settings, paper_broker: RunningBroker, database_url: str) -> dict[str, str]:
-    return cli_env(
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        TEMPORAL_NAMESPACE=settings.temporal_namespace,
-        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
-        DATABASE_URL=database_url,
-        ALPACA_API_KEY=paper_broker.key_id,
-        ALPACA_SECRET_KEY=paper_broker.secret_key,
-        ALPACA_TRADING_URL=paper_broker.trading_url,
-        ALPACA_DATA_URL=paper_broker.data_url,
-        MAX_OPEN_POSITIONS="2",
-    )
+    """The CLI pointed at this test's stack, with room for two open positions."""
+    return stack_env(settings, paper_broker, database_url, MAX_OPEN_POSITIONS="2")
 
 
 async def test_status_json_follows_the_schema_and_shows_why_entries_are_gated(

@@ -1,9 +1,8 @@
-"""Fixtures: a manual-clock paper broker per module, reset per test, and alpaca-py clients."""
+"""Fixtures: alpaca-py clients on the root conftest's paper broker (per module, reset per test)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,25 +10,13 @@ from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.trading.client import TradingClient
 
 from paperbroker.admin_client import AdminClient
-from paperbroker.testing import RunningBroker, StreamRecorder, run_paper_broker, wait_until
-
-# Tuesday 5 March 2024, 10:30 New York: a regular session with plenty of day left.
-SESSION_START = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def paper_broker() -> Iterator[RunningBroker]:
-    """A broker for the whole module (manual clock)."""
-    with run_paper_broker(start=SESSION_START, rate_limit=0) as running:
-        yield running
+from paperbroker.testing import RunningBroker, StreamRecorder, wait_until
 
 
 @pytest.fixture
-def sim(paper_broker: RunningBroker) -> AdminClient:
+def sim(broker_admin: AdminClient) -> AdminClient:
     """The admin client, after resetting the broker to a fresh account at SESSION_START."""
-    paper_broker.admin.reset(clock=SESSION_START)
-    paper_broker.admin.configure(rate_limit=0, partial_fill_probability=0.0, fill_delay_ms=0)
-    return paper_broker.admin
+    return broker_admin
 
 
 def fast_retries(client: Any) -> Any:

@@ -17,15 +17,15 @@ import pytest_asyncio
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from broker.alpaca import AlpacaGateway
 from ledger.audit import AuditLog
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
+from tests.integration.helpers import terminate_control, terminate_running
 from tests.integration.trade.conftest import SYMBOL, TradeHarness
 from trading.control import CONTROL_WORKFLOW_ID, ControlInput, ControlState
 from trading.models import AuditRow
@@ -115,13 +115,6 @@ class ControlHarness:
         return [row for row in reversed(rows) if row.action == action]
 
 
-async def _terminate_control(client: Client) -> None:
-    handle = client.get_workflow_handle(CONTROL_WORKFLOW_ID)
-    with contextlib.suppress(RPCError):
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate("test finished")
-
-
 @pytest_asyncio.fixture
 async def control(
     client: Client,
@@ -134,7 +127,8 @@ async def control(
 ) -> AsyncIterator[ControlHarness]:
     """A running production worker, no control workflow yet; everything stopped afterwards."""
     broker_admin.set_price(SYMBOL, volatility=0)
-    await _terminate_control(client)  # the id is a singleton across the test session
+    # The id is a singleton across the test session.
+    await terminate_control(client, "test finished")
     harness = ControlHarness(
         TradeHarness(client, task_queue, broker_admin, gateway, pool),
         activity_executor,
@@ -144,9 +138,6 @@ async def control(
     try:
         yield harness
     finally:
-        await _terminate_control(client)
-        for handle in harness.trades.handles:
-            with contextlib.suppress(RPCError):
-                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test finished")
+        await terminate_control(client, "test finished")
+        await terminate_running(harness.trades.handles, "test finished")
         await harness.stop_worker()

@@ -6,41 +6,15 @@ import argparse
 import asyncio
 import json
 import re
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
-from temporalio.testing import WorkflowEnvironment
 
 import cli.control
 from cli.control import register
-from paperbroker.testing import RunningBroker
 from settings import Settings
 from tests.integration.control.conftest import ControlHarness
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli_settings(
-    temporal_env: WorkflowEnvironment,
-    task_queue: str,
-    database_url: str,
-    paper_broker: RunningBroker,
-) -> Settings:
-    """Settings for this test's Temporal queue, ledger and paper broker."""
-    return Settings(
-        temporal_address=temporal_env.client.service_client.config.target_host,
-        temporal_namespace=temporal_env.client.namespace,
-        temporal_task_queue=task_queue,
-        database_url=SecretStr(database_url),
-        alpaca_api_key=SecretStr(paper_broker.key_id),
-        alpaca_secret_key=SecretStr(paper_broker.secret_key),
-        alpaca_trading_url=paper_broker.trading_url,
-        alpaca_data_url=paper_broker.data_url,
-        alpaca_stream_url=paper_broker.stream_url,
-        state_dir=Path("/nonexistent-state-dir"),
-    )
 
 
 async def test_halt_resume_flatten_and_status_from_the_command_line(

@@ -108,12 +108,12 @@ async def _drain(client: Client, task_queue: str, request: DrainInput) -> DrainR
 
 async def test_a_thousand_pending_signals_end_scored_or_error(
     client: Client,
-    drain_pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
 ) -> None:
-    await _insert_bulk(drain_pool, 1000)
-    async with create_worker(client, drain_pool, task_queue, activity_executor):
+    await _insert_bulk(fresh_pool, 1000)
+    async with create_worker(client, fresh_pool, task_queue, activity_executor):
         # A drain stops at its limit: 250 in batches of 100, 100, 50.
         first = await _drain(client, task_queue, DrainInput(limit=250, batch=100))
         assert (first.claimed, first.batches, first.remaining_pending) == (250, 3, 750)
@@ -127,7 +127,7 @@ async def test_a_thousand_pending_signals_end_scored_or_error(
         rest = await handle.result()
         progress = await handle.query(ScoreDrainWorkflow.progress)
 
-    assert await _status_counts(drain_pool) == {"SCORED": 900, "ERROR": 100}
+    assert await _status_counts(fresh_pool) == {"SCORED": 900, "ERROR": 100}
     assert first.claimed + rest.claimed == 1000
     assert first.scored + rest.scored == 900
     assert first.error + rest.error == 100
@@ -138,7 +138,7 @@ async def test_a_thousand_pending_signals_end_scored_or_error(
     assert progress.phase == "done" and progress.claimed == rest.claimed
 
     # Each invalid signal says why; each scored one has its score; all were claimed once.
-    missing = await drain_pool.fetchrow(
+    missing = await fresh_pool.fetchrow(
         "SELECT status, last_error, score FROM signals WHERE signal_key = 'bulk-0020'"
     )
     assert dict(missing) == {
@@ -146,26 +146,26 @@ async def test_a_thousand_pending_signals_end_scored_or_error(
         "last_error": "missing_feature: feature 'momentum' is required",
         "score": None,
     }
-    worded = await drain_pool.fetchval(
+    worded = await fresh_pool.fetchval(
         "SELECT last_error FROM signals WHERE signal_key = 'bulk-0021'"
     )
     assert worded == "invalid_feature: feature 'momentum' must be a number, got str"
     assert (
-        await drain_pool.fetchval(
+        await fresh_pool.fetchval(
             "SELECT count(*) FROM signals WHERE status = 'SCORED' AND "
             "(score IS NULL OR confidence IS NULL OR scored_at IS NULL)"
         )
         == 0
     )
-    assert await drain_pool.fetchval("SELECT count(*) FROM signals WHERE attempts <> 1") == 0
+    assert await fresh_pool.fetchval("SELECT count(*) FROM signals WHERE attempts <> 1") == 0
 
 
 async def test_concurrent_drains_never_score_a_signal_twice(
-    client: Client, drain_database_url: str, task_queue: str
+    client: Client, fresh_database_url: str, task_queue: str
 ) -> None:
     signals_total = 600
     scorer = RecordingScorer(delay=0.003)
-    pool = await asyncpg.create_pool(drain_database_url, min_size=2, max_size=8)
+    pool = await asyncpg.create_pool(fresh_database_url, min_size=2, max_size=8)
     fixed_id = f"score-drain-{uuid.uuid4()}"
     request = DrainInput(batch=20, scorer="recording")
     try:
@@ -222,7 +222,7 @@ async def test_concurrent_drains_never_score_a_signal_twice(
     assert sum(r.scored + r.error for r in distinct) == signals_total
     assert sum(r.already_final for r in distinct) == 0
     assert sum(1 for r in distinct if r.claimed > 0) >= 2, "the drains did not overlap"
-    conn = await asyncpg.connect(drain_database_url)
+    conn = await asyncpg.connect(fresh_database_url)
     try:
         counts = {
             r["status"]: r["n"]
@@ -236,7 +236,7 @@ async def test_concurrent_drains_never_score_a_signal_twice(
 
 async def test_the_attempts_cap_and_maximum_age_end_in_error(
     client: Client,
-    drain_pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
 ) -> None:
@@ -247,20 +247,20 @@ async def test_the_attempts_cap_and_maximum_age_end_in_error(
             now() + $3::int * interval '1 second', now() - $4::int * interval '1 second')
     """
     # Three drains died holding it (lease lapsed): it has had all its attempts.
-    await drain_pool.execute(insert, "capped", 3, -5, 60)
+    await fresh_pool.execute(insert, "capped", 3, -5, 60)
     # Two days old and never scored: too old to act on.
-    await drain_pool.execute(insert, "stale", 0, -5, 2 * 86400)
+    await fresh_pool.execute(insert, "stale", 0, -5, 2 * 86400)
     # One drain died holding it: it gets its last attempt and is scored.
-    await drain_pool.execute(insert, "retried", 2, -5, 60)
+    await fresh_pool.execute(insert, "retried", 2, -5, 60)
     # Another drain holds it right now: this drain leaves it alone.
-    await drain_pool.execute(insert, "held", 1, 3600, 60)
+    await fresh_pool.execute(insert, "held", 1, 3600, 60)
 
-    async with create_worker(client, drain_pool, task_queue, activity_executor):
+    async with create_worker(client, fresh_pool, task_queue, activity_executor):
         result = await _drain(client, task_queue, DrainInput(max_attempts=3))
 
     rows = {
         r["signal_key"]: (r["status"], r["last_error"], r["attempts"])
-        for r in await drain_pool.fetch(
+        for r in await fresh_pool.fetch(
             "SELECT signal_key, status, last_error, attempts FROM signals"
         )
     }
@@ -279,12 +279,12 @@ async def test_the_attempts_cap_and_maximum_age_end_in_error(
 
 
 async def test_a_failing_scorer_is_retried_until_the_attempts_cap(
-    client: Client, drain_pool: asyncpg.Pool, task_queue: str
+    client: Client, fresh_pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    await _insert_bulk(drain_pool, 5)
+    await _insert_bulk(fresh_pool, 5)
     scorer = RecordingScorer(failing=["bulk-0002"])
     request = DrainInput(scorer="recording", max_attempts=2, lease_seconds=1)
-    async with _scoring_worker(client, drain_pool, task_queue, scorer):
+    async with _scoring_worker(client, fresh_pool, task_queue, scorer):
         first = await _drain(client, task_queue, request)
         # The failed signal stays PENDING under its lease; the others are done.
         assert (first.retry_later, first.remaining_pending) == (1, 1)
@@ -296,24 +296,24 @@ async def test_a_failing_scorer_is_retried_until_the_attempts_cap(
 
     assert (third.claimed, third.expired, third.remaining_pending) == (0, 1, 0)
     assert scorer.calls["bulk-0002"] == 2
-    failed = await drain_pool.fetchrow(
+    failed = await fresh_pool.fetchrow(
         "SELECT status, last_error FROM signals WHERE signal_key = 'bulk-0002'"
     )
     assert dict(failed) == {
         "status": SignalStatus.ERROR.value,
         "last_error": "gave up after 2 scoring attempts",
     }
-    assert "PENDING" not in await _status_counts(drain_pool)
+    assert "PENDING" not in await _status_counts(fresh_pool)
 
 
 async def test_an_unknown_scorer_fails_the_drain_without_touching_signals(
     client: Client,
-    drain_pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
 ) -> None:
-    await _insert_bulk(drain_pool, 3)
-    async with create_worker(client, drain_pool, task_queue, activity_executor):
+    await _insert_bulk(fresh_pool, 3)
+    async with create_worker(client, fresh_pool, task_queue, activity_executor):
         with pytest.raises(WorkflowFailureError) as failed:
             await _drain(client, task_queue, DrainInput(scorer="no-such-scorer"))
     activity_error = failed.value.cause
@@ -321,5 +321,5 @@ async def test_an_unknown_scorer_fails_the_drain_without_touching_signals(
     cause = activity_error.cause
     assert isinstance(cause, ApplicationError) and cause.type == "UnknownScorer"
     assert "registered: momentum_volume" in cause.message
-    assert await drain_pool.fetchval("SELECT sum(attempts) FROM signals") == 0
-    assert await _status_counts(drain_pool) == {"PENDING": 3}
+    assert await fresh_pool.fetchval("SELECT sum(attempts) FROM signals") == 0
+    assert await _status_counts(fresh_pool) == {"PENDING": 3}

@@ -29,8 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 async def test_add_drain_and_funnel_from_the_command_line(
     temporal_env: WorkflowEnvironment,
     client: Client,
-    drain_pool: asyncpg.Pool,
-    drain_database_url: str,
+    fresh_pool: asyncpg.Pool,
+    fresh_database_url: str,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
     capsys: pytest.CaptureFixture[str],
@@ -39,7 +39,7 @@ async def test_add_drain_and_funnel_from_the_command_line(
         temporal_address=temporal_env.client.service_client.config.target_host,
         temporal_namespace=temporal_env.client.namespace,
         temporal_task_queue=task_queue,
-        database_url=drain_database_url,
+        database_url=fresh_database_url,
         state_dir=Path("/nonexistent-state-dir"),
     )
     parser = _parser()
@@ -73,7 +73,7 @@ async def test_add_drain_and_funnel_from_the_command_line(
     code, out = await run("signals", "add", "msft", "--strategy", "breakout", "--key", "cli-bad")
     assert code == 0 and out.startswith("signal cli-bad added: MSFT breakout PENDING")
 
-    async with create_worker(client, drain_pool, task_queue, activity_executor):
+    async with create_worker(client, fresh_pool, task_queue, activity_executor):
         code, out = await run("drain", "--batch", "10", "--json")
     assert code == 0
     result = json.loads(out)

@@ -7,7 +7,6 @@ from another test would take part in its decisions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,17 +17,17 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from broker.alpaca import AlpacaGateway
-from devstack.postgres import EmbeddedPostgres
 from ledger.audit import AuditLog
-from ledger.migrate import apply_migrations
 from ledger.signals import Signals
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
+from tests.integration.helpers import terminate_control, terminate_running
 from trading.control import CONTROL_WORKFLOW_ID
 from trading.entry import MarketLoopInput, MarketLoopResult
 from trading.exits import ExitReviewInput, ExitReviewResult
@@ -51,28 +50,16 @@ from workflows.trade import TradeWorkflow
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMD")
 
 
-@pytest_asyncio.fixture
-async def database_url(embedded_postgres: EmbeddedPostgres) -> str:
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
     """A fresh migrated database per test (overrides the module-scoped one)."""
-    await embedded_postgres.wait_ready()
-    url = await embedded_postgres.create_database(f"t_market_{uuid.uuid4().hex[:12]}")
-    conn = await asyncpg.connect(url)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-    return url
+    return fresh_database_url
 
 
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+@pytest.fixture
+def pool(fresh_pool: asyncpg.Pool) -> asyncpg.Pool:
     """A pool on this test's database."""
-    created = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
-    assert created is not None
-    try:
-        yield created
-    finally:
-        await created.close()
+    return fresh_pool
 
 
 @dataclass
@@ -182,17 +169,7 @@ class MarketHarness:
         ids = {*self.started, *(t.id for t in await self.open_trades())}
         handles = [self.trade_handle(i) for i in ids]
         handles.append(self.client.get_workflow_handle(CONTROL_WORKFLOW_ID))
-        for handle in handles:
-            with contextlib.suppress(RPCError):
-                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test finished")
-
-
-async def _terminate_control(client: Client) -> None:
-    handle = client.get_workflow_handle(CONTROL_WORKFLOW_ID)
-    with contextlib.suppress(RPCError):
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate("test starting")
+        await terminate_running(handles, "test finished")
 
 
 @pytest_asyncio.fixture
@@ -207,7 +184,8 @@ async def market(
     """A production worker on a fresh queue, a fresh broker account and ledger."""
     for symbol in SYMBOLS:
         broker_admin.set_price(symbol, volatility=0)
-    await _terminate_control(client)  # the control id is a singleton across the session
+    # The control id is a singleton across the session.
+    await terminate_control(client, "test starting")
     harness = MarketHarness(client, task_queue, broker_admin, gateway, pool)
     async with create_worker(client, pool, task_queue, activity_executor, gateway):
         try:

@@ -14,13 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from broker.alpaca import AlpacaGateway
 from ledger.runs import ReconcileRuns
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
+from tests.integration.helpers import terminate_running
 from trading.ledger_records import (
     CloseReason,
     ReconcileRunRecord,
@@ -127,12 +128,7 @@ class ReconcileHarness:
     async def cleanup(self) -> None:
         """Stop every running trade guard and close what the ledger still holds open."""
         for trade in await self.open_trades():
-            handle = self.trade_handle(trade.id)
-            try:
-                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test finished")
-            except RPCError:
-                pass
+            await terminate_running([self.trade_handle(trade.id)], "test finished")
             await Trades(self.pool).close(
                 TradeClose(
                     trade_id=trade.id,

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from paperbroker.testing import RunningBroker
 from settings import Settings
-from tests.integration.cli_helpers import cli_env, run_cli
+from tests.integration.cli_helpers import run_cli, stack_env
 from tests.integration.trade.conftest import SYMBOL, TradeHarness
 from trading.ticks import protective_stop_price
 from workflows.trade import TradeWorkflow
@@ -24,17 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def env(settings: Settings, paper_broker: RunningBroker, database_url: str) -> dict[str, str]:
     """The CLI pointed at this test's Temporal, task queue, database and paper broker."""
-    return cli_env(
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        TEMPORAL_NAMESPACE=settings.temporal_namespace,
-        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
-        DATABASE_URL=database_url,
-        ALPACA_API_KEY=paper_broker.key_id,
-        ALPACA_SECRET_KEY=paper_broker.secret_key,
-        ALPACA_TRADING_URL=paper_broker.trading_url,
-        ALPACA_DATA_URL=paper_broker.data_url,
-        ALPACA_STREAM_URL=paper_broker.stream_url,
-    )
+    return stack_env(settings, paper_broker, database_url)
 
 
 async def _cli(env: dict[str, str], *args: str) -> Any:

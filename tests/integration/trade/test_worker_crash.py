@@ -28,7 +28,7 @@ from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from settings import ROOT, Settings
-from tests.integration.cli_helpers import cli_env
+from tests.integration.cli_helpers import stack_env
 from trading.ledger_records import CloseReason, ExitUrgency, TradeStatus
 from trading.ticks import protective_stop_price
 from trading.trade_models import (
@@ -92,18 +92,7 @@ def worker(
     broker_admin: AdminClient,
 ) -> Iterator[WorkerProcess]:
     broker_admin.set_price(SYMBOL, volatility=0)
-    env = cli_env(
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        TEMPORAL_NAMESPACE=settings.temporal_namespace,
-        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
-        DATABASE_URL=database_url,
-        ALPACA_API_KEY=paper_broker.key_id,
-        ALPACA_SECRET_KEY=paper_broker.secret_key,
-        ALPACA_TRADING_URL=paper_broker.trading_url,
-        ALPACA_DATA_URL=paper_broker.data_url,
-        ALPACA_STREAM_URL=paper_broker.stream_url,
-        LOG_LEVEL="INFO",
-    )
+    env = stack_env(settings, paper_broker, database_url, LOG_LEVEL="INFO")
     process = WorkerProcess(env, tmp_path)
     process.start()
     try:

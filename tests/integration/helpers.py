@@ -1,0 +1,25 @@
+"""Helpers shared by the integration harnesses: stopping workflows a test leaves running."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+
+from trading.control import CONTROL_WORKFLOW_ID
+
+
+async def terminate_running(handles: Iterable[WorkflowHandle[Any, Any]], reason: str) -> None:
+    """Terminate each workflow that is still running; unknown ones are skipped."""
+    for handle in handles:
+        with contextlib.suppress(RPCError):
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate(reason)
+
+
+async def terminate_control(client: Client, reason: str) -> None:
+    """Terminate the trading-control singleton, a single id across the whole test session."""
+    await terminate_running([client.get_workflow_handle(CONTROL_WORKFLOW_ID)], reason)
