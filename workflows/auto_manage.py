@@ -8,11 +8,8 @@ protect-only guard. An unclaimed position gets the adoption id reconcile would g
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
@@ -30,16 +27,8 @@ with workflow.unsafe.imports_passed_through():
         GuardRequest,
         SymbolGuard,
     )
-    from workflows.policies import BROKER_READ, LEDGER_WRITE
-
-GUARD_CALL = timedelta(seconds=20)
-
-
-def _why(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type or 'ApplicationError'}: {cause.message}"
-    return str(cause or err)
+    from workflows.calls import call, failure, ledger
+    from workflows.policies import GUARD_CALL, broker_snapshot
 
 
 @workflow.defn
@@ -50,31 +39,23 @@ class AutoManageWorkflow:
     async def run(self, request: AutoManageInput) -> AutoManageResult:
         """Snapshot, then signal or (re)start a guard per position, then audit the sweep."""
         try:
-            truth: BrokerTruth = await workflow.execute_activity_method(
-                BrokerActivities.get_broker_truth,
-                start_to_close_timeout=BROKER_READ.start_to_close * 3,
-                retry_policy=replace(BROKER_READ.retry, maximum_attempts=request.snapshot_attempts),
+            truth: BrokerTruth = await call(
+                BrokerActivities.get_broker_truth, None, broker_snapshot(request.snapshot_attempts)
             )
         except ActivityError as err:
-            result = AutoManageResult(ok=False, error=f"broker snapshot failed: {_why(err)}")
+            result = AutoManageResult(ok=False, error=f"broker snapshot failed: {failure(err)}")
             await self._audit(result)
             return result
-        open_trades: OpenTrades = await workflow.execute_activity_method(
-            LedgerActivities.list_open_trades,
-            OpenTradesQuery(),
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
-        )
+        open_trades: OpenTrades = await ledger(LedgerActivities.list_open_trades, OpenTradesQuery())
         guards: list[SymbolGuard] = []
         for target in protection_sweep(truth, open_trades.trades, request.stop_distance):
             try:
-                outcome: GuardOutcome = await workflow.execute_activity_method(
+                outcome: GuardOutcome = await call(
                     TradeGuardActivities.guard_trade,
                     GuardRequest(
                         trade_ids=target.trade_ids, update=target.update, restart=target.restart
                     ),
-                    start_to_close_timeout=GUARD_CALL,
-                    retry_policy=BROKER_READ.retry,
+                    GUARD_CALL,
                 )
             except ActivityError as err:
                 guards.append(
@@ -84,7 +65,7 @@ class AutoManageWorkflow:
                         covered=target.covered,
                         action=None,
                         trade_id=None,
-                        error=_why(err),
+                        error=failure(err),
                     )
                 )
                 continue
@@ -115,7 +96,7 @@ class AutoManageWorkflow:
         started = [
             f"{g.symbol}:{g.trade_id}" for g in result.guards if g.action is GuardAction.STARTED
         ]
-        await workflow.execute_activity_method(
+        await ledger(
             LedgerActivities.append_audit,
             AuditEntry(
                 actor=info.workflow_id,
@@ -131,6 +112,4 @@ class AutoManageWorkflow:
                 },
                 event_key=f"auto-manage:{info.workflow_id}:{info.run_id}",
             ),
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
         )

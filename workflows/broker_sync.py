@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ListenRequest,
         SyncRequest,
     )
+    from workflows.calls import call
     from workflows.policies import BROKER_READ
 
 LISTENER_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
@@ -113,11 +114,7 @@ class BrokerSyncWorkflow:
         if not due:
             return
         try:
-            clock = await workflow.execute_activity_method(
-                BrokerActivities.get_clock,
-                start_to_close_timeout=BROKER_READ.start_to_close,
-                retry_policy=BROKER_READ.retry,
-            )
+            clock = await call(BrokerActivities.get_clock, None, BROKER_READ)
         except ActivityError as err:
             self._state.market_open = None  # unknown: keep polling at the market-hours pace
             self._state.last_poll_error = f"clock: {err.cause or err}"

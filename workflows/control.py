@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
@@ -44,17 +42,14 @@ with workflow.unsafe.imports_passed_through():
     from trading.ledger_records import ExitUrgency, OpenTradesQuery, RiskEventCreate, RiskSeverity
     from trading.models import AuditEntry, Frozen, JsonScalar
     from trading.trade_models import ForceExit, workflow_id_for
+    from workflows.calls import call, failure, ledger
     from workflows.policies import (
         BROKER_READ,
         BROKER_SUBMIT,
         BROKER_WRITE,
-        LEDGER_WRITE,
-        ActivityPolicy,
     )
     from workflows.trade import TradeWorkflow
 
-A = TypeVar("A")
-R = TypeVar("R")
 AUTO_ACTOR = "auto"
 
 
@@ -63,13 +58,6 @@ class EntryGate(Frozen):
 
     allowed: bool
     reason: str
-
-
-def _failure(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type or 'ApplicationError'}: {cause.message}"
-    return str(cause or err)
 
 
 @workflow.defn
@@ -233,10 +221,10 @@ class TradingControlWorkflow:
         state, limit = self._state, self._input.daily_loss_limit
         now = workflow.now()
         try:
-            account = await self._call(BrokerActivities.get_account, None, BROKER_READ)
+            account = await call(BrokerActivities.get_account, None, BROKER_READ)
         except ActivityError as err:
             # Unknown is not a breach: the next check asks again.
-            state.last_loss_check = LossCheck(at=now, limit=limit, error=_failure(err))
+            state.last_loss_check = LossCheck(at=now, limit=limit, error=failure(err))
             self._publish()
             return
         pnl = daily_pnl(account.equity, account.last_equity)
@@ -269,9 +257,7 @@ class TradingControlWorkflow:
         started: datetime,
     ) -> bool:
         """One pass: tell trades to exit, look at the broker, cancel and close; True when flat."""
-        open_trades = (
-            await self._ledger(LedgerActivities.list_open_trades, OpenTradesQuery())
-        ).trades
+        open_trades = (await ledger(LedgerActivities.list_open_trades, OpenTradesQuery())).trades
         for trade in open_trades:
             if trade.id in signalled or trade.id in report.unreachable_trades:
                 continue
@@ -291,9 +277,9 @@ class TradingControlWorkflow:
         in_grace = workflow.now() - started < request.trade_grace
         tracked = {t.symbol for t in open_trades if t.id in signalled} if in_grace else set()
         try:
-            truth = await self._call(BrokerActivities.get_broker_truth, None, BROKER_READ)
+            truth = await call(BrokerActivities.get_broker_truth, None, BROKER_READ)
         except ActivityError as err:
-            report.errors = [*report.errors, f"broker truth: {_failure(err)}"][-20:]
+            report.errors = [*report.errors, f"broker truth: {failure(err)}"][-20:]
             return False
         step = flatten_step(truth.positions, truth.open_orders, tracked)
         report.positions_left = sorted({p.symbol for p in truth.positions if p.qty != 0})
@@ -309,11 +295,11 @@ class TradingControlWorkflow:
     async def _cancel(self, order: BrokerOrder, report: FlattenReport) -> bool:
         """Cancel one order; True once the cancel is final and nothing filled."""
         try:
-            result = await self._call(
+            result = await call(
                 BrokerActivities.cancel_order, OrderRef(order_id=order.id), BROKER_WRITE
             )
         except ActivityError as err:
-            report.errors = [*report.errors, f"cancel {order.id}: {_failure(err)}"][-20:]
+            report.errors = [*report.errors, f"cancel {order.id}: {failure(err)}"][-20:]
             return False
         if order.id not in report.cancelled_orders:
             report.cancelled_orders.append(order.id)
@@ -326,13 +312,13 @@ class TradingControlWorkflow:
                 return  # still protected (or partly filled): look again next round
         cancelled_at = workflow.now()
         try:
-            exit_order = await self._call(
+            exit_order = await call(
                 BrokerActivities.close_position,
                 ClosePositionRequest(symbol=close.symbol),
                 BROKER_SUBMIT,
             )
         except ActivityError as err:
-            message = _failure(err)
+            message = failure(err)
             report.errors = [*report.errors, f"close {close.symbol}: {message}"][-20:]
             await self._risk_event(
                 "flatten_close_failed",
@@ -367,7 +353,7 @@ class TradingControlWorkflow:
         key: str | None = None,
         trade_id: str | None = None,
     ) -> None:
-        await self._ledger(
+        await ledger(
             LedgerActivities.append_audit,
             AuditEntry(
                 actor=actor,
@@ -386,7 +372,7 @@ class TradingControlWorkflow:
         detail: dict[str, JsonScalar],
         severity: RiskSeverity = RiskSeverity.CRITICAL,
     ) -> None:
-        await self._ledger(
+        await ledger(
             LedgerActivities.record_risk_event,
             RiskEventCreate(
                 event_key=f"control:{kind}:{key}",
@@ -396,25 +382,6 @@ class TradingControlWorkflow:
                 at=workflow.now(),
             ),
         )
-
-    async def _call(self, method: Callable[..., R], arg: Any, policy: ActivityPolicy) -> R:
-        args: list[Any] = [] if arg is None else [arg]
-        result: R = await workflow.execute_activity_method(
-            method,
-            args=args,
-            start_to_close_timeout=policy.start_to_close,
-            retry_policy=policy.retry,
-        )
-        return result
-
-    async def _ledger(self, method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
-        result: R = await workflow.execute_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
-        )
-        return result
 
     def _publish(self) -> None:
         """The Web UI's current details."""

@@ -25,13 +25,15 @@ with workflow.unsafe.imports_passed_through():
         UnknownScorer,
         next_batch_size,
     )
-    from workflows.policies import LEDGER_READ, LEDGER_WRITE, ActivityPolicy
+    from workflows.calls import call, ledger
+    from workflows.policies import LEDGER_READ, ActivityPolicy
 
 # A batch is one claim, up to 1,000 scorer calls and as many single-row writes; it heartbeats
 # per signal. The deadline stays well inside the default 120 s lease so a batch's signals are
 # never handed to another drain while it still scores them.
 SCORE_BATCH = ActivityPolicy(
     start_to_close=timedelta(seconds=60),
+    heartbeat=timedelta(seconds=20),
     retry=RetryPolicy(
         initial_interval=timedelta(milliseconds=500),
         backoff_coefficient=2.0,
@@ -40,7 +42,6 @@ SCORE_BATCH = ActivityPolicy(
         non_retryable_error_types=[UnknownScorer.__name__],
     ),
 )
-SCORE_BATCH_HEARTBEAT = timedelta(seconds=20)
 
 
 @workflow.defn
@@ -68,7 +69,7 @@ class ScoreDrainWorkflow:
 
         while (size := next_batch_size(request, self._progress.claimed)) > 0:
             self._set_phase(f"scoring batch {self._progress.batches + 1}")
-            batch = await workflow.execute_activity_method(
+            batch = await call(
                 ScoringActivities.score_signals,
                 ScoreBatch(
                     limit=size,
@@ -77,9 +78,7 @@ class ScoreDrainWorkflow:
                     lease_seconds=request.lease_seconds,
                     max_age_seconds=request.max_age_seconds,
                 ),
-                start_to_close_timeout=SCORE_BATCH.start_to_close,
-                heartbeat_timeout=SCORE_BATCH_HEARTBEAT,
-                retry_policy=SCORE_BATCH.retry,
+                SCORE_BATCH,
             )
             self._progress = self._progress.plus(batch)
             if batch.claimed < size:
@@ -91,12 +90,7 @@ class ScoreDrainWorkflow:
         self._progress = self._progress.model_copy(update={"expired": expired})
 
         self._set_phase("reading the funnel")
-        funnel = await workflow.execute_activity_method(
-            LedgerActivities.signal_funnel,
-            SignalFunnelQuery(),
-            start_to_close_timeout=LEDGER_READ.start_to_close,
-            retry_policy=LEDGER_READ.retry,
-        )
+        funnel = await call(LedgerActivities.signal_funnel, SignalFunnelQuery(), LEDGER_READ)
         progress = self._progress
         result = DrainResult(
             claimed=progress.claimed,
@@ -117,12 +111,7 @@ class ScoreDrainWorkflow:
         return result
 
     async def _expire(self, expiry: SignalExpiry) -> ExpiredSignals:
-        return await workflow.execute_activity_method(
-            LedgerActivities.expire_signals,
-            expiry,
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
-        )
+        return await ledger(LedgerActivities.expire_signals, expiry)
 
     def _set_phase(self, phase: str) -> None:
         self._progress = self._progress.model_copy(update={"phase": phase})

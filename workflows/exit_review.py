@@ -8,12 +8,10 @@ force_exit(NEXT_OPEN, reason) to each trade that should go; every decision is au
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
@@ -37,16 +35,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from trading.ledger_records import OpenTrades, OpenTradesQuery
     from trading.models import AuditEntry, JsonScalar
+    from workflows.calls import call, failure
     from workflows.policies import BROKER_READ, LEDGER_READ, LEDGER_WRITE, ActivityPolicy
 
 SIGNAL_CALL = ActivityPolicy(start_to_close=timedelta(seconds=15), retry=BROKER_READ.retry)
-
-
-def _why(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type or 'ApplicationError'}: {cause.message}"
-    return str(cause or err)
 
 
 @workflow.defn
@@ -67,9 +59,9 @@ class EodExitReviewWorkflow:
     @workflow.run
     async def run(self, request: ExitReviewInput) -> ExitReviewResult:
         """Clock and calendar, open trades, bars, rules, signals."""
-        clock: MarketClock = await self._call(BrokerActivities.get_clock, None, BROKER_READ)
+        clock: MarketClock = await call(BrokerActivities.get_clock, None, BROKER_READ)
         today = clock.timestamp.date()
-        sessions: list[SessionDay] = await self._call(
+        sessions: list[SessionDay] = await call(
             BrokerActivities.get_calendar,
             CalendarRequest(start=today - timedelta(days=7), end=today),
             BROKER_READ,
@@ -88,7 +80,7 @@ class EodExitReviewWorkflow:
             return self._result
         self._update(session_date=session.date)
 
-        open_trades: OpenTrades = await self._call(
+        open_trades: OpenTrades = await call(
             LedgerActivities.list_open_trades, OpenTradesQuery(), LEDGER_READ
         )
         trades = [t for t in open_trades.trades if reviewable(t)]
@@ -100,7 +92,7 @@ class EodExitReviewWorkflow:
             return self._result
         needed = max(rule.bars_needed for rule in rules)
         try:
-            bars: list[Bar] = await self._call(
+            bars: list[Bar] = await call(
                 BrokerActivities.get_bars,
                 BarsRequest(
                     symbols=sorted({t.symbol for t in trades}),
@@ -110,7 +102,7 @@ class EodExitReviewWorkflow:
                 BROKER_READ,
             )
         except ActivityError as err:
-            self._update(reason="bars_unavailable", notes=[_why(err)])
+            self._update(reason="bars_unavailable", notes=[failure(err)])
             self._publish()
             return self._result
         by_symbol = bars_by_symbol(bars)
@@ -155,7 +147,7 @@ class EodExitReviewWorkflow:
 
     async def _signal(self, decision: ExitDecision) -> ExitSignalOutcome:
         try:
-            outcome: ExitSignalOutcome = await self._call(
+            outcome: ExitSignalOutcome = await call(
                 EntryActivities.signal_next_open_exit,
                 ExitSignal(
                     trade_id=decision.trade_id, reason=f"{decision.reason}: {decision.detail}"
@@ -163,7 +155,7 @@ class EodExitReviewWorkflow:
                 SIGNAL_CALL,
             )
         except ActivityError as err:
-            return ExitSignalOutcome(trade_id=decision.trade_id, delivered=False, note=_why(err))
+            return ExitSignalOutcome(trade_id=decision.trade_id, delivered=False, note=failure(err))
         return outcome
 
     async def _audit(
@@ -174,7 +166,7 @@ class EodExitReviewWorkflow:
         detail: dict[str, JsonScalar],
         key: str,
     ) -> None:
-        await self._call(
+        await call(
             LedgerActivities.append_audit,
             AuditEntry(
                 actor=workflow.info().workflow_id,
@@ -185,15 +177,6 @@ class EodExitReviewWorkflow:
                 event_key=f"exit-review:{self._run_id}:{key}",
             ),
             LEDGER_WRITE,
-        )
-
-    async def _call(self, method: Callable[..., Any], arg: object, policy: ActivityPolicy) -> Any:
-        args: list[Any] = [] if arg is None else [arg]
-        return await workflow.execute_activity_method(
-            method,
-            args=args,
-            start_to_close_timeout=policy.start_to_close,
-            retry_policy=policy.retry,
         )
 
     def _update(self, **fields: object) -> None:

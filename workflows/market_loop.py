@@ -10,10 +10,8 @@ decision is audited and each run records one entry-run row (`status` shows its r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -59,21 +57,21 @@ with workflow.unsafe.imports_passed_through():
     from trading.reconcile_models import ReconcileInput
     from trading.scoring import DrainInput
     from trading.strategies import Strategy, UnknownStrategy, builtin_strategies, signal_key
+    from workflows.calls import call, failure
     from workflows.drain import ScoreDrainWorkflow
-    from workflows.policies import BROKER_READ, LEDGER_READ, LEDGER_WRITE, ActivityPolicy
+    from workflows.policies import (
+        BROKER_READ,
+        LEDGER_READ,
+        LEDGER_WRITE,
+        ActivityPolicy,
+        broker_snapshot,
+    )
     from workflows.reconcile import ReconcileWorkflow
 
 CONTROL_CALL = ActivityPolicy(
     start_to_close=timedelta(seconds=15), retry=replace(BROKER_READ.retry, maximum_attempts=3)
 )
 START_CALL = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=BROKER_READ.retry)
-
-
-def _why(err: Exception) -> str:
-    cause = err.cause if isinstance(err, ActivityError | ChildWorkflowError) else err
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type or 'ApplicationError'}: {cause.message}"
-    return str(cause or err)
 
 
 @workflow.defn
@@ -103,9 +101,9 @@ class MarketLoopWorkflow:
 
         self._set_phase("asking the broker clock")
         try:
-            clock: MarketClock = await self._call(BrokerActivities.get_clock, None, BROKER_READ)
+            clock: MarketClock = await call(BrokerActivities.get_clock, None, BROKER_READ)
         except ActivityError as err:
-            return await self._end_early("broker_clock_unavailable", _why(err))
+            return await self._end_early("broker_clock_unavailable", failure(err))
         if not clock.is_open:
             return await self._end_early(
                 EntryReason.MARKET_CLOSED.value,
@@ -116,14 +114,12 @@ class MarketLoopWorkflow:
         self._set_phase("taking a broker-truth snapshot")
         truth: BrokerTruth | None = None
         try:
-            truth = await workflow.execute_activity_method(
-                BrokerActivities.get_broker_truth,
-                start_to_close_timeout=BROKER_READ.start_to_close * 3,
-                retry_policy=replace(BROKER_READ.retry, maximum_attempts=request.truth_attempts),
+            truth = await call(
+                BrokerActivities.get_broker_truth, None, broker_snapshot(request.truth_attempts)
             )
             self._update(broker_positions=sum(1 for p in truth.positions if p.qty != 0))
         except ActivityError as err:
-            self._note(f"broker truth unavailable: {_why(err)}")
+            self._note(f"broker truth unavailable: {failure(err)}")
 
         if request.reconcile and truth is not None:
             await self._reconcile(request)
@@ -144,8 +140,8 @@ class MarketLoopWorkflow:
                 id=f"{workflow.info().workflow_id}-reconcile",
             )
         except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:
-            self._update(reconcile=f"failed: {_why(err)}")
-            self._note(f"reconcile failed: {_why(err)}")
+            self._update(reconcile=f"failed: {failure(err)}")
+            self._note(f"reconcile failed: {failure(err)}")
             return
         summary = (
             f"ok: closed {result.closed}, adopted {result.adopted}, synced {result.synced}"
@@ -159,7 +155,7 @@ class MarketLoopWorkflow:
             return
         self._set_phase(f"scanning {len(request.watchlist)} symbols with {strategy.name}")
         try:
-            bars: list[Bar] = await self._call(
+            bars: list[Bar] = await call(
                 BrokerActivities.get_bars,
                 BarsRequest(
                     symbols=request.watchlist,
@@ -169,12 +165,12 @@ class MarketLoopWorkflow:
                 BROKER_READ,
             )
         except ActivityError as err:
-            self._note(f"bars unavailable, no scan: {_why(err)}")
+            self._note(f"bars unavailable, no scan: {failure(err)}")
             return
         candidates = strategy.scan(bars_by_symbol(bars), clock.timestamp)
         created = 0
         for candidate in candidates:
-            written = await self._call(
+            written = await call(
                 LedgerActivities.insert_signal,
                 SignalCreate(
                     signal_key=signal_key(strategy.name, candidate.symbol, clock.timestamp.date()),
@@ -197,8 +193,8 @@ class MarketLoopWorkflow:
                 id=f"{workflow.info().workflow_id}-drain",
             )
         except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:
-            self._update(drain=f"failed: {_why(err)}")
-            self._note(f"score drain failed: {_why(err)}")
+            self._update(drain=f"failed: {failure(err)}")
+            self._note(f"score drain failed: {failure(err)}")
             return
         self._update(drain=f"scored {drained.scored}, error {drained.error}")
 
@@ -208,10 +204,10 @@ class MarketLoopWorkflow:
         self._set_phase("gating entries")
         limits = request.limits
         try:
-            gate: ControlGate = await self._call(EntryActivities.control_gate, None, CONTROL_CALL)
+            gate: ControlGate = await call(EntryActivities.control_gate, None, CONTROL_CALL)
         except ActivityError as err:
             gate = ControlGate(
-                allowed=False, code=EntryReason.CONTROL_UNAVAILABLE.value, reason=_why(err)
+                allowed=False, code=EntryReason.CONTROL_UNAVAILABLE.value, reason=failure(err)
             )
         if gate.allowed and gate.code:
             self._note(f"{gate.code}: entries allowed ({gate.reason})")
@@ -219,7 +215,7 @@ class MarketLoopWorkflow:
         run_skip = run_gate(truth, gate, limits)
         since = ledger_day_start(clock.timestamp, workflow.now())
         candidates = (
-            await self._call(
+            await call(
                 EntryActivities.list_entry_candidates,
                 EntryCandidatesQuery(since=since),
                 LEDGER_READ,
@@ -231,7 +227,7 @@ class MarketLoopWorkflow:
         if run_skip is None and symbols:
             entered_symbols = set(
                 (
-                    await self._call(
+                    await call(
                         EntryActivities.symbols_entered_since,
                         EnteredSymbolsQuery(symbols=symbols, since=since),
                         LEDGER_READ,
@@ -239,12 +235,12 @@ class MarketLoopWorkflow:
                 ).symbols
             )
             try:
-                found: list[Quote] = await self._call(
+                found: list[Quote] = await call(
                     BrokerActivities.latest_quotes, QuotesRequest(symbols=symbols), BROKER_READ
                 )
                 quotes = {q.symbol: q for q in found}
             except ActivityError as err:
-                self._note(f"quotes unavailable: {_why(err)}")
+                self._note(f"quotes unavailable: {failure(err)}")
 
         outcomes: list[SignalOutcome] = []
         started = 0
@@ -285,12 +281,10 @@ class MarketLoopWorkflow:
     ) -> tuple[EntryDecision, str | None]:
         spec = trade_spec_for(signal, decision)
         try:
-            outcome = await self._call(
-                EntryActivities.start_trade, TradeStart(spec=spec), START_CALL
-            )
+            outcome = await call(EntryActivities.start_trade, TradeStart(spec=spec), START_CALL)
         except ActivityError as err:
             return EntryDecision(
-                enter=False, reason=EntryReason.START_FAILED.value, detail=_why(err)
+                enter=False, reason=EntryReason.START_FAILED.value, detail=failure(err)
             ), spec.trade_id
         if not outcome.started:
             return EntryDecision(
@@ -310,7 +304,7 @@ class MarketLoopWorkflow:
 
     async def _record_run(self) -> None:
         result = self._result
-        await self._call(
+        await call(
             LedgerActivities.record_entry_run,
             EntryRunCreate(
                 run_id=self._run_id,
@@ -326,7 +320,7 @@ class MarketLoopWorkflow:
     async def _audit(
         self, signal: EntrySignal, decision: EntryDecision, trade_id: str | None
     ) -> None:
-        await self._call(
+        await call(
             LedgerActivities.append_audit,
             AuditEntry(
                 actor=workflow.info().workflow_id,
@@ -340,15 +334,6 @@ class MarketLoopWorkflow:
         )
 
     # --- helpers ---------------------------------------------------------------------------
-
-    async def _call(self, method: Callable[..., Any], arg: object, policy: ActivityPolicy) -> Any:
-        args: list[Any] = [] if arg is None else [arg]
-        return await workflow.execute_activity_method(
-            method,
-            args=args,
-            start_to_close_timeout=policy.start_to_close,
-            retry_policy=policy.retry,
-        )
 
     def _update(self, **fields: object) -> None:
         self._result = self._result.model_copy(update=fields)

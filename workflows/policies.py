@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,10 +14,11 @@ with workflow.unsafe.imports_passed_through():
 
 @dataclass(frozen=True)
 class ActivityPolicy:
-    """A start-to-close deadline plus the retry policy that goes with it."""
+    """A start-to-close deadline plus the retry policy (and heartbeat) that go with it."""
 
     start_to_close: timedelta
     retry: RetryPolicy
+    heartbeat: timedelta | None = None
 
 
 LEDGER_WRITE = ActivityPolicy(
@@ -59,3 +60,13 @@ BROKER_WRITE = ActivityPolicy(
     start_to_close=timedelta(seconds=25),
     retry=BROKER_READ.retry,
 )
+# The trade guard signals or starts a trade workflow: a little longer than a broker read.
+GUARD_CALL = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=BROKER_READ.retry)
+
+
+def broker_snapshot(attempts: int) -> ActivityPolicy:
+    """A whole broker-truth snapshot (account, positions, orders): three reads' deadline."""
+    return ActivityPolicy(
+        start_to_close=BROKER_READ.start_to_close * 3,
+        retry=replace(BROKER_READ.retry, maximum_attempts=attempts),
+    )

@@ -8,13 +8,10 @@ overlapping run converges on the same ledger.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
@@ -45,19 +42,8 @@ with workflow.unsafe.imports_passed_through():
         ReconcileResult,
     )
     from trading.trade_models import TradeSpec
-    from workflows.policies import BROKER_READ, LEDGER_WRITE
-
-GUARD_CALL = timedelta(seconds=20)
-
-A = TypeVar("A")
-R = TypeVar("R")
-
-
-def _why(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type or 'ApplicationError'}: {cause.message}"
-    return str(cause or err)
+    from workflows.calls import call, failure, ledger
+    from workflows.policies import GUARD_CALL, broker_snapshot
 
 
 @workflow.defn
@@ -81,7 +67,7 @@ class ReconcileWorkflow:
     async def run(self, request: ReconcileInput) -> ReconcileResult:
         """Snapshot, plan, apply unless dry_run, record the run."""
         started = workflow.now()
-        await self._ledger(
+        await ledger(
             LedgerActivities.start_reconcile_run,
             ReconcileRunStart(
                 run_id=self._run_id,
@@ -91,16 +77,16 @@ class ReconcileWorkflow:
             ),
         )
         try:
-            truth: BrokerTruth = await workflow.execute_activity_method(
+            truth: BrokerTruth = await call(
                 BrokerActivities.get_broker_truth,
-                start_to_close_timeout=BROKER_READ.start_to_close * 3,
-                retry_policy=replace(BROKER_READ.retry, maximum_attempts=request.snapshot_attempts),
+                None,
+                broker_snapshot(request.snapshot_attempts),
             )
         except ActivityError as err:
             # Unknown is never absent: without a snapshot nothing is closed or adopted.
-            self._update(error=f"broker snapshot failed: {_why(err)}")
+            self._update(error=f"broker snapshot failed: {failure(err)}")
             return await self._finish(started)
-        open_trades = await self._ledger(LedgerActivities.list_open_trades, OpenTradesQuery())
+        open_trades = await ledger(LedgerActivities.list_open_trades, OpenTradesQuery())
         plan = reconcile_plan(
             truth,
             open_trades.trades,
@@ -150,7 +136,7 @@ class ReconcileWorkflow:
                 else:
                     await self._sync(step, truth)
             except ActivityError as err:
-                errors.append(f"{step.trade_id}: {_why(err)}")
+                errors.append(f"{step.trade_id}: {failure(err)}")
                 self._update(failed_actions=self._result.failed_actions + 1)
                 workflow.logger.error("reconcile %s: %s failed: %s", self._run_id, step, errors[-1])
         if errors:
@@ -188,7 +174,7 @@ class ReconcileWorkflow:
             # Its workflow asks the broker and closes itself with the reason it finds.
             self._update(ghosts_signalled=self._result.ghosts_signalled + 1)
             return
-        result = await self._ledger(
+        result = await ledger(
             LedgerActivities.close_trade,
             TradeClose(
                 trade_id=ghost.trade_id,
@@ -213,7 +199,7 @@ class ReconcileWorkflow:
         # qty (the ledger never shrinks a fill; AutoManage restarts the guard).
         unguarded = outcome.action is not GuardAction.SIGNALLED
         if unguarded and sync.sole_owner and sync.broker_qty > sync.ledger_qty:
-            await self._ledger(
+            await ledger(
                 LedgerActivities.record_entry_fill,
                 TradeEntryFill(
                     trade_id=sync.trade_id,
@@ -233,17 +219,12 @@ class ReconcileWorkflow:
     # --- helpers ---------------------------------------------------------------------------
 
     async def _guard(self, request: GuardRequest) -> GuardOutcome:
-        return await workflow.execute_activity_method(
-            TradeGuardActivities.guard_trade,
-            request,
-            start_to_close_timeout=GUARD_CALL,
-            retry_policy=BROKER_READ.retry,
-        )
+        return await call(TradeGuardActivities.guard_trade, request, GUARD_CALL)
 
     async def _audit(
         self, action: str, trade_id: str, reason: str, detail: dict[str, JsonScalar]
     ) -> None:
-        await self._ledger(
+        await ledger(
             LedgerActivities.append_audit,
             AuditEntry(
                 actor=workflow.info().workflow_id,
@@ -259,7 +240,7 @@ class ReconcileWorkflow:
         result = self._result
         duration_ms = int((workflow.now() - started).total_seconds() * 1000)
         self._update(duration_ms=duration_ms)
-        await self._ledger(
+        await ledger(
             LedgerActivities.finish_reconcile_run,
             ReconcileRunFinish(
                 run_id=self._run_id,
@@ -277,12 +258,3 @@ class ReconcileWorkflow:
 
     def _update(self, **fields: object) -> None:
         self._result = self._result.model_copy(update=fields)
-
-    async def _ledger(self, method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
-        result: R = await workflow.execute_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
-        )
-        return result

@@ -13,7 +13,8 @@ with workflow.unsafe.imports_passed_through():
         StackCheckInput,
         StackCheckResult,
     )
-    from workflows.policies import BROKER_READ, LEDGER_READ, LEDGER_WRITE
+    from workflows.calls import call, ledger
+    from workflows.policies import BROKER_READ, LEDGER_READ
 
 
 @workflow.defn
@@ -24,7 +25,7 @@ class StackCheckWorkflow:
     async def run(self, request: StackCheckInput) -> StackCheckResult:
         info = workflow.info()
         workflow.set_current_details(f"writing an audit row for `{request.requested_by}`")
-        written = await workflow.execute_activity_method(
+        written = await ledger(
             LedgerActivities.append_audit,
             AuditEntry(
                 actor=info.workflow_id,
@@ -33,16 +34,9 @@ class StackCheckWorkflow:
                 detail={"run_id": info.run_id},
                 event_key=f"stack-check:{info.workflow_id}:{info.run_id}",
             ),
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
         )
         workflow.set_current_details(f"reading audit row {written.id} back")
-        read_back = await workflow.execute_activity_method(
-            LedgerActivities.get_audit,
-            AuditLookup(id=written.id),
-            start_to_close_timeout=LEDGER_READ.start_to_close,
-            retry_policy=LEDGER_READ.retry,
-        )
+        read_back = await call(LedgerActivities.get_audit, AuditLookup(id=written.id), LEDGER_READ)
         ok = read_back is not None and read_back == written
         result = StackCheckResult(
             workflow_id=info.workflow_id,
@@ -52,11 +46,7 @@ class StackCheckWorkflow:
         )
         if request.check_broker:
             workflow.set_current_details("asking the broker for its clock")
-            clock = await workflow.execute_activity_method(
-                BrokerActivities.get_clock,
-                start_to_close_timeout=BROKER_READ.start_to_close,
-                retry_policy=BROKER_READ.retry,
-            )
+            clock = await call(BrokerActivities.get_clock, None, BROKER_READ)
             result = result.model_copy(
                 update={
                     "broker_checked": True,

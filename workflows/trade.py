@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -97,11 +95,11 @@ with workflow.unsafe.imports_passed_through():
         TradeWorkflowInput,
         WindowEscalation,
     )
+    from workflows.calls import call, failure_kind, ledger
     from workflows.policies import (
         BROKER_READ,
         BROKER_SUBMIT,
         BROKER_WRITE,
-        LEDGER_WRITE,
         ActivityPolicy,
     )
 
@@ -118,17 +116,6 @@ RESCUE_SUBMIT = ActivityPolicy(
 )
 # While an exit order works, look more often than the idle check interval.
 EXITING_POLL = timedelta(seconds=1)
-
-A = TypeVar("A")
-R = TypeVar("R")
-
-
-def _failure(err: ActivityError) -> tuple[str, str]:
-    """(type, message) of an activity failure."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError", cause.message
-    return type(cause).__name__ if cause else "ActivityError", str(cause or err)
 
 
 def _ms(delta: timedelta) -> int:
@@ -225,7 +212,7 @@ class TradeWorkflow:
             state.snapshot_checks += 1
             return
         state.broker_checks += 1
-        position = await self._call(
+        position = await call(
             BrokerActivities.probe_position, SymbolRef(symbol=self._spec.symbol), BROKER_READ
         )
         if position.outcome is ProbeOutcome.UNKNOWN:
@@ -287,7 +274,7 @@ class TradeWorkflow:
         """Raise the stop (replace at the broker, so the position is never unprotected)."""
         async with self._lock:
             state = self._state
-            quotes = await self._call(
+            quotes = await call(
                 BrokerActivities.latest_quotes,
                 QuotesRequest(symbols=[self._spec.symbol]),
                 BROKER_READ,
@@ -334,7 +321,7 @@ class TradeWorkflow:
 
     async def _create_in_ledger(self) -> None:
         spec = self._spec
-        await self._ledger(
+        await ledger(
             LedgerActivities.create_trade,
             TradeCreate(
                 trade_id=spec.trade_id,
@@ -354,15 +341,15 @@ class TradeWorkflow:
             intent = entry_intent(spec, state.entry_attempt)
             state.entry_deadline = workflow.now() + spec.entry_timeout
             try:
-                order = await self._call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+                order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
             except ActivityError as err:
-                kind, message = _failure(err)
+                kind, message = failure_kind(err)
                 state.last_check_note = f"entry refused: {kind}: {message}"
                 await self._close(CloseReason.ENTRY_FAILED, None)
                 return
             state.entry_order_id = order.id
             await self._record_order(order, OrderRole.ENTRY, intent)
-        order = await self._call(
+        order = await call(
             BrokerActivities.get_order, OrderRef(order_id=state.entry_order_id), BROKER_READ
         )
         step = entry_step(order, workflow.now(), state.entry_deadline)
@@ -371,9 +358,7 @@ class TradeWorkflow:
         if isinstance(step, EntryDue):
             if not state.entry_cancel_requested:
                 state.entry_cancel_requested = True
-                await self._call(
-                    BrokerActivities.cancel_order, OrderRef(order_id=order.id), BROKER_WRITE
-                )
+                await call(BrokerActivities.cancel_order, OrderRef(order_id=order.id), BROKER_WRITE)
                 self._wake = True
             state.last_check_note = "entry due: cancel requested"
             return
@@ -384,7 +369,7 @@ class TradeWorkflow:
         if order.filled_qty > state.filled_qty and order.filled_avg_price is not None:
             state.filled_qty = order.filled_qty
             state.entry_price = order.filled_avg_price
-            await self._ledger(
+            await ledger(
                 LedgerActivities.record_entry_fill,
                 TradeEntryFill(
                     trade_id=spec.trade_id,
@@ -410,7 +395,7 @@ class TradeWorkflow:
         """An adopted position's size and price, as the broker reports them."""
         self._state.filled_qty = qty
         self._state.entry_price = avg_price
-        await self._ledger(
+        await ledger(
             LedgerActivities.record_entry_fill,
             TradeEntryFill(
                 trade_id=self._spec.trade_id, qty=qty, avg_price=avg_price, filled_at=workflow.now()
@@ -425,9 +410,7 @@ class TradeWorkflow:
     async def _probe(self, order_id: str | None) -> OrderProbe | None:
         if order_id is None:
             return None
-        return await self._call(
-            BrokerActivities.probe_order, OrderRef(order_id=order_id), BROKER_READ
-        )
+        return await call(BrokerActivities.probe_order, OrderRef(order_id=order_id), BROKER_READ)
 
     async def _protect(self, position: PositionProbe) -> None:
         state = self._state
@@ -478,9 +461,9 @@ class TradeWorkflow:
             action.stop_price,
         )
         try:
-            order = await self._call(BrokerActivities.submit_order, intent, RESCUE_SUBMIT)
+            order = await call(BrokerActivities.submit_order, intent, RESCUE_SUBMIT)
         except ActivityError as err:
-            kind, message = _failure(err)
+            kind, message = failure_kind(err)
             await self._rescue_failed(action, intent, kind, message)
             if kind == "InsufficientQty" and state.take_profit_order_id is not None:
                 # The take-profit holds the shares: the stop matters more; free them.
@@ -591,11 +574,11 @@ class TradeWorkflow:
         state.stop_attempt += 1
         with_id = request.model_copy(update={"client_order_id": cid})
         try:
-            return await self._call(BrokerActivities.replace_order, with_id, BROKER_WRITE)
+            return await call(BrokerActivities.replace_order, with_id, BROKER_WRITE)
         except ActivityError as err:
-            kind, message = _failure(err)
+            kind, message = failure_kind(err)
             try:
-                return await self._call(
+                return await call(
                     BrokerActivities.get_order_by_client_id,
                     ClientOrderRef(client_order_id=cid),
                     BROKER_READ,
@@ -613,7 +596,7 @@ class TradeWorkflow:
         for order_id in (state.stop_order_id, state.take_profit_order_id):
             if order_id is None:
                 continue
-            result = await self._call(
+            result = await call(
                 BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE
             )
             if not result.order.is_terminal or result.order.filled_qty > 0:
@@ -628,7 +611,7 @@ class TradeWorkflow:
             await self._record_exit_intent(plan, None)
             await self._set_status(TradeStatus.EXITING)
         if plan.exit_order_id is not None:
-            exit_order = await self._call(
+            exit_order = await call(
                 BrokerActivities.get_order, OrderRef(order_id=plan.exit_order_id), BROKER_READ
             )
             if not exit_order.is_terminal or exit_order.filled_qty > 0:
@@ -644,9 +627,9 @@ class TradeWorkflow:
             spec.trade_id, spec.symbol, position.position.qty, state.exit_attempt
         )
         try:
-            order = await self._call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+            order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
         except ActivityError as err:
-            kind, message = _failure(err)
+            kind, message = failure_kind(err)
             state.last_check_note = f"exit refused ({kind}: {message}); re-protecting"
             await self._protect(position)
             return
@@ -660,14 +643,10 @@ class TradeWorkflow:
         plan = state.exit
         assert plan is not None and position.position is not None
         if plan.window_start is None or plan.window_end is None:
-            clock = await workflow.execute_activity_method(
-                BrokerActivities.get_clock,
-                start_to_close_timeout=BROKER_READ.start_to_close,
-                retry_policy=BROKER_READ.retry,
-            )
+            clock = await call(BrokerActivities.get_clock, None, BROKER_READ)
             plan.clock_offset = clock.timestamp - workflow.now()
             now = clock.timestamp
-            sessions = await self._call(
+            sessions = await call(
                 BrokerActivities.get_calendar,
                 CalendarRequest(start=now.date(), end=now.date() + timedelta(days=14)),
                 BROKER_READ,
@@ -691,7 +670,7 @@ class TradeWorkflow:
             return
         if now < plan.window_end:
             return
-        exit_order = await self._call(
+        exit_order = await call(
             BrokerActivities.get_order, OrderRef(order_id=plan.exit_order_id), BROKER_READ
         )
         if exit_order.filled_qty > 0:
@@ -712,7 +691,7 @@ class TradeWorkflow:
 
     async def _place_oco_exit(self, plan: ExitPlan, qty: Decimal) -> None:
         state, spec = self._state, self._spec
-        quotes = await self._call(
+        quotes = await call(
             BrokerActivities.latest_quotes, QuotesRequest(symbols=[spec.symbol]), BROKER_READ
         )
         if not quotes:
@@ -726,9 +705,9 @@ class TradeWorkflow:
             spec.trade_id, spec.symbol, qty, quotes[0].bid, state.stop_price, state.exit_attempt
         )
         try:
-            order = await self._call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+            order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
         except ActivityError as err:
-            kind, message = _failure(err)
+            kind, message = failure_kind(err)
             state.last_check_note = f"OCO exit refused ({kind}: {message})"
             state.stop_order_id = None  # cancelled above: the next check rescues it
             self._wake = True
@@ -774,7 +753,7 @@ class TradeWorkflow:
         state.exit_price = exit_price
         state.realized_pnl = realized_pnl(state.entry_price, exit_price, state.filled_qty)
         state.closed_at = now
-        await self._ledger(
+        await ledger(
             LedgerActivities.close_trade,
             TradeClose(
                 trade_id=spec.trade_id,
@@ -786,7 +765,7 @@ class TradeWorkflow:
         )
         plan = state.exit
         if plan is not None and plan.gap_ms is not None:
-            await self._ledger(
+            await ledger(
                 LedgerActivities.append_audit,
                 AuditEntry(
                     actor=workflow.info().workflow_id,
@@ -807,7 +786,7 @@ class TradeWorkflow:
         if self._state.status is status:
             return
         self._state.status = status
-        await self._ledger(
+        await ledger(
             LedgerActivities.transition_trade,
             TradeTransition(trade_id=self._spec.trade_id, status=status, as_of=workflow.now()),
         )
@@ -817,7 +796,7 @@ class TradeWorkflow:
         state = self._state
         if state.stop_order_id is None:
             return
-        await self._ledger(
+        await ledger(
             LedgerActivities.record_protection,
             TradeProtection(
                 trade_id=self._spec.trade_id,
@@ -830,7 +809,7 @@ class TradeWorkflow:
         )
 
     async def _record_exit_intent(self, plan: ExitPlan, planned_for: datetime | None) -> None:
-        await self._ledger(
+        await ledger(
             LedgerActivities.record_exit_intent,
             TradeExitIntent(
                 trade_id=self._spec.trade_id,
@@ -844,7 +823,7 @@ class TradeWorkflow:
     async def _record_order(
         self, order: BrokerOrder, role: OrderRole, intent: OrderIntent | None
     ) -> None:
-        await self._ledger(
+        await ledger(
             LedgerActivities.upsert_order,
             OrderUpsert(
                 client_order_id=order.client_order_id[:48],
@@ -868,7 +847,7 @@ class TradeWorkflow:
     async def _risk_event(
         self, kind: str, severity: RiskSeverity, key: str, detail: dict[str, JsonScalar]
     ) -> None:
-        await self._ledger(
+        await ledger(
             LedgerActivities.record_risk_event,
             RiskEventCreate(
                 event_key=f"{self._spec.trade_id}:{kind}:{key}",
@@ -883,32 +862,12 @@ class TradeWorkflow:
 
     async def _cancel_quietly(self, order_id: str) -> None:
         try:
-            await self._call(
-                BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE
-            )
+            await call(BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE)
         except ActivityError as err:
-            kind, message = _failure(err)
+            kind, message = failure_kind(err)
             workflow.logger.warning(
                 "trade %s: cancel %s failed: %s: %s", self._spec.trade_id, order_id, kind, message
             )
-
-    async def _call(self, method: Callable[[Any, A], R], arg: A, policy: ActivityPolicy) -> R:
-        result: R = await workflow.execute_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=policy.start_to_close,
-            retry_policy=policy.retry,
-        )
-        return result
-
-    async def _ledger(self, method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
-        result: R = await workflow.execute_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=LEDGER_WRITE.start_to_close,
-            retry_policy=LEDGER_WRITE.retry,
-        )
-        return result
 
     def _publish(self) -> None:
         """Search attributes and the Web UI's current details."""

@@ -1,0 +1,73 @@
+"""One way for every workflow to call an activity method under a named policy.
+
+Deterministic: it only forwards to `workflow.execute_activity_method` with the policy's
+deadline, heartbeat and retry, so a workflow that uses it schedules the same commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.types import (
+    MethodAsyncNoParam,
+    MethodAsyncSingleParam,
+    MethodSyncNoParam,
+    MethodSyncSingleParam,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.policies import LEDGER_WRITE, ActivityPolicy
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+@overload
+async def call(method: MethodAsyncNoParam[Any, R], arg: None, policy: ActivityPolicy) -> R: ...
+
+
+@overload
+async def call(method: MethodSyncNoParam[Any, R], arg: None, policy: ActivityPolicy) -> R: ...
+
+
+@overload
+async def call(method: MethodAsyncSingleParam[Any, A, R], arg: A, policy: ActivityPolicy) -> R: ...
+
+
+@overload
+async def call(method: MethodSyncSingleParam[Any, A, R], arg: A, policy: ActivityPolicy) -> R: ...
+
+
+async def call(method: Callable[..., Any], arg: object, policy: ActivityPolicy) -> Any:
+    """Run an activity method with `arg` (none when `arg` is None) under `policy`."""
+    return await workflow.execute_activity_method(
+        method,
+        args=[] if arg is None else [arg],
+        start_to_close_timeout=policy.start_to_close,
+        heartbeat_timeout=policy.heartbeat,
+        retry_policy=policy.retry,
+    )
+
+
+async def ledger(method: MethodAsyncSingleParam[Any, A, R], arg: A) -> R:
+    """Run a ledger activity method under LEDGER_WRITE."""
+    return await call(method, arg, LEDGER_WRITE)
+
+
+def failure(err: Exception) -> str:
+    """`Type: message` of an activity or child-workflow failure, for notes and audit rows."""
+    cause = err.cause if isinstance(err, ActivityError | ChildWorkflowError) else err
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'ApplicationError'}: {cause.message}"
+    return str(cause or err)
+
+
+def failure_kind(err: ActivityError) -> tuple[str, str]:
+    """(type, message) of an activity failure."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError", cause.message
+    return type(cause).__name__ if cause else "ActivityError", str(cause or err)
