@@ -13,8 +13,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from cli.output import emit_json, fail, say, table
-from clients import make_client, make_pool
+from cli.output import emit_json, emit_model, fail, say, table
+from cli.run import with_client
+from clients import make_pool
 from ledger.runs import EntryRuns
 from ledger.signals import Signals
 from settings import Settings
@@ -117,8 +118,7 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid drain: {exc}", code=2)
 
-    async def go() -> Any:
-        client = await make_client(settings)
+    async def go(client: Client) -> Any:
         handle, started = await start_or_join_drain(client, request, settings.temporal_task_queue)
         if not started:
             sys.stderr.write(
@@ -127,10 +127,9 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
             )
         return await _wait_with_progress(handle)
 
-    result = asyncio.run(go())
+    result = with_client(settings, go)
     if args.json:
-        emit_json(result.model_dump(mode="json"))
-        return 0
+        return emit_model(result)
     say(
         table(
             [
@@ -188,8 +187,7 @@ def cmd_signals_add(args: argparse.Namespace, settings: Settings) -> int:
 
     written = asyncio.run(go())
     if args.json:
-        emit_json(written.model_dump(mode="json"))
-        return 0
+        return emit_model(written)
     signal = written.signal
     verb = "added" if written.applied else "already stored"
     say(f"signal {signal.signal_key} {verb}: {signal.symbol} {signal.strategy} {signal.status}")

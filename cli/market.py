@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import uuid
 from decimal import Decimal, InvalidOperation
 
-from cli.output import emit_json, fail, say, table
-from clients import make_client
+from cli.output import emit_model, fail, say, table
+from cli.run import run_workflow
 from settings import Settings
-from trading.entry import MarketLoopInput, MarketLoopResult
-from trading.exits import ExitReviewInput, ExitReviewResult
+from trading.entry import MarketLoopInput
+from trading.exits import ExitReviewInput
 from workflows.exit_review import EodExitReviewWorkflow
 from workflows.market_loop import MarketLoopWorkflow
 
@@ -75,20 +73,9 @@ def cmd_market_loop_run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid market-loop run: {str(exc).splitlines()[0]}", code=2)
 
-    async def go() -> MarketLoopResult:
-        client = await make_client(settings)
-        result: MarketLoopResult = await client.execute_workflow(
-            MarketLoopWorkflow.run,
-            request,
-            id=f"market-loop-cli-{uuid.uuid4().hex[:12]}",
-            task_queue=settings.temporal_task_queue,
-        )
-        return result
-
-    result = asyncio.run(go())
+    result = run_workflow(settings, MarketLoopWorkflow.run, request, "market-loop-cli")
     if args.json:
-        emit_json(result.model_dump(mode="json"))
-        return 0
+        return emit_model(result)
     rows = [
         (
             o.signal_key,
@@ -125,20 +112,9 @@ def cmd_exit_review_run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid exit-review run: {str(exc).splitlines()[0]}", code=2)
 
-    async def go() -> ExitReviewResult:
-        client = await make_client(settings)
-        result: ExitReviewResult = await client.execute_workflow(
-            EodExitReviewWorkflow.run,
-            request,
-            id=f"exit-review-cli-{uuid.uuid4().hex[:12]}",
-            task_queue=settings.temporal_task_queue,
-        )
-        return result
-
-    result = asyncio.run(go())
+    result = run_workflow(settings, EodExitReviewWorkflow.run, request, "exit-review-cli")
     if args.json:
-        emit_json(result.model_dump(mode="json"))
-        return 0
+        return emit_model(result)
     if result.ended_early:
         say(f"run {result.run_id} ended early: {result.reason}")
         return 0

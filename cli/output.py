@@ -7,10 +7,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 
 def emit_json(payload: Any) -> None:
     """Print payload as indented JSON on stdout."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def emit_model(result: BaseModel, code: int = 0) -> int:
+    """Print a result model as JSON (--json) and return the exit code."""
+    emit_json(result.model_dump(mode="json"))
+    return code
 
 
 def say(message: str = "") -> None:

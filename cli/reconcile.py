@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import uuid
 
-from cli.output import emit_json, fail, say, table
-from clients import make_client
+from cli.output import emit_model, fail, say, table
+from cli.run import run_workflow
 from settings import Settings
 from trading.reconcile import ReconcilePlan
 from trading.reconcile_models import (
     AUTO_MANAGE_WORKFLOW_ID,
     AutoManageInput,
-    AutoManageResult,
     ReconcileInput,
-    ReconcileResult,
 )
 from workflows.auto_manage import AutoManageWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -84,20 +80,9 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid reconcile: {exc}", code=2)
 
-    async def go() -> ReconcileResult:
-        client = await make_client(settings)
-        result: ReconcileResult = await client.execute_workflow(
-            ReconcileWorkflow.run,
-            request,
-            id=f"reconcile-cli-{uuid.uuid4().hex[:12]}",
-            task_queue=settings.temporal_task_queue,
-        )
-        return result
-
-    result = asyncio.run(go())
+    result = run_workflow(settings, ReconcileWorkflow.run, request, "reconcile-cli")
     if args.json:
-        emit_json(result.model_dump(mode="json"))
-        return 0 if result.ok else 1
+        return emit_model(result, code=0 if result.ok else 1)
     if result.plan is not None:
         rows = plan_rows(result.plan)
         header = ("ACTION", "SYMBOL", "TRADE", "DETAIL")
@@ -119,21 +104,11 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_auto_manage(args: argparse.Namespace, settings: Settings) -> int:
     """Run one protection sweep and print what it did per position."""
-
-    async def go() -> AutoManageResult:
-        client = await make_client(settings)
-        result: AutoManageResult = await client.execute_workflow(
-            AutoManageWorkflow.run,
-            AutoManageInput(),
-            id=f"{AUTO_MANAGE_WORKFLOW_ID}-cli-{uuid.uuid4().hex[:12]}",
-            task_queue=settings.temporal_task_queue,
-        )
-        return result
-
-    result = asyncio.run(go())
+    result = run_workflow(
+        settings, AutoManageWorkflow.run, AutoManageInput(), f"{AUTO_MANAGE_WORKFLOW_ID}-cli"
+    )
     if args.json:
-        emit_json(result.model_dump(mode="json"))
-        return 0 if result.ok else 1
+        return emit_model(result, code=0 if result.ok else 1)
     rows: list[tuple[str, ...]] = [
         (
             g.symbol,

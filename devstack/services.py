@@ -52,7 +52,8 @@ async def start_singletons(client: Client, settings: Settings, say: Callable[[st
 
 async def apply_schedules(client: Client, settings: Settings, say: Callable[[str], None]) -> None:
     """Install the configured schedule profile (dev by default) idempotently."""
-    from cli.schedules import apply_plan, resolve_profile
+    from cli.schedule_ops import apply_plan
+    from cli.schedules import resolve_profile
     from trading.schedule_plan import schedule_plan
 
     profile = resolve_profile(None, settings)

@@ -20,7 +20,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
 )
 
-from cli import schedules
+from cli import schedule_ops, schedules
 from cli.output import fail
 from settings import ConfigError, Settings
 from trading.schedule_plan import (
@@ -62,14 +62,14 @@ async def test_market_apply_is_idempotent_and_fires_only_in_the_new_york_session
     plan = schedule_plan("market", prefix)
     ids = [op.schedule_id for op in plan.operations]
 
-    first = await schedules.apply_plan(client, plan, task_queue)
-    second = await schedules.apply_plan(client, plan, task_queue)
+    first = await schedule_ops.apply_plan(client, plan, task_queue)
+    second = await schedule_ops.apply_plan(client, plan, task_queue)
 
     assert [(o.schedule_id, o.result) for o in first] == [(i, "created") for i in ids]
     assert [(o.schedule_id, o.result) for o in second] == [(i, "unchanged") for i in ids]
 
     async def listed_once() -> bool:
-        return sorted(await schedules.installed_ids(client, prefix)) == sorted(ids)
+        return sorted(await schedule_ops.installed_ids(client, prefix)) == sorted(ids)
 
     await _eventually(listed_once)
 
@@ -95,7 +95,7 @@ async def test_changed_definition_is_updated_in_place_keeping_a_pause_and_stale_
 ) -> None:
     dev = schedule_plan("dev", prefix)
     market = schedule_plan("market", prefix)
-    created = await schedules.apply_plan(client, dev, task_queue)
+    created = await schedule_ops.apply_plan(client, dev, task_queue)
     assert {o.result for o in created} == {"created"}
     for op in dev.operations:
         spec = (await client.get_schedule_handle(op.schedule_id).describe()).schedule.spec
@@ -116,11 +116,11 @@ async def test_changed_definition_is_updated_in_place_keeping_a_pause_and_stale_
     )
 
     async def stale_listed() -> bool:
-        return stale_id in await schedules.installed_ids(client, prefix)
+        return stale_id in await schedule_ops.installed_ids(client, prefix)
 
     await _eventually(stale_listed)
 
-    switched = await schedules.apply_plan(client, market, task_queue)
+    switched = await schedule_ops.apply_plan(client, market, task_queue)
     assert {o.schedule_id: o.result for o in switched} == {
         **{op.schedule_id: "updated" for op in market.operations},
         stale_id: "stale",
@@ -134,14 +134,14 @@ async def test_changed_definition_is_updated_in_place_keeping_a_pause_and_stale_
     assert after[reconcile_id].schedule.state.paused is True
     assert after[reconcile_id].schedule.state.note == "broker maintenance"
     # A task queue change is a definition change too.
-    moved = await schedules.apply_plan(client, market, f"{task_queue}-moved")
+    moved = await schedule_ops.apply_plan(client, market, f"{task_queue}-moved")
     assert {o.result for o in moved if o.schedule_id != stale_id} == {"updated"}
 
-    pruned = await schedules.apply_plan(client, market, task_queue, prune=True)
+    pruned = await schedule_ops.apply_plan(client, market, task_queue, prune=True)
     assert [(o.schedule_id, o.result) for o in pruned if o.result != "updated"] == [
         (stale_id, "deleted")
     ]
-    assert await schedules.describe_or_none(client, stale_id) is None
+    assert await schedule_ops.describe_or_none(client, stale_id) is None
 
 
 async def test_pause_resume_and_trigger_through_the_cli_change_what_the_server_reports(
