@@ -1,0 +1,244 @@
+"""TradeBase: a trade's state, its ledger records and published details, and closing it once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
+    from activities.ledger import LedgerActivities
+    from trading.broker_models import BrokerOrder, OrderIntent, OrderProbe, OrderRef, ProbeOutcome
+    from trading.ledger_records import (
+        CloseReason,
+        ExitIntent,
+        OrderRole,
+        OrderStatus,
+        OrderUpsert,
+        RiskEventCreate,
+        RiskSeverity,
+        TradeClose,
+        TradeExitIntent,
+        TradeOrigin,
+        TradeProtection,
+        TradeStatus,
+        TradeTransition,
+        terminal_status_for,
+    )
+    from trading.models import AuditEntry, JsonScalar
+    from trading.trade_logic import close_reason_for, exit_price_of, realized_pnl
+    from trading.trade_models import ExitPlan, TradeSpec, TradeState
+    from workflows.calls import call, failure_kind, ledger
+    from workflows.policies import BROKER_READ, BROKER_WRITE
+
+
+TRADE_ID = SearchAttributeKey.for_keyword("TradeId")
+TRADE_SYMBOL = SearchAttributeKey.for_keyword("TradeSymbol")
+TRADE_STATUS = SearchAttributeKey.for_keyword("TradeStatus")
+TRADE_ORIGIN = SearchAttributeKey.for_keyword("TradeOrigin")
+
+
+def millis(delta: timedelta) -> int:
+    """Whole milliseconds in `delta` (the unprotected-gap telemetry's unit)."""
+    return int(delta.total_seconds() * 1000)
+
+
+class TradeBase:
+    """TradeWorkflow's state and the steps every behaviour shares: ledger writes, closing."""
+
+    _spec: TradeSpec
+    _state: TradeState
+    _wake: bool
+
+    # --- ledger and broker helpers -------------------------------------------------------
+
+    async def _set_status(self, status: TradeStatus) -> None:
+        if self._state.status is status:
+            return
+        self._state.status = status
+        await ledger(
+            LedgerActivities.transition_trade,
+            TradeTransition(trade_id=self._spec.trade_id, status=status, as_of=workflow.now()),
+        )
+        self._publish()
+
+    async def _record_protection(self) -> None:
+        state = self._state
+        if state.stop_order_id is None:
+            return
+        await ledger(
+            LedgerActivities.record_protection,
+            TradeProtection(
+                trade_id=self._spec.trade_id,
+                stop_price=state.stop_price,
+                stop_order_id=state.stop_order_id,
+                take_profit_price=state.take_profit_price if state.take_profit_order_id else None,
+                take_profit_order_id=state.take_profit_order_id,
+                as_of=workflow.now(),
+            ),
+        )
+
+    async def _record_exit_intent(self, plan: ExitPlan, planned_for: datetime | None) -> None:
+        await ledger(
+            LedgerActivities.record_exit_intent,
+            TradeExitIntent(
+                trade_id=self._spec.trade_id,
+                exit_intent=ExitIntent(
+                    urgency=plan.urgency, reason=plan.reason, planned_for=planned_for
+                ),
+                as_of=workflow.now(),
+            ),
+        )
+
+    async def _record_order(
+        self, order: BrokerOrder, role: OrderRole, intent: OrderIntent | None
+    ) -> None:
+        await ledger(
+            LedgerActivities.upsert_order,
+            OrderUpsert(
+                client_order_id=order.client_order_id[:48],
+                trade_id=self._spec.trade_id,
+                role=role,
+                symbol=order.symbol,
+                side=order.side,
+                order_type=order.type,
+                qty=order.qty or (intent.qty if intent else self._spec.qty),
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+                status=OrderStatus(order.status.value),
+                broker_order_id=order.id,
+                filled_qty=order.filled_qty,
+                filled_avg_price=order.filled_avg_price,
+                submitted_at=order.submitted_at,
+                broker_updated_at=order.updated_at,
+            ),
+        )
+
+    async def _risk_event(
+        self, kind: str, severity: RiskSeverity, key: str, detail: dict[str, JsonScalar]
+    ) -> None:
+        await ledger(
+            LedgerActivities.record_risk_event,
+            RiskEventCreate(
+                event_key=f"{self._spec.trade_id}:{kind}:{key}",
+                kind=kind,
+                severity=severity,
+                trade_id=self._spec.trade_id,
+                symbol=self._spec.symbol,
+                detail=detail,
+                at=workflow.now(),
+            ),
+        )
+
+    async def _cancel_quietly(self, order_id: str) -> None:
+        try:
+            await call(BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE)
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            workflow.logger.warning(
+                "trade %s: cancel %s failed: %s: %s", self._spec.trade_id, order_id, kind, message
+            )
+
+    async def _probe(self, order_id: str | None) -> OrderProbe | None:
+        if order_id is None:
+            return None
+        return await call(BrokerActivities.probe_order, OrderRef(order_id=order_id), BROKER_READ)
+
+    # --- closing -------------------------------------------------------------------------
+
+    async def _close_flat(self) -> None:
+        """The position is gone: find out which order closed it and close the trade once."""
+        state = self._state
+        plan = state.exit
+        orders: list[BrokerOrder | None] = []
+        for order_id in (
+            state.stop_order_id,
+            state.take_profit_order_id,
+            plan.exit_order_id if plan else None,
+        ):
+            probe = await self._probe(order_id)
+            if probe is not None and probe.outcome is ProbeOutcome.UNKNOWN:
+                state.last_check_note = f"flat, but order {order_id} is unknown: waiting"
+                return
+            orders.append(probe.order if probe is not None else None)
+        stop, take_profit, exit_order = orders
+        for leftover in orders:  # a stop left working on a flat position would open a short
+            if leftover is not None and leftover.is_active:
+                await self._cancel_quietly(leftover.id)
+        reason = close_reason_for(stop, take_profit, exit_order, plan.urgency if plan else None)
+        exit_price = exit_price_of(exit_order, stop, take_profit)
+        if plan is not None and plan.stop_cancel_confirmed_at is not None and plan.gap_ms is None:
+            plan.gap_ms = millis(workflow.now() - plan.stop_cancel_confirmed_at)
+        await self._close(reason, exit_price)
+
+    async def _close(self, reason: CloseReason, exit_price: Decimal | None) -> None:
+        state, spec = self._state, self._spec
+        now = workflow.now()
+        state.close_reason = reason
+        state.exit_price = exit_price
+        state.realized_pnl = realized_pnl(state.entry_price, exit_price, state.filled_qty)
+        state.closed_at = now
+        await ledger(
+            LedgerActivities.close_trade,
+            TradeClose(
+                trade_id=spec.trade_id,
+                close_reason=reason,
+                exit_price=exit_price,
+                realized_pnl=state.realized_pnl,
+                closed_at=now,
+            ),
+        )
+        plan = state.exit
+        if plan is not None and plan.gap_ms is not None:
+            await ledger(
+                LedgerActivities.append_audit,
+                AuditEntry(
+                    actor=workflow.info().workflow_id,
+                    action="exit_unprotected_gap",
+                    reason=plan.reason,
+                    trade_id=spec.trade_id,
+                    detail={"gap_ms": plan.gap_ms, "urgency": plan.urgency.value},
+                    event_key=f"{spec.trade_id}:exit-gap",
+                ),
+            )
+        state.status = terminal_status_for(reason)
+        state.last_check_note = f"closed: {reason.value}"
+        workflow.logger.info("trade %s closed: %s at %s", spec.trade_id, reason, exit_price)
+
+    # --- published details ---------------------------------------------------------------
+
+    def _publish(self) -> None:
+        """Search attributes and the Web UI's current details."""
+        state, spec = self._state, self._spec
+        workflow.upsert_search_attributes(
+            [
+                TRADE_ID.value_set(spec.trade_id),
+                TRADE_SYMBOL.value_set(spec.symbol),
+                TRADE_STATUS.value_set(state.status.value),
+                TRADE_ORIGIN.value_set(
+                    (TradeOrigin.EXTERNAL if spec.protect_only else TradeOrigin.INTERNAL).value
+                ),
+            ]
+        )
+        rescue = state.rescue
+        lines = [
+            f"## {spec.symbol} `{spec.trade_id}` — **{state.status.value}**",
+            f"- position: {state.position_qty} (entry {state.filled_qty} @ {state.entry_price})",
+            f"- stop: {state.stop_price} order `{state.stop_order_id}`",
+            f"- take-profit: {state.take_profit_price} order `{state.take_profit_order_id}`",
+            f"- rescues: {rescue.attempted} attempted, {rescue.ok} ok, {rescue.failed} failed"
+            + (f" (last error: {rescue.last_error})" if rescue.last_error else ""),
+            f"- last check: {state.last_check_at} — {state.last_check_note}",
+        ]
+        if state.exit is not None:
+            lines.append(
+                f"- exit: {state.exit.urgency.value} ({state.exit.reason}) "
+                f"order `{state.exit.exit_order_id}` gap {state.exit.gap_ms} ms"
+            )
+        if state.close_reason is not None:
+            lines.append(f"- closed: {state.close_reason.value} at {state.exit_price}")
+        workflow.set_current_details("\n".join(lines))

@@ -1,0 +1,123 @@
+"""EntrySteps: the trade's start: its ledger row, the entry order, an adopted position."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows.trade_base import TradeBase
+
+with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
+    from activities.ledger import LedgerActivities
+    from trading.broker_models import OrderRef
+    from trading.ledger_records import (
+        CloseReason,
+        OrderRole,
+        TradeCreate,
+        TradeEntryFill,
+        TradeOrigin,
+        TradeStatus,
+    )
+    from trading.trade_logic import (
+        EntryDead,
+        EntryDue,
+        EntryFilled,
+        entry_intent,
+        entry_step,
+        protective_legs,
+    )
+    from workflows.calls import call, failure_kind, ledger
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
+
+
+class EntrySteps(TradeBase):
+    """Creates the trade in the ledger and advances its entry until it is open or dead."""
+
+    async def _create_in_ledger(self) -> None:
+        spec = self._spec
+        await ledger(
+            LedgerActivities.create_trade,
+            TradeCreate(
+                trade_id=spec.trade_id,
+                symbol=spec.symbol,
+                workflow_id=workflow.info().workflow_id,
+                origin=TradeOrigin.EXTERNAL if spec.protect_only else TradeOrigin.INTERNAL,
+                status=self._state.status,
+                signal_id=spec.signal_id,
+                as_of=workflow.now(),
+            ),
+        )
+        self._state.created = True
+
+    async def _advance_entry(self) -> None:
+        state, spec = self._state, self._spec
+        if state.entry_order_id is None:
+            intent = entry_intent(spec, state.entry_attempt)
+            state.entry_deadline = workflow.now() + spec.entry_timeout
+            try:
+                order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+            except ActivityError as err:
+                kind, message = failure_kind(err)
+                state.last_check_note = f"entry refused: {kind}: {message}"
+                await self._close(CloseReason.ENTRY_FAILED, None)
+                return
+            state.entry_order_id = order.id
+            await self._record_order(order, OrderRole.ENTRY, intent)
+        order = await call(
+            BrokerActivities.get_order, OrderRef(order_id=state.entry_order_id), BROKER_READ
+        )
+        step = entry_step(order, workflow.now(), state.entry_deadline)
+        if state.exit is not None and not state.entry_cancel_requested and not order.is_terminal:
+            step = EntryDue()  # asked to exit before the entry filled: stop buying
+        if isinstance(step, EntryDue):
+            if not state.entry_cancel_requested:
+                state.entry_cancel_requested = True
+                await call(BrokerActivities.cancel_order, OrderRef(order_id=order.id), BROKER_WRITE)
+                self._wake = True
+            state.last_check_note = "entry due: cancel requested"
+            return
+        if isinstance(step, EntryDead):
+            await self._record_order(order, OrderRole.ENTRY, None)
+            await self._close(step.reason, None)
+            return
+        if order.filled_qty > state.filled_qty and order.filled_avg_price is not None:
+            state.filled_qty = order.filled_qty
+            state.entry_price = order.filled_avg_price
+            await ledger(
+                LedgerActivities.record_entry_fill,
+                TradeEntryFill(
+                    trade_id=spec.trade_id,
+                    qty=order.filled_qty,
+                    avg_price=order.filled_avg_price,
+                    filled_at=order.filled_at or workflow.now(),
+                ),
+            )
+        if not isinstance(step, EntryFilled):
+            state.last_check_note = f"entry working, filled {order.filled_qty} of {spec.qty}"
+            return
+        await self._record_order(order, OrderRole.ENTRY, None)
+        stop_leg, take_profit_leg = protective_legs(order)
+        state.position_qty = order.filled_qty  # until the next check reads the broker's
+        state.stop_order_id = stop_leg.id if stop_leg else None
+        state.take_profit_order_id = take_profit_leg.id if take_profit_leg else None
+        await self._set_status(TradeStatus.OPEN)
+        if stop_leg is not None:
+            await self._record_protection()
+        self._wake = True  # check protection at once (a partial entry's legs are cancelled)
+
+    async def _adopt_position(self, qty: Decimal, avg_price: Decimal) -> None:
+        """An adopted position's size and price, as the broker reports them."""
+        self._state.filled_qty = qty
+        self._state.entry_price = avg_price
+        await ledger(
+            LedgerActivities.record_entry_fill,
+            TradeEntryFill(
+                trade_id=self._spec.trade_id, qty=qty, avg_price=avg_price, filled_at=workflow.now()
+            ),
+        )
+        # An adopted stop is kept as it is (never replaced), so record it here; a stop that
+        # turns out dead is rescued and recorded again, later.
+        await self._record_protection()

@@ -1,0 +1,161 @@
+"""ExitSteps: an exit asked for, done at once or in the next open's window."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows.trade_base import millis
+from workflows.trade_protection import ProtectionSteps
+
+with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
+    from trading.broker_models import CalendarRequest, OrderRef, PositionProbe, QuotesRequest
+    from trading.ledger_records import ExitUrgency, OrderRole, TradeStatus
+    from trading.trade_logic import (
+        market_exit_intent,
+        next_open_exit_window,
+        oco_exit_intent,
+        protective_legs,
+    )
+    from trading.trade_models import ExitPlan, WindowEscalation
+    from workflows.calls import call, failure_kind
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
+
+
+class ExitSteps(ProtectionSteps):
+    """Cancels protection and exits the position, immediately or through an OCO at the open."""
+
+    async def _cancel_protection(self) -> bool:
+        """Cancel stop and take-profit; True once both are confirmed final (not filled)."""
+        state = self._state
+        for order_id in (state.stop_order_id, state.take_profit_order_id):
+            if order_id is None:
+                continue
+            result = await call(
+                BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE
+            )
+            if not result.order.is_terminal or result.order.filled_qty > 0:
+                return False  # cancel pending, or it filled: look again next step
+        return True
+
+    async def _advance_immediate_exit(self, position: PositionProbe) -> None:
+        state, spec = self._state, self._spec
+        plan = state.exit
+        assert plan is not None and position.position is not None
+        if state.status is not TradeStatus.EXITING:
+            await self._record_exit_intent(plan, None)
+            await self._set_status(TradeStatus.EXITING)
+        if plan.exit_order_id is not None:
+            exit_order = await call(
+                BrokerActivities.get_order, OrderRef(order_id=plan.exit_order_id), BROKER_READ
+            )
+            if not exit_order.is_terminal or exit_order.filled_qty > 0:
+                state.last_check_note = f"exit {exit_order.id} is {exit_order.status.value}"
+                return
+            plan.exit_order_id = None  # died unfilled: place another
+        if not await self._cancel_protection():
+            state.last_check_note = "exit: waiting for the stop cancel to be final"
+            return
+        if plan.stop_cancel_confirmed_at is None:
+            plan.stop_cancel_confirmed_at = workflow.now()
+        intent = market_exit_intent(
+            spec.trade_id, spec.symbol, position.position.qty, state.exit_attempt
+        )
+        try:
+            order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            state.last_check_note = f"exit refused ({kind}: {message}); re-protecting"
+            await self._protect(position)
+            return
+        state.exit_attempt += 1
+        plan.exit_order_id = order.id
+        await self._record_order(order, OrderRole.EXIT, intent)
+        self._wake = True
+
+    async def _advance_next_open_exit(self, position: PositionProbe) -> None:
+        state, spec = self._state, self._spec
+        plan = state.exit
+        assert plan is not None and position.position is not None
+        if plan.window_start is None or plan.window_end is None:
+            clock = await call(BrokerActivities.get_clock, None, BROKER_READ)
+            plan.clock_offset = clock.timestamp - workflow.now()
+            now = clock.timestamp
+            sessions = await call(
+                BrokerActivities.get_calendar,
+                CalendarRequest(start=now.date(), end=now.date() + timedelta(days=14)),
+                BROKER_READ,
+            )
+            window = next_open_exit_window(
+                sessions, now, spec.exit_window_start, spec.exit_window_end
+            )
+            plan.window_start, plan.window_end = window.start, window.end
+            state.last_check_note = (
+                f"exit planned for {window.start.isoformat()} - {window.end.isoformat()} "
+                "(broker time)"
+            )
+            await self._record_exit_intent(plan, window.start)
+            await self._set_status(TradeStatus.EXIT_PLANNED)
+            return
+        now = workflow.now() + plan.clock_offset
+        if now < plan.window_start:
+            return
+        if plan.exit_order_id is None:
+            await self._place_oco_exit(plan, position.position.qty)
+            return
+        if now < plan.window_end:
+            return
+        exit_order = await call(
+            BrokerActivities.get_order, OrderRef(order_id=plan.exit_order_id), BROKER_READ
+        )
+        if exit_order.filled_qty > 0:
+            return
+        await self._cancel_quietly(exit_order.id)
+        if spec.exit_window_escalation is WindowEscalation.MARKET_EXIT:
+            state.exit = ExitPlan(
+                urgency=ExitUrgency.IMMEDIATE,
+                reason=f"{plan.reason} (exit window ended unfilled)",
+                requested_at=now,
+            )
+        else:
+            state.exit = ExitPlan(
+                urgency=ExitUrgency.NEXT_OPEN, reason=plan.reason, requested_at=now
+            )
+            state.stop_order_id = None  # the OCO's stop went with it: rescue at once
+        self._wake = True
+
+    async def _place_oco_exit(self, plan: ExitPlan, qty: Decimal) -> None:
+        state, spec = self._state, self._spec
+        quotes = await call(
+            BrokerActivities.latest_quotes, QuotesRequest(symbols=[spec.symbol]), BROKER_READ
+        )
+        if not quotes:
+            state.last_check_note = "exit window open but no quote yet"
+            return
+        await self._set_status(TradeStatus.EXITING)
+        if not await self._cancel_protection():
+            return
+        plan.stop_cancel_confirmed_at = workflow.now()
+        intent = oco_exit_intent(
+            spec.trade_id, spec.symbol, qty, quotes[0].bid, state.stop_price, state.exit_attempt
+        )
+        try:
+            order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            state.last_check_note = f"OCO exit refused ({kind}: {message})"
+            state.stop_order_id = None  # cancelled above: the next check rescues it
+            self._wake = True
+            return
+        state.exit_attempt += 1
+        plan.exit_order_id = order.id
+        plan.gap_ms = millis(workflow.now() - plan.stop_cancel_confirmed_at)
+        stop_leg, _ = protective_legs(order)
+        state.take_profit_order_id = None
+        if stop_leg is not None:
+            await self._adopt_stop(stop_leg.id)
+        await self._record_order(order, OrderRole.EXIT, intent)

@@ -1,0 +1,225 @@
+"""ProtectionSteps: an active stop at the broker on every share: keep, follow, resize, rescue."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+from workflows.trade_base import TradeBase, millis
+
+with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
+    from trading.broker_models import (
+        BrokerOrder,
+        ClientOrderRef,
+        OrderIntent,
+        PositionProbe,
+        ReplaceRequest,
+    )
+    from trading.control import CONTROL_WORKFLOW_ID, RescueAlert
+    from trading.ids import Leg, client_order_id
+    from trading.ledger_records import ExitUrgency, OrderRole, RiskSeverity
+    from trading.models import JsonScalar
+    from trading.trade_logic import (
+        Flat,
+        Follow,
+        Keep,
+        Rescue,
+        Resize,
+        protection_action,
+        rescue_backoff,
+        rescue_intent,
+    )
+    from trading.trade_models import ExitPlan, RescueEscalation
+    from workflows.calls import call, failure_kind
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, ActivityPolicy
+
+
+# A rescue retries in the workflow (with telemetry and backoff between attempts), so each
+# attempt's activity gives up sooner than a normal submit.
+RESCUE_SUBMIT = ActivityPolicy(
+    start_to_close=BROKER_SUBMIT.start_to_close,
+    retry=replace(BROKER_SUBMIT.retry, maximum_attempts=2),
+)
+
+
+class ProtectionSteps(TradeBase):
+    """Keeps the position covered by a working stop, rescuing it when it is gone."""
+
+    async def _protect(self, position: PositionProbe) -> None:
+        state = self._state
+        stop = await self._probe(state.stop_order_id)
+        action = protection_action(state.stop_price, state.stop_order_id, position, stop)
+        now = workflow.now()
+        if isinstance(action, Keep):
+            state.last_check_note = f"protected: stop {state.stop_order_id} covers {action.qty}"
+        elif isinstance(action, Follow):
+            await self._adopt_stop(action.order_id)
+            self._wake = True
+        elif isinstance(action, Resize):
+            try:
+                resized = await self._replace_stop(
+                    ReplaceRequest(order_id=action.order_id, qty=action.qty)
+                )
+            except ApplicationError as exc:
+                state.last_check_note = f"resize to {action.qty} failed: {exc.message}"
+                return
+            await self._adopt_stop(resized.id)
+        elif isinstance(action, Rescue):
+            if state.stop_missing_since is None:
+                state.stop_missing_since = now
+            if state.rescue.next_at is not None and now < state.rescue.next_at:
+                state.last_check_note = f"{action.why}; next rescue at {state.rescue.next_at}"
+                return
+            await self._rescue(action)
+        elif isinstance(action, Flat):
+            await self._close_flat()
+        else:
+            state.last_check_note = action.reason
+
+    async def _rescue(self, action: Rescue) -> None:
+        state, spec = self._state, self._spec
+        telemetry = state.rescue
+        now = workflow.now()
+        telemetry.attempted += 1
+        telemetry.last_at = now
+        intent = rescue_intent(
+            spec.trade_id, spec.symbol, action.qty, action.stop_price, state.rescue_attempt
+        )
+        workflow.logger.warning(
+            "trade %s: %s; rescue stop %s x%s @ %s",
+            spec.trade_id,
+            action.why,
+            intent.client_order_id,
+            action.qty,
+            action.stop_price,
+        )
+        try:
+            order = await call(BrokerActivities.submit_order, intent, RESCUE_SUBMIT)
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            await self._rescue_failed(action, intent, kind, message)
+            if kind == "InsufficientQty" and state.take_profit_order_id is not None:
+                # The take-profit holds the shares: the stop matters more; free them.
+                await self._cancel_quietly(state.take_profit_order_id)
+                state.take_profit_order_id = None
+                state.rescue.next_at = None
+                self._wake = True
+            return
+        state.rescue_attempt += 1  # this id is used up at the broker, whatever its fate
+        await self._record_order(order, OrderRole.STOP, intent)
+        if not order.is_active:
+            await self._rescue_failed(
+                action, intent, "RescueNotActive", f"rescue stop is {order.status.value}"
+            )
+            return
+        gap = now - (state.stop_missing_since or now)
+        state.stop_missing_since = None
+        telemetry.ok += 1
+        telemetry.consecutive_failures = 0
+        telemetry.alerted = False
+        telemetry.last_status = order.status.value
+        telemetry.last_error = None
+        telemetry.next_at = None
+        telemetry.last_gap_ms = millis(workflow.now() - now + gap)
+        await self._adopt_stop(order.id)
+        await self._risk_event(
+            "stop_rescued",
+            RiskSeverity.WARNING,
+            f"ok:{intent.client_order_id}",
+            {
+                "why": action.why,
+                "order_id": order.id,
+                "client_order_id": intent.client_order_id,
+                "qty": str(action.qty),
+                "stop_price": str(action.stop_price),
+                "gap_ms": telemetry.last_gap_ms,
+            },
+        )
+
+    async def _rescue_failed(
+        self, action: Rescue, intent: OrderIntent, kind: str, message: str
+    ) -> None:
+        state, spec = self._state, self._spec
+        telemetry = state.rescue
+        telemetry.failed += 1
+        telemetry.consecutive_failures += 1
+        telemetry.last_status = "failed"
+        telemetry.last_error = f"{kind}: {message}"
+        telemetry.next_at = workflow.now() + rescue_backoff(
+            telemetry.consecutive_failures, spec.rescue_backoff_initial, spec.rescue_backoff_max
+        )
+        state.last_check_note = f"rescue failed ({kind}); retry at {telemetry.next_at}"
+        workflow.logger.error(
+            "trade %s: rescue %s failed: %s: %s",
+            spec.trade_id,
+            intent.client_order_id,
+            kind,
+            message,
+        )
+        detail: dict[str, JsonScalar] = {
+            "why": action.why,
+            "client_order_id": intent.client_order_id,
+            "error_type": kind,
+            "error": message,
+            "consecutive_failures": telemetry.consecutive_failures,
+        }
+        await self._risk_event(
+            "stop_rescue_failed", RiskSeverity.WARNING, f"failed:{telemetry.attempted}", detail
+        )
+        if telemetry.consecutive_failures >= spec.rescue_alert_after and not telemetry.alerted:
+            telemetry.alerted = True
+            detail["escalation"] = spec.rescue_escalation.value
+            await self._risk_event(
+                "stop_rescue_alert", RiskSeverity.CRITICAL, f"alert:{telemetry.attempted}", detail
+            )
+            if spec.rescue_escalation is RescueEscalation.HALT_ENTRIES and workflow.patched(
+                "control-rescue-alert"
+            ):
+                await self._report_rescue_alert(telemetry.last_error or "")
+            if spec.rescue_escalation is RescueEscalation.MARKET_EXIT and state.exit is None:
+                state.exit = ExitPlan(
+                    urgency=ExitUrgency.IMMEDIATE,
+                    reason=f"stop rescue failed {telemetry.consecutive_failures} times",
+                    requested_at=workflow.now(),
+                )
+                self._wake = True
+
+    async def _report_rescue_alert(self, error: str) -> None:
+        """Tell TradingControl (it halts entries on repeated alerts); absent, it is ignored."""
+        control = workflow.get_external_workflow_handle(CONTROL_WORKFLOW_ID)
+        alert = RescueAlert(trade_id=self._spec.trade_id, symbol=self._spec.symbol, detail=error)
+        try:
+            await control.signal("report_rescue_alert", alert)
+        except FailureError as err:
+            workflow.logger.warning(
+                "trade %s: trading control not reachable: %s", self._spec.trade_id, err
+            )
+
+    async def _adopt_stop(self, order_id: str) -> None:
+        self._state.stop_order_id = order_id
+        await self._record_protection()
+        self._state.last_check_note = f"protected by stop {order_id}"
+
+    async def _replace_stop(self, request: ReplaceRequest) -> BrokerOrder:
+        """Replace the stop under a fresh client_order_id (a retried replace finds its order)."""
+        state = self._state
+        cid = client_order_id(self._spec.trade_id, Leg.STOP, state.stop_attempt)
+        state.stop_attempt += 1
+        with_id = request.model_copy(update={"client_order_id": cid})
+        try:
+            return await call(BrokerActivities.replace_order, with_id, BROKER_WRITE)
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            try:
+                return await call(
+                    BrokerActivities.get_order_by_client_id,
+                    ClientOrderRef(client_order_id=cid),
+                    BROKER_READ,
+                )
+            except ActivityError:
+                raise ApplicationError(
+                    f"replacing stop {request.order_id} failed: {kind}: {message}", type=kind
+                ) from None
