@@ -201,8 +201,15 @@ async def test_a_ghost_with_a_running_workflow_is_told_and_closes_itself(
         id=spec.workflow_id,
         task_queue=harness.task_queue,
     )
+    # Wait for the check that follows the entry fill, so the trade's next look at the broker
+    # is ten minutes away and only the reconcile's signal can tell it about the close.
     await harness.wait_for(
-        spec.trade_id, lambda v: v.status is TradeStatus.OPEN and v.state.stop_order_id is not None
+        spec.trade_id,
+        lambda v: (
+            v.status is TradeStatus.OPEN
+            and v.state.stop_order_id is not None
+            and v.state.last_check_note.startswith("protected")
+        ),
     )
     harness.admin.close_position(SYMBOL, cancel_orders=True)  # flattened outside the system
     result = await harness.reconcile()
