@@ -166,8 +166,7 @@ class BrokerSyncActivities:
         """
         try:
             positions = await _in_thread(self._gateway.get_positions)
-            # Not nested: a filled entry's held stop leg is only listed on its own.
-            orders = await _in_thread(lambda: self._gateway.get_open_orders(nested=False))
+            orders = await _in_thread(self._gateway.get_open_orders)
         except BrokerError as exc:
             raise as_application_error(exc) from None
         observed_at = datetime.now(UTC)

@@ -133,6 +133,10 @@ def map_error(exc: Exception) -> BrokerError:
     if status == 401 or (status == 403 and code is None and "unauthorized" in lowered):
         return AuthFailed(f"broker refused the credentials ({status}): {message}", status=status)
     if status == 404:
+        if not body:  # not Alpaca's JSON: a proxy or a wrong URL, so nothing is known
+            return BrokerUnavailable(
+                f"broker error 404 without an Alpaca answer: {message}", status=status
+            )
         return NotFound(message, status=status, code=code)
     if code == 40010001 or "client_order_id must be unique" in lowered:
         return DuplicateClientOrderId(message, status=status, code=code)
@@ -347,8 +351,11 @@ class AlpacaGateway:
         """One asset (NotFound for an unknown symbol)."""
         asset: Any = self._call(f"get_asset {symbol}", lambda: self._trading.get_asset(symbol))
         return AssetInfo(
-            symbol=asset.symbol, tradable=bool(asset.tradable), shortable=bool(asset.shortable),
-            fractionable=bool(asset.fractionable), status=_enum_value(asset.status),
+            symbol=asset.symbol,
+            tradable=bool(asset.tradable),
+            shortable=bool(asset.shortable),
+            fractionable=bool(asset.fractionable),
+            status=_enum_value(asset.status),
         )
 
     def get_positions(self) -> list[BrokerPosition]:
@@ -368,15 +375,19 @@ class AlpacaGateway:
             return PositionProbe(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
         return PositionProbe(outcome=ProbeOutcome.EXISTS, position=to_position(position))
 
-    def get_open_orders(self, nested: bool = True) -> list[BrokerOrder]:
-        """Every open order (legs nested unless nested=False), paging past the 500 limit."""
+    def get_open_orders(self) -> list[BrokerOrder]:
+        """Every open order, each leg listed on its own, paging past the 500 limit.
+
+        Never nested: a filled bracket/OTO parent is no longer open, and Alpaca then leaves its
+        held stop leg out of a nested listing - a live protective stop would look absent.
+        """
         found: dict[str, BrokerOrder] = {}
         until: datetime | None = None
         while True:
             request = sdk.GetOrdersRequest(
                 status=sdk_enums.QueryOrderStatus.OPEN,
                 limit=500,
-                nested=nested,
+                nested=False,
                 until=until,
                 direction=Sort.DESC,
             )
@@ -384,10 +395,13 @@ class AlpacaGateway:
             before = len(found)
             for order in page:
                 found.setdefault(str(order.id), to_order(order))
-            if len(page) < 500 or len(found) == before:
+            if len(page) < 500:
                 return list(found.values())
+            if len(found) == before:  # a full page of nothing new: the listing is not whole
+                raise BrokerUnavailable("open orders could not be paged completely")
             # `until` is exclusive: step just past the oldest so same-instant orders are kept.
-            until = min(o.submitted_at for o in page) + timedelta(microseconds=1)
+            oldest = min(o.submitted_at or o.created_at for o in page)
+            until = oldest + timedelta(microseconds=1)
 
     def get_order(self, order_id: str) -> BrokerOrder:
         """One order by broker id, legs nested."""

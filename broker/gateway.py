@@ -49,9 +49,8 @@ class BrokerGateway(Protocol):
         """exists / absent (404) / unknown (error)."""
         ...
 
-    def get_open_orders(self, nested: bool = True) -> list[BrokerOrder]:
-        """Every open order, legs nested under their parents (nested=False: legs listed alone,
-        so the held stop leg of a filled bracket/OTO shows; Alpaca omits it when nested)."""
+    def get_open_orders(self) -> list[BrokerOrder]:
+        """Every open order, each leg listed on its own (a filled entry's stop leg included)."""
         ...
 
     def get_order(self, order_id: str) -> BrokerOrder:

@@ -66,7 +66,7 @@ def _broker(settings: Settings) -> BrokerSection:
         gateway = AlpacaGateway(broker_endpoint(settings), read_timeout_s=5.0)
         account = gateway.get_account()
         positions = gateway.get_positions()
-        orders = gateway.get_open_orders(nested=False)
+        orders = gateway.get_open_orders()
         clock = gateway.get_clock()
     except (BrokerError, ConfigError) as exc:
         return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}")

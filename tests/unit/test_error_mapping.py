@@ -117,3 +117,8 @@ def test_non_retryable_types_come_from_the_classes() -> None:
     names = set(errors.NON_RETRYABLE_TYPES)
     assert {"InsufficientQty", "WashTrade", "InvalidPrice", "AuthFailed", "NotFound"} <= names
     assert "BrokerUnavailable" not in names and "RateLimited" not in names
+
+
+def test_a_404_that_is_not_alpacas_answer_is_unknown_not_absent() -> None:
+    mapped = map_error(_api_error(404, "<html><body>404 page not found</body></html>"))
+    assert isinstance(mapped, errors.BrokerUnavailable) and mapped.retryable

@@ -163,3 +163,23 @@ def test_hang_is_bounded_by_the_http_deadline(
     broker_admin.add_fault(method="GET", path="/v2/account", hang=True, hang_seconds=5)
     with pytest.raises(errors.BrokerUnavailable, match="timed out"):
         quick.get_account()
+
+
+def test_open_orders_list_the_stop_leg_of_a_filled_entry(
+    gateway: AlpacaGateway, broker_admin: AdminClient
+) -> None:
+    price = gateway.latest_quotes(["AAPL"])[0].ask
+    entry = gateway.submit_order(
+        _buy(
+            order_class=OrderClass.OTO,
+            time_in_force=TimeInForce.GTC,
+            stop_loss_stop_price=(price * Decimal("0.95")).quantize(Decimal("0.01")),
+        )
+    )
+    broker_admin.sync()
+    filled = gateway.get_order(entry.id)
+    assert filled.status is OrderStatus.FILLED
+    (stop_leg,) = filled.legs
+    listed = {o.id: o for o in gateway.get_open_orders()}
+    assert entry.id not in listed  # the filled parent is no longer open ...
+    assert stop_leg.id in listed and listed[stop_leg.id].is_active  # ... but its stop is
