@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.trade_entry import EntrySteps
 from workflows.trade_exits import ExitSteps
@@ -41,11 +41,13 @@ with workflow.unsafe.imports_passed_through():
         TradeStatusView,
         TradeWorkflowInput,
     )
-    from workflows.calls import call
+    from workflows.calls import call, failure
     from workflows.policies import BROKER_READ
 
 # While an exit order works, look more often than the idle check interval.
 EXITING_POLL = timedelta(seconds=1)
+# Patch id: runs started before it polled every second through a whole next-open window.
+EXIT_WINDOW_PATCH = "exit-window-normal-poll"
 
 
 @workflow.defn
@@ -84,7 +86,12 @@ class TradeWorkflow(EntrySteps, ExitSteps):
                 workflow.continue_as_new(TradeWorkflowInput(spec=self._spec, state=self._state))
             self._wake = False
             async with self._lock:
-                await self._step()
+                try:
+                    await self._step()
+                except ActivityError as err:
+                    # Retries exhausted (a long broker or ledger outage): the answer is unknown,
+                    # so change nothing and look again - the guard must outlive the outage.
+                    self._state.last_check_note = f"check failed, retrying: {failure(err)}"
                 self._publish()
             if self._state.status.is_terminal:
                 break
@@ -110,7 +117,11 @@ class TradeWorkflow(EntrySteps, ExitSteps):
                 at - plan.clock_offset if at is not None else None
                 for at in (plan.window_start, plan.window_end)
             ]
-            if self._state.status is TradeStatus.EXITING:
+            if self._state.status is TradeStatus.EXITING and (
+                plan.urgency is ExitUrgency.IMMEDIATE or not workflow.patched(EXIT_WINDOW_PATCH)
+            ):
+                # Poll fast only while a market exit is in flight; an OCO working in the
+                # next-open window waits on the normal check (and BrokerSync's events).
                 delay = min(delay, EXITING_POLL)
         for at in due:
             if at is not None and at > now:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.trade_base import TradeBase
 
@@ -56,13 +56,20 @@ class EntrySteps(TradeBase):
         state, spec = self._state, self._spec
         if state.entry_order_id is None:
             intent = entry_intent(spec, state.entry_attempt)
-            state.entry_deadline = workflow.now() + spec.entry_timeout
+            if state.entry_deadline is None:
+                state.entry_deadline = workflow.now() + spec.entry_timeout
             try:
                 order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
             except ActivityError as err:
                 kind, message = failure_kind(err)
-                state.last_check_note = f"entry refused: {kind}: {message}"
-                await self._close(CloseReason.ENTRY_FAILED, None)
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.non_retryable:
+                    state.last_check_note = f"entry refused: {kind}: {message}"
+                    await self._close(CloseReason.ENTRY_FAILED, None)
+                    return
+                # Outcome unknown (the broker may have it): resend the same client_order_id on
+                # the next check; the gateway resolves a duplicate to the order that landed.
+                state.last_check_note = f"entry outcome unknown, retrying: {kind}: {message}"
                 return
             state.entry_order_id = order.id
             await self._record_order(order, OrderRole.ENTRY, intent)

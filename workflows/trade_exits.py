@@ -30,9 +30,11 @@ class ExitSteps(ProtectionSteps):
     """Cancels protection and exits the position, immediately or through an OCO at the open."""
 
     async def _cancel_protection(self) -> bool:
-        """Cancel stop and take-profit; True once both are confirmed final (not filled)."""
+        """Cancel take-profit, then stop; True once both are confirmed final (not filled).
+
+        The stop goes last so it is never gone while the take-profit may still be live."""
         state = self._state
-        for order_id in (state.stop_order_id, state.take_profit_order_id):
+        for order_id in (state.take_profit_order_id, state.stop_order_id):
             if order_id is None:
                 continue
             result = await call(
