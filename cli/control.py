@@ -81,7 +81,7 @@ async def ensure_control(client: Client, settings: Settings) -> WorkflowHandle[A
     """The running control workflow, started on first use (an existing one is kept)."""
     return await client.start_workflow(
         TradingControlWorkflow.run,
-        ControlInput(),
+        ControlInput(daily_loss_limit=settings.daily_loss_limit),
         id=CONTROL_WORKFLOW_ID,
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

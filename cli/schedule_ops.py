@@ -32,13 +32,17 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from settings import Settings
 from trading.schedule_plan import (
+    DEFAULT_SCHEDULE_PREFIX,
     OPERATION_NAMES,
     CalendarCadence,
     MatchRange,
     ScheduledOperation,
     SchedulePlan,
+    ScheduleProfile,
     schedule_id_for,
+    schedule_plan,
 )
 
 FINGERPRINT_MEMO = "schedule_fingerprint"
@@ -124,6 +128,15 @@ async def _memo_of(client: Client, description: ScheduleDescription, key: str) -
     if not hasattr(raw, "data"):  # already a plain value
         return raw
     return (await client.data_converter.decode([raw]))[0]
+
+
+def plan_for(
+    settings: Settings, profile: ScheduleProfile, prefix: str = DEFAULT_SCHEDULE_PREFIX
+) -> SchedulePlan:
+    """The plan `schedules apply` and `dev up` install: entry limit and watchlist from settings."""
+    return schedule_plan(
+        profile, prefix, settings.max_open_positions, watchlist=settings.watchlist_symbols
+    )
 
 
 async def apply_plan(

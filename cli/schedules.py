@@ -20,7 +20,14 @@ from temporalio.client import (
 
 from cli.output import emit_json, fail, say, table
 from cli.run import with_client
-from cli.schedule_ops import apply_plan, describe_or_none, schedule_rows, set_paused, trigger
+from cli.schedule_ops import (
+    apply_plan,
+    describe_or_none,
+    plan_for,
+    schedule_rows,
+    set_paused,
+    trigger,
+)
 from settings import ConfigError, Settings
 from trading.schedule_plan import (
     DEFAULT_SCHEDULE_PREFIX,
@@ -124,7 +131,7 @@ def _resolve_id(name: str, prefix: str) -> str:
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     """Install the profile's schedules; print what changed."""
     profile = resolve_profile(args.profile, settings)
-    plan = schedule_plan(profile, args.prefix, settings.max_open_positions)
+    plan = plan_for(settings, profile, args.prefix)
 
     outcomes = with_client(
         settings,

@@ -18,9 +18,8 @@ from settings import Settings
 from trading.broker_sync_models import BROKER_SYNC_WORKFLOW_ID, BrokerSyncRun
 from trading.control import CONTROL_WORKFLOW_ID, ControlInput
 from trading.ids import new_trade_id
-from trading.routing import workflow_id_for
 from trading.ticks import protective_stop_price, take_profit_price
-from trading.trade_models import TradeSpec, TradeWorkflowInput
+from trading.trade_models import TradeSpec, TradeWorkflowInput, workflow_id_for
 from workflows.broker_sync import BrokerSyncWorkflow
 from workflows.control import TradingControlWorkflow
 from workflows.trade import TradeWorkflow
@@ -52,20 +51,11 @@ async def start_singletons(client: Client, settings: Settings, say: Callable[[st
 
 async def apply_schedules(client: Client, settings: Settings, say: Callable[[str], None]) -> None:
     """Install the configured schedule profile (dev by default) idempotently."""
-    from cli.schedule_ops import apply_plan
+    from cli.schedule_ops import apply_plan, plan_for
     from cli.schedules import resolve_profile
-    from trading.schedule_plan import schedule_plan
 
     profile = resolve_profile(None, settings)
-    outcomes = await apply_plan(
-        client,
-        schedule_plan(
-            profile,
-            max_open_positions=settings.max_open_positions,
-            watchlist=settings.watchlist_symbols,
-        ),
-        settings.temporal_task_queue,
-    )
+    outcomes = await apply_plan(client, plan_for(settings, profile), settings.temporal_task_queue)
     changed = sum(1 for o in outcomes if o.result in ("created", "updated"))
     say(
         f"  schedules ({profile} profile): {len(outcomes)} installed, {changed} changed "
