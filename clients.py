@@ -70,7 +70,10 @@ async def make_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10
             if settings.database_url
             else "start it with `python starter.py dev up` or set DATABASE_URL"
         )
-        reason = "timed out" if isinstance(exc, TimeoutError) else _first_line(exc)
+        if isinstance(exc, ValueError):  # the parser quotes pieces of the URL: never echo them
+            reason = "the URL cannot be parsed (percent-encode special characters)"
+        else:
+            reason = "timed out" if isinstance(exc, TimeoutError) else _first_line(exc)
         raise ConfigError(f"cannot connect to {source}: {reason}; {hint}") from None
     assert pool is not None
     return pool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -174,10 +175,11 @@ class Settings(BaseSettings):
 
 def _mask_url(value: SecretStr) -> str:
     parts = urlsplit(value.get_secret_value())
-    if parts.password is None:
-        return value.get_secret_value()
-    netloc = parts.netloc.replace(f":{parts.password}@", ":********@")
-    return parts._replace(netloc=netloc).geturl()
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":********@")
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1********", parts.query)  # libpq-style too
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def load_settings(**overrides: Any) -> Settings:

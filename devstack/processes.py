@@ -16,12 +16,6 @@ def pid_alive(pid: int | None) -> bool:
     if not pid or pid <= 0:
         return False
     try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
         # A zombie (exited, not yet reaped by an init that never reaps) is not alive.
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:

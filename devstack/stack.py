@@ -303,7 +303,12 @@ async def _migrate(url: str) -> list[str]:
     try:
         conn = await asyncpg.connect(url, timeout=10)
     except (OSError, asyncpg.PostgresError, ValueError) as exc:
-        raise ConfigError(f"cannot connect to PostgreSQL for migrations: {exc}") from None
+        reason = (
+            "the URL cannot be parsed (percent-encode special characters)"
+            if isinstance(exc, ValueError)  # the parser quotes pieces of the URL: never echo
+            else str(exc).splitlines()[0]
+        )
+        raise ConfigError(f"cannot connect to PostgreSQL for migrations: {reason}") from None
     try:
         return await apply_migrations(conn)
     finally:

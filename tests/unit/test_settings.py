@@ -101,3 +101,9 @@ def test_masked_view_hides_every_secret(monkeypatch: pytest.MonkeyPatch) -> None
         assert hidden not in text
     assert shown["DATABASE_URL"] == "postgresql://trader:********@db.example:5432/ledger"
     assert shown["ALPACA_SECRET_KEY"] == "********"
+
+
+def test_a_password_in_the_query_is_masked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db.example/ledger?user=t&password=qs-secret")
+    shown = load_settings().masked()["DATABASE_URL"]
+    assert "qs-secret" not in shown and "password=********" in shown
