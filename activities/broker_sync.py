@@ -34,8 +34,8 @@ from trading.broker_sync_models import (
     SyncRequest,
     SyncSummary,
 )
-from trading.routing import OpenTradeRef, owners_of_order, route_positions, workflow_id_for
-from trading.trade_models import OrderEvent, PositionUpdate
+from trading.routing import OpenTradeRef, owners_of_order, route_positions
+from trading.trade_models import OrderEvent, PositionUpdate, workflow_id_for
 
 ORDER_EVENT_SIGNAL = "order_event"
 POSITION_UPDATE_SIGNAL = "position_update"

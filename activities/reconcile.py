@@ -14,8 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from trading.reconcile_models import GuardAction, GuardOutcome, GuardRequest
-from trading.routing import workflow_id_for
-from trading.trade_models import TradeWorkflowInput
+from trading.trade_models import TradeWorkflowInput, workflow_id_for
 
 POSITION_UPDATE_SIGNAL = "position_update"
 TRADE_WORKFLOW = "TradeWorkflow"

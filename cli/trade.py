@@ -20,7 +20,6 @@ from clients import make_client
 from settings import Settings
 from trading.ids import new_trade_id, validate_trade_id
 from trading.ledger_records import ExitUrgency
-from trading.routing import workflow_id_for
 from trading.ticks import is_on_tick, tick_size
 from trading.trade_models import (
     EntryType,
@@ -29,6 +28,7 @@ from trading.trade_models import (
     TradeSpec,
     TradeStatusView,
     TradeWorkflowInput,
+    workflow_id_for,
 )
 from workflows.trade import TradeWorkflow
 

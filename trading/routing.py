@@ -35,11 +35,6 @@ class PositionRoute:
     observed_at: datetime
 
 
-def workflow_id_for(trade_id: str) -> str:
-    """The workflow id of a trade's TradeWorkflow."""
-    return f"trade-{trade_id}"
-
-
 def owners_of_order(order: BrokerOrder, open_trades: Iterable[OpenTradeRef]) -> list[str]:
     """Trade ids that should hear about this order."""
     own = trade_id_of(order.client_order_id)

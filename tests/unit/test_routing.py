@@ -11,8 +11,8 @@ from trading.routing import (
     owners_of_order,
     route_positions,
     untracked_positions,
-    workflow_id_for,
 )
+from trading.trade_models import workflow_id_for
 
 NOW = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
 TRADES = [

@@ -36,8 +36,7 @@ from trading.reconcile_models import (
     ReconcileInput,
     ReconcileResult,
 )
-from trading.routing import workflow_id_for
-from trading.trade_models import TradeStatusView
+from trading.trade_models import TradeStatusView, workflow_id_for
 from worker import create_worker
 from workflows.auto_manage import AutoManageWorkflow
 from workflows.reconcile import ReconcileWorkflow
