@@ -64,6 +64,7 @@ class OrderStatus(StrEnum):
     REPLACED = "replaced"
     PENDING_CANCEL = "pending_cancel"
     PENDING_REPLACE = "pending_replace"
+    PENDING_REVIEW = "pending_review"
     ACCEPTED = "accepted"
     PENDING_NEW = "pending_new"
     ACCEPTED_FOR_BIDDING = "accepted_for_bidding"

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeAlias
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from trading.broker_models import OrderSide, OrderType
+from trading.broker_models import OrderSide, OrderStatus, OrderType
 from trading.models import Frozen, JsonScalar
 
 
@@ -108,32 +109,17 @@ class OrderRole(StrEnum):
     EXIT = "exit"
 
 
-class OrderStatus(StrEnum):
-    """Alpaca's order statuses, plus PLANNED for an order recorded before submission."""
+class UnsubmittedStatus(StrEnum):
+    """The status the ledger adds to Alpaca's: an order recorded before it is submitted."""
 
     PLANNED = "planned"
-    PENDING_NEW = "pending_new"
-    PENDING_REVIEW = "pending_review"
-    ACCEPTED = "accepted"
-    ACCEPTED_FOR_BIDDING = "accepted_for_bidding"
-    NEW = "new"
-    HELD = "held"
-    SUSPENDED = "suspended"
-    PARTIALLY_FILLED = "partially_filled"
-    PENDING_CANCEL = "pending_cancel"
-    PENDING_REPLACE = "pending_replace"
-    FILLED = "filled"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    REPLACED = "replaced"
-    REJECTED = "rejected"
-    STOPPED = "stopped"
-    DONE_FOR_DAY = "done_for_day"
-    CALCULATED = "calculated"
 
 
-_ORDER_STATUS_RANK: dict[OrderStatus, int] = {
-    OrderStatus.PLANNED: 0,
+# An order's status in the ledger: PLANNED until the broker reports one of its own.
+LedgerOrderStatus: TypeAlias = OrderStatus | UnsubmittedStatus
+
+_ORDER_STATUS_RANK: dict[LedgerOrderStatus, int] = {
+    UnsubmittedStatus.PLANNED: 0,
     OrderStatus.PENDING_NEW: 1,
     OrderStatus.PENDING_REVIEW: 1,
     OrderStatus.ACCEPTED: 2,
@@ -148,7 +134,7 @@ _ORDER_STATUS_RANK: dict[OrderStatus, int] = {
 _TERMINAL_ORDER_RANK = 5
 
 
-def order_status_rank(status: OrderStatus) -> int:
+def order_status_rank(status: LedgerOrderStatus) -> int:
     """How far along an order is; breaks ties between updates with the same broker time."""
     return _ORDER_STATUS_RANK.get(status, _TERMINAL_ORDER_RANK)
 
@@ -329,7 +315,7 @@ class OrderUpsert(Frozen):
     qty: Quantity = Field(gt=0)
     limit_price: Money | None = Field(default=None, gt=0)
     stop_price: Money | None = Field(default=None, gt=0)
-    status: OrderStatus
+    status: LedgerOrderStatus
     broker_order_id: str | None = None
     filled_qty: Quantity = Field(default=Decimal(0), ge=0)
     filled_avg_price: Money | None = Field(default=None, gt=0)
@@ -351,7 +337,7 @@ class OrderRecord(Frozen):
     qty: Quantity
     limit_price: Money | None
     stop_price: Money | None
-    status: OrderStatus
+    status: LedgerOrderStatus
     filled_qty: Quantity
     filled_avg_price: Money | None
     submitted_at: datetime | None

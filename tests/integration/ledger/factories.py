@@ -7,14 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from trading.ledger_records import (
-    OrderRole,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-    OrderUpsert,
-    TradeCreate,
-)
+from trading.broker_models import OrderSide, OrderType
+from trading.ledger_records import OrderRole, OrderUpsert, TradeCreate, UnsubmittedStatus
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
 
@@ -54,6 +48,6 @@ def stop_order(
         "order_type": OrderType.STOP,
         "qty": Decimal(10),
         "stop_price": Decimal("95.00"),
-        "status": OrderStatus.PLANNED,
+        "status": UnsubmittedStatus.PLANNED,
     }
     return OrderUpsert(**fields | overrides)

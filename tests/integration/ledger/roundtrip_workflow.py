@@ -14,13 +14,11 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
+    from trading.broker_models import OrderSide, OrderStatus, OrderType
     from trading.ledger_records import (
         CloseReason,
         OpenTradesQuery,
         OrderRole,
-        OrderSide,
-        OrderStatus,
-        OrderType,
         OrderUpsert,
         SignalClaim,
         SignalCreate,

@@ -10,7 +10,8 @@ import pytest
 from ledger.orders import Orders
 from ledger.trades import Trades
 from tests.integration.ledger.factories import at, new_trade, stop_order
-from trading.ledger_records import LedgerRecordMissing, OrderRole, OrderStatus
+from trading.broker_models import OrderStatus
+from trading.ledger_records import LedgerRecordMissing, OrderRole, UnsubmittedStatus
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ async def test_first_write_inserts_and_a_repeat_changes_nothing(pool: asyncpg.Po
         planned.client_order_id,
         trade_id,
         OrderRole.STOP,
-        OrderStatus.PLANNED,
+        UnsubmittedStatus.PLANNED,
     )
     assert (order.qty, order.stop_price, order.filled_qty) == (
         Decimal(10),

@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 from ledger.orders import Orders
 from ledger.trades import Trades
 from tests.integration.ledger.factories import at, new_trade, stop_order
+from trading.broker_models import OrderStatus
 from trading.ledger_records import (
     TRANSITION_TARGETS,
     CloseReason,
     ExitIntent,
     ExitUrgency,
-    OrderStatus,
+    LedgerOrderStatus,
     OrderUpsert,
     TradeClose,
     TradeEntryFill,
@@ -33,6 +34,7 @@ from trading.ledger_records import (
     TradeRecord,
     TradeStatus,
     TradeTransition,
+    UnsubmittedStatus,
     order_status_rank,
 )
 
@@ -52,7 +54,7 @@ class BrokerUpdate:
     """One broker view of an order, before it is bound to a client_order_id."""
 
     second: int | None  # broker updated_at as seconds after T0; None: planned, not submitted
-    status: OrderStatus
+    status: LedgerOrderStatus
     filled: int
 
     def key(self) -> tuple[int, int, int, str]:
@@ -72,7 +74,7 @@ class BrokerUpdate:
             # Cumulative fills: the same filled quantity always has the same average price.
             filled_avg_price=Decimal(95) + Decimal(self.filled) / 100 if self.filled else None,
             submitted_at=at(0) if submitted else None,
-            broker_updated_at=at(self.second) if submitted else None,
+            broker_updated_at=at(self.second) if self.second is not None else None,
         )
 
 
@@ -82,12 +84,11 @@ def order_histories(draw: st.DrawFn) -> list[BrokerUpdate]:
     count = draw(st.integers(1, 6))
     seconds = sorted(draw(st.lists(st.integers(1, 4), min_size=count, max_size=count)))
     filled = sorted(draw(st.lists(st.integers(0, 10), min_size=count, max_size=count)))
-    broker_statuses = [s for s in OrderStatus if s is not OrderStatus.PLANNED]
     updates = [
-        BrokerUpdate(second, draw(st.sampled_from(broker_statuses)), qty)
+        BrokerUpdate(second, draw(st.sampled_from(OrderStatus)), qty)
         for second, qty in zip(seconds, filled, strict=True)
     ]
-    unique = {u.key(): u for u in [BrokerUpdate(None, OrderStatus.PLANNED, 0), *updates]}
+    unique = {u.key(): u for u in [BrokerUpdate(None, UnsubmittedStatus.PLANNED, 0), *updates]}
     return list(unique.values())
 
 
