@@ -21,42 +21,29 @@ from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signals import Signals
 from ledger.trades import Trades
 from trading.ledger_records import (
-    ClaimedSignals,
     EntryRunCreate,
-    EntryRunRecord,
     EntryRunWriteResult,
     ExpiredSignals,
-    LatestEntryRunQuery,
     LedgerRecordMissing,
     OpenTrades,
     OpenTradesQuery,
-    OrderList,
     OrderUpsert,
     OrderWriteResult,
-    RecentQuery,
     ReconcileRunFinish,
-    ReconcileRunList,
     ReconcileRunStart,
     ReconcileRunWriteResult,
     RiskEventCreate,
-    RiskEventList,
     RiskEventWriteResult,
-    SignalClaim,
     SignalCreate,
     SignalExpiry,
-    SignalFailed,
     SignalFunnel,
     SignalFunnelQuery,
-    SignalScored,
     SignalWriteResult,
     TradeClose,
     TradeCreate,
     TradeEntryFill,
     TradeExitIntent,
-    TradeLookup,
-    TradeOrdersQuery,
     TradeProtection,
-    TradeRecord,
     TradeTransition,
     TradeWriteResult,
 )
@@ -193,11 +180,6 @@ class LedgerActivities:
         return result
 
     @activity.defn
-    async def get_trade(self, lookup: TradeLookup) -> TradeRecord | None:
-        """Read one trade."""
-        return await self._trades.get(lookup.trade_id)
-
-    @activity.defn
     async def list_open_trades(self, query: OpenTradesQuery) -> OpenTrades:
         """Trades not yet closed, oldest first."""
         return OpenTrades(trades=await self._trades.list_open(query.symbol))
@@ -221,11 +203,6 @@ class LedgerActivities:
         )
         return result
 
-    @activity.defn
-    async def list_trade_orders(self, query: TradeOrdersQuery) -> OrderList:
-        """A trade's orders, oldest first."""
-        return OrderList(orders=await self._orders.of_trade(query.trade_id))
-
     # --- signals -------------------------------------------------------------------------
 
     @activity.defn
@@ -239,31 +216,6 @@ class LedgerActivities:
             cmd.symbol,
             _outcome(result.applied),
         )
-        return result
-
-    @activity.defn
-    async def claim_signals(self, cmd: SignalClaim) -> ClaimedSignals:
-        """Claim PENDING signals for scoring; no two drains hold the same signal."""
-        claimed = await self._signals.claim(cmd)
-        activity.logger.info("claimed %d signals (limit %d)", len(claimed), cmd.limit)
-        return ClaimedSignals(signals=claimed)
-
-    @activity.defn
-    async def mark_signal_scored(self, cmd: SignalScored) -> SignalWriteResult:
-        """Record a PENDING signal's score."""
-        with _missing_is_final():
-            result = await self._signals.mark_scored(cmd)
-        activity.logger.info(
-            "signal %s scored %s: %s", cmd.signal_key, cmd.score, _outcome(result.applied)
-        )
-        return result
-
-    @activity.defn
-    async def mark_signal_error(self, cmd: SignalFailed) -> SignalWriteResult:
-        """End a PENDING signal in ERROR."""
-        with _missing_is_final():
-            result = await self._signals.mark_error(cmd)
-        activity.logger.info("signal %s error: %s", cmd.signal_key, _outcome(result.applied))
         return result
 
     @activity.defn
@@ -295,11 +247,6 @@ class LedgerActivities:
         return result
 
     @activity.defn
-    async def recent_risk_events(self, query: RecentQuery) -> RiskEventList:
-        """The newest risk events first."""
-        return RiskEventList(events=await self._risk_events.recent(query.limit))
-
-    @activity.defn
     async def start_reconcile_run(self, cmd: ReconcileRunStart) -> ReconcileRunWriteResult:
         """Record the start of a reconcile run (idempotent by run_id)."""
         result = await self._reconcile_runs.start(cmd)
@@ -324,11 +271,6 @@ class LedgerActivities:
         return result
 
     @activity.defn
-    async def recent_reconcile_runs(self, query: RecentQuery) -> ReconcileRunList:
-        """The newest reconcile runs first."""
-        return ReconcileRunList(runs=await self._reconcile_runs.recent(query.limit))
-
-    @activity.defn
     async def record_entry_run(self, cmd: EntryRunCreate) -> EntryRunWriteResult:
         """Record one entry pass (idempotent by run_id)."""
         result = await self._entry_runs.record(cmd)
@@ -340,8 +282,3 @@ class LedgerActivities:
             _outcome(result.applied),
         )
         return result
-
-    @activity.defn
-    async def last_entry_run(self, query: LatestEntryRunQuery) -> EntryRunRecord | None:
-        """The newest entry run, or None."""
-        return await self._entry_runs.last()

@@ -237,12 +237,6 @@ class TradeClose(Frozen):
     closed_at: AwareDatetime
 
 
-class TradeLookup(Frozen):
-    """Which trade to read."""
-
-    trade_id: str = Field(min_length=1)
-
-
 class OpenTradesQuery(Frozen):
     """Trades not yet closed, optionally for one symbol."""
 
@@ -353,18 +347,6 @@ class OrderWriteResult(Frozen):
     applied: bool
 
 
-class TradeOrdersQuery(Frozen):
-    """The orders of one trade."""
-
-    trade_id: str = Field(min_length=1)
-
-
-class OrderList(Frozen):
-    """Orders, oldest first."""
-
-    orders: list[OrderRecord]
-
-
 # --- signals -------------------------------------------------------------------------------
 
 DEFAULT_SIGNAL_MAX_ATTEMPTS = 3
@@ -416,12 +398,6 @@ class SignalClaim(Frozen):
     limit: int = Field(default=50, ge=1, le=1000)
     lease_seconds: int = Field(default=DEFAULT_SIGNAL_LEASE_SECONDS, ge=1)
     max_attempts: int = Field(default=DEFAULT_SIGNAL_MAX_ATTEMPTS, ge=1)
-
-
-class ClaimedSignals(Frozen):
-    """Signals claimed by one drain, oldest first; no other drain holds them."""
-
-    signals: list[SignalRecord]
 
 
 class SignalScored(Frozen):
@@ -478,12 +454,6 @@ class SignalFunnel(Frozen):
 # --- risk events, runs -----------------------------------------------------------------------
 
 
-class RecentQuery(Frozen):
-    """The newest `limit` rows."""
-
-    limit: int = Field(default=20, ge=1, le=1000)
-
-
 class RiskEventCreate(Frozen):
     """A risk event; an event_key already stored returns the stored row."""
 
@@ -514,12 +484,6 @@ class RiskEventWriteResult(Frozen):
 
     event: RiskEventRecord
     applied: bool
-
-
-class RiskEventList(Frozen):
-    """Risk events, newest first."""
-
-    events: list[RiskEventRecord]
 
 
 class ReconcileRunStart(Frozen):
@@ -570,12 +534,6 @@ class ReconcileRunWriteResult(Frozen):
     applied: bool
 
 
-class ReconcileRunList(Frozen):
-    """Reconcile runs, newest first."""
-
-    runs: list[ReconcileRunRecord]
-
-
 class EntryRunCreate(Frozen):
     """The outcome of one entry pass; a run_id already stored returns the stored row."""
 
@@ -604,7 +562,3 @@ class EntryRunWriteResult(Frozen):
 
     run: EntryRunRecord
     applied: bool
-
-
-class LatestEntryRunQuery(Frozen):
-    """Ask for the newest entry run (no parameters)."""

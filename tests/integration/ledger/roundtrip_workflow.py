@@ -6,11 +6,9 @@ non-Temporal imports are all passed through.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
@@ -20,23 +18,16 @@ with workflow.unsafe.imports_passed_through():
         OpenTradesQuery,
         OrderRole,
         OrderUpsert,
-        SignalClaim,
         SignalCreate,
         SignalFunnelQuery,
-        SignalScored,
         TradeClose,
         TradeCreate,
-        TradeLookup,
-        TradeOrdersQuery,
         TradeRecord,
+        TradeStatus,
         TradeTransition,
     )
     from trading.models import Frozen
-
-_CALL = {
-    "start_to_close_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(maximum_attempts=3),
-}
+    from workflows.calls import ledger
 
 
 class RoundTripInput(Frozen):
@@ -53,10 +44,7 @@ class RoundTripResult(Frozen):
     second_close: TradeRecord
     second_close_applied: bool
     open_trade_ids: list[str]
-    order_ids: list[str]
-    claimed_keys: list[str]
-    scored_in_funnel: int
-    fetched: TradeRecord | None
+    pending_in_funnel: int
 
 
 @workflow.defn(sandboxed=True)
@@ -66,7 +54,7 @@ class LedgerRoundTripWorkflow:
     @workflow.run
     async def run(self, request: RoundTripInput) -> RoundTripResult:
         trade_id = request.trade_id
-        await workflow.execute_activity_method(
+        await ledger(
             LedgerActivities.create_trade,
             TradeCreate(
                 trade_id=trade_id,
@@ -74,14 +62,12 @@ class LedgerRoundTripWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 as_of=workflow.now(),
             ),
-            **_CALL,
         )
-        await workflow.execute_activity_method(
+        await ledger(
             LedgerActivities.transition_trade,
-            TradeTransition(trade_id=trade_id, status="OPEN", as_of=workflow.now()),
-            **_CALL,
+            TradeTransition(trade_id=trade_id, status=TradeStatus.OPEN, as_of=workflow.now()),
         )
-        await workflow.execute_activity_method(
+        await ledger(
             LedgerActivities.upsert_order,
             OrderUpsert(
                 client_order_id=f"{trade_id}-entry-1",
@@ -96,7 +82,6 @@ class LedgerRoundTripWorkflow:
                 filled_avg_price=Decimal("100.01"),
                 broker_updated_at=workflow.now(),
             ),
-            **_CALL,
         )
         close = TradeClose(
             trade_id=trade_id,
@@ -105,48 +90,21 @@ class LedgerRoundTripWorkflow:
             realized_pnl=Decimal("12.45"),
             closed_at=workflow.now(),
         )
-        first = await workflow.execute_activity_method(LedgerActivities.close_trade, close, **_CALL)
-        second = await workflow.execute_activity_method(
+        first = await ledger(LedgerActivities.close_trade, close)
+        second = await ledger(
             LedgerActivities.close_trade,
             close.model_copy(update={"close_reason": CloseReason.GHOST}),
-            **_CALL,
         )
-        still_open = await workflow.execute_activity_method(
-            LedgerActivities.list_open_trades, OpenTradesQuery(symbol="AAPL"), **_CALL
-        )
-        orders = await workflow.execute_activity_method(
-            LedgerActivities.list_trade_orders, TradeOrdersQuery(trade_id=trade_id), **_CALL
-        )
-        fetched = await workflow.execute_activity_method(
-            LedgerActivities.get_trade, TradeLookup(trade_id=trade_id), **_CALL
-        )
-
-        await workflow.execute_activity_method(
+        still_open = await ledger(LedgerActivities.list_open_trades, OpenTradesQuery(symbol="AAPL"))
+        await ledger(
             LedgerActivities.insert_signal,
             SignalCreate(signal_key=request.signal_key, symbol="AAPL", strategy="breakout"),
-            **_CALL,
         )
-        claimed = await workflow.execute_activity_method(
-            LedgerActivities.claim_signals, SignalClaim(limit=10), **_CALL
-        )
-        for signal in claimed.signals:
-            await workflow.execute_activity_method(
-                LedgerActivities.mark_signal_scored,
-                SignalScored(
-                    signal_key=signal.signal_key, score=Decimal("0.7"), confidence=Decimal("0.5")
-                ),
-                **_CALL,
-            )
-        funnel = await workflow.execute_activity_method(
-            LedgerActivities.signal_funnel, SignalFunnelQuery(window_hours=1), **_CALL
-        )
+        funnel = await ledger(LedgerActivities.signal_funnel, SignalFunnelQuery(window_hours=1))
         return RoundTripResult(
             first_close=first.trade,
             second_close=second.trade,
             second_close_applied=second.applied,
             open_trade_ids=[t.id for t in still_open.trades],
-            order_ids=[o.client_order_id for o in orders.orders],
-            claimed_keys=[s.signal_key for s in claimed.signals],
-            scored_in_funnel=funnel.all_time.scored,
-            fetched=fetched,
+            pending_in_funnel=funnel.all_time.pending,
         )

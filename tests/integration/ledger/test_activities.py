@@ -16,8 +16,11 @@ from temporalio.worker import Worker
 
 from activities import activity_methods
 from activities.ledger import LedgerActivities
+from ledger.orders import Orders
+from ledger.signals import Signals
+from ledger.trades import Trades
 from tests.integration.ledger.roundtrip_workflow import LedgerRoundTripWorkflow, RoundTripInput
-from trading.ledger_records import CloseReason, TradeClose
+from trading.ledger_records import CloseReason, SignalStatus, TradeClose
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +50,15 @@ async def test_ledger_activities_run_through_a_real_worker(
     # Decimal money survives the data converter exactly.
     assert (closed.exit_price, closed.realized_pnl) == (Decimal("102.50"), Decimal("12.45"))
     assert not result.second_close_applied and result.second_close == closed
-    assert result.fetched == closed and closed.workflow_id == f"trade-{trade_id}"
+    assert closed.workflow_id == f"trade-{trade_id}"
     assert trade_id not in result.open_trade_ids
-    assert result.order_ids == [f"{trade_id}-entry-1"]
-    assert result.claimed_keys == [signal_key] and result.scored_in_funnel == 1
+    assert result.pending_in_funnel == 1
+    # What the activities wrote, read back through the repositories.
+    assert await Trades(pool).get(trade_id) == closed
+    orders = await Orders(pool).of_trade(trade_id)
+    assert [o.client_order_id for o in orders] == [f"{trade_id}-entry-1"]
+    signal = await Signals(pool).get(signal_key)
+    assert signal is not None and signal.status is SignalStatus.PENDING
     # Straight from PostgreSQL: one trade row, and the close audited once.
     assert await pool.fetchval("SELECT count(*) FROM trades WHERE id = $1", trade_id) == 1
     closes = await pool.fetchval(
