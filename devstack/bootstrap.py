@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".durable-trader-deps"
+LOCK = ROOT / "constraints.txt"
 MIN_PYTHON = (3, 11)
 
 
@@ -27,8 +28,9 @@ def _requirements() -> list[str]:
     return [*project["dependencies"], *project["optional-dependencies"]["dev"]]
 
 
-def _fingerprint(requirements: list[str]) -> str:
-    return hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+def _fingerprint(requirements: list[str], lock: str) -> str:
+    # the lock is part of it, so a changed pin reinstalls like a changed requirement
+    return hashlib.sha256("\n".join([*requirements, lock]).encode()).hexdigest()
 
 
 def _say(message: str) -> None:
@@ -37,7 +39,7 @@ def _say(message: str) -> None:
 
 
 def ensure_environment() -> None:
-    """Make sure .venv exists with the declared dependencies, then re-exec inside it."""
+    """Make sure .venv holds the declared dependencies at the locked versions, then re-exec."""
     if sys.version_info < MIN_PYTHON:
         sys.exit(
             f"error: durable-trader needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+, "
@@ -45,8 +47,15 @@ def ensure_environment() -> None:
         )
     if os.environ.get("DT_NO_BOOTSTRAP") == "1":
         return
+    if not (ROOT / "pyproject.toml").exists():
+        return  # an installed copy (pip install .) already runs in its environment
+    if not LOCK.exists():
+        sys.exit(
+            f"error: {LOCK} is missing; it pins the versions the bootstrap installs "
+            f"(restore it with `git checkout {LOCK.name}`)"
+        )
     requirements = _requirements()
-    fingerprint = _fingerprint(requirements)
+    fingerprint = _fingerprint(requirements, LOCK.read_text())
     python = _venv_python()
     if not python.exists():
         _say(f"creating virtual environment in {VENV}")
@@ -54,7 +63,9 @@ def ensure_environment() -> None:
     if not STAMP.exists() or STAMP.read_text().strip() != fingerprint:
         _say("installing dependencies (first run only; about a minute)")
         pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-        done = subprocess.run([*pip, *requirements], capture_output=True, text=True)
+        done = subprocess.run(
+            [*pip, "--constraint", str(LOCK), *requirements], capture_output=True, text=True
+        )
         if done.returncode != 0:
             sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
             sys.exit(f"error: installing dependencies into {VENV} failed (pip output above)")
