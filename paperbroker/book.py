@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 
+# The time field each final status (other than a fill) stamps on the order.
+FINAL_STAMPS: dict[Status, str] = {
+    Status.CANCELED: "canceled_at",
+    Status.EXPIRED: "expired_at",
+    Status.REJECTED: "failed_at",
+    Status.REPLACED: "replaced_at",
+}
+
 
 @dataclass(frozen=True)
 class TradeUpdate:
@@ -88,17 +96,9 @@ class Book:
         """Move an order to `status`, stamp the matching time field and emit `event`."""
         order.status = status
         order.updated_at = when
-        if status is Status.CANCELED:
-            order.canceled_at = when
-            order.working = False
-        elif status is Status.EXPIRED:
-            order.expired_at = when
-            order.working = False
-        elif status is Status.REJECTED:
-            order.failed_at = when
-            order.working = False
-        elif status is Status.REPLACED:
-            order.replaced_at = when
+        stamp = FINAL_STAMPS.get(status)
+        if stamp is not None:
+            setattr(order, stamp, when)
             order.working = False
         if event is not None:
             self.emit(event, order, when)
