@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from paperbroker.server import PaperBrokerServer
 
 SERVER_KEY: web.AppKey[Any] = web.AppKey("server")
+admin_routes = web.RouteTableDef()
 
 
 def _server(request: web.Request) -> PaperBrokerServer:
@@ -49,11 +50,13 @@ def _decimal(body: dict[str, Any], key: str) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+@admin_routes.get("/_sim/health")
 async def health(request: web.Request) -> web.Response:
     """GET /_sim/health: readiness probe (no auth)."""
     return json_response({"status": "ok"})
 
 
+@admin_routes.get("/_sim/state")
 async def state(request: web.Request) -> web.Response:
     """GET /_sim/state: clock, quotes, counts and faults."""
     server = _server(request)
@@ -83,6 +86,7 @@ async def state(request: web.Request) -> web.Response:
     )
 
 
+@admin_routes.post("/_sim/clock")
 async def clock(request: web.Request) -> web.Response:
     """POST /_sim/clock: {"set": iso} | {"advance": seconds} | {"mode": m, "rate": r}."""
     broker = _server(request).broker
@@ -106,6 +110,7 @@ async def clock(request: web.Request) -> web.Response:
     return json_response({"now": ts(now), "is_open": broker.calendar.is_open(now)})
 
 
+@admin_routes.post("/_sim/sync")
 async def sync(request: web.Request) -> web.Response:
     """POST /_sim/sync: process everything due now; returns once deferred work has run."""
     broker = _server(request).broker
@@ -113,6 +118,7 @@ async def sync(request: web.Request) -> web.Response:
     return json_response({"now": ts(now)})
 
 
+@admin_routes.post("/_sim/prices/{symbol}")
 async def set_price(request: web.Request) -> web.Response:
     """POST /_sim/prices/{symbol}: {"price": p, "volatility": v} (either or both)."""
     broker = _server(request).broker
@@ -135,6 +141,7 @@ async def set_price(request: web.Request) -> web.Response:
     )
 
 
+@admin_routes.post("/_sim/faults")
 async def add_fault(request: web.Request) -> web.Response:
     """POST /_sim/faults: add a FaultRule."""
     try:
@@ -144,17 +151,20 @@ async def add_fault(request: web.Request) -> web.Response:
     return json_response(_server(request).faults.add(rule).model_dump())
 
 
+@admin_routes.get("/_sim/faults")
 async def list_faults(request: web.Request) -> web.Response:
     """GET /_sim/faults."""
     return json_response([r.model_dump() for r in _server(request).faults.rules])
 
 
+@admin_routes.delete("/_sim/faults")
 async def clear_faults(request: web.Request) -> web.Response:
     """DELETE /_sim/faults: remove every rule."""
     _server(request).faults.clear()
     return web.Response(status=204)
 
 
+@admin_routes.delete("/_sim/faults/{rule_id}")
 async def remove_fault(request: web.Request) -> web.Response:
     """DELETE /_sim/faults/{id}."""
     if not _server(request).faults.remove(request.match_info["rule_id"]):
@@ -162,6 +172,7 @@ async def remove_fault(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@admin_routes.post("/_sim/orders/{order_id}/cancel")
 async def cancel_order(request: web.Request) -> web.Response:
     """POST /_sim/orders/{id}/cancel: cancel as if from the dashboard."""
     broker = _server(request).broker
@@ -169,6 +180,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@admin_routes.post("/_sim/orders/{order_id}/expire")
 async def expire_order(request: web.Request) -> web.Response:
     """POST /_sim/orders/{id}/expire: the broker expires the order (e.g. a GTC aged out)."""
     broker = _server(request).broker
@@ -176,6 +188,7 @@ async def expire_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@admin_routes.post("/_sim/orders/{order_id}/reject")
 async def reject_order(request: web.Request) -> web.Response:
     """POST /_sim/orders/{id}/reject: the broker rejects an accepted order after the fact."""
     broker = _server(request).broker
@@ -183,6 +196,7 @@ async def reject_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@admin_routes.post("/_sim/orders/{order_id}/fill")
 async def fill_order(request: web.Request) -> web.Response:
     """POST /_sim/orders/{id}/fill: {"price"?, "qty"?} execute now regardless of the market."""
     broker = _server(request).broker
@@ -193,6 +207,7 @@ async def fill_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@admin_routes.post("/_sim/positions")
 async def open_position(request: web.Request) -> web.Response:
     """POST /_sim/positions: {"symbol", "qty" (signed), "price"?} trade outside the system."""
     broker = _server(request).broker
@@ -204,6 +219,7 @@ async def open_position(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@admin_routes.delete("/_sim/positions/{symbol}")
 async def close_position(request: web.Request) -> web.Response:
     """DELETE /_sim/positions/{symbol}?cancel_orders=true: flatten outside the system."""
     broker = _server(request).broker
@@ -212,11 +228,13 @@ async def close_position(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@admin_routes.post("/_sim/stream/drop")
 async def drop_streams(request: web.Request) -> web.Response:
     """POST /_sim/stream/drop: close every trade_updates connection."""
     return json_response({"dropped": await _server(request).hub.drop_all()})
 
 
+@admin_routes.post("/_sim/reset")
 async def reset(request: web.Request) -> web.Response:
     """POST /_sim/reset: {"cash"?, "clock"?} fresh account, prices, faults; clock may move."""
     server = _server(request)
@@ -229,6 +247,7 @@ async def reset(request: web.Request) -> web.Response:
     return json_response({"now": ts(server.broker.clock.now())})
 
 
+@admin_routes.post("/_sim/snapshot")
 async def snapshot(request: web.Request) -> web.Response:
     """POST /_sim/snapshot: {"path"?} write the state file."""
     server = _server(request)
@@ -237,6 +256,7 @@ async def snapshot(request: web.Request) -> web.Response:
     return json_response({"path": str(written)})
 
 
+@admin_routes.post("/_sim/restore")
 async def restore(request: web.Request) -> web.Response:
     """POST /_sim/restore: {"path"?} load a state file."""
     server = _server(request)
@@ -245,6 +265,7 @@ async def restore(request: web.Request) -> web.Response:
     return json_response({"path": str(loaded), "now": ts(server.broker.clock.now())})
 
 
+@admin_routes.post("/_sim/requests/reset")
 async def reset_requests(request: web.Request) -> web.Response:
     """POST /_sim/requests/reset: zero the /v2 request counter; returns the counts before."""
     counter = _server(request).requests
@@ -253,6 +274,7 @@ async def reset_requests(request: web.Request) -> web.Response:
     return json_response(before)
 
 
+@admin_routes.post("/_sim/config")
 async def configure(request: web.Request) -> web.Response:
     """POST /_sim/config: {"rate_limit"?, "rate_window_s"?, "partial_fill_probability"?, ...}."""
     server = _server(request)
@@ -268,29 +290,3 @@ async def configure(request: web.Request) -> web.Response:
     if "fill_delay_ms" in body:
         server.broker.route_delay = int(body["fill_delay_ms"]) / 1000
     return json_response({key: str(value) for key, value in body.items()})
-
-
-def add_admin_routes(app: web.Application) -> None:
-    """Register the /_sim routes."""
-    r = app.router
-    r.add_get("/_sim/health", health)
-    r.add_get("/_sim/state", state)
-    r.add_post("/_sim/clock", clock)
-    r.add_post("/_sim/sync", sync)
-    r.add_post("/_sim/prices/{symbol}", set_price)
-    r.add_post("/_sim/faults", add_fault)
-    r.add_get("/_sim/faults", list_faults)
-    r.add_delete("/_sim/faults", clear_faults)
-    r.add_delete("/_sim/faults/{rule_id}", remove_fault)
-    r.add_post("/_sim/orders/{order_id}/cancel", cancel_order)
-    r.add_post("/_sim/orders/{order_id}/expire", expire_order)
-    r.add_post("/_sim/orders/{order_id}/reject", reject_order)
-    r.add_post("/_sim/orders/{order_id}/fill", fill_order)
-    r.add_post("/_sim/positions", open_position)
-    r.add_delete("/_sim/positions/{symbol}", close_position)
-    r.add_post("/_sim/stream/drop", drop_streams)
-    r.add_post("/_sim/reset", reset)
-    r.add_post("/_sim/snapshot", snapshot)
-    r.add_post("/_sim/restore", restore)
-    r.add_post("/_sim/config", configure)
-    r.add_post("/_sim/requests/reset", reset_requests)

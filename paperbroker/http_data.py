@@ -18,6 +18,7 @@ from paperbroker.serialize import ts
 
 MARKET_DATA_KEY = web.AppKey("market_data", MarketData)
 PAGE_LIMIT_KEY = web.AppKey("max_page", int)
+data_routes = web.RouteTableDef()
 
 
 def _bad(message: str) -> ApiError:
@@ -88,6 +89,7 @@ def _paginate(
     return out, None
 
 
+@data_routes.get("/v2/stocks/bars")
 async def get_bars(request: web.Request) -> web.Response:
     """GET /v2/stocks/bars."""
     broker, data = request.app[BROKER_KEY], request.app[MARKET_DATA_KEY]
@@ -133,11 +135,13 @@ def _series(request: web.Request, kind: str) -> web.Response:
     return json_response({kind: items, "next_page_token": token})
 
 
+@data_routes.get("/v2/stocks/trades")
 async def get_trades(request: web.Request) -> web.Response:
     """GET /v2/stocks/trades (one print per active minute)."""
     return _series(request, "trades")
 
 
+@data_routes.get("/v2/stocks/quotes")
 async def get_quotes(request: web.Request) -> web.Response:
     """GET /v2/stocks/quotes (one quote per active minute)."""
     return _series(request, "quotes")
@@ -169,6 +173,7 @@ def _quote(quote: Any, when: datetime) -> dict[str, Any]:
     }
 
 
+@data_routes.get("/v2/stocks/trades/latest")
 async def latest_trades(request: web.Request) -> web.Response:
     """GET /v2/stocks/trades/latest."""
     broker, data = request.app[BROKER_KEY], request.app[MARKET_DATA_KEY]
@@ -180,6 +185,7 @@ async def latest_trades(request: web.Request) -> web.Response:
     return json_response({"trades": trades})
 
 
+@data_routes.get("/v2/stocks/quotes/latest")
 async def latest_quotes(request: web.Request) -> web.Response:
     """GET /v2/stocks/quotes/latest."""
     broker, data = request.app[BROKER_KEY], request.app[MARKET_DATA_KEY]
@@ -195,6 +201,7 @@ def _last_minute_bar(data: MarketData, symbol: str, now: datetime) -> Bar | None
     return bars[-1] if bars else None
 
 
+@data_routes.get("/v2/stocks/bars/latest")
 async def latest_bars(request: web.Request) -> web.Response:
     """GET /v2/stocks/bars/latest."""
     broker, data = request.app[BROKER_KEY], request.app[MARKET_DATA_KEY]
@@ -207,6 +214,7 @@ async def latest_bars(request: web.Request) -> web.Response:
     return json_response({"bars": out})
 
 
+@data_routes.get("/v2/stocks/snapshots")
 async def snapshots(request: web.Request) -> web.Response:
     """GET /v2/stocks/snapshots."""
     broker, data = request.app[BROKER_KEY], request.app[MARKET_DATA_KEY]
@@ -226,15 +234,3 @@ async def snapshots(request: web.Request) -> web.Response:
             "prevDailyBar": days[-2].json() if len(days) > 1 else None,
         }
     return json_response(out)
-
-
-def add_data_routes(app: web.Application) -> None:
-    """Register the /v2/stocks routes."""
-    r = app.router
-    r.add_get("/v2/stocks/bars", get_bars)
-    r.add_get("/v2/stocks/bars/latest", latest_bars)
-    r.add_get("/v2/stocks/trades", get_trades)
-    r.add_get("/v2/stocks/trades/latest", latest_trades)
-    r.add_get("/v2/stocks/quotes", get_quotes)
-    r.add_get("/v2/stocks/quotes/latest", latest_quotes)
-    r.add_get("/v2/stocks/snapshots", snapshots)

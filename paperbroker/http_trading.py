@@ -24,6 +24,7 @@ from paperbroker.views import (
 )
 
 BROKER_KEY = web.AppKey("broker", Broker)
+trading_routes = web.RouteTableDef()
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -63,18 +64,21 @@ def _broker(request: web.Request) -> Broker:
     return request.app[BROKER_KEY]
 
 
+@trading_routes.get("/v2/account")
 async def get_account(request: web.Request) -> web.Response:
     """GET /v2/account."""
     broker = _broker(request)
     return json_response(account_json(broker, broker.sync()))
 
 
+@trading_routes.get("/v2/positions")
 async def get_positions(request: web.Request) -> web.Response:
     """GET /v2/positions."""
     broker = _broker(request)
     return json_response(positions_json(broker, broker.sync()))
 
 
+@trading_routes.get("/v2/positions/{symbol}")
 async def get_position(request: web.Request) -> web.Response:
     """GET /v2/positions/{symbol_or_id}."""
     broker = _broker(request)
@@ -92,6 +96,7 @@ def _decimal_param(request: web.Request, name: str) -> Decimal | None:
         raise unprocessable(f"invalid {name}", 40010001) from exc
 
 
+@trading_routes.delete("/v2/positions/{symbol}")
 async def close_position(request: web.Request) -> web.Response:
     """DELETE /v2/positions/{symbol_or_id}?qty=|percentage=."""
     broker = _broker(request)
@@ -102,6 +107,7 @@ async def close_position(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@trading_routes.delete("/v2/positions")
 async def close_all_positions(request: web.Request) -> web.Response:
     """DELETE /v2/positions?cancel_orders=."""
     broker = _broker(request)
@@ -117,6 +123,7 @@ async def close_all_positions(request: web.Request) -> web.Response:
     return json_response(results, status=207)
 
 
+@trading_routes.post("/v2/orders")
 async def submit_order(request: web.Request) -> web.Response:
     """POST /v2/orders."""
     broker = _broker(request)
@@ -125,6 +132,7 @@ async def submit_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book, nested=bool(order.leg_ids)))
 
 
+@trading_routes.get("/v2/orders")
 async def get_orders(request: web.Request) -> web.Response:
     """GET /v2/orders with status, limit, after, until, direction, nested, side, symbols."""
     broker = _broker(request)
@@ -152,6 +160,7 @@ async def get_orders(request: web.Request) -> web.Response:
     return json_response(list_orders(broker, query))
 
 
+@trading_routes.get("/v2/orders/{order_id}")
 async def get_order(request: web.Request) -> web.Response:
     """GET /v2/orders/{order_id}?nested=."""
     broker = _broker(request)
@@ -160,6 +169,7 @@ async def get_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book, nested=flag(request, "nested")))
 
 
+@trading_routes.get("/v2/orders:by_client_order_id")
 async def get_order_by_client_id(request: web.Request) -> web.Response:
     """GET /v2/orders:by_client_order_id?client_order_id=."""
     broker = _broker(request)
@@ -171,6 +181,7 @@ async def get_order_by_client_id(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book, nested=flag(request, "nested")))
 
 
+@trading_routes.patch("/v2/orders/{order_id}")
 async def replace_order(request: web.Request) -> web.Response:
     """PATCH /v2/orders/{order_id}."""
     broker = _broker(request)
@@ -179,12 +190,14 @@ async def replace_order(request: web.Request) -> web.Response:
     return json_response(order_json(order, broker.book))
 
 
+@trading_routes.delete("/v2/orders/{order_id}")
 async def cancel_order(request: web.Request) -> web.Response:
     """DELETE /v2/orders/{order_id} -> 204."""
     _broker(request).cancel(request.match_info["order_id"])
     return web.Response(status=204)
 
 
+@trading_routes.delete("/v2/orders")
 async def cancel_orders(request: web.Request) -> web.Response:
     """DELETE /v2/orders -> 207 with one entry per cancelled order."""
     broker = _broker(request)
@@ -196,12 +209,14 @@ async def cancel_orders(request: web.Request) -> web.Response:
     return json_response(results, status=207)
 
 
+@trading_routes.get("/v2/clock")
 async def get_clock(request: web.Request) -> web.Response:
     """GET /v2/clock."""
     broker = _broker(request)
     return json_response(clock_json(broker.sync(), broker.calendar))
 
 
+@trading_routes.get("/v2/calendar")
 async def get_calendar(request: web.Request) -> web.Response:
     """GET /v2/calendar?start&end (dates, inclusive)."""
     broker = _broker(request)
@@ -222,6 +237,7 @@ def _date(raw: str | None) -> date | None:
     return date.fromisoformat(raw[:10])
 
 
+@trading_routes.get("/v2/assets")
 async def get_assets(request: web.Request) -> web.Response:
     """GET /v2/assets (us_equity only)."""
     broker = _broker(request)
@@ -234,30 +250,10 @@ async def get_assets(request: web.Request) -> web.Response:
     return json_response([asset_json(a) for a in sorted(assets, key=lambda a: a.symbol)])
 
 
+@trading_routes.get("/v2/assets/{symbol}")
 async def get_asset(request: web.Request) -> web.Response:
     """GET /v2/assets/{symbol_or_id}."""
     asset = _broker(request).asset(request.match_info["symbol"])
     if asset is None:
         raise ApiError(404, "asset not found", 40410000)
     return json_response(asset_json(asset))
-
-
-def add_trading_routes(app: web.Application) -> None:
-    """Register every /v2 trading route."""
-    r = app.router
-    r.add_get("/v2/account", get_account)
-    r.add_get("/v2/positions", get_positions)
-    r.add_delete("/v2/positions", close_all_positions)
-    r.add_get("/v2/positions/{symbol}", get_position)
-    r.add_delete("/v2/positions/{symbol}", close_position)
-    r.add_post("/v2/orders", submit_order)
-    r.add_get("/v2/orders", get_orders)
-    r.add_delete("/v2/orders", cancel_orders)
-    r.add_get("/v2/orders:by_client_order_id", get_order_by_client_id)
-    r.add_get("/v2/orders/{order_id}", get_order)
-    r.add_patch("/v2/orders/{order_id}", replace_order)
-    r.add_delete("/v2/orders/{order_id}", cancel_order)
-    r.add_get("/v2/clock", get_clock)
-    r.add_get("/v2/calendar", get_calendar)
-    r.add_get("/v2/assets", get_assets)
-    r.add_get("/v2/assets/{symbol}", get_asset)

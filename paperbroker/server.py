@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from paperbroker.admin import SERVER_KEY, add_admin_routes
+from paperbroker.admin import SERVER_KEY, admin_routes
 from paperbroker.assets import Asset, make_asset
 from paperbroker.broker import Broker
 from paperbroker.calendar import demo_session_time, nyse_calendar
@@ -21,8 +21,8 @@ from paperbroker.clock import ClockMode, SimClock
 from paperbroker.config import BrokerConfig
 from paperbroker.errors import ApiError
 from paperbroker.faults import FaultBook, FaultRule
-from paperbroker.http_data import MARKET_DATA_KEY, PAGE_LIMIT_KEY, add_data_routes
-from paperbroker.http_trading import BROKER_KEY, add_trading_routes, json_response
+from paperbroker.http_data import MARKET_DATA_KEY, PAGE_LIMIT_KEY, data_routes
+from paperbroker.http_trading import BROKER_KEY, json_response, trading_routes
 from paperbroker.marketdata import MarketData
 from paperbroker.prices import PriceEngine, SymbolParams
 from paperbroker.ratelimit import RateLimiter
@@ -164,9 +164,9 @@ class PaperBrokerServer:
         app[MARKET_DATA_KEY] = self.market_data
         app[PAGE_LIMIT_KEY] = self.config.max_bars_page
         app[SERVER_KEY] = self
-        add_trading_routes(app)
-        add_data_routes(app)
-        add_admin_routes(app)
+        app.add_routes(trading_routes)
+        app.add_routes(data_routes)
+        app.add_routes(admin_routes)
         app.router.add_get(STREAM_PATH, self.hub.handle)
         return app
 
