@@ -129,26 +129,49 @@ class DevStack:
         if not check():
             raise StackError(f"{name} did not become ready in {timeout:.0f}s; see its log")
 
+    def _start_server(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        host: str,
+        port: int,
+        url: str,
+        ready: Callable[[], bool],
+        timeout: float,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Spawn a network service, wait until it answers, and record it as a component."""
+        pid = self._spawn(name, command, env)
+        self._wait(name, ready, timeout)
+        self.components.append(
+            Component(
+                name=name,
+                pid=pid,
+                address=f"{host}:{port}",
+                url=url,
+                log=str(self.log_dir / f"{name}.log"),
+                host=host,
+                port=port,
+            )
+        )
+        self._record(ready=False)
+
     def _start_temporal(self) -> None:
         cfg = self.config.temporal
         db_file = self.config.resolve(cfg.db_filename)
         db_file.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"starting Temporal dev server on {cfg.ip}:{cfg.port} ...")
-        pid = self._spawn("temporal", [str(temporal_binary()), *dev_server_args(cfg, db_file)])
         ui = f"http://{cfg.ip}:{cfg.ui_port}"
-        self._wait("temporal", lambda: port_open(cfg.ip, cfg.port) and http_ok(ui), 60)
-        self.components.append(
-            Component(
-                name="temporal",
-                pid=pid,
-                address=f"{cfg.ip}:{cfg.port}",
-                url=ui,
-                log=str(self.log_dir / "temporal.log"),
-                host=cfg.ip,
-                port=cfg.port,
-            )
+        self._start_server(
+            "temporal",
+            [str(temporal_binary()), *dev_server_args(cfg, db_file)],
+            host=cfg.ip,
+            port=cfg.port,
+            url=ui,
+            ready=lambda: port_open(cfg.ip, cfg.port) and http_ok(ui),
+            timeout=60,
         )
-        self._record(ready=False)
 
     def _start_postgres(self) -> None:
         if not self.settings.uses_embedded_postgres:
@@ -193,7 +216,8 @@ class DevStack:
         cfg = self.config.paperbroker
         credentials = paper_broker_credentials(self.state_dir)
         self.say(f"starting paper broker on 127.0.0.1:{cfg.port} ...")
-        pid = self._spawn(
+        url = f"http://127.0.0.1:{cfg.port}"
+        self._start_server(
             "paperbroker",
             [
                 sys.executable,
@@ -210,24 +234,16 @@ class DevStack:
                 "--state-file",
                 str(self.state_dir / "paperbroker" / "state.json"),
             ],
+            host="127.0.0.1",
+            port=cfg.port,
+            url=url,
+            ready=lambda: http_ok(f"{url}/_sim/health"),
+            timeout=30,
             env={
                 "PAPERBROKER_KEY_ID": credentials.key_id.get_secret_value(),
                 "PAPERBROKER_SECRET_KEY": credentials.secret_key.get_secret_value(),
             },
         )
-        url = f"http://127.0.0.1:{cfg.port}"
-        self._wait("paperbroker", lambda: http_ok(f"{url}/_sim/health"), 30)
-        self.components.append(
-            Component(
-                name="paperbroker",
-                pid=pid,
-                address=f"127.0.0.1:{cfg.port}",
-                url=url,
-                log=str(self.log_dir / "paperbroker.log"),
-                port=cfg.port,
-            )
-        )
-        self._record(ready=False)
 
     def _start_workers(self) -> None:
         for index in range(self.config.worker.replicas):
