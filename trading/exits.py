@@ -17,6 +17,7 @@ from pydantic import Field
 from trading.broker_models import Bar, MarketClock, SessionDay
 from trading.ledger_records import TradeRecord, TradeStatus
 from trading.models import Frozen
+from trading.registry import Named
 
 MA_PLACES = Decimal("0.0001")
 
@@ -41,13 +42,11 @@ class ExitVerdict(Frozen):
 
 
 @runtime_checkable
-class ExitRule(Protocol):
-    """Decides, from one trade's context, whether it should exit at the next open."""
+class ExitRule(Named, Protocol):
+    """Decides, from one trade's context, whether it should exit at the next open.
 
-    @property
-    def name(self) -> str:
-        """A stable name (the reason code of its exits)."""
-        ...
+    Its name is stable: it is the reason code of the exits it decides.
+    """
 
     @property
     def bars_needed(self) -> int:
@@ -62,15 +61,12 @@ class ExitRule(Protocol):
 class CloseBelowMovingAverage:
     """Exit when the session's close is below the simple moving average of the last N closes."""
 
+    name = "close_below_ma"
+
     def __init__(self, days: int = 20) -> None:
         if days < 1:
             raise ValueError("days must be at least 1")
         self._days = days
-
-    @property
-    def name(self) -> str:
-        """Reason code."""
-        return "close_below_ma"
 
     @property
     def bars_needed(self) -> int:
@@ -102,15 +98,12 @@ def sessions_held(opened_on: date | None, bars: Sequence[Bar]) -> int:
 class MaxHoldingDays:
     """Exit once a trade has been held for N sessions."""
 
+    name = "max_holding_days"
+
     def __init__(self, days: int = 10) -> None:
         if days < 0:
             raise ValueError("days must not be negative")
         self._days = days
-
-    @property
-    def name(self) -> str:
-        """Reason code."""
-        return "max_holding_days"
 
     @property
     def bars_needed(self) -> int:

@@ -10,7 +10,7 @@ later drain retries it, until the attempts cap ends it in ERROR.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol, runtime_checkable
 
@@ -24,6 +24,7 @@ from trading.ledger_records import (
     SignalFunnel,
 )
 from trading.models import Frozen, JsonScalar
+from trading.registry import Named, NamedRegistry
 
 # --- scoring --------------------------------------------------------------------------------
 
@@ -66,13 +67,8 @@ class ScoreResult(Frozen):
 
 
 @runtime_checkable
-class Scorer(Protocol):
-    """Scores one signal deterministically, or raises ScoringError with a reason."""
-
-    @property
-    def name(self) -> str:
-        """The name a drain uses to pick this scorer."""
-        ...
+class Scorer(Named, Protocol):
+    """Scores one signal deterministically, or raises ScoringError; a drain picks it by name."""
 
     def score(self, signal: SignalToScore) -> ScoreResult:
         """The score of `signal`; raise ScoringError when it cannot be scored."""
@@ -127,10 +123,7 @@ class MomentumVolumeScorer:
     MAX_ABS_MOMENTUM = Decimal(10)
     MAX_VOLUME_RATIO = Decimal(1000)
 
-    @property
-    def name(self) -> str:
-        """Registry name."""
-        return "momentum_volume"
+    name = "momentum_volume"
 
     def score(self, signal: SignalToScore) -> ScoreResult:
         """Score in [-1, 1] and confidence in [0, 1], rounded to 4 places."""
@@ -163,35 +156,14 @@ class MomentumVolumeScorer:
         )
 
 
-DEFAULT_SCORER = "momentum_volume"
+DEFAULT_SCORER = MomentumVolumeScorer.name
 
 
-class ScorerRegistry:
+class ScorerRegistry(NamedRegistry[Scorer]):
     """Scorers by name; a drain names the one it wants."""
 
-    def __init__(self, scorers: Iterable[Scorer] = ()) -> None:
-        self._scorers: dict[str, Scorer] = {}
-        for scorer in scorers:
-            self.register(scorer)
-
-    def register(self, scorer: Scorer) -> None:
-        """Add a scorer; a second scorer with the same name is a mistake."""
-        if scorer.name in self._scorers:
-            raise ValueError(f"a scorer named {scorer.name!r} is already registered")
-        self._scorers[scorer.name] = scorer
-
-    def get(self, name: str) -> Scorer:
-        """The scorer with this name; raise UnknownScorer naming the ones there are."""
-        try:
-            return self._scorers[name]
-        except KeyError:
-            raise UnknownScorer(
-                f"no scorer named {name!r}; registered: {', '.join(self.names()) or 'none'}"
-            ) from None
-
-    def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._scorers)
+    kind = "scorer"
+    unknown = UnknownScorer
 
 
 def builtin_scorers() -> ScorerRegistry:

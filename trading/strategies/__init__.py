@@ -16,7 +16,7 @@ from trading.strategies.base import (
 )
 from trading.strategies.momentum import MomentumStrategy
 
-DEFAULT_STRATEGY = "momentum"
+DEFAULT_STRATEGY = MomentumStrategy.name
 
 __all__ = [
     "DEFAULT_STRATEGY",

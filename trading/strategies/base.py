@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
@@ -10,6 +10,7 @@ from pydantic import Field
 
 from trading.broker_models import Bar, OrderSide
 from trading.models import Frozen, JsonScalar
+from trading.registry import Named, NamedRegistry
 
 
 class UnknownStrategy(LookupError):
@@ -25,13 +26,11 @@ class SignalCandidate(Frozen):
 
 
 @runtime_checkable
-class Strategy(Protocol):
-    """Proposes candidates from daily bars (oldest first per symbol), deterministically."""
+class Strategy(Named, Protocol):
+    """Proposes candidates from daily bars (oldest first per symbol), deterministically.
 
-    @property
-    def name(self) -> str:
-        """The name the market loop uses to pick this strategy (also the signal's strategy)."""
-        ...
+    The market loop picks it by name, which is also the strategy its signals record.
+    """
 
     @property
     def lookback_bars(self) -> int:
@@ -50,29 +49,8 @@ def signal_key(strategy: str, symbol: str, session_date: date) -> str:
     return f"{strategy}:{symbol}:{session_date.isoformat()}"
 
 
-class StrategyRegistry:
+class StrategyRegistry(NamedRegistry[Strategy]):
     """Strategies by name; the market loop names the one it wants."""
 
-    def __init__(self, strategies: Iterable[Strategy] = ()) -> None:
-        self._strategies: dict[str, Strategy] = {}
-        for strategy in strategies:
-            self.register(strategy)
-
-    def register(self, strategy: Strategy) -> None:
-        """Add a strategy; a second one with the same name is a mistake."""
-        if strategy.name in self._strategies:
-            raise ValueError(f"a strategy named {strategy.name!r} is already registered")
-        self._strategies[strategy.name] = strategy
-
-    def get(self, name: str) -> Strategy:
-        """The strategy with this name; raise UnknownStrategy naming the ones there are."""
-        try:
-            return self._strategies[name]
-        except KeyError:
-            raise UnknownStrategy(
-                f"no strategy named {name!r}; registered: {', '.join(self.names()) or 'none'}"
-            ) from None
-
-    def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._strategies)
+    kind = "strategy"
+    unknown = UnknownStrategy

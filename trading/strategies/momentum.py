@@ -61,6 +61,8 @@ def _feature(value: Decimal) -> float:
 class MomentumStrategy:
     """Buy candidates whose close rose more than `min_momentum` over `lookback` daily bars."""
 
+    name = "momentum"
+
     def __init__(
         self, lookback: int = 10, min_momentum: Decimal = Decimal(0), rsi_period: int = 14
     ) -> None:
@@ -69,11 +71,6 @@ class MomentumStrategy:
         self._lookback = lookback
         self._min_momentum = min_momentum
         self._rsi_period = rsi_period
-
-    @property
-    def name(self) -> str:
-        """Registry name."""
-        return "momentum"
 
     @property
     def lookback_bars(self) -> int:
