@@ -188,8 +188,8 @@ class ScoreBatch(Frozen):
     max_age_seconds: int = Field(default=DEFAULT_SIGNAL_MAX_AGE_SECONDS, ge=1)
 
 
-class ScoreBatchResult(Frozen):
-    """What one batch did: claimed, SCORED, ERROR (by code), left PENDING for a retry."""
+class ScoreCounts(Frozen):
+    """Signals claimed, SCORED, ERROR (by code) and left PENDING for a retry."""
 
     claimed: int = 0
     scored: int = 0
@@ -199,6 +199,10 @@ class ScoreBatchResult(Frozen):
     # The scorer failed in a way that may pass (not a ScoringError): still PENDING, leased.
     retry_later: int = 0
     error_codes: dict[str, int] = Field(default_factory=dict)
+
+
+class ScoreBatchResult(ScoreCounts):
+    """What one batch did."""
 
 
 class DrainInput(Frozen):
@@ -221,18 +225,12 @@ class DrainInput(Frozen):
         return self
 
 
-class DrainProgress(Frozen):
-    """Where a drain is (the `progress` query)."""
+class DrainProgress(ScoreCounts):
+    """Where a drain is (the `progress` query): its phase and the counts of its batches so far."""
 
     phase: str = "starting"
     batches: int = 0
-    claimed: int = 0
-    scored: int = 0
-    error: int = 0
     expired: int = 0
-    already_final: int = 0
-    retry_later: int = 0
-    error_codes: dict[str, int] = Field(default_factory=dict)
 
     def plus(self, batch: ScoreBatchResult) -> DrainProgress:
         """This progress with one more batch counted."""
