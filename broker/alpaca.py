@@ -43,27 +43,9 @@ from broker.errors import (
     RateLimited,
     WashTrade,
 )
-from trading.broker_models import (
-    AssetInfo,
-    Bar,
-    BrokerAccount,
-    BrokerOrder,
-    BrokerPosition,
-    CancelResult,
-    MarketClock,
-    OrderClass,
-    OrderIntent,
-    OrderProbe,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-    PositionProbe,
-    ProbeOutcome,
-    Quote,
-    ReplaceRequest,
-    SessionDay,
-    TimeInForce,
-)
+
+# Qualified, like `sdk`: both sides name OrderSide, OrderType, TimeInForce, Quote, Bar, ...
+from trading import broker_models as domain
 
 logger = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -187,19 +169,19 @@ def _reset_at(exc: APIError) -> datetime | None:
 
 
 # ------------------------------------------------------------------------- conversions
-def to_order(order: SdkOrder) -> BrokerOrder:
+def to_order(order: SdkOrder) -> domain.BrokerOrder:
     """alpaca-py Order -> BrokerOrder."""
     kind = order.type or order.order_type
     order_class = _enum_value(order.order_class) or "simple"
-    return BrokerOrder(
+    return domain.BrokerOrder(
         id=str(order.id),
         client_order_id=order.client_order_id,
         symbol=order.symbol or "",
-        side=OrderSide(_enum_value(order.side)),
-        type=OrderType(_enum_value(kind)),
-        order_class=OrderClass(order_class),
-        time_in_force=TimeInForce(_enum_value(order.time_in_force)),
-        status=OrderStatus(_enum_value(order.status)),
+        side=domain.OrderSide(_enum_value(order.side)),
+        type=domain.OrderType(_enum_value(kind)),
+        order_class=domain.OrderClass(order_class),
+        time_in_force=domain.TimeInForce(_enum_value(order.time_in_force)),
+        status=domain.OrderStatus(_enum_value(order.status)),
         qty=_dec(order.qty),
         filled_qty=_dec(order.filled_qty) or Decimal(0),
         filled_avg_price=_dec(order.filled_avg_price),
@@ -217,12 +199,12 @@ def to_order(order: SdkOrder) -> BrokerOrder:
     )
 
 
-def to_position(position: SdkPosition) -> BrokerPosition:
+def to_position(position: SdkPosition) -> domain.BrokerPosition:
     """alpaca-py Position -> BrokerPosition (qty negative for a short)."""
     qty = Decimal(position.qty)
     if _enum_value(position.side) == "short" and qty > 0:
         qty = -qty
-    return BrokerPosition(
+    return domain.BrokerPosition(
         symbol=position.symbol,
         qty=qty,
         qty_available=_dec(position.qty_available),
@@ -233,7 +215,7 @@ def to_position(position: SdkPosition) -> BrokerPosition:
     )
 
 
-def _order_request(intent: OrderIntent) -> sdk.OrderRequest:
+def _order_request(intent: domain.OrderIntent) -> sdk.OrderRequest:
     common: dict[str, Any] = {
         "symbol": intent.symbol,
         "qty": float(intent.qty),
@@ -242,7 +224,7 @@ def _order_request(intent: OrderIntent) -> sdk.OrderRequest:
         "client_order_id": intent.client_order_id,
         "extended_hours": intent.extended_hours,
     }
-    if intent.order_class is not OrderClass.SIMPLE:
+    if intent.order_class is not domain.OrderClass.SIMPLE:
         common["order_class"] = sdk_enums.OrderClass(intent.order_class.value)
     if intent.take_profit_limit_price is not None:
         common["take_profit"] = sdk.TakeProfitRequest(
@@ -253,18 +235,18 @@ def _order_request(intent: OrderIntent) -> sdk.OrderRequest:
             stop_price=float(intent.stop_loss_stop_price),
             limit_price=_float(intent.stop_loss_limit_price),
         )
-    builders: dict[OrderType, Callable[[], sdk.OrderRequest]] = {
-        OrderType.MARKET: lambda: sdk.MarketOrderRequest(**common),
-        OrderType.LIMIT: lambda: sdk.LimitOrderRequest(
+    builders: dict[domain.OrderType, Callable[[], sdk.OrderRequest]] = {
+        domain.OrderType.MARKET: lambda: sdk.MarketOrderRequest(**common),
+        domain.OrderType.LIMIT: lambda: sdk.LimitOrderRequest(
             limit_price=_float(intent.limit_price), **common
         ),
-        OrderType.STOP: lambda: sdk.StopOrderRequest(
+        domain.OrderType.STOP: lambda: sdk.StopOrderRequest(
             stop_price=_float(intent.stop_price), **common
         ),
-        OrderType.STOP_LIMIT: lambda: sdk.StopLimitOrderRequest(
+        domain.OrderType.STOP_LIMIT: lambda: sdk.StopLimitOrderRequest(
             stop_price=_float(intent.stop_price), limit_price=_float(intent.limit_price), **common
         ),
-        OrderType.TRAILING_STOP: lambda: sdk.TrailingStopOrderRequest(
+        domain.OrderType.TRAILING_STOP: lambda: sdk.TrailingStopOrderRequest(
             trail_percent=_float(intent.trail_percent),
             trail_price=_float(intent.trail_price),
             **common,
@@ -316,10 +298,10 @@ class AlpacaGateway:
             logger.info("broker %s failed: %s %s", what, type(mapped).__name__, mapped.message)
             raise mapped from None
 
-    def get_account(self) -> BrokerAccount:
+    def get_account(self) -> domain.BrokerAccount:
         """The account."""
         account: Any = self._call("get_account", self._trading.get_account)
-        return BrokerAccount(
+        return domain.BrokerAccount(
             status=_enum_value(account.status),
             cash=Decimal(account.cash or 0),
             buying_power=Decimal(account.buying_power or 0),
@@ -329,28 +311,29 @@ class AlpacaGateway:
             account_blocked=bool(account.account_blocked),
         )
 
-    def get_clock(self) -> MarketClock:
+    def get_clock(self) -> domain.MarketClock:
         """The market clock."""
         clock: Any = self._call("get_clock", self._trading.get_clock)
-        return MarketClock(
+        return domain.MarketClock(
             timestamp=clock.timestamp,
             is_open=clock.is_open,
             next_open=clock.next_open,
             next_close=clock.next_close,
         )
 
-    def get_calendar(self, start: date, end: date) -> list[SessionDay]:
+    def get_calendar(self, start: date, end: date) -> list[domain.SessionDay]:
         """Trading sessions between two dates, New York times made aware."""
         request = sdk.GetCalendarRequest(start=start, end=end)
         days: Any = self._call("get_calendar", lambda: self._trading.get_calendar(request))
         return [
-            SessionDay(date=d.date, open=_new_york(d.open), close=_new_york(d.close)) for d in days
+            domain.SessionDay(date=d.date, open=_new_york(d.open), close=_new_york(d.close))
+            for d in days
         ]
 
-    def get_asset(self, symbol: str) -> AssetInfo:
+    def get_asset(self, symbol: str) -> domain.AssetInfo:
         """One asset (NotFound for an unknown symbol)."""
         asset: Any = self._call(f"get_asset {symbol}", lambda: self._trading.get_asset(symbol))
-        return AssetInfo(
+        return domain.AssetInfo(
             symbol=asset.symbol,
             tradable=bool(asset.tradable),
             shortable=bool(asset.shortable),
@@ -358,30 +341,32 @@ class AlpacaGateway:
             status=_enum_value(asset.status),
         )
 
-    def get_positions(self) -> list[BrokerPosition]:
+    def get_positions(self) -> list[domain.BrokerPosition]:
         """All open positions."""
         positions: Any = self._call("get_positions", self._trading.get_all_positions)
         return [to_position(p) for p in positions]
 
-    def probe_position(self, symbol: str) -> PositionProbe:
+    def probe_position(self, symbol: str) -> domain.PositionProbe:
         """exists / absent (404) / unknown (error)."""
         try:
             position: Any = self._call(
                 f"get_position {symbol}", lambda: self._trading.get_open_position(symbol)
             )
         except NotFound:
-            return PositionProbe(outcome=ProbeOutcome.ABSENT)
+            return domain.PositionProbe(outcome=domain.ProbeOutcome.ABSENT)
         except BrokerError as exc:
-            return PositionProbe(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
-        return PositionProbe(outcome=ProbeOutcome.EXISTS, position=to_position(position))
+            return domain.PositionProbe(outcome=domain.ProbeOutcome.UNKNOWN, error=_describe(exc))
+        return domain.PositionProbe(
+            outcome=domain.ProbeOutcome.EXISTS, position=to_position(position)
+        )
 
-    def get_open_orders(self) -> list[BrokerOrder]:
+    def get_open_orders(self) -> list[domain.BrokerOrder]:
         """Every open order, each leg listed on its own, paging past the 500 limit.
 
         Never nested: a filled bracket/OTO parent is no longer open, and Alpaca then leaves its
         held stop leg out of a nested listing - a live protective stop would look absent.
         """
-        found: dict[str, BrokerOrder] = {}
+        found: dict[str, domain.BrokerOrder] = {}
         until: datetime | None = None
         while True:
             request = sdk.GetOrdersRequest(
@@ -403,7 +388,7 @@ class AlpacaGateway:
             oldest = min(o.submitted_at or o.created_at for o in page)
             until = oldest + timedelta(microseconds=1)
 
-    def get_order(self, order_id: str) -> BrokerOrder:
+    def get_order(self, order_id: str) -> domain.BrokerOrder:
         """One order by broker id, legs nested."""
         request = sdk.GetOrderByIdRequest(nested=True)
         order: Any = self._call(
@@ -411,17 +396,17 @@ class AlpacaGateway:
         )
         return to_order(order)
 
-    def probe_order(self, order_id: str) -> OrderProbe:
+    def probe_order(self, order_id: str) -> domain.OrderProbe:
         """exists / absent (404) / unknown (error)."""
         try:
             order = self.get_order(order_id)
         except NotFound:
-            return OrderProbe(outcome=ProbeOutcome.ABSENT)
+            return domain.OrderProbe(outcome=domain.ProbeOutcome.ABSENT)
         except BrokerError as exc:
-            return OrderProbe(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
-        return OrderProbe(outcome=ProbeOutcome.EXISTS, order=order)
+            return domain.OrderProbe(outcome=domain.ProbeOutcome.UNKNOWN, error=_describe(exc))
+        return domain.OrderProbe(outcome=domain.ProbeOutcome.EXISTS, order=order)
 
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder:
+    def get_order_by_client_id(self, client_order_id: str) -> domain.BrokerOrder:
         """One order by our client_order_id."""
         order: Any = self._call(
             f"get_order_by_client_id {client_order_id}",
@@ -429,7 +414,7 @@ class AlpacaGateway:
         )
         return to_order(order)
 
-    def submit_order(self, intent: OrderIntent) -> BrokerOrder:
+    def submit_order(self, intent: domain.OrderIntent) -> domain.BrokerOrder:
         """Place the order at most once; a duplicate or an uncertain POST resolves by lookup."""
         request = _order_request(intent)
         cid = intent.client_order_id
@@ -460,19 +445,19 @@ class AlpacaGateway:
             logger.info("submit %s: landed despite the error; returning it", cid)
             return existing
 
-    def cancel_order(self, order_id: str) -> CancelResult:
+    def cancel_order(self, order_id: str) -> domain.CancelResult:
         """Cancel; an order already final (filled, cancelled, ...) is success."""
         try:
             self._call(f"cancel {order_id}", lambda: self._trading.cancel_order_by_id(order_id))
         except OrderRejected:
             order = self.get_order(order_id)  # 422 "not cancelable": report its final state
             if order.is_terminal:
-                return CancelResult(order=order, already_final=True)
+                return domain.CancelResult(order=order, already_final=True)
             raise
         order = self.get_order(order_id)
-        return CancelResult(order=order, already_final=False)
+        return domain.CancelResult(order=order, already_final=False)
 
-    def replace_order(self, request: ReplaceRequest) -> BrokerOrder:
+    def replace_order(self, request: domain.ReplaceRequest) -> domain.BrokerOrder:
         """Replace a working order; returns the new order."""
         body = sdk.ReplaceOrderRequest(
             qty=int(request.qty) if request.qty is not None else None,
@@ -488,7 +473,7 @@ class AlpacaGateway:
 
     def close_position(
         self, symbol: str, qty: str | None = None, percentage: str | None = None
-    ) -> BrokerOrder:
+    ) -> domain.BrokerOrder:
         """Close all or part of a position at market."""
         options = (
             sdk.ClosePositionRequest(qty=qty, percentage=percentage)
@@ -501,14 +486,14 @@ class AlpacaGateway:
         )
         return to_order(order)
 
-    def latest_quotes(self, symbols: list[str]) -> list[Quote]:
+    def latest_quotes(self, symbols: list[str]) -> list[domain.Quote]:
         """Latest quote per symbol."""
         request = StockLatestQuoteRequest(symbol_or_symbols=symbols)
         quotes: Any = self._call(
             "latest_quotes", lambda: self._data.get_stock_latest_quote(request)
         )
         return [
-            Quote(
+            domain.Quote(
                 symbol=s,
                 bid=Decimal(str(q.bid_price)),
                 ask=Decimal(str(q.ask_price)),
@@ -521,7 +506,7 @@ class AlpacaGateway:
 
     def get_bars(
         self, symbols: list[str], timeframe: str, start: str, end: str | None, limit: int | None
-    ) -> list[Bar]:
+    ) -> list[domain.Bar]:
         """Bars for symbols (alpaca-py follows next_page_token)."""
         if timeframe not in _TIMEFRAMES:
             raise InvalidOrder(
@@ -536,7 +521,7 @@ class AlpacaGateway:
         )
         bars: Any = self._call("get_bars", lambda: self._data.get_stock_bars(request))
         return [
-            Bar(
+            domain.Bar(
                 symbol=symbol,
                 timestamp=b.timestamp,
                 open=Decimal(str(b.open)),
