@@ -11,22 +11,19 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from alpaca.trading.models import TradeUpdate
-from alpaca.trading.stream import TradingStream
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.broker import as_application_error
-from broker.alpaca import to_order
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError
 from broker.gateway import BrokerGateway
+from broker.stream import TradeUpdateStream
 from ledger.trades import Trades
 from trading.broker_sync_models import (
     ListenRequest,
@@ -35,11 +32,12 @@ from trading.broker_sync_models import (
     SyncSummary,
 )
 from trading.routing import OpenTradeRef, owners_of_order, route_positions
-from trading.trade_models import OrderEvent, PositionUpdate, workflow_id_for
+from trading.trade_models import PositionUpdate, workflow_id_for
 
 ORDER_EVENT_SIGNAL = "order_event"
 POSITION_UPDATE_SIGNAL = "position_update"
 OPEN_TRADES_MAX_AGE_S = 5.0
+FORWARDER_DRAIN_S = 10.0
 
 
 class _Progress(BaseModel):
@@ -48,6 +46,7 @@ class _Progress(BaseModel):
     events: int
     forwarded: int
     missed: int
+    reconnects: int
     last_event_at: datetime | None
 
 
@@ -88,36 +87,60 @@ class BrokerSyncActivities:
 
     @activity.defn
     async def listen_trade_updates(self, request: ListenRequest) -> ListenSummary:
-        """Hold the account's one trade_updates connection and forward every event.
+        """Hold the account's one trade_updates connection and forward every event."""
+        # Returns after request.listen_for so the workflow starts a fresh run (and history);
+        # heartbeats go on while the stream waits out a dropped connection.
+        progress = _Progress(events=0, forwarded=0, missed=0, reconnects=0, last_event_at=None)
+        stream = TradeUpdateStream(self._endpoint)
+        forwarding = asyncio.create_task(self._forward_order_events(stream, progress))
+        started = time.monotonic()
+        try:
+            while not forwarding.done():
+                progress.reconnects = stream.reconnects
+                activity.heartbeat(progress.model_dump(mode="json"))
+                remaining = request.listen_for.total_seconds() - (time.monotonic() - started)
+                if remaining <= 0:
+                    break
+                timeout = min(request.heartbeat_every.total_seconds(), remaining)
+                await asyncio.wait({forwarding}, timeout=timeout)
+        finally:
+            await stream.close()
+            await _stop(forwarding, within_s=FORWARDER_DRAIN_S)
+        error = None if forwarding.cancelled() else forwarding.exception()
+        if isinstance(error, BrokerError):
+            raise as_application_error(error) from None
+        if error is not None:
+            raise error
+        return ListenSummary(
+            events=progress.events,
+            forwarded=progress.forwarded,
+            missed=progress.missed,
+            last_event_at=progress.last_event_at,
+        )
 
-        Heartbeats every few seconds; returns after request.listen_for so the workflow can
-        start a fresh run; alpaca-py reconnects with backoff when the connection drops.
-        """
-        progress = _Progress(events=0, forwarded=0, missed=0, last_event_at=None)
-
-        async def on_update(update: TradeUpdate) -> None:
-            nonlocal progress
-            order = to_order(update.order)
-            event = OrderEvent(
-                event=str(getattr(update.event, "value", update.event)),
-                order=order,
-                timestamp=update.timestamp,
-                price=_dec(update.price),
-                qty=_dec(update.qty),
-                position_qty=_dec(update.position_qty),
-            )
-            owners = owners_of_order(order, await self._open_trades())
-            if not owners and order.symbol:
-                owners = owners_of_order(order, await self._open_trades(fresh=True))
-            delivered = [await self._signal(t, ORDER_EVENT_SIGNAL, event) for t in owners]
-            progress = progress.model_copy(
-                update={
-                    "events": progress.events + 1,
-                    "forwarded": progress.forwarded + sum(delivered),
-                    "missed": progress.missed + delivered.count(False),
-                    "last_event_at": update.timestamp,
-                }
-            )
+    async def _forward_order_events(self, stream: TradeUpdateStream, progress: _Progress) -> None:
+        async for event in stream:
+            progress.events += 1
+            progress.last_event_at = event.timestamp
+            order = event.order
+            try:
+                owners = owners_of_order(order, await self._open_trades())
+                if not owners and order.symbol:
+                    owners = owners_of_order(order, await self._open_trades(fresh=True))
+                delivered = [await self._signal(t, ORDER_EVENT_SIGNAL, event) for t in owners]
+            except Exception:
+                # Losing this one event is covered by the broker-truth poll; ending the run
+                # would drop the connection and every event until the next run.
+                progress.missed += 1
+                activity.logger.exception(
+                    "trade update %s for %s (%s) not forwarded",
+                    event.event,
+                    order.client_order_id,
+                    order.symbol,
+                )
+                continue
+            progress.forwarded += sum(delivered)
+            progress.missed += delivered.count(False)
             activity.logger.info(
                 "trade update %s for %s (%s) -> %s",
                 event.event,
@@ -125,38 +148,6 @@ class BrokerSyncActivities:
                 order.symbol,
                 owners or "no open trade",
             )
-
-        stream = TradingStream(
-            self._endpoint.key_id.get_secret_value(),
-            self._endpoint.secret_key.get_secret_value(),
-            paper=self._endpoint.paper,
-            url_override=self._endpoint.stream_url,
-        )
-        stream.subscribe_trade_updates(on_update)
-        # alpaca-py's public run() owns a private event loop; the coroutine behind it runs the
-        # same connect/auth/listen/reconnect cycle inside the worker's loop.
-        runner = asyncio.create_task(stream._run_forever())  # type: ignore[no-untyped-call]
-        started = time.monotonic()
-        try:
-            while not runner.done():
-                activity.heartbeat(progress.model_dump(mode="json"))
-                if time.monotonic() - started >= request.listen_for.total_seconds():
-                    break
-                await asyncio.sleep(request.heartbeat_every.total_seconds())
-        finally:
-            await stream.stop_ws()
-            try:
-                await asyncio.wait_for(runner, timeout=10)
-            except (TimeoutError, asyncio.CancelledError):
-                runner.cancel()
-        if runner.done() and not runner.cancelled() and runner.exception() is not None:
-            raise runner.exception()  # type: ignore[misc]
-        return ListenSummary(
-            events=progress.events,
-            forwarded=progress.forwarded,
-            missed=progress.missed,
-            last_event_at=progress.last_event_at,
-        )
 
     @activity.defn
     async def sync_positions(self, request: SyncRequest) -> SyncSummary:
@@ -198,5 +189,9 @@ async def _in_thread(fn: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(fn)
 
 
-def _dec(value: float | None) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+async def _stop(task: asyncio.Task[None], within_s: float) -> None:
+    """Let the task finish the event in hand once the stream has closed; cancel it if it hangs."""
+    done, _ = await asyncio.wait({task}, timeout=within_s)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})
