@@ -6,9 +6,12 @@ non-Temporal imports are all passed through.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
@@ -27,7 +30,11 @@ with workflow.unsafe.imports_passed_through():
         TradeTransition,
     )
     from trading.models import Frozen
-    from workflows.calls import ledger
+
+_CALL: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(maximum_attempts=3),
+}
 
 
 class RoundTripInput(Frozen):
@@ -54,7 +61,7 @@ class LedgerRoundTripWorkflow:
     @workflow.run
     async def run(self, request: RoundTripInput) -> RoundTripResult:
         trade_id = request.trade_id
-        await ledger(
+        await workflow.execute_activity_method(
             LedgerActivities.create_trade,
             TradeCreate(
                 trade_id=trade_id,
@@ -62,12 +69,14 @@ class LedgerRoundTripWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 as_of=workflow.now(),
             ),
+            **_CALL,
         )
-        await ledger(
+        await workflow.execute_activity_method(
             LedgerActivities.transition_trade,
             TradeTransition(trade_id=trade_id, status=TradeStatus.OPEN, as_of=workflow.now()),
+            **_CALL,
         )
-        await ledger(
+        await workflow.execute_activity_method(
             LedgerActivities.upsert_order,
             OrderUpsert(
                 client_order_id=f"{trade_id}-entry-1",
@@ -82,6 +91,7 @@ class LedgerRoundTripWorkflow:
                 filled_avg_price=Decimal("100.01"),
                 broker_updated_at=workflow.now(),
             ),
+            **_CALL,
         )
         close = TradeClose(
             trade_id=trade_id,
@@ -90,17 +100,23 @@ class LedgerRoundTripWorkflow:
             realized_pnl=Decimal("12.45"),
             closed_at=workflow.now(),
         )
-        first = await ledger(LedgerActivities.close_trade, close)
-        second = await ledger(
+        first = await workflow.execute_activity_method(LedgerActivities.close_trade, close, **_CALL)
+        second = await workflow.execute_activity_method(
             LedgerActivities.close_trade,
             close.model_copy(update={"close_reason": CloseReason.GHOST}),
+            **_CALL,
         )
-        still_open = await ledger(LedgerActivities.list_open_trades, OpenTradesQuery(symbol="AAPL"))
-        await ledger(
+        still_open = await workflow.execute_activity_method(
+            LedgerActivities.list_open_trades, OpenTradesQuery(symbol="AAPL"), **_CALL
+        )
+        await workflow.execute_activity_method(
             LedgerActivities.insert_signal,
             SignalCreate(signal_key=request.signal_key, symbol="AAPL", strategy="breakout"),
+            **_CALL,
         )
-        funnel = await ledger(LedgerActivities.signal_funnel, SignalFunnelQuery(window_hours=1))
+        funnel = await workflow.execute_activity_method(
+            LedgerActivities.signal_funnel, SignalFunnelQuery(window_hours=1), **_CALL
+        )
         return RoundTripResult(
             first_close=first.trade,
             second_close=second.trade,

@@ -14,7 +14,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities import activity_methods
 from activities.ledger import LedgerActivities
 from ledger.orders import Orders
 from ledger.signals import Signals
@@ -30,11 +29,20 @@ async def test_ledger_activities_run_through_a_real_worker(
 ) -> None:
     trade_id = f"t{uuid.uuid4().hex[:12]}"
     signal_key = f"sig-{trade_id}"
+    ledger_activities = LedgerActivities(pool)
     worker = Worker(
         client,
         task_queue=task_queue,
         workflows=[LedgerRoundTripWorkflow],
-        activities=activity_methods(LedgerActivities(pool)),
+        activities=[
+            ledger_activities.create_trade,
+            ledger_activities.transition_trade,
+            ledger_activities.upsert_order,
+            ledger_activities.close_trade,
+            ledger_activities.list_open_trades,
+            ledger_activities.insert_signal,
+            ledger_activities.signal_funnel,
+        ],
         activity_executor=activity_executor,
     )
     async with worker:
