@@ -7,8 +7,9 @@ non-retryably (type LedgerRecordMissing), since retrying cannot make the row app
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol, TypeVar
 
 import asyncpg
 from temporalio import activity
@@ -61,8 +62,26 @@ def _missing_is_final() -> Iterator[None]:
         ) from exc
 
 
-def _outcome(applied: bool) -> str:
-    return "applied" if applied else "unchanged"
+class _Write(Protocol):
+    """What every ledger write returns: the row, and whether this write changed it."""
+
+    @property
+    def applied(self) -> bool: ...
+
+
+W = TypeVar("W", bound=_Write)
+
+
+async def _logged(write: Awaitable[W], what: str, state: Callable[[W], str] | None = None) -> W:
+    """Await a ledger write and log whether it applied; a row it names but lacks is final."""
+    with _missing_is_final():
+        result = await write
+    outcome = "applied" if result.applied else "unchanged"
+    if state is None:
+        activity.logger.info("%s: %s", what, outcome)
+    else:
+        activity.logger.info("%s: %s (%s)", what, outcome, state(result))
+    return result
 
 
 class LedgerActivities:
@@ -98,86 +117,51 @@ class LedgerActivities:
     @activity.defn
     async def create_trade(self, cmd: TradeCreate) -> TradeWriteResult:
         """Create a trade (idempotent by trade id)."""
-        result = await self._trades.create(cmd)
-        activity.logger.info(
-            "trade %s create %s %s: %s",
-            cmd.trade_id,
-            cmd.symbol,
-            result.trade.status,
-            _outcome(result.applied),
+        return await _logged(
+            self._trades.create(cmd),
+            f"trade {cmd.trade_id} create {cmd.symbol}",
+            lambda r: f"now {r.trade.status}",
         )
-        return result
 
     @activity.defn
     async def transition_trade(self, cmd: TradeTransition) -> TradeWriteResult:
         """Move a live trade to a new status; stale transitions and closed trades are left."""
-        with _missing_is_final():
-            result = await self._trades.transition(cmd)
-        activity.logger.info(
-            "trade %s -> %s: %s (now %s)",
-            cmd.trade_id,
-            cmd.status,
-            _outcome(result.applied),
-            result.trade.status,
+        return await _logged(
+            self._trades.transition(cmd),
+            f"trade {cmd.trade_id} -> {cmd.status}",
+            lambda r: f"now {r.trade.status}",
         )
-        return result
 
     @activity.defn
     async def record_entry_fill(self, cmd: TradeEntryFill) -> TradeWriteResult:
         """Record a trade's cumulative entry fill."""
-        with _missing_is_final():
-            result = await self._trades.record_entry_fill(cmd)
-        activity.logger.info(
-            "trade %s entry fill %s @ %s: %s",
-            cmd.trade_id,
-            cmd.qty,
-            cmd.avg_price,
-            _outcome(result.applied),
-        )
-        return result
+        what = f"trade {cmd.trade_id} entry fill {cmd.qty} @ {cmd.avg_price}"
+        return await _logged(self._trades.record_entry_fill(cmd), what)
 
     @activity.defn
     async def record_protection(self, cmd: TradeProtection) -> TradeWriteResult:
         """Record the stop (and take-profit) order protecting a trade."""
-        with _missing_is_final():
-            result = await self._trades.record_protection(cmd)
-        activity.logger.info(
-            "trade %s protection stop %s order %s, take-profit order %s: %s",
-            cmd.trade_id,
-            cmd.stop_price,
-            cmd.stop_order_id,
-            cmd.take_profit_order_id,
-            _outcome(result.applied),
+        what = (
+            f"trade {cmd.trade_id} protection stop {cmd.stop_price} order {cmd.stop_order_id}, "
+            f"take-profit order {cmd.take_profit_order_id}"
         )
-        return result
+        return await _logged(self._trades.record_protection(cmd), what)
 
     @activity.defn
     async def record_exit_intent(self, cmd: TradeExitIntent) -> TradeWriteResult:
         """Record or withdraw a trade's exit intent."""
-        with _missing_is_final():
-            result = await self._trades.record_exit_intent(cmd)
-        activity.logger.info(
-            "trade %s exit intent %s: %s",
-            cmd.trade_id,
-            cmd.exit_intent.urgency if cmd.exit_intent else "withdrawn",
-            _outcome(result.applied),
-        )
-        return result
+        urgency = cmd.exit_intent.urgency if cmd.exit_intent else "withdrawn"
+        what = f"trade {cmd.trade_id} exit intent {urgency}"
+        return await _logged(self._trades.record_exit_intent(cmd), what)
 
     @activity.defn
     async def close_trade(self, cmd: TradeClose) -> TradeWriteResult:
         """Close a trade; closing a closed trade returns the first close."""
-        with _missing_is_final():
-            result = await self._trades.close(cmd)
-        activity.logger.info(
-            "trade %s close %s pnl %s: %s (closed as %s)",
-            cmd.trade_id,
-            cmd.close_reason,
-            cmd.realized_pnl,
-            _outcome(result.applied),
-            result.trade.close_reason,
+        return await _logged(
+            self._trades.close(cmd),
+            f"trade {cmd.trade_id} close {cmd.close_reason} pnl {cmd.realized_pnl}",
+            lambda r: f"closed as {r.trade.close_reason}",
         )
-        return result
 
     @activity.defn
     async def list_open_trades(self, query: OpenTradesQuery) -> OpenTrades:
@@ -189,34 +173,20 @@ class LedgerActivities:
     @activity.defn
     async def upsert_order(self, cmd: OrderUpsert) -> OrderWriteResult:
         """Record an order or its newer broker state (idempotent by client_order_id)."""
-        with _missing_is_final():
-            result = await self._orders.upsert(cmd)
-        activity.logger.info(
-            "trade %s order %s (%s) %s filled %s: %s (now %s)",
-            cmd.trade_id,
-            cmd.client_order_id,
-            cmd.role,
-            cmd.status,
-            cmd.filled_qty,
-            _outcome(result.applied),
-            result.order.status,
+        return await _logged(
+            self._orders.upsert(cmd),
+            f"trade {cmd.trade_id} order {cmd.client_order_id} ({cmd.role}) {cmd.status} "
+            f"filled {cmd.filled_qty}",
+            lambda r: f"now {r.order.status}",
         )
-        return result
 
     # --- signals -------------------------------------------------------------------------
 
     @activity.defn
     async def insert_signal(self, cmd: SignalCreate) -> SignalWriteResult:
         """Insert a PENDING signal (idempotent by signal_key)."""
-        result = await self._signals.insert(cmd)
-        activity.logger.info(
-            "signal %s %s %s: %s",
-            cmd.signal_key,
-            cmd.strategy,
-            cmd.symbol,
-            _outcome(result.applied),
-        )
-        return result
+        what = f"signal {cmd.signal_key} {cmd.strategy} {cmd.symbol}"
+        return await _logged(self._signals.insert(cmd), what)
 
     @activity.defn
     async def expire_signals(self, cmd: SignalExpiry) -> ExpiredSignals:
@@ -236,49 +206,25 @@ class LedgerActivities:
     @activity.defn
     async def record_risk_event(self, cmd: RiskEventCreate) -> RiskEventWriteResult:
         """Record a risk event (idempotent by event_key)."""
-        result = await self._risk_events.record(cmd)
-        activity.logger.info(
-            "risk event %s %s (trade %s): %s",
-            cmd.kind,
-            cmd.event_key,
-            cmd.trade_id,
-            _outcome(result.applied),
-        )
-        return result
+        what = f"risk event {cmd.kind} {cmd.event_key} (trade {cmd.trade_id})"
+        return await _logged(self._risk_events.record(cmd), what)
 
     @activity.defn
     async def start_reconcile_run(self, cmd: ReconcileRunStart) -> ReconcileRunWriteResult:
         """Record the start of a reconcile run (idempotent by run_id)."""
-        result = await self._reconcile_runs.start(cmd)
-        activity.logger.info("reconcile run %s start: %s", cmd.run_id, _outcome(result.applied))
-        return result
+        return await _logged(self._reconcile_runs.start(cmd), f"reconcile run {cmd.run_id} start")
 
     @activity.defn
     async def finish_reconcile_run(self, cmd: ReconcileRunFinish) -> ReconcileRunWriteResult:
         """Record the outcome of a reconcile run; the first finish wins."""
-        with _missing_is_final():
-            result = await self._reconcile_runs.finish(cmd)
-        activity.logger.info(
-            "reconcile run %s finish ok=%s checked=%d closed=%d adopted=%d synced=%d: %s",
-            cmd.run_id,
-            cmd.ok,
-            cmd.checked,
-            cmd.closed,
-            cmd.adopted,
-            cmd.synced,
-            _outcome(result.applied),
+        what = (
+            f"reconcile run {cmd.run_id} finish ok={cmd.ok} checked={cmd.checked} "
+            f"closed={cmd.closed} adopted={cmd.adopted} synced={cmd.synced}"
         )
-        return result
+        return await _logged(self._reconcile_runs.finish(cmd), what)
 
     @activity.defn
     async def record_entry_run(self, cmd: EntryRunCreate) -> EntryRunWriteResult:
         """Record one entry pass (idempotent by run_id)."""
-        result = await self._entry_runs.record(cmd)
-        activity.logger.info(
-            "entry run %s entered=%d skipped=%d: %s",
-            cmd.run_id,
-            cmd.entered,
-            cmd.skipped,
-            _outcome(result.applied),
-        )
-        return result
+        what = f"entry run {cmd.run_id} entered={cmd.entered} skipped={cmd.skipped}"
+        return await _logged(self._entry_runs.record(cmd), what)

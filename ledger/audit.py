@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
 
-from ledger.codec import Connection
+from ledger.codec import Connection, dump_json, load_json_object
+from ledger.repository import Repository, write_or_current
 from trading.models import AuditEntry, AuditRow
 
 _INSERT = """
-INSERT INTO audit_log (actor, action, reason, trade_id, detail, event_key)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+INSERT INTO audit_log (event_key, actor, action, reason, trade_id, detail)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb)
 ON CONFLICT (event_key) DO NOTHING
 RETURNING id, at, actor, action, reason, trade_id, detail, event_key
 """
@@ -30,41 +29,26 @@ FROM audit_log ORDER BY id DESC LIMIT $1
 
 
 def _row(record: asyncpg.Record) -> AuditRow:
-    detail = record["detail"]
-    return AuditRow(
-        id=record["id"],
-        at=record["at"],
-        actor=record["actor"],
-        action=record["action"],
-        reason=record["reason"],
-        trade_id=record["trade_id"],
-        detail=json.loads(detail) if isinstance(detail, str) else detail,
-        event_key=record["event_key"],
-    )
+    values = dict(record)
+    return AuditRow(**values | {"detail": load_json_object(values["detail"])})
 
 
 async def insert_audit(conn: Connection, entry: AuditEntry) -> AuditRow:
     """Append an entry on `conn` (inside the caller's transaction); idempotent by event_key."""
-    record = await conn.fetchrow(
-        _INSERT,
+    args = (
+        entry.event_key,
         entry.actor,
         entry.action,
         entry.reason,
         entry.trade_id,
-        json.dumps(entry.detail),
-        entry.event_key,
+        dump_json(entry.detail),
     )
-    if record is None:
-        record = await conn.fetchrow(_BY_KEY, entry.event_key)
-    assert record is not None
+    record, _ = await write_or_current(conn, _INSERT, _BY_KEY, args, "audit row")
     return _row(record)
 
 
-class AuditLog:
+class AuditLog(Repository):
     """Append and read audit records; a repeated event_key returns the first row."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def append(self, entry: AuditEntry) -> AuditRow:
         """Append an entry; with an event_key already stored, return that row instead."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
-
+from ledger.repository import Repository
 from trading.broker_models import OrderSide
 from trading.entry import EntrySignal
 
@@ -25,11 +24,8 @@ ORDER BY symbol
 """
 
 
-class EntryReads:
+class EntryReads(Repository):
     """What the entry gate reads from the ledger (it never counts open trades: the broker does)."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def scored_signals_since(self, since: datetime, limit: int) -> list[EntrySignal]:
         """SCORED signals created since `since` without a trade, best score first."""

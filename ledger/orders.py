@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from ledger.repository import Repository
 from trading.ledger_records import (
     LedgerRecordMissing,
     OrderRecord,
@@ -49,44 +50,36 @@ def _order(record: asyncpg.Record) -> OrderRecord:
     return OrderRecord(**dict(record))
 
 
-class Orders:
+class Orders(Repository):
     """Record orders and their broker state by client_order_id."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def upsert(self, cmd: OrderUpsert) -> OrderWriteResult:
         """Insert the order, or apply its newer state; an older or repeated update is a no-op."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            try:
-                record = await conn.fetchrow(
-                    _UPSERT,
-                    cmd.client_order_id,
-                    cmd.trade_id,
-                    cmd.role.value,
-                    cmd.symbol,
-                    cmd.side.value,
-                    cmd.order_type.value,
-                    cmd.qty,
-                    cmd.limit_price,
-                    cmd.stop_price,
-                    cmd.status.value,
-                    order_status_rank(cmd.status),
-                    cmd.broker_order_id,
-                    cmd.filled_qty,
-                    cmd.filled_avg_price,
-                    cmd.submitted_at,
-                    cmd.broker_updated_at,
-                )
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise LedgerRecordMissing(
-                    f"order {cmd.client_order_id}: no trade {cmd.trade_id!r} in the ledger"
-                ) from exc
-            if record is None:
-                record = await conn.fetchrow(_BY_CLIENT_ID, cmd.client_order_id)
-                assert record is not None
-                return OrderWriteResult(order=_order(record), applied=False)
-        return OrderWriteResult(order=_order(record), applied=True)
+        args = (
+            cmd.client_order_id,
+            cmd.trade_id,
+            cmd.role.value,
+            cmd.symbol,
+            cmd.side.value,
+            cmd.order_type.value,
+            cmd.qty,
+            cmd.limit_price,
+            cmd.stop_price,
+            cmd.status.value,
+            order_status_rank(cmd.status),
+            cmd.broker_order_id,
+            cmd.filled_qty,
+            cmd.filled_avg_price,
+            cmd.submitted_at,
+            cmd.broker_updated_at,
+        )
+        try:
+            record, applied = await self._write_once(_UPSERT, _BY_CLIENT_ID, args, "order")
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise LedgerRecordMissing(
+                f"order {cmd.client_order_id}: no trade {cmd.trade_id!r} in the ledger"
+            ) from exc
+        return OrderWriteResult(order=_order(record), applied=applied)
 
     async def get(self, client_order_id: str) -> OrderRecord | None:
         """The order with this client_order_id, or None."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from ledger.codec import dump_json, load_json_object
+from ledger.repository import Repository
 from trading.ledger_records import RiskEventCreate, RiskEventRecord, RiskEventWriteResult
 
 _COLUMNS = "id, event_key, at, kind, severity, trade_id, symbol, detail"
@@ -24,17 +25,15 @@ def _event(record: asyncpg.Record) -> RiskEventRecord:
     return RiskEventRecord(**values | {"detail": load_json_object(values["detail"])})
 
 
-class RiskEvents:
+class RiskEvents(Repository):
     """Record risk events once each and list the recent ones."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def record(self, cmd: RiskEventCreate) -> RiskEventWriteResult:
         """Insert the event; with its event_key already stored, return the stored row."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _INSERT,
+        record, applied = await self._write_once(
+            _INSERT,
+            _BY_KEY,
+            (
                 cmd.event_key,
                 cmd.at,
                 cmd.kind,
@@ -42,11 +41,9 @@ class RiskEvents:
                 cmd.trade_id,
                 cmd.symbol,
                 dump_json(cmd.detail),
-            )
-            applied = record is not None
-            if record is None:
-                record = await conn.fetchrow(_BY_KEY, cmd.event_key)
-        assert record is not None
+            ),
+            "risk event",
+        )
         return RiskEventWriteResult(event=_event(record), applied=applied)
 
     async def recent(self, limit: int) -> list[RiskEventRecord]:

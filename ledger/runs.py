@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 
+from ledger.repository import Repository
 from trading.ledger_records import (
     EntryRunCreate,
     EntryRunRecord,
     EntryRunWriteResult,
-    LedgerRecordMissing,
     ReconcileRunFinish,
     ReconcileRunRecord,
     ReconcileRunStart,
@@ -57,29 +57,25 @@ def _entry_run(record: asyncpg.Record) -> EntryRunRecord:
     return EntryRunRecord(**dict(record))
 
 
-class ReconcileRuns:
+class ReconcileRuns(Repository):
     """Record reconcile runs: one row per run_id, started once and finished once."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def start(self, cmd: ReconcileRunStart) -> ReconcileRunWriteResult:
         """Insert the run; with its run_id already stored, return the stored row."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _START, cmd.run_id, cmd.source, cmd.dry_run, cmd.started_at
-            )
-            applied = record is not None
-            if record is None:
-                record = await conn.fetchrow(_RECONCILE_BY_ID, cmd.run_id)
-        assert record is not None
+        record, applied = await self._write_once(
+            _START,
+            _RECONCILE_BY_ID,
+            (cmd.run_id, cmd.source, cmd.dry_run, cmd.started_at),
+            "reconcile run",
+        )
         return ReconcileRunWriteResult(run=_reconcile_run(record), applied=applied)
 
     async def finish(self, cmd: ReconcileRunFinish) -> ReconcileRunWriteResult:
         """Record the outcome of a started run; a second finish returns the first."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _FINISH,
+        record, applied = await self._write_once(
+            _FINISH,
+            _RECONCILE_BY_ID,
+            (
                 cmd.run_id,
                 cmd.finished_at,
                 cmd.checked,
@@ -89,12 +85,9 @@ class ReconcileRuns:
                 cmd.ok,
                 cmd.error,
                 cmd.duration_ms,
-            )
-            applied = record is not None
-            if record is None:
-                record = await conn.fetchrow(_RECONCILE_BY_ID, cmd.run_id)
-        if record is None:
-            raise LedgerRecordMissing(f"no reconcile run {cmd.run_id!r} in the ledger")
+            ),
+            "reconcile run",
+        )
         return ReconcileRunWriteResult(run=_reconcile_run(record), applied=applied)
 
     async def recent(self, limit: int) -> list[ReconcileRunRecord]:
@@ -102,28 +95,17 @@ class ReconcileRuns:
         return [_reconcile_run(r) for r in await self._pool.fetch(_RECONCILE_RECENT, limit)]
 
 
-class EntryRuns:
+class EntryRuns(Repository):
     """Record entry passes: one row per run_id."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def record(self, cmd: EntryRunCreate) -> EntryRunWriteResult:
         """Insert the run; with its run_id already stored, return the stored row."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _ENTRY_INSERT,
-                cmd.run_id,
-                cmd.at,
-                cmd.entered,
-                cmd.skipped,
-                cmd.reason,
-                cmd.detail,
-            )
-            applied = record is not None
-            if record is None:
-                record = await conn.fetchrow(_ENTRY_BY_ID, cmd.run_id)
-        assert record is not None
+        record, applied = await self._write_once(
+            _ENTRY_INSERT,
+            _ENTRY_BY_ID,
+            (cmd.run_id, cmd.at, cmd.entered, cmd.skipped, cmd.reason, cmd.detail),
+            "entry run",
+        )
         return EntryRunWriteResult(run=_entry_run(record), applied=applied)
 
     async def last(self) -> EntryRunRecord | None:

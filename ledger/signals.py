@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 
 from ledger.codec import dump_json, load_json_object
+from ledger.repository import Repository
 from trading.ledger_records import (
-    LedgerRecordMissing,
     SignalClaim,
     SignalCounts,
     SignalCreate,
@@ -107,29 +107,20 @@ def _signal(record: asyncpg.Record) -> SignalRecord:
     return SignalRecord(**values | {"features": load_json_object(values["features"])})
 
 
-class Signals:
+class Signals(Repository):
     """Insert signals once, hand them to one drain at a time, record one outcome each."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def insert(self, cmd: SignalCreate) -> SignalWriteResult:
         """Insert the signal PENDING; with its key already stored, return the stored row."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _INSERT,
-                cmd.signal_key,
-                cmd.symbol,
-                cmd.strategy,
-                cmd.side.value,
-                dump_json(cmd.features),
-                cmd.created_at,
-            )
-            applied = record is not None
-            if record is None:
-                record = await conn.fetchrow(_BY_KEY, cmd.signal_key)
-        assert record is not None
-        return SignalWriteResult(signal=_signal(record), applied=applied)
+        return await self._write(
+            _INSERT,
+            cmd.signal_key,
+            cmd.symbol,
+            cmd.strategy,
+            cmd.side.value,
+            dump_json(cmd.features),
+            cmd.created_at,
+        )
 
     async def claim(self, cmd: SignalClaim) -> list[SignalRecord]:
         """Claim up to `limit` unclaimed PENDING signals under the attempts cap, oldest first."""
@@ -140,11 +131,11 @@ class Signals:
 
     async def mark_scored(self, cmd: SignalScored) -> SignalWriteResult:
         """Record the score of a PENDING signal; otherwise return it unchanged."""
-        return await self._finish(_SCORED, cmd.signal_key, cmd.score, cmd.confidence)
+        return await self._write(_SCORED, cmd.signal_key, cmd.score, cmd.confidence)
 
     async def mark_error(self, cmd: SignalFailed) -> SignalWriteResult:
         """End a PENDING signal in ERROR; otherwise return it unchanged."""
-        return await self._finish(_FAILED, cmd.signal_key, cmd.reason)
+        return await self._write(_FAILED, cmd.signal_key, cmd.reason)
 
     async def expire(self, cmd: SignalExpiry) -> list[str]:
         """End in ERROR unclaimed PENDING signals past the attempts cap or maximum age."""
@@ -182,12 +173,6 @@ class Signals:
         age = await self._pool.fetchval(_OLDEST_PENDING)
         return None if age is None else float(age)
 
-    async def _finish(self, sql: str, signal_key: str, *args: object) -> SignalWriteResult:
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(sql, signal_key, *args)
-            applied = record is not None
-            if record is None:
-                record = await conn.fetchrow(_BY_KEY, signal_key)
-        if record is None:
-            raise LedgerRecordMissing(f"no signal {signal_key!r} in the ledger")
+    async def _write(self, sql: str, signal_key: str, *args: object) -> SignalWriteResult:
+        record, applied = await self._write_once(sql, _BY_KEY, (signal_key, *args), "signal")
         return SignalWriteResult(signal=_signal(record), applied=applied)

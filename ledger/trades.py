@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import asyncpg
 
 from ledger.audit import insert_audit
-from ledger.codec import Connection, dump_json, load_json
+from ledger.codec import dump_json, load_json
+from ledger.repository import Repository, write_or_current
 from trading.ledger_records import (
     ExitIntent,
-    LedgerRecordMissing,
     TradeClose,
     TradeCreate,
     TradeEntryFill,
@@ -19,7 +21,7 @@ from trading.ledger_records import (
     TradeWriteResult,
     terminal_status_for,
 )
-from trading.models import AuditEntry
+from trading.models import AuditEntry, JsonScalar
 
 _COLUMNS = """
     id, symbol, side, origin, status, status_at, qty, entry_price, exit_price, stop_price,
@@ -97,126 +99,108 @@ def _trade(record: asyncpg.Record) -> TradeRecord:
     )
 
 
-async def _current(conn: Connection, trade_id: str) -> TradeRecord:
-    record = await conn.fetchrow(_BY_ID, trade_id)
-    if record is None:
-        raise LedgerRecordMissing(f"no trade {trade_id!r} in the ledger")
-    return _trade(record)
+def _audit(
+    trade: TradeRecord, action: str, reason: str, detail: dict[str, JsonScalar], event: str
+) -> AuditEntry:
+    """The audit row of a write that changed the trade, idempotent by `trade:<id>:<event>`."""
+    return AuditEntry(
+        actor=trade.workflow_id,
+        action=action,
+        reason=reason,
+        trade_id=trade.id,
+        detail=detail,
+        event_key=f"trade:{trade.id}:{event}",
+    )
 
 
-class Trades:
+class Trades(Repository):
     """Create, move, protect and close trades; every write is idempotent and stale-safe."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def create(self, cmd: TradeCreate) -> TradeWriteResult:
         """Insert the trade; with its id already stored, return the stored row unchanged."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _CREATE,
-                cmd.trade_id,
-                cmd.symbol,
-                cmd.side.value,
-                cmd.origin.value,
-                cmd.status.value,
-                cmd.as_of,
-                cmd.qty,
-                cmd.entry_price,
-                cmd.signal_id,
-                cmd.workflow_id,
-            )
-            if record is None:
-                return TradeWriteResult(trade=await _current(conn, cmd.trade_id), applied=False)
-            trade = _trade(record)
-            await insert_audit(
-                conn,
-                AuditEntry(
-                    actor=trade.workflow_id,
-                    action="trade_created",
-                    reason=f"{trade.origin.value} {trade.side.value} {trade.symbol}",
-                    trade_id=trade.id,
-                    detail={"status": trade.status.value, "qty": str(trade.qty)},
-                    event_key=f"trade:{trade.id}:created",
-                ),
-            )
-        return TradeWriteResult(trade=trade, applied=True)
+        args = (
+            cmd.trade_id,
+            cmd.symbol,
+            cmd.side.value,
+            cmd.origin.value,
+            cmd.status.value,
+            cmd.as_of,
+            cmd.qty,
+            cmd.entry_price,
+            cmd.signal_id,
+            cmd.workflow_id,
+        )
+        return await self._write(
+            _CREATE,
+            args,
+            lambda trade: _audit(
+                trade,
+                "trade_created",
+                f"{trade.origin.value} {trade.side.value} {trade.symbol}",
+                {"status": trade.status.value, "qty": str(trade.qty)},
+                "created",
+            ),
+        )
 
     async def transition(self, cmd: TradeTransition) -> TradeWriteResult:
         """Move a live trade to a new status unless the stored status is as new or newer."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(_TRANSITION, cmd.trade_id, cmd.status.value, cmd.as_of)
-            if record is None:
-                return TradeWriteResult(trade=await _current(conn, cmd.trade_id), applied=False)
-            trade = _trade(record)
-            await insert_audit(
-                conn,
-                AuditEntry(
-                    actor=trade.workflow_id,
-                    action="trade_status",
-                    reason=trade.status.value,
-                    trade_id=trade.id,
-                    detail={"as_of": cmd.as_of.isoformat()},
-                    event_key=f"trade:{trade.id}:status:{trade.status.value}:{cmd.as_of.isoformat()}",
-                ),
-            )
-        return TradeWriteResult(trade=trade, applied=True)
+        as_of = cmd.as_of.isoformat()
+        return await self._write(
+            _TRANSITION,
+            (cmd.trade_id, cmd.status.value, cmd.as_of),
+            lambda trade: _audit(
+                trade,
+                "trade_status",
+                trade.status.value,
+                {"as_of": as_of},
+                f"status:{trade.status.value}:{as_of}",
+            ),
+        )
 
     async def record_entry_fill(self, cmd: TradeEntryFill) -> TradeWriteResult:
         """Record the cumulative entry fill; a smaller (older) fill changes nothing."""
-        return await self._update(cmd.trade_id, _ENTRY_FILL, cmd.qty, cmd.avg_price, cmd.filled_at)
+        return await self._write(_ENTRY_FILL, (cmd.trade_id, cmd.qty, cmd.avg_price, cmd.filled_at))
 
     async def record_protection(self, cmd: TradeProtection) -> TradeWriteResult:
         """Record the stop (and take-profit) protecting the trade, newest as_of wins."""
-        return await self._update(
-            cmd.trade_id,
+        return await self._write(
             _PROTECTION,
-            cmd.stop_price,
-            cmd.stop_order_id,
-            cmd.take_profit_price,
-            cmd.take_profit_order_id,
-            cmd.as_of,
+            (
+                cmd.trade_id,
+                cmd.stop_price,
+                cmd.stop_order_id,
+                cmd.take_profit_price,
+                cmd.take_profit_order_id,
+                cmd.as_of,
+            ),
         )
 
     async def record_exit_intent(self, cmd: TradeExitIntent) -> TradeWriteResult:
         """Record or withdraw the exit intent, newest as_of wins."""
         intent = cmd.exit_intent.model_dump(mode="json") if cmd.exit_intent else None
-        return await self._update(cmd.trade_id, _EXIT_INTENT, dump_json(intent), cmd.as_of)
+        return await self._write(_EXIT_INTENT, (cmd.trade_id, dump_json(intent), cmd.as_of))
 
     async def close(self, cmd: TradeClose) -> TradeWriteResult:
         """Close the trade; when it is already closed, return the first close unchanged."""
         status = terminal_status_for(cmd.close_reason)
-        async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(
-                _CLOSE,
-                cmd.trade_id,
-                status.value,
-                cmd.exit_price,
-                cmd.close_reason.value,
-                cmd.realized_pnl,
-                cmd.closed_at,
-            )
-            if record is None:
-                return TradeWriteResult(trade=await _current(conn, cmd.trade_id), applied=False)
-            trade = _trade(record)
-            await insert_audit(
-                conn,
-                AuditEntry(
-                    actor=trade.workflow_id,
-                    action="trade_closed",
-                    reason=cmd.close_reason.value,
-                    trade_id=trade.id,
-                    detail={
-                        "status": status.value,
-                        "exit_price": None if cmd.exit_price is None else str(cmd.exit_price),
-                        "realized_pnl": (
-                            None if cmd.realized_pnl is None else str(cmd.realized_pnl)
-                        ),
-                    },
-                    event_key=f"trade:{trade.id}:closed",
-                ),
-            )
-        return TradeWriteResult(trade=trade, applied=True)
+        args = (
+            cmd.trade_id,
+            status.value,
+            cmd.exit_price,
+            cmd.close_reason.value,
+            cmd.realized_pnl,
+            cmd.closed_at,
+        )
+        detail: dict[str, JsonScalar] = {
+            "status": status.value,
+            "exit_price": None if cmd.exit_price is None else str(cmd.exit_price),
+            "realized_pnl": None if cmd.realized_pnl is None else str(cmd.realized_pnl),
+        }
+        return await self._write(
+            _CLOSE,
+            args,
+            lambda trade: _audit(trade, "trade_closed", cmd.close_reason.value, detail, "closed"),
+        )
 
     async def get(self, trade_id: str) -> TradeRecord | None:
         """The trade with this id, or None."""
@@ -227,9 +211,16 @@ class Trades:
         """Trades not yet closed (optionally of one symbol), oldest first."""
         return [_trade(r) for r in await self._pool.fetch(_OPEN, symbol)]
 
-    async def _update(self, trade_id: str, sql: str, *args: object) -> TradeWriteResult:
+    async def _write(
+        self,
+        sql: str,
+        args: Sequence[object],
+        audit: Callable[[TradeRecord], AuditEntry] | None = None,
+    ) -> TradeWriteResult:
+        """Run one trade write; when it applies, append its audit row in the same transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
-            record = await conn.fetchrow(sql, trade_id, *args)
-            if record is None:
-                return TradeWriteResult(trade=await _current(conn, trade_id), applied=False)
-        return TradeWriteResult(trade=_trade(record), applied=True)
+            record, applied = await write_or_current(conn, sql, _BY_ID, args, "trade")
+            trade = _trade(record)
+            if applied and audit is not None:
+                await insert_audit(conn, audit(trade))
+        return TradeWriteResult(trade=trade, applied=applied)
