@@ -8,8 +8,6 @@ from pydantic import BaseModel, Field
 
 from trading.models import Frozen
 
-BROKER_SYNC_WORKFLOW_ID = "broker-sync"
-
 
 class ListenRequest(Frozen):
     """How long one listener activity holds the stream before handing over."""

@@ -1,9 +1,9 @@
 """Trading control: ACTIVE / REDUCING / HALTED, the entry gate, auto-halt and flatten decisions.
 
-Pure logic and models for TradingControlWorkflow (workflow id `trading-control`). The market
-loop's entry gate asks `entries_allowed(state)`; the workflow asks `decide` for each command,
-`should_auto_halt` on each loss check and rescue alert, and `flatten_step` on each flatten
-round. Nothing here does I/O.
+Pure logic and models for TradingControlWorkflow (its interface: contracts/control.py). The
+entry gate reads the mode through trading/entry_gate.py; the workflow asks `decide` for each
+command, `rescue_alert_outcome` on each rescue alert, `loss_outcome` on each loss check and
+`flatten_step` on each flatten round. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 from trading.broker_models import BrokerOrder, BrokerPosition, OrderSide, OrderType
 from trading.models import Frozen
 
-CONTROL_WORKFLOW_ID = "trading-control"
 HISTORY_KEPT = 50  # changes kept in the state (the audit log keeps them all)
 
 
@@ -187,14 +186,6 @@ def apply_change(state: ControlState, change: ControlChange) -> None:
         state.rescue_alerts = []  # acknowledged: count afresh from here
 
 
-def entries_allowed(state: ControlState) -> tuple[bool, str]:
-    """The market loop's entry gate: (allowed, why not)."""
-    if state.mode is ControlMode.ACTIVE:
-        return True, ""
-    since = f" since {state.since:%Y-%m-%d %H:%M:%S} UTC" if state.since else ""
-    return False, f"entries blocked: {state.mode.value}{since} by {state.actor}: {state.reason}"
-
-
 # --- automatic halt ----------------------------------------------------------------------
 
 
@@ -222,6 +213,58 @@ def recent_alerts(
 ) -> list[RescueAlertSeen]:
     """Alerts inside the window ending now."""
     return [alert for alert in alerts if now - alert.at <= window]
+
+
+class AlertOutcome(Frozen):
+    """A rescue alert counted: the alerts still in the window, and why to halt (None: don't)."""
+
+    alerts: list[RescueAlertSeen]
+    halt_reason: str | None
+
+
+def rescue_alert_outcome(
+    state: ControlState, trade_id: str, now: datetime, window: timedelta, threshold: int
+) -> AlertOutcome:
+    """Count a trade's rescue alert in the window; halt when the count reaches the threshold.
+
+    A halt is only asked for when it would change the mode (HALTED already: nothing to do).
+    """
+    alerts = [
+        *recent_alerts(state.rescue_alerts, now, window),
+        RescueAlertSeen(trade_id=trade_id, at=now),
+    ]
+    reason = should_auto_halt(None, None, len(alerts), threshold)
+    if reason is not None and decide(state.mode, ControlCommand.AUTO_HALT) is None:
+        reason = None
+    return AlertOutcome(alerts=alerts, halt_reason=reason)
+
+
+class LossOutcome(Frozen):
+    """One loss check: what was seen, whether the limit is breached, and whether to halt now."""
+
+    check: LossCheck
+    breached: bool
+    first_breach: bool  # edge-triggered: a resume after a loss halt holds until a new breach
+    halt_reason: str | None  # set on the first breach when it would change the mode
+
+
+def loss_outcome(
+    state: ControlState,
+    equity: Decimal,
+    last_equity: Decimal,
+    limit: Decimal | None,
+    threshold: int,
+    now: datetime,
+) -> LossOutcome:
+    """The day's P&L against the loss limit, and what the control workflow does about it."""
+    pnl = daily_pnl(equity, last_equity)
+    check = LossCheck(at=now, equity=equity, last_equity=last_equity, daily_pnl=pnl, limit=limit)
+    reason = should_auto_halt(pnl, limit, 0, threshold)
+    first = reason is not None and not state.loss_breached
+    halt = reason if first and decide(state.mode, ControlCommand.AUTO_HALT) is not None else None
+    return LossOutcome(
+        check=check, breached=reason is not None, first_breach=first, halt_reason=halt
+    )
 
 
 # --- flatten -----------------------------------------------------------------------------

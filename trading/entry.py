@@ -12,11 +12,18 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
-from enum import StrEnum
 
 from pydantic import AwareDatetime, Field
 
 from trading.broker_models import BrokerTruth, OrderSide, Quote
+from trading.entry_gate import (
+    ControlView,
+    EntryLimits,
+    EntryReason,
+    GateAnswer,
+    pending_entry_symbols,
+    run_gate,
+)
 from trading.ids import new_trade_id
 from trading.models import Frozen, JsonScalar
 from trading.scoring import DEFAULT_SCORER
@@ -25,67 +32,6 @@ from trading.ticks import protective_stop_price
 from trading.trade_models import TradeSpec
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-class EntryReason(StrEnum):
-    """Why a signal was entered or skipped (stable codes; the detail says more)."""
-
-    ENTERED = "entered"
-    MARKET_CLOSED = "market_closed"
-    CONTROL_HALTED = "control_halted"
-    CONTROL_PAUSED = "control_paused"
-    CONTROL_BLOCKED = "control_blocked"
-    CONTROL_UNAVAILABLE = "control_unavailable"
-    BROKER_TRUTH_UNAVAILABLE = "broker_truth_unavailable"
-    MAX_OPEN_POSITIONS = "max_open_positions"
-    MAX_ENTRIES_PER_RUN = "max_entries_per_run"
-    ALREADY_ENTERED_TODAY = "already_entered_today"
-    POSITION_OPEN = "position_open"
-    BELOW_THRESHOLD = "below_threshold"
-    SIDE_NOT_SUPPORTED = "side_not_supported"
-    NO_QUOTE = "no_quote"
-    RISK_TOO_SMALL = "risk_too_small"
-    INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
-    ALREADY_STARTED = "already_started"
-    START_FAILED = "start_failed"
-    NO_SIGNALS = "no_signals"
-
-
-CONTROL_NOT_STARTED = "control_not_started"
-
-
-class ControlGate(Frozen):
-    """The control workflow's entry gate as the market loop sees it.
-
-    `code` is empty when entries are allowed (or `control_not_started` when there is no control
-    workflow, which allows entries), else control_halted / control_paused / control_blocked /
-    control_unavailable.
-    """
-
-    allowed: bool
-    code: str = ""
-    reason: str = ""
-
-
-def gate_code(allowed: bool, reason: str) -> str:
-    """The stable code for the control workflow's (allowed, reason) answer."""
-    if allowed:
-        return ""
-    if "HALTED" in reason:
-        return EntryReason.CONTROL_HALTED.value
-    if "REDUCING" in reason:
-        return EntryReason.CONTROL_PAUSED.value
-    return EntryReason.CONTROL_BLOCKED.value
-
-
-class EntryLimits(Frozen):
-    """How much the loop may enter: positions, risk per trade, stop distance, score threshold."""
-
-    max_open_positions: int = Field(default=3, ge=0)  # the MAX_OPEN_POSITIONS default
-    risk_per_trade: Decimal = Field(default=Decimal(100), gt=0)  # dollars lost at the stop
-    stop_distance: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)  # below the entry
-    score_threshold: Decimal = Field(default=Decimal("0.5"), ge=-1, le=1)
-    max_entries_per_run: int = Field(default=3, ge=0)
 
 
 class EntrySignal(Frozen):
@@ -116,42 +62,9 @@ def _skip(reason: EntryReason | str, detail: str = "") -> EntryDecision:
     return EntryDecision(enter=False, reason=str(reason), detail=detail)
 
 
-def pending_entry_symbols(truth: BrokerTruth) -> set[str]:
-    """Symbols with an open buy order and no position yet (an entry on its way)."""
-    held = {p.symbol for p in truth.positions if p.qty != 0}
-    return {o.symbol for o in truth.open_orders if o.side is OrderSide.BUY} - held
-
-
-def run_gate(
-    truth: BrokerTruth | None,
-    gate: ControlGate,
-    limits: EntryLimits,
-    started_this_run: int = 0,
-) -> EntryDecision | None:
-    """The gates every signal of a run shares (control, broker truth, position and run caps).
-
-    The open-position count is the broker's (positions plus entries still on their way, plus
-    entries started in this run): a stale ledger never blocks or allows an entry.
-    """
-    if not gate.allowed:
-        return _skip(gate.code or EntryReason.CONTROL_BLOCKED, gate.reason)
-    if truth is None:
-        return _skip(EntryReason.BROKER_TRUTH_UNAVAILABLE, "no broker snapshot this run")
-    positions = sum(1 for p in truth.positions if p.qty != 0)
-    pending = len(pending_entry_symbols(truth))
-    if positions + pending + started_this_run >= limits.max_open_positions:
-        detail = f"brokerPositionsCount={positions} maxOpenPositions={limits.max_open_positions}"
-        if pending:
-            detail += f" pendingEntries={pending}"
-        if started_this_run:
-            detail += f" enteredThisRun={started_this_run}"
-        return _skip(EntryReason.MAX_OPEN_POSITIONS, detail)
-    if started_this_run >= limits.max_entries_per_run:
-        return _skip(
-            EntryReason.MAX_ENTRIES_PER_RUN,
-            f"enteredThisRun={started_this_run} maxEntriesPerRun={limits.max_entries_per_run}",
-        )
-    return None
+def gate_skip(gate: GateAnswer) -> EntryDecision:
+    """The skip decision of a closed gate (every signal of the run shares it)."""
+    return _skip(gate.reason or EntryReason.BROKER_TRUTH_UNAVAILABLE, gate.detail)
 
 
 def size_position(entry_price: Decimal, limits: EntryLimits) -> tuple[Decimal, Decimal]:
@@ -166,18 +79,17 @@ def size_position(entry_price: Decimal, limits: EntryLimits) -> tuple[Decimal, D
 
 def check_entry(
     signal: EntrySignal,
+    control: ControlView,
     truth: BrokerTruth | None,
-    gate: ControlGate,
     limits: EntryLimits,
     entered_today: bool,
     quote: Quote | None,
     started_this_run: int = 0,
 ) -> EntryDecision:
     """Enter this signal now, or skip it with the first reason that applies."""
-    shared = run_gate(truth, gate, limits, started_this_run)
-    if shared is not None:
-        return shared
-    assert truth is not None  # run_gate skips without a snapshot
+    gate = run_gate(control, truth, limits, started_this_run)
+    if not gate.open or truth is None:
+        return gate_skip(gate)
     if signal.side is not OrderSide.BUY:
         return _skip(EntryReason.SIDE_NOT_SUPPORTED, f"{signal.side.value} entries: long only")
     if entered_today:
@@ -327,7 +239,8 @@ class MarketLoopResult(Frozen):
     reason: str = ""
     detail: str = ""
     session_date: date | None = None
-    control: ControlGate | None = None
+    control: ControlView | None = None
+    gate: GateAnswer | None = None
     broker_positions: int | None = None
     reconcile: str = ""
     scanned: int = 0

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from trading.broker_models import Bar, MarketClock, SessionDay
 from trading.ledger_records import TradeRecord, TradeStatus
-from trading.models import Frozen
+from trading.models import Frozen, evolve
 from trading.registry import Named
 
 MA_PLACES = Decimal("0.0001")
@@ -147,7 +147,7 @@ def evaluate_exits(
             trade_id=context.trade_id, symbol=context.symbol, exit=False, reason="keep"
         )
         if not context.bars:
-            decision = decision.model_copy(update={"reason": "no_bars"})
+            decision = evolve(decision, reason="no_bars")
         for rule in rules if context.bars else ():
             verdict = rule.evaluate(context)
             if verdict is not None:
@@ -206,21 +206,6 @@ class ExitReviewInput(Frozen):
     run_source: str = Field(default="manual", min_length=1)
 
 
-class ExitSignal(Frozen):
-    """Ask a trade workflow to exit at the next open, with the reason."""
-
-    trade_id: str = Field(min_length=1)
-    reason: str = Field(min_length=1)
-
-
-class ExitSignalOutcome(Frozen):
-    """Whether the trade's workflow took the signal (it may have ended already)."""
-
-    trade_id: str
-    delivered: bool
-    note: str = ""
-
-
 class ExitReviewResult(Frozen):
     """What the review decided and signalled."""
 
@@ -240,3 +225,26 @@ def bars_by_symbol(bars: Sequence[Bar]) -> Mapping[str, list[Bar]]:
     for bar in sorted(bars, key=lambda b: b.timestamp):
         grouped.setdefault(bar.symbol, []).append(bar)
     return grouped
+
+
+def exit_contexts(
+    trades: Sequence[TradeRecord],
+    bars: Mapping[str, list[Bar]],
+    clock: MarketClock,
+    session_date: date,
+) -> list[ExitContext]:
+    """What the rules see of each trade: its bars up to the session, and when it opened.
+
+    `opened_at` is the entry fill's time as the broker reported it (the broker's clock).
+    """
+    return [
+        ExitContext(
+            trade_id=t.id,
+            symbol=t.symbol,
+            opened_on=opened_session_date(t.opened_at, clock.timestamp),
+            entry_price=t.entry_price,
+            bars=bars_up_to(bars.get(t.symbol, []), session_date),
+            session_date=session_date,
+        )
+        for t in trades
+    ]

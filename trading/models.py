@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 JsonScalar = str | int | float | bool | None
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def evolve(model: ModelT, **changes: Any) -> ModelT:
+    """A copy of `model` with `changes`, validated like a new one (unlike `model_copy(update=)`).
+
+    A field the model does not have is an error, not silently ignored.
+    """
+    unknown = sorted(set(changes) - set(type(model).model_fields))
+    if unknown:
+        raise ValueError(f"{type(model).__name__} has no field {', '.join(unknown)}")
+    return type(model).model_validate({**dict(model), **changes})
 
 
 class Frozen(BaseModel):

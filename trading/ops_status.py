@@ -11,7 +11,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-STATUS_SCHEMA_VERSION = 1
+from trading.control import ControlMode
+from trading.entry_gate import ControlPresence, ControlView, EntryReason, GateAnswer, control_gate
+
+STATUS_SCHEMA_VERSION = 2
 
 
 class PositionView(BaseModel):
@@ -53,13 +56,29 @@ class BrokerSection(BaseModel):
 
 
 class ControlSection(BaseModel):
-    """TradingControl: mode and reason (mode `NOT_STARTED` when the workflow never ran)."""
+    """TradingControl: whether it runs, its mode and reason, and what that means for entries."""
 
-    mode: str
+    presence: ControlPresence
+    mode: ControlMode | None = None
     reason: str = ""
     since: datetime | None = None
+    detail: str = ""
     entries_allowed: bool
     entries_reason: str = ""
+
+
+def control_section(view: ControlView) -> ControlSection:
+    """The status view of trading control, with the control part of the entry gate."""
+    gate = control_gate(view)
+    return ControlSection(
+        presence=view.presence,
+        mode=view.mode,
+        reason=view.reason,
+        since=view.since,
+        detail=view.detail,
+        entries_allowed=gate.allowed,
+        entries_reason=gate.reason,
+    )
 
 
 class EntryRunView(BaseModel):
@@ -74,14 +93,32 @@ class EntryRunView(BaseModel):
 
 
 class EntrySection(BaseModel):
-    """Entry gating: what the gate says now and what the last run decided."""
+    """Entry gating: what the gate (the market loop's own) says now, and the last run."""
 
     ready: bool
-    skip_reason: str | None = None
+    skip_reason: EntryReason | None = None
     skip_detail: str | None = None
+    note: str = ""
     broker_positions_count: int | None = None
+    pending_entries: int | None = None
     max_open_positions: int
     last_run: EntryRunView | None = None
+
+
+def entry_section(
+    answer: GateAnswer, max_open_positions: int, last_run: EntryRunView | None
+) -> EntrySection:
+    """The status view of the entry gate's answer."""
+    return EntrySection(
+        ready=answer.open,
+        skip_reason=answer.reason,
+        skip_detail=answer.detail or None,
+        note=answer.note,
+        broker_positions_count=answer.broker_positions,
+        pending_entries=answer.pending_entries,
+        max_open_positions=max_open_positions,
+        last_run=last_run,
+    )
 
 
 class SignalCountsView(BaseModel):
@@ -171,24 +208,6 @@ class OpsStatus(BaseModel):
 PENDING_TOO_OLD = timedelta(hours=1)
 
 
-def entry_gate(
-    broker: BrokerSection, control: ControlSection, max_open_positions: int
-) -> tuple[bool, str | None, str | None]:
-    """(ready, skip reason, detail) for a new entry now, counting the broker's positions."""
-    if not control.entries_allowed:
-        return False, "control_" + control.mode.lower(), control.entries_reason or None
-    if not broker.connected:
-        return False, "broker_truth_unavailable", broker.error
-    count = sum(1 for p in broker.positions if p.qty != 0)
-    if count >= max_open_positions:
-        return (
-            False,
-            "max_open_positions",
-            f"brokerPositionsCount={count} maxOpenPositions={max_open_positions}",
-        )
-    return True, None, None
-
-
 def health(
     broker: BrokerSection, scoring: ScoringSection | None, entries: EntrySection
 ) -> HealthSection:
@@ -208,7 +227,8 @@ def health(
             f"scoring: oldest PENDING signal is {scoring.oldest_pending_age_s / 60:.0f} min old"
         )
     if not entries.ready:
-        problems.append(f"entries: {entries.skip_reason} {entries.skip_detail or ''}".strip())
+        reason = entries.skip_reason.value if entries.skip_reason else "closed"
+        problems.append(f"entries: {reason} {entries.skip_detail or ''}".strip())
     return HealthSection(
         broker_connected=broker.connected,
         scoring_healthy=scoring_ok,

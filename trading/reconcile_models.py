@@ -13,8 +13,6 @@ from trading.models import Frozen
 from trading.reconcile import DEFAULT_GRACE, DEFAULT_STOP_DISTANCE, ReconcilePlan
 from trading.trade_models import PositionUpdate, TradeSpec
 
-AUTO_MANAGE_WORKFLOW_ID = "auto-manage"
-
 
 class ReconcileInput(Frozen):
     """One reconcile run: converge the ledger on one broker-truth snapshot."""
@@ -86,8 +84,8 @@ class SymbolGuard(Frozen):
     symbol: str
     qty: Decimal
     covered: bool
-    action: GuardAction | None  # None: the guard activity failed
-    trade_id: str | None
+    action: GuardAction | None = None  # None: the guard activity failed
+    trade_id: str | None = None
     error: str | None = None
 
 
@@ -101,3 +99,22 @@ class AutoManageResult(Frozen):
     started: int = 0
     uncovered: int = 0  # positions the snapshot showed without a covering stop
     guards: list[SymbolGuard] = Field(default_factory=list)
+
+    @property
+    def restarted(self) -> list[str]:
+        """`symbol:trade_id` of every guard this sweep started."""
+        return [f"{g.symbol}:{g.trade_id}" for g in self.guards if g.action is GuardAction.STARTED]
+
+
+def sweep_result(guards: list[SymbolGuard]) -> AutoManageResult:
+    """A sweep's result from what it did per position (ok only when every guard answered)."""
+    failed = [g for g in guards if g.action is None]
+    return AutoManageResult(
+        ok=not failed,
+        error="; ".join(f"{g.symbol}: {g.error}" for g in failed)[:1000] or None,
+        positions=len(guards),
+        signalled=sum(g.action is GuardAction.SIGNALLED for g in guards),
+        started=sum(g.action is GuardAction.STARTED for g in guards),
+        uncovered=sum(not g.covered for g in guards),
+        guards=guards,
+    )

@@ -20,23 +20,26 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field, JsonValue, model_validator
 
+from contracts.schedules import (
+    AUTO_MANAGE,
+    DRAIN,
+    EXIT_REVIEW,
+    MARKET_LOOP,
+    OPERATION_NAMES,
+    RECONCILE,
+    SCHEDULE_PREFIX,
+    WORKFLOWS,
+    schedule_id_for,
+)
 from trading.models import Frozen
 
 ScheduleProfile = Literal["dev", "market"]
 SCHEDULE_PROFILES: tuple[ScheduleProfile, ...] = ("dev", "market")
-DEFAULT_SCHEDULE_PREFIX = "dt-"
 MARKET_TIME_ZONE = "America/New_York"
 CATCHUP_WINDOW = timedelta(minutes=1)
 # Give up when a calendar matches nothing within a year: a rule that can never fire.
 _SEARCH_DAYS = 366
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-MARKET_LOOP = "market-loop"
-DRAIN = "drain"
-RECONCILE = "reconcile"
-AUTO_MANAGE = "auto-manage"
-EXIT_REVIEW = "exit-review"
-OPERATION_NAMES = (MARKET_LOOP, DRAIN, RECONCILE, AUTO_MANAGE, EXIT_REVIEW)
 
 
 class MatchRange(Frozen):
@@ -182,11 +185,6 @@ class PlanCheck(Frozen):
     reason: str
 
 
-def schedule_id_for(name: str, prefix: str = DEFAULT_SCHEDULE_PREFIX) -> str:
-    """The schedule id of an operation: `dt-market-loop`."""
-    return f"{prefix}{name}"
-
-
 def _session_minutes(step: int) -> tuple[CalendarRule, ...]:
     """Every `step` minutes from 09:30 up to but excluding 16:00, Monday to Friday.
 
@@ -236,14 +234,6 @@ def _cadences(profile: ScheduleProfile) -> dict[str, tuple[CalendarCadence | Int
     }
 
 
-# Workflow type names are strings so this plan does not import the workflows it starts.
-_WORKFLOW_TYPES = {
-    MARKET_LOOP: "MarketLoopWorkflow",
-    DRAIN: "ScoreDrainWorkflow",
-    RECONCILE: "ReconcileWorkflow",
-    AUTO_MANAGE: "AutoManageWorkflow",
-    EXIT_REVIEW: "EodExitReviewWorkflow",
-}
 # Inputs as JSON: each workflow validates them into its own input model (defaults for the rest).
 _INPUTS: dict[str, dict[str, JsonValue]] = {
     MARKET_LOOP: {"run_source": "schedule"},
@@ -264,7 +254,7 @@ _EXECUTION_TIMEOUTS = {
 
 def schedule_plan(
     profile: ScheduleProfile,
-    prefix: str = DEFAULT_SCHEDULE_PREFIX,
+    prefix: str = SCHEDULE_PREFIX,
     max_open_positions: int | None = None,
     watchlist: list[str] | None = None,
 ) -> SchedulePlan:
@@ -279,7 +269,7 @@ def schedule_plan(
         ScheduledOperation(
             name=name,
             schedule_id=schedule_id_for(name, prefix),
-            workflow_type=_WORKFLOW_TYPES[name],
+            workflow_type=WORKFLOWS[name].name,
             workflow_id=schedule_id_for(name, prefix),
             input=inputs[name],
             cadence=cadences[name][0],

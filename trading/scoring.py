@@ -173,7 +173,6 @@ def builtin_scorers() -> ScorerRegistry:
 
 # --- the drain's values ---------------------------------------------------------------------
 
-DRAIN_WORKFLOW_ID = "score-drain"
 # Drains run ceil(limit / batch) batch activities; this keeps the history well below its cap.
 MAX_DRAIN_BATCHES = 2000
 

@@ -1,9 +1,8 @@
 """TradeWorkflow's input, state, signal, update, query and result models.
 
-The BrokerSync contract lives here too: BrokerSyncWorkflow forwards each trade_updates
-event as `order_event(OrderEvent)` and each position change as
-`position_update(PositionUpdate)` to the workflow `trade-<trade_id>` that owns the order
-(the trade id is the client_order_id prefix, see trading/ids.py).
+contracts/trade.py binds them to the workflow's names and says who sends what. BrokerSync
+routes each order event to the trade that owns the order: the trade id is the client_order_id
+prefix (trading/ids.py).
 """
 
 from __future__ import annotations
@@ -40,11 +39,6 @@ class WindowEscalation(StrEnum):
 
     MARKET_EXIT = "market_exit"
     REPLAN = "replan"  # keep the stop and plan again for the following session
-
-
-def workflow_id_for(trade_id: str) -> str:
-    """The workflow id of a trade: `trade-<trade_id>` (one guard per trade)."""
-    return f"trade-{trade_id}"
 
 
 class TradeSpec(Frozen):
@@ -85,11 +79,6 @@ class TradeSpec(Frozen):
         if self.exit_window_end <= self.exit_window_start:
             raise ValueError("exit_window_end must be after exit_window_start")
         return self
-
-    @property
-    def workflow_id(self) -> str:
-        """The workflow id that guards this trade."""
-        return workflow_id_for(self.trade_id)
 
 
 class RescueTelemetry(BaseModel):
@@ -225,3 +214,18 @@ class TradeResult(Frozen):
     close_reason: CloseReason | None
     exit_price: Decimal | None
     realized_pnl: Decimal | None
+
+
+class TradeExitRequest(Frozen):
+    """Tell trade `trade_id` to exit (the exit review, trading control's flatten)."""
+
+    trade_id: str = Field(min_length=1)
+    exit: ForceExit
+
+
+class SignalDelivery(Frozen):
+    """Whether a signal reached a running trade workflow."""
+
+    trade_id: str
+    delivered: bool
+    note: str = ""

@@ -28,12 +28,14 @@ from trading.control import (
     RescueAlertSeen,
     apply_change,
     decide,
-    entries_allowed,
     flatten_step,
+    loss_outcome,
     recent_alerts,
+    rescue_alert_outcome,
     should_auto_halt,
     unchanged_note,
 )
+from trading.entry_gate import EntryReason, control_gate, control_view_of
 
 NOW = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
 
@@ -141,13 +143,46 @@ def test_resume_clears_rescue_alerts() -> None:
 
 def test_entries_allowed_only_when_active() -> None:
     state = ControlState()
-    assert entries_allowed(state) == (True, "")
+    assert control_gate(control_view_of(state)).allowed
     apply_change(state, change(state, ControlCommand.PAUSE_ENTRIES, 1))
-    allowed, why = entries_allowed(state)
-    assert not allowed and "REDUCING" in why and "because 1" in why and "tester" in why
+    gate = control_gate(control_view_of(state))
+    assert not gate.allowed and gate.code is EntryReason.CONTROL_PAUSED
+    assert "REDUCING" in gate.reason and "because 1" in gate.reason and "tester" in gate.reason
     apply_change(state, change(state, ControlCommand.HALT, 2))
-    allowed, why = entries_allowed(state)
-    assert not allowed and "HALTED" in why and "because 2" in why
+    gate = control_gate(control_view_of(state))
+    assert not gate.allowed and gate.code is EntryReason.CONTROL_HALTED
+    assert "because 2" in gate.reason
+
+
+def test_a_rescue_alert_halts_at_the_threshold_inside_the_window() -> None:
+    state = ControlState()
+    window = timedelta(hours=1)
+    first = rescue_alert_outcome(state, "t1", NOW, window, threshold=2)
+    assert len(first.alerts) == 1 and first.halt_reason is None
+    state.rescue_alerts = first.alerts
+    second = rescue_alert_outcome(state, "t2", NOW + timedelta(minutes=5), window, threshold=2)
+    assert len(second.alerts) == 2 and second.halt_reason is not None
+    late = rescue_alert_outcome(state, "t2", NOW + timedelta(hours=2), window, threshold=2)
+    assert len(late.alerts) == 1 and late.halt_reason is None  # the first one aged out
+
+
+def test_a_rescue_alert_does_not_halt_twice() -> None:
+    state = ControlState(mode=ControlMode.HALTED)
+    outcome = rescue_alert_outcome(state, "t1", NOW, timedelta(hours=1), threshold=1)
+    assert outcome.halt_reason is None and len(outcome.alerts) == 1
+
+
+def test_the_loss_limit_halts_on_the_first_breach_only() -> None:
+    state = ControlState()
+    ok = loss_outcome(state, Decimal(9_600), Decimal(10_000), Decimal(500), 2, NOW)
+    assert ok.check.daily_pnl == Decimal(-400) and not ok.breached and ok.halt_reason is None
+    breach = loss_outcome(state, Decimal(9_400), Decimal(10_000), Decimal(500), 2, NOW)
+    assert breach.breached and breach.first_breach and breach.halt_reason is not None
+    state.loss_breached = True  # an operator resumed after the halt: the same breach holds off
+    again = loss_outcome(state, Decimal(9_300), Decimal(10_000), Decimal(500), 2, NOW)
+    assert again.breached and not again.first_breach and again.halt_reason is None
+    no_limit = loss_outcome(ControlState(), Decimal(1), Decimal(10_000), None, 2, NOW)
+    assert not no_limit.breached
 
 
 # --- automatic halt ----------------------------------------------------------------------

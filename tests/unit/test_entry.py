@@ -16,23 +16,22 @@ from trading.broker_models import (
     OrderSide,
     Quote,
 )
+from trading.control import ControlMode
 from trading.entry import (
-    ControlGate,
     EntryDecision,
-    EntryLimits,
     EntrySignal,
     check_entry,
-    gate_code,
     ledger_day_start,
     size_position,
     summarize,
     trade_id_for_signal,
     trade_spec_for,
 )
+from trading.entry_gate import ControlPresence, ControlView, EntryLimits, EntryReason, run_gate
 from trading.ticks import is_on_tick
 
 NOW = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
-OPEN = ControlGate(allowed=True)
+OPEN = ControlView(presence=ControlPresence.RUNNING, mode=ControlMode.ACTIVE)
 LIMITS = EntryLimits(
     max_open_positions=3,
     risk_per_trade=Decimal(100),
@@ -77,13 +76,13 @@ def _quote(ask: str = "100.00", symbol: str = "AAPL") -> Quote:
 
 
 def test_a_good_signal_is_entered_with_the_risk_sized_quantity_and_a_tick_stop() -> None:
-    decision = check_entry(_signal(), _truth(), OPEN, LIMITS, False, _quote("100.00"))
+    decision = check_entry(_signal(), OPEN, _truth(), LIMITS, False, _quote("100.00"))
     assert decision.enter and decision.reason == "entered"
     assert decision.stop_price == Decimal("95.00") and decision.qty == Decimal(20)
 
 
 def test_the_broker_count_caps_entries_with_the_detail() -> None:
-    decision = check_entry(_signal(), _truth("MSFT", "NVDA", "TSLA"), OPEN, LIMITS, False, _quote())
+    decision = check_entry(_signal(), OPEN, _truth("MSFT", "NVDA", "TSLA"), LIMITS, False, _quote())
     assert (decision.enter, decision.reason, decision.detail) == (
         False,
         "max_open_positions",
@@ -113,7 +112,7 @@ def test_entries_started_this_run_and_pending_buys_count_against_the_cap() -> No
             ]
         }
     )
-    decision = check_entry(_signal(), truth, OPEN, LIMITS, False, _quote(), started_this_run=1)
+    decision = check_entry(_signal(), OPEN, truth, LIMITS, False, _quote(), started_this_run=1)
     assert decision.reason == "max_open_positions"
     assert decision.detail == (
         "brokerPositionsCount=1 maxOpenPositions=3 pendingEntries=1 enteredThisRun=1"
@@ -121,42 +120,53 @@ def test_entries_started_this_run_and_pending_buys_count_against_the_cap() -> No
 
 
 def test_the_control_gate_comes_first() -> None:
-    halted = ControlGate(
-        allowed=False, code=gate_code(False, "entries blocked: HALTED by x: y"), reason="y"
-    )
-    paused = gate_code(False, "entries blocked: REDUCING since ...")
-    assert halted.code == "control_halted" and paused == "control_paused"
-    decision = check_entry(_signal(), None, halted, LIMITS, False, _quote())
+    halted = ControlView(presence=ControlPresence.RUNNING, mode=ControlMode.HALTED, reason="y")
+    decision = check_entry(_signal(), halted, None, LIMITS, False, _quote())
     assert decision.reason == "control_halted"
 
 
+def test_no_control_workflow_lets_entries_pass_with_a_note_and_silence_holds_them() -> None:
+    missing = ControlView(presence=ControlPresence.NOT_STARTED, detail="never started")
+    answer = run_gate(missing, _truth(), LIMITS)
+    assert answer.open and answer.note.startswith("control_not_started")
+    silent = ControlView(presence=ControlPresence.UNREACHABLE, detail="no worker")
+    answer = run_gate(silent, _truth(), LIMITS)
+    assert (answer.open, answer.reason, answer.detail) == (
+        False,
+        EntryReason.CONTROL_UNAVAILABLE,
+        "no worker",
+    )
+    paused = ControlView(presence=ControlPresence.RUNNING, mode=ControlMode.REDUCING)
+    assert run_gate(paused, _truth(), LIMITS).reason is EntryReason.CONTROL_PAUSED
+
+
 def test_no_truth_means_no_entry() -> None:
-    decision = check_entry(_signal(), None, OPEN, LIMITS, False, _quote())
+    decision = check_entry(_signal(), OPEN, None, LIMITS, False, _quote())
     assert decision.reason == "broker_truth_unavailable" and not decision.enter
 
 
 def test_one_entry_per_symbol_per_day_and_none_on_a_held_symbol() -> None:
-    assert check_entry(_signal(), _truth(), OPEN, LIMITS, True, _quote()).reason == (
+    assert check_entry(_signal(), OPEN, _truth(), LIMITS, True, _quote()).reason == (
         "already_entered_today"
     )
-    assert check_entry(_signal(), _truth("AAPL"), OPEN, LIMITS, False, _quote()).reason == (
+    assert check_entry(_signal(), OPEN, _truth("AAPL"), LIMITS, False, _quote()).reason == (
         "position_open"
     )
 
 
 def test_threshold_quote_risk_and_buying_power() -> None:
-    assert check_entry(_signal(score="0.3"), _truth(), OPEN, LIMITS, False, _quote()).reason == (
+    assert check_entry(_signal(score="0.3"), OPEN, _truth(), LIMITS, False, _quote()).reason == (
         "below_threshold"
     )
-    assert check_entry(_signal(), _truth(), OPEN, LIMITS, False, None).reason == "no_quote"
+    assert check_entry(_signal(), OPEN, _truth(), LIMITS, False, None).reason == "no_quote"
     tiny = LIMITS.model_copy(update={"risk_per_trade": Decimal(1)})
-    assert check_entry(_signal(), _truth(), OPEN, tiny, False, _quote()).reason == "risk_too_small"
+    assert check_entry(_signal(), OPEN, _truth(), tiny, False, _quote()).reason == "risk_too_small"
     poor = _truth(buying_power=Decimal(500))
-    assert check_entry(_signal(), poor, OPEN, LIMITS, False, _quote()).reason == (
+    assert check_entry(_signal(), OPEN, poor, LIMITS, False, _quote()).reason == (
         "insufficient_buying_power"
     )
     sell = _signal(side=OrderSide.SELL)
-    assert check_entry(sell, _truth(), OPEN, LIMITS, False, _quote()).reason == (
+    assert check_entry(sell, OPEN, _truth(), LIMITS, False, _quote()).reason == (
         "side_not_supported"
     )
 
@@ -178,7 +188,7 @@ def test_sizing_never_risks_more_than_the_budget(
 
 
 def test_a_signal_always_maps_to_the_same_trade_id() -> None:
-    decision = check_entry(_signal(), _truth(), OPEN, LIMITS, False, _quote())
+    decision = check_entry(_signal(), OPEN, _truth(), LIMITS, False, _quote())
     first = trade_spec_for(_signal(), decision)
     assert first.trade_id == trade_id_for_signal(_signal()) == "aapl-20240305-153000-s16"
     assert first.signal_id == 42 and first.qty == decision.qty

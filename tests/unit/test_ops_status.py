@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from decimal import Decimal
 
 from settings import ROOT
+from trading.control import ControlMode
+from trading.entry_gate import ControlPresence, ControlView, EntryReason
 from trading.ops_status import (
     BrokerSection,
-    ControlSection,
     EntrySection,
     OpsStatus,
-    PositionView,
     ScoringSection,
     SignalCountsView,
-    entry_gate,
+    control_section,
     health,
 )
-
-ACTIVE = ControlSection(mode="ACTIVE", entries_allowed=True)
-
-
-def _broker(*symbols: str) -> BrokerSection:
-    return BrokerSection(
-        connected=True,
-        fetched_at=datetime(2024, 3, 5, tzinfo=UTC),
-        positions=[
-            PositionView(symbol=s, qty=Decimal(1), avg_entry_price=Decimal(10)) for s in symbols
-        ],
-    )
 
 
 def test_the_committed_schema_matches_the_model() -> None:
@@ -39,29 +25,16 @@ def test_the_committed_schema_matches_the_model() -> None:
     )
 
 
-def test_gate_counts_the_brokers_positions() -> None:
-    assert entry_gate(_broker("A", "B"), ACTIVE, 3) == (True, None, None)
-    assert entry_gate(_broker("A", "B", "C"), ACTIVE, 3) == (
-        False,
-        "max_open_positions",
-        "brokerPositionsCount=3 maxOpenPositions=3",
+def test_the_control_section_says_what_the_gate_makes_of_each_presence() -> None:
+    running = control_section(
+        ControlView(presence=ControlPresence.RUNNING, mode=ControlMode.HALTED, reason="loss")
     )
-
-
-def test_gate_reasons_for_control_and_missing_truth() -> None:
-    halted = ControlSection(
-        mode="HALTED",
-        reason="loss limit",
-        entries_allowed=False,
-        entries_reason="HALTED: loss limit",
-    )
-    assert entry_gate(_broker(), halted, 3)[:2] == (False, "control_halted")
-    down = BrokerSection(connected=False, error="BrokerUnavailable: timed out")
-    assert entry_gate(down, ACTIVE, 3) == (
-        False,
-        "broker_truth_unavailable",
-        "BrokerUnavailable: timed out",
-    )
+    assert (running.mode, running.entries_allowed) == (ControlMode.HALTED, False)
+    assert "loss" in running.entries_reason
+    missing = control_section(ControlView(presence=ControlPresence.NOT_STARTED))
+    assert missing.mode is None and missing.entries_allowed
+    silent = control_section(ControlView(presence=ControlPresence.UNREACHABLE, detail="x"))
+    assert not silent.entries_allowed and silent.entries_reason == "x"
 
 
 def test_health_names_each_problem() -> None:
@@ -69,7 +42,7 @@ def test_health_names_each_problem() -> None:
     behind = ScoringSection(last_6h=counts, all_time=counts, oldest_pending_age_s=7200)
     entries = EntrySection(
         ready=False,
-        skip_reason="max_open_positions",
+        skip_reason=EntryReason.MAX_OPEN_POSITIONS,
         skip_detail="brokerPositionsCount=3 maxOpenPositions=3",
         max_open_positions=3,
     )

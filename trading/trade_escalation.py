@@ -1,0 +1,114 @@
+"""What a trade does when its plan meets trouble: a second exit request, an exit window that
+ends unfilled, a stop rescue that fails. Pure: state in, the next plan out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from trading.ledger_records import ExitUrgency
+from trading.models import Frozen
+from trading.trade_logic import rescue_backoff
+from trading.trade_models import (
+    ExitPlan,
+    ForceExit,
+    RescueEscalation,
+    RescueTelemetry,
+    TradeSpec,
+    WindowEscalation,
+)
+
+
+def merge_force_exit(
+    current: ExitPlan | None, request: ForceExit, now: datetime
+) -> ExitPlan | None:
+    """The exit plan after a force_exit request, or None to keep the current one.
+
+    Repeats converge on one exit: the first request wins, except that IMMEDIATE upgrades a
+    NEXT_OPEN plan (keeping the order it may already have working).
+    """
+    upgrade = (
+        current is not None
+        and current.urgency is ExitUrgency.NEXT_OPEN
+        and request.urgency is ExitUrgency.IMMEDIATE
+    )
+    if current is not None and not upgrade:
+        return None
+    plan = ExitPlan(urgency=request.urgency, reason=request.reason, requested_at=now)
+    if current is not None:
+        plan.exit_order_id = current.exit_order_id
+    return plan
+
+
+class WindowOutcome(Frozen):
+    """The plan after an exit window ended unfilled, and whether the stop is gone with it."""
+
+    plan: ExitPlan
+    stop_gone: bool  # the OCO's stop leg was cancelled with it: rescue a stop at once
+
+
+def unfilled_window(plan: ExitPlan, escalation: WindowEscalation, now: datetime) -> WindowOutcome:
+    """A next-open exit window ended with its OCO unfilled: exit at market, or plan again."""
+    if escalation is WindowEscalation.MARKET_EXIT:
+        return WindowOutcome(
+            plan=ExitPlan(
+                urgency=ExitUrgency.IMMEDIATE,
+                reason=f"{plan.reason} (exit window ended unfilled)",
+                requested_at=now,
+            ),
+            stop_gone=False,  # the market exit cancels what is left of it first
+        )
+    return WindowOutcome(
+        plan=ExitPlan(urgency=ExitUrgency.NEXT_OPEN, reason=plan.reason, requested_at=now),
+        stop_gone=True,
+    )
+
+
+class RescueFailure(Frozen):
+    """What follows a failed stop rescue: telemetry, and whether to alert and how to escalate."""
+
+    telemetry: RescueTelemetry
+    alert: bool  # first time past the alert threshold since the last success
+    report_to_control: bool  # RescueEscalation.HALT_ENTRIES: TradingControl counts the alert
+    exit: ExitPlan | None  # RescueEscalation.MARKET_EXIT: exit now, the stop cannot be had
+    free_take_profit: bool  # the take-profit holds the shares the stop needs: cancel it
+
+
+def rescue_failed(
+    telemetry: RescueTelemetry,
+    spec: TradeSpec,
+    error_type: str,
+    message: str,
+    now: datetime,
+    *,
+    exit_planned: bool,
+    take_profit_working: bool,
+) -> RescueFailure:
+    """Count a failed rescue, back off, and escalate once the failures reach the threshold."""
+    failures = telemetry.consecutive_failures + 1
+    alert = failures >= spec.rescue_alert_after and not telemetry.alerted
+    counted = telemetry.model_copy(deep=True)
+    counted.failed += 1
+    counted.consecutive_failures = failures
+    counted.last_status = "failed"
+    counted.last_error = f"{error_type}: {message}"
+    counted.next_at = now + rescue_backoff(
+        failures, spec.rescue_backoff_initial, spec.rescue_backoff_max
+    )
+    counted.alerted = telemetry.alerted or alert
+    free = error_type == "InsufficientQty" and take_profit_working
+    if free:
+        counted.next_at = None  # the shares come free with the cancel: try again at once
+    exit_plan = None
+    if alert and spec.rescue_escalation is RescueEscalation.MARKET_EXIT and not exit_planned:
+        exit_plan = ExitPlan(
+            urgency=ExitUrgency.IMMEDIATE,
+            reason=f"stop rescue failed {failures} times",
+            requested_at=now,
+        )
+    return RescueFailure(
+        telemetry=counted,
+        alert=alert,
+        report_to_control=alert and spec.rescue_escalation is RescueEscalation.HALT_ENTRIES,
+        exit=exit_plan,
+        free_take_profit=free,
+    )
