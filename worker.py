@@ -26,7 +26,6 @@ from temporalio.worker import Worker
 from activities import build_activities
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
-from broker.gateway import BrokerGateway
 from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
 from settings import ConfigError, Settings, load_settings
@@ -40,15 +39,14 @@ def create_worker(
     pool: asyncpg.Pool,
     task_queue: str,
     executor: ThreadPoolExecutor,
-    gateway: BrokerGateway | None = None,
-    endpoint: BrokerEndpoint | None = None,
+    endpoint: BrokerEndpoint,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
     return Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=build_activities(pool, gateway, client, endpoint),
+        activities=build_activities(pool, AlpacaGateway(endpoint), client, endpoint, task_queue),
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),
     )
@@ -68,10 +66,8 @@ async def run_worker(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
-            endpoint = broker_endpoint(settings)
-            gateway = AlpacaGateway(endpoint)
             worker = create_worker(
-                client, pool, settings.temporal_task_queue, executor, gateway, endpoint
+                client, pool, settings.temporal_task_queue, executor, broker_endpoint(settings)
             )
             async with worker:
                 logger.info(

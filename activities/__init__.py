@@ -1,55 +1,83 @@
-"""Every side effect of the system, as activity methods on classes built with their clients."""
+"""Every side effect of the system, as activity methods on classes built with their clients.
+
+`build_activities` is the one list of what a worker registers: bound methods, listed by hand
+as Temporal's samples do, so nothing depends on the SDK's private registration details.
+"""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from temporalio import activity
 from temporalio.client import Client
 
 from activities.broker import BrokerActivities
 from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
-from activities.reconcile import TradeGuardActivities
 from activities.scoring import ScoringActivities
+from activities.trade_link import TradeLink, TradeLinkActivities
 from broker.endpoint import BrokerEndpoint
 from broker.gateway import BrokerGateway
 
 
-def activity_methods(instance: object) -> list[Callable[..., Any]]:
-    """The bound @activity.defn methods of an activities object."""
-    methods: list[Callable[..., Any]] = []
-    for name, member in inspect.getmembers(instance, inspect.ismethod):
-        if name.startswith("_"):
-            continue
-        if activity._Definition.from_callable(member) is not None:
-            methods.append(member)
-    return methods
-
-
 def build_activities(
     pool: asyncpg.Pool,
-    gateway: BrokerGateway | None,
-    client: Client | None = None,
-    endpoint: BrokerEndpoint | None = None,
+    gateway: BrokerGateway,
+    client: Client,
+    endpoint: BrokerEndpoint,
+    task_queue: str,
 ) -> list[Callable[..., Any]]:
-    """All activity callables the worker registers, bound to their dependencies.
-
-    Without a gateway (ledger-only test workers) the broker activities are left out; those
-    that start or signal workflows need the Temporal client, and BrokerSync's listener the
-    broker endpoint as well.
-    """
-    methods = activity_methods(LedgerActivities(pool))
-    methods += activity_methods(ScoringActivities(pool))
-    if gateway is not None:
-        methods += activity_methods(BrokerActivities(gateway))
-    if client is not None:
-        methods += activity_methods(TradeGuardActivities(client))
-        methods += activity_methods(EntryActivities(client, pool))
-        if gateway is not None and endpoint is not None:
-            methods += activity_methods(BrokerSyncActivities(gateway, endpoint, client, pool))
-    return methods
+    """All activity callables a worker on `task_queue` registers, bound to their clients."""
+    ledger = LedgerActivities(pool)
+    broker = BrokerActivities(gateway)
+    link = TradeLink(client, task_queue)
+    sync = BrokerSyncActivities(gateway, endpoint, link, pool)
+    entries = EntryActivities(client, pool)
+    trades = TradeLinkActivities(link)
+    scoring = ScoringActivities(pool)
+    return [
+        ledger.append_audit,
+        ledger.get_audit,
+        ledger.create_trade,
+        ledger.transition_trade,
+        ledger.record_entry_fill,
+        ledger.record_protection,
+        ledger.record_exit_intent,
+        ledger.close_trade,
+        ledger.list_open_trades,
+        ledger.upsert_order,
+        ledger.insert_signal,
+        ledger.expire_signals,
+        ledger.signal_funnel,
+        ledger.record_risk_event,
+        ledger.start_reconcile_run,
+        ledger.finish_reconcile_run,
+        ledger.record_entry_run,
+        broker.get_account,
+        broker.get_clock,
+        broker.get_calendar,
+        broker.get_positions,
+        broker.probe_position,
+        broker.get_open_orders,
+        broker.get_broker_truth,
+        broker.get_order,
+        broker.probe_order,
+        broker.get_order_by_client_id,
+        broker.submit_order,
+        broker.cancel_order,
+        broker.replace_order,
+        broker.close_position,
+        broker.latest_quotes,
+        broker.get_bars,
+        sync.listen_trade_updates,
+        sync.sync_positions,
+        entries.list_entry_candidates,
+        entries.symbols_entered_since,
+        entries.control_view,
+        trades.start_trade,
+        trades.force_exit_trade,
+        trades.guard_trade,
+        scoring.score_signals,
+    ]

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from broker.errors import BrokerError, InsufficientQty, RateLimited
 from broker.gateway import BrokerGateway
+from broker.truth import broker_truth
 from trading.broker_models import (
     Bar,
     BarsRequest,
@@ -108,19 +109,7 @@ class BrokerActivities:
     @activity.defn
     def get_broker_truth(self) -> BrokerTruth:
         """Account, positions and open orders in one snapshot; any failure fails it whole."""
-
-        def snapshot() -> BrokerTruth:
-            account = self._gateway.get_account()
-            positions = self._gateway.get_positions()
-            orders = self._gateway.get_open_orders()
-            return BrokerTruth(
-                account=account,
-                positions=positions,
-                open_orders=orders,
-                fetched_at=datetime.now(UTC),
-            )
-
-        return _translate(snapshot)
+        return _translate(lambda: broker_truth(self._gateway))
 
     @activity.defn
     def get_order(self, ref: OrderRef) -> BrokerOrder:

@@ -16,14 +16,14 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.broker import as_application_error
+from activities.trade_link import TradeLink
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError
 from broker.gateway import BrokerGateway
 from broker.stream import TradeUpdateStream
+from contracts import trade
 from ledger.trades import Trades
 from trading.broker_sync_models import (
     ListenRequest,
@@ -32,10 +32,8 @@ from trading.broker_sync_models import (
     SyncSummary,
 )
 from trading.routing import OpenTradeRef, owners_of_order, route_positions
-from trading.trade_models import PositionUpdate, workflow_id_for
+from trading.trade_models import PositionUpdate
 
-ORDER_EVENT_SIGNAL = "order_event"
-POSITION_UPDATE_SIGNAL = "position_update"
 OPEN_TRADES_MAX_AGE_S = 5.0
 FORWARDER_DRAIN_S = 10.0
 
@@ -51,18 +49,18 @@ class _Progress(BaseModel):
 
 
 class BrokerSyncActivities:
-    """Listener and poller; built with the gateway, a Temporal client and the ledger pool."""
+    """Listener and poller; built with the gateway, the stream's endpoint, TradeLink, the ledger."""
 
     def __init__(
         self,
         gateway: BrokerGateway,
         endpoint: BrokerEndpoint,
-        client: Client,
+        link: TradeLink,
         pool: asyncpg.Pool,
     ) -> None:
         self._gateway = gateway
         self._endpoint = endpoint
-        self._client = client
+        self._link = link
         self._trades = Trades(pool)
         self._open_cache: tuple[float, list[OpenTradeRef]] = (0.0, [])
 
@@ -73,17 +71,6 @@ class BrokerSyncActivities:
             cached = [OpenTradeRef(trade_id=r.id, symbol=r.symbol) for r in records]
             self._open_cache = (time.monotonic(), cached)
         return cached
-
-    async def _signal(self, trade_id: str, name: str, payload: BaseModel) -> bool:
-        """Signal a trade workflow; False when it is not running (closed or never started)."""
-        handle = self._client.get_workflow_handle(workflow_id_for(trade_id))
-        try:
-            await handle.signal(name, payload)
-        except RPCError as err:
-            if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                return False
-            raise
-        return True
 
     @activity.defn
     async def listen_trade_updates(self, request: ListenRequest) -> ListenSummary:
@@ -127,7 +114,7 @@ class BrokerSyncActivities:
                 owners = owners_of_order(order, await self._open_trades())
                 if not owners and order.symbol:
                     owners = owners_of_order(order, await self._open_trades(fresh=True))
-                delivered = [await self._signal(t, ORDER_EVENT_SIGNAL, event) for t in owners]
+                delivered = [await self._link.signal(t, trade.ORDER_EVENT, event) for t in owners]
             except Exception:
                 # Losing this one event is covered by the broker-truth poll; ending the run
                 # would drop the connection and every event until the next run.
@@ -171,7 +158,7 @@ class BrokerSyncActivities:
                 observed_at=observed_at,
                 open_orders=list(route.open_orders),
             )
-            delivered += await self._signal(route.trade_id, POSITION_UPDATE_SIGNAL, update)
+            delivered += await self._link.signal(route.trade_id, trade.POSITION_UPDATE, update)
         claimed = {t.symbol for t in trades}
         untracked = sorted(p.symbol for p in positions if p.qty != 0 and p.symbol not in claimed)
         return SyncSummary(

@@ -6,6 +6,7 @@ worker with BrokerSync (trade_updates listener + positions/open-orders poll). Fo
 count N it opens N trades on N symbols, waits until every one is OPEN with an active stop and
 BrokerSync has polled, zeroes the broker's request counter, then for the measured window
 cancels a random trade's stop from outside every --cancel-every seconds and times the rescue:
+from contracts.trade import workflow_id as trade_workflow_id
 from the cancel until the broker lists a new active stop for that symbol. The bench's own
 order listings go through a separate client and are subtracted from the broker's count.
 
@@ -50,6 +51,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from broker.alpaca import AlpacaGateway, to_order  # noqa: E402
 from broker.endpoint import BrokerEndpoint  # noqa: E402
+from contracts.trade import workflow_id as trade_workflow_id  # noqa: E402
 from devstack.config import load_dev_config  # noqa: E402
 from devstack.postgres import EmbeddedPostgres  # noqa: E402
 from devstack.temporal import temporal_binary  # noqa: E402
@@ -211,8 +213,7 @@ async def trade_stack(
             endpoint = BrokerEndpoint.for_paper_broker(
                 broker.trading_url, SecretStr(broker.key_id), SecretStr(broker.secret_key)
             )
-            gateway = AlpacaGateway(endpoint)
-            async with create_worker(client, pool, task_queue, executor, gateway, endpoint):
+            async with create_worker(client, pool, task_queue, executor, endpoint):
                 sync = await client.start_workflow(
                     BrokerSyncWorkflow.run,
                     BrokerSyncRun(settings=BrokerSyncInput(poll_interval=POLL_INTERVAL)),
@@ -277,7 +278,7 @@ async def run_round(
                     await client.start_workflow(
                         TradeWorkflow.run,
                         TradeWorkflowInput(spec=spec),
-                        id=spec.workflow_id,
+                        id=trade_workflow_id(spec.trade_id),
                         task_queue=task_queue,
                     )
                 )

@@ -282,6 +282,7 @@ class AlpacaGateway:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
+        self.endpoint = endpoint
         key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
         self._trading = TradingClient(
             key, secret, paper=endpoint.paper, url_override=endpoint.trading_url

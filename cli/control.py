@@ -17,9 +17,10 @@ from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
 from cli.output import emit_json, fail, say, table
 from clients import make_client
+from contracts import control
+from contracts.base import Signal
 from settings import Settings
 from trading.control import (
-    CONTROL_WORKFLOW_ID,
     ControlCommand,
     ControlInput,
     ControlRequest,
@@ -27,20 +28,19 @@ from trading.control import (
     FlattenReport,
     FlattenRequest,
     decide,
-    entries_allowed,
     unchanged_note,
     working_orders,
 )
-from workflows.control import TradingControlWorkflow
+from trading.entry_gate import control_gate, control_view_of
 
 CLI_ACTOR = "cli"
 CONFIRM_WORD = "flatten"
 T = TypeVar("T")
 
-_SIGNALS = {
-    ControlCommand.HALT: TradingControlWorkflow.halt,
-    ControlCommand.RESUME: TradingControlWorkflow.resume,
-    ControlCommand.PAUSE_ENTRIES: TradingControlWorkflow.pause_entries,
+_SIGNALS: dict[ControlCommand, Signal[ControlRequest]] = {
+    ControlCommand.HALT: control.HALT,
+    ControlCommand.RESUME: control.RESUME,
+    ControlCommand.PAUSE_ENTRIES: control.PAUSE_ENTRIES,
 }
 
 
@@ -80,9 +80,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 async def ensure_control(client: Client, settings: Settings) -> WorkflowHandle[Any, Any]:
     """The running control workflow, started on first use (an existing one is kept)."""
     return await client.start_workflow(
-        TradingControlWorkflow.run,
+        control.WORKFLOW.name,
         ControlInput(daily_loss_limit=settings.daily_loss_limit),
-        id=CONTROL_WORKFLOW_ID,
+        id=control.WORKFLOW_ID,
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
@@ -99,7 +99,7 @@ def _with_control(
 
 
 async def _state(handle: WorkflowHandle[Any, Any]) -> ControlState:
-    state: ControlState = await handle.query(TradingControlWorkflow.state)
+    state: ControlState = await handle.query(control.CONTROL_STATE.name, result_type=ControlState)
     return state
 
 
@@ -115,7 +115,7 @@ def cmd_change(args: argparse.Namespace, settings: Settings) -> int:
 
     async def change(handle: WorkflowHandle[Any, Any]) -> tuple[ControlState, ControlState]:
         before = await _state(handle)
-        await handle.signal(_SIGNALS[command], request)
+        await handle.signal(_SIGNALS[command].name, request)
         deadline = time.monotonic() + 15
         after = before
         while after.seq <= before.seq and time.monotonic() < deadline:
@@ -162,7 +162,9 @@ def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     async def flatten(handle: WorkflowHandle[Any, Any]) -> FlattenReport:
-        report: FlattenReport = await handle.execute_update(TradingControlWorkflow.flatten, request)
+        report: FlattenReport = await handle.execute_update(
+            control.FLATTEN.name, request, result_type=FlattenReport
+        )
         return report
 
     try:
@@ -185,11 +187,13 @@ def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Query the control state."""
     state = _with_control(settings, _state)
-    allowed, why = entries_allowed(state)
+    gate = control_gate(control_view_of(state))
+    allowed = gate.allowed
     if args.json:
         payload = state.model_dump(mode="json")
         payload["entries_allowed"] = allowed
-        payload["entries_blocked_reason"] = why or None
+        payload["entries_blocked_reason"] = gate.reason or None
+        payload["entries_blocked_code"] = gate.code.value if gate.code else None
         emit_json(payload)
         return 0
     check = state.last_loss_check

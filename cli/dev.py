@@ -213,6 +213,7 @@ def _run_stack_check(settings: Settings) -> None:
 
 
 async def _stack_check(settings: Settings) -> dict[str, Any]:
+    from contracts import stack_check
     from trading.models import StackCheckInput
     from workflows.stack_check import StackCheckWorkflow
 
@@ -221,7 +222,7 @@ async def _stack_check(settings: Settings) -> dict[str, Any]:
         client.execute_workflow(
             StackCheckWorkflow.run,
             StackCheckInput(requested_by="cli"),
-            id=f"stack-check-{uuid.uuid4().hex[:12]}",
+            id=f"{stack_check.ID_PREFIX}-{uuid.uuid4().hex[:12]}",
             task_queue=settings.temporal_task_queue,
         ),
         timeout=60,

@@ -16,13 +16,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from cli.output import emit_json, emit_model, fail, say, table
 from cli.run import with_client
 from clients import make_pool
+from contracts import drain
 from ledger.runs import EntryRuns
 from ledger.signals import Signals
 from settings import Settings
 from trading.broker_models import OrderSide
 from trading.ledger_records import SignalCounts, SignalCreate
 from trading.models import JsonScalar
-from trading.scoring import DEFAULT_SCORER, DRAIN_WORKFLOW_ID, DrainInput, DrainProgress
+from trading.scoring import DEFAULT_SCORER, DrainInput, DrainProgress
 from workflows.drain import ScoreDrainWorkflow
 
 DrainHandle = WorkflowHandle[ScoreDrainWorkflow, Any]
@@ -65,7 +66,7 @@ async def start_or_join_drain(
     client: Client,
     request: DrainInput,
     task_queue: str,
-    workflow_id: str = DRAIN_WORKFLOW_ID,
+    workflow_id: str = drain.WORKFLOW_ID,
 ) -> tuple[DrainHandle, bool]:
     """Start the drain under its fixed id, or join the one running; True when this started it."""
     try:
@@ -101,7 +102,8 @@ async def _wait_with_progress(handle: DrainHandle) -> Any:
         if done:
             return result.result()
         try:
-            line = _progress_line(await handle.query(ScoreDrainWorkflow.progress))
+            progress = await handle.query(drain.PROGRESS.name, result_type=DrainProgress)
+            line = _progress_line(progress)
         except Exception:  # a query racing the end of the run; the result follows shortly
             continue
         if line != last:
@@ -122,7 +124,7 @@ def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
         handle, started = await start_or_join_drain(client, request, settings.temporal_task_queue)
         if not started:
             sys.stderr.write(
-                f"a drain is already running ({DRAIN_WORKFLOW_ID}); waiting for it "
+                f"a drain is already running ({drain.WORKFLOW_ID}); waiting for it "
                 "(its own limit and batch apply)\n"
             )
         return await _wait_with_progress(handle)

@@ -50,7 +50,6 @@ def cmd_test(args: argparse.Namespace, settings: Settings | None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree."""
     parser = argparse.ArgumentParser(
-        prog="starter.py",
         description="durable-trader: automated US-equities trading on Alpaca, run by Temporal.",
         epilog="Configuration comes from the environment and .env; see `settings show`.",
     )

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from cli.output import emit_model, fail, say, table
 from cli.run import run_workflow
+from contracts import exit_review, market_loop
 from settings import Settings
 from trading.entry import MarketLoopInput
 from trading.exits import ExitReviewInput
@@ -73,7 +74,7 @@ def cmd_market_loop_run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid market-loop run: {str(exc).splitlines()[0]}", code=2)
 
-    result = run_workflow(settings, MarketLoopWorkflow.run, request, "market-loop-cli")
+    result = run_workflow(settings, MarketLoopWorkflow.run, request, market_loop.CLI_ID_PREFIX)
     if args.json:
         return emit_model(result)
     rows = [
@@ -112,7 +113,7 @@ def cmd_exit_review_run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid exit-review run: {str(exc).splitlines()[0]}", code=2)
 
-    result = run_workflow(settings, EodExitReviewWorkflow.run, request, "exit-review-cli")
+    result = run_workflow(settings, EodExitReviewWorkflow.run, request, exit_review.CLI_ID_PREFIX)
     if args.json:
         return emit_model(result)
     if result.ended_early:

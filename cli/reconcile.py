@@ -6,10 +6,10 @@ import argparse
 
 from cli.output import emit_model, fail, say, table
 from cli.run import run_workflow
+from contracts import auto_manage, reconcile
 from settings import Settings
 from trading.reconcile import ReconcilePlan
 from trading.reconcile_models import (
-    AUTO_MANAGE_WORKFLOW_ID,
     AutoManageInput,
     ReconcileInput,
 )
@@ -80,7 +80,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return fail(f"invalid reconcile: {exc}", code=2)
 
-    result = run_workflow(settings, ReconcileWorkflow.run, request, "reconcile-cli")
+    result = run_workflow(settings, ReconcileWorkflow.run, request, reconcile.CLI_ID_PREFIX)
     if args.json:
         return emit_model(result, code=0 if result.ok else 1)
     if result.plan is not None:
@@ -105,7 +105,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_auto_manage(args: argparse.Namespace, settings: Settings) -> int:
     """Run one protection sweep and print what it did per position."""
     result = run_workflow(
-        settings, AutoManageWorkflow.run, AutoManageInput(), f"{AUTO_MANAGE_WORKFLOW_ID}-cli"
+        settings, AutoManageWorkflow.run, AutoManageInput(), auto_manage.CLI_ID_PREFIX
     )
     if args.json:
         return emit_model(result, code=0 if result.ok else 1)

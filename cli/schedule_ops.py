@@ -32,16 +32,18 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.schedules import (
+    OPERATION_NAMES,
+    SCHEDULE_PREFIX,
+    schedule_id_for,
+)
 from settings import Settings
 from trading.schedule_plan import (
-    DEFAULT_SCHEDULE_PREFIX,
-    OPERATION_NAMES,
     CalendarCadence,
     MatchRange,
     ScheduledOperation,
     SchedulePlan,
     ScheduleProfile,
-    schedule_id_for,
     schedule_plan,
 )
 
@@ -131,7 +133,7 @@ async def _memo_of(client: Client, description: ScheduleDescription, key: str) -
 
 
 def plan_for(
-    settings: Settings, profile: ScheduleProfile, prefix: str = DEFAULT_SCHEDULE_PREFIX
+    settings: Settings, profile: ScheduleProfile, prefix: str = SCHEDULE_PREFIX
 ) -> SchedulePlan:
     """The plan `schedules apply` and `dev up` install: entry limit and watchlist from settings."""
     return schedule_plan(

@@ -28,14 +28,16 @@ from cli.schedule_ops import (
     set_paused,
     trigger,
 )
+from contracts.schedules import (
+    OPERATION_NAMES,
+    SCHEDULE_PREFIX,
+    schedule_id_for,
+)
 from settings import ConfigError, Settings
 from trading.schedule_plan import (
-    DEFAULT_SCHEDULE_PREFIX,
     MARKET_TIME_ZONE,
-    OPERATION_NAMES,
     SCHEDULE_PROFILES,
     ScheduleProfile,
-    schedule_id_for,
     schedule_plan,
 )
 
@@ -52,8 +54,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     def prefixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument(
             "--prefix",
-            default=DEFAULT_SCHEDULE_PREFIX,
-            help=f"schedule id prefix (default {DEFAULT_SCHEDULE_PREFIX})",
+            default=SCHEDULE_PREFIX,
+            help=f"schedule id prefix (default {SCHEDULE_PREFIX})",
         )
         return parser
 

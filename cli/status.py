@@ -10,24 +10,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from activities.control_reader import read_control
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
+from broker.truth import broker_truth
 from cli.output import emit_json, say, table
 from clients import make_client, make_pool
+from contracts.schedules import SCHEDULE_PREFIX
 from ledger.risk import RiskEvents
 from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signals import Signals
 from settings import ConfigError, Settings
-from trading.control import CONTROL_WORKFLOW_ID, entries_allowed
+from trading.broker_models import BrokerTruth
+from trading.entry_gate import ControlPresence, ControlView, EntryLimits, run_gate
 from trading.ops_status import (
     BrokerSection,
-    ControlSection,
     EntryRunView,
-    EntrySection,
     OpsStatus,
     OrderView,
     PositionView,
@@ -37,12 +39,11 @@ from trading.ops_status import (
     ScheduleView,
     ScoringSection,
     SignalCountsView,
-    entry_gate,
+    control_section,
+    entry_section,
     health,
 )
-from workflows.control import TradingControlWorkflow
 
-SCHEDULE_PREFIX = "dt-"
 RESCUE_KINDS = {
     "stop_rescued": "rescued",
     "stop_rescue_failed": "failed",
@@ -61,18 +62,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.set_defaults(handler=cmd_status)
 
 
-def _broker(settings: Settings) -> BrokerSection:
+def _broker(settings: Settings) -> tuple[BrokerSection, BrokerTruth | None]:
+    """The broker section, and the truth snapshot the entry gate judges (None: unavailable)."""
     try:
         gateway = AlpacaGateway(broker_endpoint(settings), read_timeout_s=5.0)
-        account = gateway.get_account()
-        positions = gateway.get_positions()
-        orders = gateway.get_open_orders()
+        truth = broker_truth(gateway)
         clock = gateway.get_clock()
     except (BrokerError, ConfigError) as exc:
-        return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}")
-    return BrokerSection(
+        return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}"), None
+    account = truth.account
+    section = BrokerSection(
         connected=True,
-        fetched_at=datetime.now(UTC),
+        fetched_at=truth.fetched_at,
         equity=account.equity,
         cash=account.cash,
         buying_power=account.buying_power,
@@ -85,7 +86,7 @@ def _broker(settings: Settings) -> BrokerSection:
                 market_value=p.market_value,
                 unrealized_pl=p.unrealized_pl,
             )
-            for p in positions
+            for p in truth.positions
         ],
         open_orders=[
             OrderView(
@@ -99,47 +100,10 @@ def _broker(settings: Settings) -> BrokerSection:
                 stop_price=o.stop_price,
                 limit_price=o.limit_price,
             )
-            for o in orders
+            for o in truth.open_orders
         ],
     )
-
-
-async def _control(client: Client) -> ControlSection:
-    handle = client.get_workflow_handle(CONTROL_WORKFLOW_ID)
-    try:
-        description = await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return ControlSection(
-                mode="NOT_STARTED",
-                entries_allowed=True,
-                entries_reason="trading control not started (entries allowed)",
-            )
-        raise
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return ControlSection(
-            mode="NOT_RUNNING",
-            entries_allowed=True,
-            entries_reason=f"trading control {description.status.name.lower()} (entries allowed)"
-            if description.status
-            else "trading control not running",
-        )
-    try:
-        state = await asyncio.wait_for(handle.query(TradingControlWorkflow.state), timeout=5)
-    except TimeoutError:
-        return ControlSection(
-            mode="UNKNOWN",
-            entries_allowed=False,
-            entries_reason="trading control did not answer (no worker?)",
-        )
-    allowed, why = entries_allowed(state)
-    return ControlSection(
-        mode=state.mode.value,
-        reason=state.reason,
-        since=state.since,
-        entries_allowed=allowed,
-        entries_reason=why,
-    )
+    return section, truth
 
 
 async def _schedules(client: Client) -> list[ScheduleView]:
@@ -201,15 +165,13 @@ async def _ledger(
 
 async def gather(settings: Settings) -> OpsStatus:
     """Collect every section; a failing source leaves its section empty with the error."""
-    broker = await asyncio.to_thread(_broker, settings)
+    broker, truth = await asyncio.to_thread(_broker, settings)
     temporal_error: str | None = None
-    control = ControlSection(
-        mode="UNKNOWN", entries_allowed=False, entries_reason="Temporal unreachable"
-    )
+    control = ControlView(presence=ControlPresence.UNREACHABLE, detail="Temporal unreachable")
     schedules: list[ScheduleView] | None = None
     try:
         client = await make_client(settings)
-        control = await _control(client)
+        control = await read_control(client)
         schedules = await _schedules(client)
     except (ConfigError, RPCError) as exc:
         temporal_error = str(exc)
@@ -224,19 +186,14 @@ async def gather(settings: Settings) -> OpsStatus:
             await pool.close()
     except (ConfigError, asyncpg.PostgresError, OSError) as exc:
         ledger_error = str(exc)
-    ready, reason, detail = entry_gate(broker, control, settings.max_open_positions)
-    entries = EntrySection(
-        ready=ready,
-        skip_reason=reason,
-        skip_detail=detail,
-        broker_positions_count=len(broker.positions) if broker.connected else None,
-        max_open_positions=settings.max_open_positions,
-        last_run=last_run,
-    )
+    # The market loop's own gate, on the same inputs it reads: one answer, never two.
+    limits = EntryLimits(max_open_positions=settings.max_open_positions)
+    answer = run_gate(control, truth, limits)
+    entries = entry_section(answer, settings.max_open_positions, last_run)
     return OpsStatus(
         generated_at=datetime.now(UTC),
         broker=broker,
-        control=control,
+        control=control_section(control),
         entries=entries,
         scoring=scoring,
         reconcile=reconcile,
@@ -291,10 +248,13 @@ def _print(status: OpsStatus) -> None:
     else:
         say(f"broker: UNAVAILABLE ({b.error})")
     c, e = status.control, status.entries
-    say(f"control: {c.mode}{f' ({c.reason})' if c.reason else ''}")
-    gate = "ready" if e.ready else f"gated: {e.skip_reason} {e.skip_detail or ''}".strip()
+    mode = c.mode.value if c.mode else c.presence.value
+    say(f"control: {mode}{f' ({c.reason or c.detail})' if c.reason or c.detail else ''}")
+    reason = e.skip_reason.value if e.skip_reason else ""
+    gate = "ready" if e.ready else f"gated: {reason} {e.skip_detail or ''}".strip()
     say(
-        f"entries: {gate} (broker positions {e.broker_positions_count}, max {e.max_open_positions})"
+        f"entries: {gate} (broker positions {e.broker_positions_count}, pending entries "
+        f"{e.pending_entries}, max {e.max_open_positions})" + (f"; {e.note}" if e.note else "")
     )
     if e.last_run:
         say(

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import WorkflowUpdateFailedError
 
+from activities.trade_link import TradeLink
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError, NotFound
 from cli.output import emit_json, fail, say, table
 from clients import make_client
+from contracts import trade
 from settings import Settings
 from trading.ids import new_trade_id, validate_trade_id
 from trading.ledger_records import ExitUrgency
@@ -24,13 +26,13 @@ from trading.ticks import is_on_tick, tick_size
 from trading.trade_models import (
     EntryType,
     ForceExit,
+    TightenResult,
     TightenStop,
     TradeSpec,
     TradeStatusView,
-    TradeWorkflowInput,
-    workflow_id_for,
 )
-from workflows.trade import TradeWorkflow
+
+T = TypeVar("T")
 
 
 class CliInputError(Exception):
@@ -39,8 +41,8 @@ class CliInputError(Exception):
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `trade` command group."""
-    trade = commands.add_parser("trade", help="open, exit, tighten and inspect trades")
-    sub = trade.add_subparsers(dest="trade_command", required=True, metavar="COMMAND")
+    group = commands.add_parser("trade", help="open, exit, tighten and inspect trades")
+    sub = group.add_subparsers(dest="trade_command", required=True, metavar="COMMAND")
 
     opened = sub.add_parser("open", help="enter a long position guarded by a stop")
     opened.add_argument("symbol", help="ticker, e.g. AAPL")
@@ -153,16 +155,11 @@ def cmd_open(args: argparse.Namespace, settings: Settings) -> int:
         return fail(str(exc), code=2)
     except BrokerError as exc:
         return fail(f"the broker could not be asked ({type(exc).__name__}: {exc.message})")
-    workflow_id = workflow_id_for(spec.trade_id)
+    workflow_id = trade.workflow_id(spec.trade_id)
 
     async def start() -> None:
-        client = await make_client(settings)
-        await client.start_workflow(
-            TradeWorkflow.run,
-            TradeWorkflowInput(spec=spec),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-        )
+        link = TradeLink(await make_client(settings), settings.temporal_task_queue)
+        await link.start(spec, once=True)
 
     asyncio.run(start())
     say(
@@ -176,28 +173,23 @@ def cmd_open(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _handle(client: Client, trade_id: str) -> Any:
+def _run_on_trade(
+    settings: Settings, trade_id: str, action: Callable[[TradeLink], Awaitable[T]]
+) -> T:
+    """Run `action` on a trade that exists (running or ended); CliInputError when it does not."""
     try:
         validate_trade_id(trade_id)
     except ValueError as exc:
         raise CliInputError(str(exc)) from None
-    handle = client.get_workflow_handle(workflow_id_for(trade_id))
-    try:
-        await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
+
+    async def go() -> T:
+        link = TradeLink(await make_client(settings), settings.temporal_task_queue)
+        if await link.status(trade_id) is None:
             raise CliInputError(
-                f"unknown trade {trade_id!r} (no workflow {workflow_id_for(trade_id)}); "
+                f"unknown trade {trade_id!r} (no workflow {trade.workflow_id(trade_id)}); "
                 "see `python starter.py trade list`"
-            ) from None
-        raise
-    return handle
-
-
-def _run_on_trade(settings: Settings, trade_id: str, action: Any) -> Any:
-    async def go() -> Any:
-        client = await make_client(settings)
-        return await action(await _handle(client, trade_id))
+            )
+        return await action(link)
 
     return asyncio.run(go())
 
@@ -206,17 +198,18 @@ def cmd_exit(args: argparse.Namespace, settings: Settings) -> int:
     """Signal force_exit."""
     urgency = ExitUrgency.NEXT_OPEN if args.next_open else ExitUrgency.IMMEDIATE
 
-    async def signal(handle: Any) -> None:
-        await handle.signal(
-            TradeWorkflow.force_exit, ForceExit(urgency=urgency, reason=args.reason)
-        )
+    async def signal(link: TradeLink) -> bool:
+        request = ForceExit(urgency=urgency, reason=args.reason)
+        return await link.signal(args.trade_id, trade.FORCE_EXIT, request)
 
     try:
-        _run_on_trade(settings, args.trade_id, signal)
+        delivered = _run_on_trade(settings, args.trade_id, signal)
     except CliInputError as exc:
         return fail(str(exc), code=2)
+    if not delivered:
+        return fail(f"trade {args.trade_id} is no longer running; nothing to exit", code=1)
     say(f"exit ({urgency.value}) requested for trade {args.trade_id}: {args.reason}")
-    say(f"web UI: {_ui_link(settings, workflow_id_for(args.trade_id))}")
+    say(f"web UI: {_ui_link(settings, trade.workflow_id(args.trade_id))}")
     return 0
 
 
@@ -225,8 +218,8 @@ def cmd_tighten(args: argparse.Namespace, settings: Settings) -> int:
     try:
         price = _price(args.price, "price")
 
-        async def update(handle: Any) -> Any:
-            return await handle.execute_update(TradeWorkflow.tighten_stop, TightenStop(price=price))
+        async def update(link: TradeLink) -> TightenResult:
+            return await link.update(args.trade_id, trade.TIGHTEN_STOP, TightenStop(price=price))
 
         result = _run_on_trade(settings, args.trade_id, update)
     except CliInputError as exc:
@@ -240,8 +233,8 @@ def cmd_tighten(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Query a trade's state."""
 
-    async def query(handle: Any) -> TradeStatusView:
-        return await handle.query(TradeWorkflow.status)  # type: ignore[no-any-return]
+    async def query(link: TradeLink) -> TradeStatusView:
+        return await link.query(args.trade_id, trade.STATUS)
 
     try:
         view: TradeStatusView = _run_on_trade(settings, args.trade_id, query)
@@ -261,7 +254,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         ("take-profit", str(state.take_profit_price or "-")),
         ("rescues", f"{state.rescue.ok} ok / {state.rescue.failed} failed"),
         ("close reason", str(state.close_reason.value if state.close_reason else "-")),
-        ("web UI", _ui_link(settings, workflow_id_for(view.trade_id))),
+        ("web UI", _ui_link(settings, trade.workflow_id(view.trade_id))),
     ]
     say(table(rows))
     return 0
@@ -273,11 +266,12 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     async def listing() -> list[dict[str, Any]]:
         client = await make_client(settings)
         found: list[dict[str, Any]] = []
-        async for wf in client.list_workflows("WorkflowType = 'TradeWorkflow'", limit=args.limit):
+        query = f"WorkflowType = '{trade.WORKFLOW.name}'"
+        async for wf in client.list_workflows(query, limit=args.limit):
             attrs = wf.search_attributes
             found.append(
                 {
-                    "trade_id": wf.id.removeprefix("trade-"),
+                    "trade_id": trade.trade_id_of(wf.id),
                     "workflow_id": wf.id,
                     "symbol": (attrs.get("TradeSymbol") or [None])[0],
                     "status": (attrs.get("TradeStatus") or [None])[0],

@@ -12,17 +12,16 @@ from decimal import Decimal
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from activities.trade_link import TradeLink
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
+from cli.control import ensure_control
+from contracts import broker_sync, control, trade
 from settings import Settings
-from trading.broker_sync_models import BROKER_SYNC_WORKFLOW_ID, BrokerSyncRun
-from trading.control import CONTROL_WORKFLOW_ID, ControlInput
+from trading.broker_sync_models import BrokerSyncRun
 from trading.ids import new_trade_id
 from trading.ticks import protective_stop_price, take_profit_price
-from trading.trade_models import TradeSpec, TradeWorkflowInput, workflow_id_for
-from workflows.broker_sync import BrokerSyncWorkflow
-from workflows.control import TradingControlWorkflow
-from workflows.trade import TradeWorkflow
+from trading.trade_models import TradeSpec
 
 DEMO_SYMBOLS = ("AAPL", "MSFT", "NVDA")
 DEMO_STOP_DISTANCE = Decimal("0.05")
@@ -32,21 +31,15 @@ DEMO_TAKE_PROFIT = Decimal("0.08")
 async def start_singletons(client: Client, settings: Settings, say: Callable[[str], None]) -> None:
     """Start BrokerSync and TradingControl unless they already run (their ids are singletons)."""
     await client.start_workflow(
-        BrokerSyncWorkflow.run,
+        broker_sync.WORKFLOW.name,
         BrokerSyncRun(),
-        id=BROKER_SYNC_WORKFLOW_ID,
+        id=broker_sync.WORKFLOW_ID,
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    say(f"  {BROKER_SYNC_WORKFLOW_ID}: trade_updates listener + broker-truth poll")
-    await client.start_workflow(
-        TradingControlWorkflow.run,
-        ControlInput(daily_loss_limit=settings.daily_loss_limit),
-        id=CONTROL_WORKFLOW_ID,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    say(f"  {CONTROL_WORKFLOW_ID}: ACTIVE / REDUCING / HALTED switch")
+    say(f"  {broker_sync.WORKFLOW_ID}: trade_updates listener + broker-truth poll")
+    await ensure_control(client, settings)
+    say(f"  {control.WORKFLOW_ID}: ACTIVE / REDUCING / HALTED switch")
 
 
 async def apply_schedules(client: Client, settings: Settings, say: Callable[[str], None]) -> None:
@@ -68,6 +61,7 @@ async def open_demo_trades(
 ) -> list[str]:
     """Open a few small guarded trades so the Web UI has live trade workflows to show."""
     gateway = AlpacaGateway(broker_endpoint(settings))
+    link = TradeLink(client, settings.temporal_task_queue)
     held = {p.symbol for p in gateway.get_positions()}
     started: list[str] = []
     for symbol in [s for s in DEMO_SYMBOLS if s not in held][:count]:
@@ -79,13 +73,8 @@ async def open_demo_trades(
             stop_price=protective_stop_price(ask * (1 - DEMO_STOP_DISTANCE)),
             take_profit_price=take_profit_price(ask * (1 + DEMO_TAKE_PROFIT)),
         )
-        await client.start_workflow(
-            TradeWorkflow.run,
-            TradeWorkflowInput(spec=spec),
-            id=workflow_id_for(spec.trade_id),
-            task_queue=settings.temporal_task_queue,
-        )
-        started.append(workflow_id_for(spec.trade_id))
+        await link.start(spec, once=True)
+        started.append(trade.workflow_id(spec.trade_id))
         say(
             f"  demo trade {spec.trade_id}: 5 {symbol}, stop {spec.stop_price}, "
             f"take-profit {spec.take_profit_price}"

@@ -238,6 +238,12 @@ def endpoint_for(broker: RunningBroker, secret_key: str | None = None) -> Broker
 
 
 @pytest.fixture(scope="module")
+def broker_endpoint(paper_broker: RunningBroker) -> BrokerEndpoint:
+    """The endpoint of this module's paper broker (what a worker is built with)."""
+    return endpoint_for(paper_broker)
+
+
+@pytest.fixture(scope="module")
 def gateway(paper_broker: RunningBroker) -> AlpacaGateway:
     """The production gateway pointed at this module's paper broker."""
     return AlpacaGateway(endpoint_for(paper_broker))

@@ -1,7 +1,8 @@
 """BrokerSyncWorkflow: the singleton that owns the trade_updates stream and the truth poll.
 
-One workflow id (`broker-sync`) makes it a singleton: one stream connection per account, as
-Alpaca enforces, and broker calls per minute that do not grow with the number of trades.
+Its interface is contracts/broker_sync.py. One workflow id (`broker-sync`) makes it a singleton:
+one stream connection per account, as Alpaca enforces, and broker calls per minute that do not
+grow with the number of trades.
 """
 
 from __future__ import annotations
@@ -11,30 +12,24 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.broker_sync import BrokerSyncActivities
+    from contracts import broker_sync
     from trading.broker_sync_models import (
         BrokerSyncRun,
         BrokerSyncState,
         ListenRequest,
         SyncRequest,
     )
-    from workflows.calls import call
-    from workflows.policies import BROKER_READ
-
-LISTENER_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
-LISTENER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
+    from workflows.calls import call, failure
+    from workflows.details import Details
+    from workflows.policies import BROKER_READ, broker_snapshot, stream_listener
 
 
-@workflow.defn
+@workflow.defn(name=broker_sync.WORKFLOW.name)
 class BrokerSyncWorkflow:
     """Runs the stream listener beside a periodic positions + open orders poll."""
 
@@ -71,7 +66,9 @@ class BrokerSyncWorkflow:
             # wait_condition raises TimeoutError when the interval passes: that is the poll.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._state.stop_requested or self._poll_requested, timeout=interval
+                    lambda: self._state.stop_requested or self._poll_requested,
+                    timeout=interval,
+                    timeout_summary="next broker-truth poll",
                 )
         if listener is not None:
             listener.cancel()
@@ -89,18 +86,17 @@ class BrokerSyncWorkflow:
     async def _listen_forever(self) -> None:
         while True:
             try:
-                summary = await workflow.execute_activity_method(
+                summary = await call(
                     BrokerSyncActivities.listen_trade_updates,
                     ListenRequest(listen_for=self._settings.listen_for),
-                    start_to_close_timeout=self._settings.listen_for + timedelta(minutes=1),
-                    heartbeat_timeout=LISTENER_HEARTBEAT_TIMEOUT,
-                    retry_policy=LISTENER_RETRY,
+                    stream_listener(self._settings.listen_for),
+                    "hold the trade_updates stream and forward events to trades",
                 )
             except ActivityError as err:
                 if isinstance(err.cause, CancelledError):
                     raise asyncio.CancelledError() from None
-                self._state.listener_error = str(err.cause or err)
-                await workflow.sleep(timedelta(seconds=5))
+                self._state.listener_error = failure(err)
+                await workflow.sleep(timedelta(seconds=5), summary="pause before listening again")
                 continue
             self._state.listener_runs += 1
             self._state.events_forwarded += summary.forwarded
@@ -114,65 +110,65 @@ class BrokerSyncWorkflow:
         if not due:
             return
         try:
-            clock = await call(BrokerActivities.get_clock, None, BROKER_READ)
+            clock = await call(
+                BrokerActivities.get_clock, None, BROKER_READ, "broker clock: market open?"
+            )
         except ActivityError as err:
             self._state.market_open = None  # unknown: keep polling at the market-hours pace
-            self._state.last_poll_error = f"clock: {err.cause or err}"
+            self._state.last_poll_error = f"clock: {failure(err)}"
             return
         self._state.market_open = clock.is_open
         self._state.clock_checked_at = now
 
     async def _poll(self) -> None:
         try:
-            summary = await workflow.execute_activity_method(
+            summary = await call(
                 BrokerSyncActivities.sync_positions,
                 SyncRequest(),
-                start_to_close_timeout=BROKER_READ.start_to_close * 3,
-                retry_policy=BROKER_READ.retry,
+                broker_snapshot(BROKER_READ.retry.maximum_attempts),
+                "poll positions and open orders; tell each trade",
             )
         except ActivityError as err:
             # A failed snapshot tells nobody anything: unknown is never absent.
             self._state.failed_polls += 1
-            self._state.last_poll_error = str(err.cause or err)
+            self._state.last_poll_error = failure(err)
             return
         self._state.polls += 1
         self._state.last_poll = summary
         self._state.last_poll_error = None
 
     def _describe(self) -> None:
-        last = self._state.last_poll
+        state, last = self._state, self._state.last_poll
         lines = [
-            "**BrokerSync**: trade_updates listener + broker-truth poll",
-            f"- market open: {self._state.market_open}",
-            f"- polls: {self._state.polls} ok, {self._state.failed_polls} failed",
-            f"- events forwarded: {self._state.events_forwarded} "
-            f"({self._state.listener_runs} listener runs)",
+            f"market open: {state.market_open}",
+            f"polls: {state.polls} ok, {state.failed_polls} failed",
+            f"events forwarded: {state.events_forwarded} ({state.listener_runs} listener runs)",
         ]
         if last is not None:
             lines.append(
-                f"- last poll {last.observed_at:%H:%M:%S}: {last.positions} positions, "
+                f"last poll {last.observed_at:%H:%M:%S}: {last.positions} positions, "
                 f"{last.open_orders} open orders, {last.open_trades} open trades, "
                 f"{last.signalled} signalled"
             )
             if last.untracked_symbols:
-                lines.append(f"- untracked positions: {', '.join(last.untracked_symbols)}")
-        if self._state.last_poll_error:
-            lines.append(f"- last error: {self._state.last_poll_error}")
-        if self._state.listener_error:
-            lines.append(f"- listener error: {self._state.listener_error}")
-        workflow.set_current_details("\n".join(lines))
+                lines.append(f"untracked positions: {', '.join(last.untracked_symbols)}")
+        if state.last_poll_error:
+            lines.append(f"last error: {state.last_poll_error}")
+        if state.listener_error:
+            lines.append(f"listener error: {state.listener_error}")
+        Details("BrokerSync: trade_updates listener + broker-truth poll").bullets(lines).publish()
 
-    @workflow.signal
+    @workflow.signal(name=broker_sync.POLL_NOW.name)
     def poll_now(self) -> None:
         """Poll at once instead of waiting for the interval."""
         self._poll_requested = True
 
-    @workflow.signal
+    @workflow.signal(name=broker_sync.STOP.name)
     def stop(self) -> None:
         """Stop listening and polling; the workflow completes."""
         self._state.stop_requested = True
 
-    @workflow.query
+    @workflow.query(name=broker_sync.STATUS.name)
     def status(self) -> BrokerSyncState:
         """Counters, last poll and errors."""
         return self._state

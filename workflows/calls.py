@@ -1,7 +1,9 @@
 """One way for every workflow to call an activity method under a named policy.
 
 Deterministic: it only forwards to `workflow.execute_activity_method` with the policy's
-deadline, heartbeat and retry, so a workflow that uses it schedules the same commands.
+deadline, heartbeat and retry, so a workflow that uses it schedules the same commands. Every
+call carries a short summary (what it does, for which trade or symbol): the Web UI shows it on
+the event, so a workflow's timeline reads as its story without opening payloads.
 """
 
 from __future__ import annotations
@@ -26,22 +28,32 @@ R = TypeVar("R")
 
 
 @overload
-async def call(method: MethodAsyncNoParam[Any, R], arg: None, policy: ActivityPolicy) -> R: ...
+async def call(
+    method: MethodAsyncNoParam[Any, R], arg: None, policy: ActivityPolicy, summary: str
+) -> R: ...
 
 
 @overload
-async def call(method: MethodSyncNoParam[Any, R], arg: None, policy: ActivityPolicy) -> R: ...
+async def call(
+    method: MethodSyncNoParam[Any, R], arg: None, policy: ActivityPolicy, summary: str
+) -> R: ...
 
 
 @overload
-async def call(method: MethodAsyncSingleParam[Any, A, R], arg: A, policy: ActivityPolicy) -> R: ...
+async def call(
+    method: MethodAsyncSingleParam[Any, A, R], arg: A, policy: ActivityPolicy, summary: str
+) -> R: ...
 
 
 @overload
-async def call(method: MethodSyncSingleParam[Any, A, R], arg: A, policy: ActivityPolicy) -> R: ...
+async def call(
+    method: MethodSyncSingleParam[Any, A, R], arg: A, policy: ActivityPolicy, summary: str
+) -> R: ...
 
 
-async def call(method: Callable[..., Any], arg: object, policy: ActivityPolicy) -> Any:
+async def call(
+    method: Callable[..., Any], arg: object, policy: ActivityPolicy, summary: str
+) -> Any:
     """Run an activity method with `arg` (none when `arg` is None) under `policy`."""
     return await workflow.execute_activity_method(
         method,
@@ -49,12 +61,13 @@ async def call(method: Callable[..., Any], arg: object, policy: ActivityPolicy) 
         start_to_close_timeout=policy.start_to_close,
         heartbeat_timeout=policy.heartbeat,
         retry_policy=policy.retry,
+        summary=summary[:200],
     )
 
 
-async def ledger(method: MethodAsyncSingleParam[Any, A, R], arg: A) -> R:
+async def ledger(method: MethodAsyncSingleParam[Any, A, R], arg: A, summary: str) -> R:
     """Run a ledger activity method under LEDGER_WRITE."""
-    return await call(method, arg, LEDGER_WRITE)
+    return await call(method, arg, LEDGER_WRITE, summary)
 
 
 def failure(err: Exception) -> str:

@@ -1,6 +1,7 @@
 """TradingControlWorkflow: the singleton switch between ACTIVE, REDUCING and HALTED, and flatten.
 
-Workflow id `trading-control` (trading.control.CONTROL_WORKFLOW_ID). Every command is audited;
+Its interface (id `trading-control`, messages, models) is contracts/control.py. Every command
+is audited;
 the state lives in Temporal, so it survives worker restarts, and is carried whole across
 continue-as-new. The decisions are in trading/control.py.
 """
@@ -12,11 +13,13 @@ import contextlib
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
+    from activities.trade_link import TradeLinkActivities
+    from contracts import control
     from trading.broker_models import BrokerOrder, ClosePositionRequest, OrderRef
     from trading.control import (
         ControlChange,
@@ -28,45 +31,33 @@ with workflow.unsafe.imports_passed_through():
         FlattenRequest,
         LossCheck,
         RescueAlert,
-        RescueAlertSeen,
         UntrackedClose,
         apply_change,
-        daily_pnl,
         decide,
-        entries_allowed,
         flatten_step,
-        recent_alerts,
-        should_auto_halt,
+        loss_outcome,
+        rescue_alert_outcome,
         unchanged_note,
     )
-    from trading.ledger_records import ExitUrgency, OpenTradesQuery, RiskEventCreate, RiskSeverity
-    from trading.models import AuditEntry, Frozen, JsonScalar
-    from trading.trade_models import ForceExit, workflow_id_for
+    from trading.entry_gate import control_gate, control_view_of
+    from trading.ledger_records import ExitUrgency, OpenTradesQuery, RiskSeverity
+    from trading.models import JsonScalar, evolve
+    from trading.trade_models import ForceExit, TradeExitRequest
     from workflows.calls import call, failure, ledger
-    from workflows.policies import (
-        BROKER_READ,
-        BROKER_SUBMIT,
-        BROKER_WRITE,
-    )
-    from workflows.trade import TradeWorkflow
+    from workflows.details import Details
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, TRADE_LINK
+    from workflows.records import audit, risk_event
 
 AUTO_ACTOR = "auto"
 
 
-class EntryGate(Frozen):
-    """The entry gate's answer: may new entries start, and if not, why."""
-
-    allowed: bool
-    reason: str
-
-
-@workflow.defn
+@workflow.defn(name=control.WORKFLOW.name)
 class TradingControlWorkflow:
     """Holds the trading mode, halts on its own when limits break, and flattens on request."""
 
     @workflow.init
     def __init__(self, request: ControlInput) -> None:
-        self._input = request.model_copy(update={"state": None})
+        self._input = evolve(request, state=None)
         self._state: ControlState = request.state or ControlState()
         self._flatten_lock = asyncio.Lock()
 
@@ -83,52 +74,57 @@ class TradingControlWorkflow:
                 await workflow.wait_condition(
                     workflow.info().is_continue_as_new_suggested,
                     timeout=self._input.loss_check_interval,
+                    timeout_summary="next daily-loss check",
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(self._input.model_copy(update={"state": self._state}))
+        workflow.continue_as_new(evolve(self._input, state=self._state))
 
     # --- commands ----------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=control.PAUSE_ENTRIES.name)
     async def pause_entries(self, request: ControlRequest) -> None:
         """No new entries; open trades are managed as usual (REDUCING)."""
         await self._command(ControlCommand.PAUSE_ENTRIES, request.reason, request.actor)
 
-    @workflow.signal
+    @workflow.signal(name=control.RESUME.name)
     async def resume(self, request: ControlRequest) -> None:
         """Back to ACTIVE; clears the rescue alerts counted so far."""
         await self._command(ControlCommand.RESUME, request.reason, request.actor)
 
-    @workflow.signal
+    @workflow.signal(name=control.HALT.name)
     async def halt(self, request: ControlRequest) -> None:
         """No new entries until an explicit resume; protective stops stay in place."""
         await self._command(ControlCommand.HALT, request.reason, request.actor)
 
-    @workflow.signal
+    @workflow.signal(name=control.REPORT_RESCUE_ALERT.name)
     async def report_rescue_alert(self, alert: RescueAlert) -> None:
         """A trade's stop rescue keeps failing; repeated alerts halt trading."""
         now = workflow.now()
-        state = self._state
-        window = self._input.rescue_alert_window
-        state.rescue_alerts = [
-            *recent_alerts(state.rescue_alerts, now, window),
-            RescueAlertSeen(trade_id=alert.trade_id, at=now),
-        ]
-        count = len(state.rescue_alerts)
-        reason = should_auto_halt(None, None, count, self._input.rescue_alert_threshold)
-        halt = reason is not None and decide(state.mode, ControlCommand.AUTO_HALT) is not None
-        if halt and reason is not None:
-            await self._command(ControlCommand.AUTO_HALT, reason, AUTO_ACTOR)
+        outcome = rescue_alert_outcome(
+            self._state,
+            alert.trade_id,
+            now,
+            self._input.rescue_alert_window,
+            self._input.rescue_alert_threshold,
+        )
+        self._state.rescue_alerts = outcome.alerts
+        if outcome.halt_reason is not None:
+            await self._command(ControlCommand.AUTO_HALT, outcome.halt_reason, AUTO_ACTOR)
         self._publish()
-        await self._audit(
+        await audit(
             "rescue_alert",
             alert.detail or "stop rescue failed repeatedly",
-            f"trade-{alert.trade_id}",
-            {"symbol": alert.symbol, "alerts_in_window": count, "halted": halt},
+            {
+                "symbol": alert.symbol,
+                "alerts_in_window": len(outcome.alerts),
+                "halted": outcome.halt_reason is not None,
+            },
+            key=f"{alert.trade_id}:{now.isoformat()}",
             trade_id=alert.trade_id,
+            actor=f"trade {alert.trade_id}",
         )
 
-    @workflow.update
+    @workflow.update(name=control.FLATTEN.name)
     async def flatten(self, request: FlattenRequest) -> FlattenReport:
         """Halt, cancel entries, exit every position and wait until the broker shows none."""
         async with self._flatten_lock:
@@ -146,7 +142,7 @@ class TradingControlWorkflow:
                 if workflow.now() - started >= request.timeout:
                     break
                 self._publish()
-                await workflow.sleep(request.poll_interval)
+                await workflow.sleep(request.poll_interval, summary="next flatten round")
             report.finished_at = workflow.now()
             report.note = (
                 "flat: no position and no open order at the broker"
@@ -155,10 +151,9 @@ class TradingControlWorkflow:
                 f"positions, {report.orders_left} open orders left"
             )
             self._publish()
-            await self._audit(
+            await audit(
                 "flatten_done" if report.done else "flatten_incomplete",
                 request.reason,
-                request.actor,
                 {
                     "rounds": report.rounds,
                     "signalled_trades": len(report.signalled_trades),
@@ -168,20 +163,15 @@ class TradingControlWorkflow:
                     "orders_left": report.orders_left,
                     "seconds": (report.finished_at - started).total_seconds(),
                 },
-                key=f"flatten-end:{self._state.flattens}",
+                key=str(self._state.flattens),
+                actor=request.actor,
             )
             return report.model_copy(deep=True)
 
-    @workflow.query
+    @workflow.query(name=control.CONTROL_STATE.name)
     def state(self) -> ControlState:
         """Mode, reason, since, actor, history, rescue alerts, last loss check, flatten progress."""
         return self._state
-
-    @workflow.query
-    def entry_gate(self) -> EntryGate:
-        """May new entries start now (the market loop's entry gate)."""
-        allowed, reason = entries_allowed(self._state)
-        return EntryGate(allowed=allowed, reason=reason)
 
     # --- internals ---------------------------------------------------------------------
 
@@ -215,37 +205,42 @@ class TradingControlWorkflow:
         }
         if target is None:
             detail["note"] = unchanged_note(change.from_mode, command)
-        await self._audit(f"control_{command.value}", reason, actor, detail, key=change.change_id)
+        await audit(f"control_{command.value}", reason, detail, key=change.change_id, actor=actor)
 
     async def _check_loss(self) -> None:
         state, limit = self._state, self._input.daily_loss_limit
         now = workflow.now()
         try:
-            account = await call(BrokerActivities.get_account, None, BROKER_READ)
+            account = await call(
+                BrokerActivities.get_account, None, BROKER_READ, "broker account: today's P&L"
+            )
         except ActivityError as err:
             # Unknown is not a breach: the next check asks again.
             state.last_loss_check = LossCheck(at=now, limit=limit, error=failure(err))
             self._publish()
             return
-        pnl = daily_pnl(account.equity, account.last_equity)
-        state.last_loss_check = LossCheck(
-            at=now,
-            equity=account.equity,
-            last_equity=account.last_equity,
-            daily_pnl=pnl,
-            limit=limit,
+        outcome = loss_outcome(
+            state,
+            account.equity,
+            account.last_equity,
+            limit,
+            self._input.rescue_alert_threshold,
+            now,
         )
-        reason = should_auto_halt(pnl, limit, 0, self._input.rescue_alert_threshold)
-        # Edge-triggered: a manual resume after a loss halt holds until a fresh breach.
-        first_breach = reason is not None and not state.loss_breached
-        state.loss_breached = reason is not None
-        if first_breach and reason is not None:
-            if decide(state.mode, ControlCommand.AUTO_HALT) is not None:
-                await self._command(ControlCommand.AUTO_HALT, reason, AUTO_ACTOR)
-            await self._risk_event(
+        state.last_loss_check = outcome.check
+        state.loss_breached = outcome.breached
+        if outcome.halt_reason is not None:
+            await self._command(ControlCommand.AUTO_HALT, outcome.halt_reason, AUTO_ACTOR)
+        if outcome.first_breach:
+            await risk_event(
                 "daily_loss_limit",
-                f"{now:%Y%m%d}",
-                {"daily_pnl": str(pnl), "limit": str(limit), "equity": str(account.equity)},
+                RiskSeverity.CRITICAL,
+                {
+                    "daily_pnl": str(outcome.check.daily_pnl),
+                    "limit": str(limit),
+                    "equity": str(account.equity),
+                },
+                key=f"{now:%Y%m%d}",
             )
         self._publish()
 
@@ -257,27 +252,29 @@ class TradingControlWorkflow:
         started: datetime,
     ) -> bool:
         """One pass: tell trades to exit, look at the broker, cancel and close; True when flat."""
-        open_trades = (await ledger(LedgerActivities.list_open_trades, OpenTradesQuery())).trades
+        open_trades = (
+            await ledger(
+                LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades"
+            )
+        ).trades
         for trade in open_trades:
             if trade.id in signalled or trade.id in report.unreachable_trades:
                 continue
-            handle = workflow.get_external_workflow_handle(workflow_id_for(trade.id))
-            try:
-                await handle.signal(
-                    TradeWorkflow.force_exit,
-                    ForceExit(urgency=ExitUrgency.IMMEDIATE, reason=f"flatten: {request.reason}"),
-                )
-            except FailureError as err:
+            if await self._tell_trade_to_exit(trade.id, request.reason):
+                signalled.add(trade.id)
+                report.signalled_trades.append(trade.id)
+            else:
                 # No running workflow guards it: flatten closes its position itself.
                 report.unreachable_trades.append(trade.id)
-                workflow.logger.warning("flatten: trade %s unreachable: %s", trade.id, err)
-                continue
-            signalled.add(trade.id)
-            report.signalled_trades.append(trade.id)
         in_grace = workflow.now() - started < request.trade_grace
         tracked = {t.symbol for t in open_trades if t.id in signalled} if in_grace else set()
         try:
-            truth = await call(BrokerActivities.get_broker_truth, None, BROKER_READ)
+            truth = await call(
+                BrokerActivities.get_broker_truth,
+                None,
+                BROKER_READ,
+                "broker truth: what is left to flatten",
+            )
         except ActivityError as err:
             report.errors = [*report.errors, f"broker truth: {failure(err)}"][-20:]
             return False
@@ -292,11 +289,31 @@ class TradingControlWorkflow:
             await self._close_untracked(close, report)
         return False
 
+    async def _tell_trade_to_exit(self, trade_id: str, reason: str) -> bool:
+        """Ask a trade's own workflow to exit at once; False when none is running."""
+        try:
+            delivery = await call(
+                TradeLinkActivities.force_exit_trade,
+                TradeExitRequest(
+                    trade_id=trade_id,
+                    exit=ForceExit(urgency=ExitUrgency.IMMEDIATE, reason=f"flatten: {reason}"),
+                ),
+                TRADE_LINK,
+                f"flatten: exit trade {trade_id} now",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("flatten: trade %s unreachable: %s", trade_id, failure(err))
+            return False
+        return delivery.delivered
+
     async def _cancel(self, order: BrokerOrder, report: FlattenReport) -> bool:
         """Cancel one order; True once the cancel is final and nothing filled."""
         try:
             result = await call(
-                BrokerActivities.cancel_order, OrderRef(order_id=order.id), BROKER_WRITE
+                BrokerActivities.cancel_order,
+                OrderRef(order_id=order.id),
+                BROKER_WRITE,
+                f"flatten: cancel {order.side.value} {order.type.value} {order.symbol} {order.id}",
             )
         except ActivityError as err:
             report.errors = [*report.errors, f"cancel {order.id}: {failure(err)}"][-20:]
@@ -316,24 +333,25 @@ class TradingControlWorkflow:
                 BrokerActivities.close_position,
                 ClosePositionRequest(symbol=close.symbol),
                 BROKER_SUBMIT,
+                f"flatten: close the {close.symbol} position ({close.qty}) at market",
             )
         except ActivityError as err:
             message = failure(err)
             report.errors = [*report.errors, f"close {close.symbol}: {message}"][-20:]
-            await self._risk_event(
+            await risk_event(
                 "flatten_close_failed",
-                f"{self._state.flattens}:{close.symbol}:{report.rounds}",
+                RiskSeverity.CRITICAL,
                 {"symbol": close.symbol, "qty": str(close.qty), "error": message},
-                severity=RiskSeverity.CRITICAL,
+                key=f"{self._state.flattens}:{close.symbol}:{report.rounds}",
+                symbol=close.symbol,
             )
             return
         gap_ms = int((workflow.now() - cancelled_at).total_seconds() * 1000)
         if close.symbol not in report.closed_symbols:
             report.closed_symbols.append(close.symbol)
-        await self._audit(
+        await audit(
             "flatten_close_position",
             report.reason,
-            report.actor,
             {
                 "symbol": close.symbol,
                 "qty": str(close.qty),
@@ -341,79 +359,45 @@ class TradingControlWorkflow:
                 "cancelled_first": len(close.cancel_first),
                 "unprotected_gap_ms": gap_ms if close.cancel_first else 0,
             },
-            key=f"flatten:{self._state.flattens}:close:{close.symbol}:{exit_order.id}",
-        )
-
-    async def _audit(
-        self,
-        action: str,
-        reason: str,
-        actor: str,
-        detail: dict[str, JsonScalar],
-        key: str | None = None,
-        trade_id: str | None = None,
-    ) -> None:
-        await ledger(
-            LedgerActivities.append_audit,
-            AuditEntry(
-                actor=actor,
-                action=action,
-                reason=reason,
-                trade_id=trade_id,
-                detail=detail,
-                event_key=f"control:{key or workflow.uuid4()}",
-            ),
-        )
-
-    async def _risk_event(
-        self,
-        kind: str,
-        key: str,
-        detail: dict[str, JsonScalar],
-        severity: RiskSeverity = RiskSeverity.CRITICAL,
-    ) -> None:
-        await ledger(
-            LedgerActivities.record_risk_event,
-            RiskEventCreate(
-                event_key=f"control:{kind}:{key}",
-                kind=kind,
-                severity=severity,
-                detail=detail,
-                at=workflow.now(),
-            ),
+            key=f"{self._state.flattens}:{close.symbol}:{exit_order.id}",
+            actor=report.actor,
         )
 
     def _publish(self) -> None:
         """The Web UI's current details."""
         state = self._state
-        allowed, why = entries_allowed(state)
-        lines = [
-            f"## Trading control — **{state.mode.value}**",
-            f"- since {state.since} by `{state.actor}`: {state.reason}",
-            f"- entries: {'allowed' if allowed else why}",
-            f"- rescue alerts in window: {len(state.rescue_alerts)} "
-            f"(halt at {self._input.rescue_alert_threshold})",
-        ]
+        gate = control_gate(control_view_of(state))
+        page = Details(f"Trading control — **{state.mode.value}**").bullets(
+            [
+                f"since {state.since} by `{state.actor}`: {state.reason}",
+                f"entries: {'allowed' if gate.allowed else gate.reason}",
+                f"rescue alerts in window: {len(state.rescue_alerts)} "
+                f"(halt at {self._input.rescue_alert_threshold})",
+            ]
+        )
         check = state.last_loss_check
         if check is not None:
-            lines.append(
-                f"- daily P&L {check.daily_pnl} (limit {check.limit}) at {check.at}"
-                + (f" — error: {check.error}" if check.error else "")
+            page.bullets(
+                [
+                    f"daily P&L {check.daily_pnl} (limit {check.limit}) at {check.at}"
+                    + (f" — error: {check.error}" if check.error else "")
+                ]
             )
         flat = state.flatten
         if flat is not None:
-            lines.append(
-                f"- flatten ({flat.reason}): {'done' if flat.done else 'in progress'} "
-                f"after {flat.rounds} rounds; {len(flat.signalled_trades)} trades signalled, "
-                f"{len(flat.cancelled_orders)} orders cancelled, closed "
-                f"{', '.join(flat.closed_symbols) or 'none'}; left: "
-                f"{', '.join(flat.positions_left) or 'no positions'}, {flat.orders_left} orders"
+            page.bullets(
+                [
+                    f"flatten ({flat.reason}): {'done' if flat.done else 'in progress'} "
+                    f"after {flat.rounds} rounds; {len(flat.signalled_trades)} trades signalled, "
+                    f"{len(flat.cancelled_orders)} orders cancelled, closed "
+                    f"{', '.join(flat.closed_symbols) or 'none'}; left: "
+                    f"{', '.join(flat.positions_left) or 'no positions'}, {flat.orders_left} orders"
+                ]
             )
         if state.history:
-            lines.append("### Recent changes")
-            lines += [
-                f"- {c.at:%Y-%m-%d %H:%M:%S} {c.command.value} by `{c.actor}`: "
+            page.line("### Recent changes").bullets(
+                f"{c.at:%Y-%m-%d %H:%M:%S} {c.command.value} by `{c.actor}`: "
                 f"{c.from_mode.value} → {c.to_mode.value} — {c.reason}"
                 for c in state.history[-5:]
-            ]
-        workflow.set_current_details("\n".join(lines))
+            )
+        page.publish()

@@ -1,50 +1,35 @@
 """ScoreDrainWorkflow: score PENDING signals in batches until none are left or `limit` is hit.
 
-One drain at a time: manual triggers start it under the fixed id `score-drain` (a second
-trigger joins the running one) and its schedule uses the SKIP overlap policy. Should two
-drains run anyway (different ids), the claim's lease (FOR UPDATE SKIP LOCKED) keeps them on
-different signals and the ledger's first-outcome-wins writes keep each signal's one outcome.
+Its interface is contracts/drain.py. One drain at a time: manual triggers start it under the
+fixed id `score-drain` (a second trigger joins the running one) and its schedule uses the SKIP
+overlap policy. Should two drains run anyway (different ids), the claim's lease (FOR UPDATE SKIP
+LOCKED) keeps them on different signals and the ledger's first-outcome-wins writes keep each
+signal's one outcome.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from activities.scoring import ScoringActivities
+    from contracts import drain
     from trading.ledger_records import ExpiredSignals, SignalExpiry, SignalFunnelQuery
+    from trading.models import evolve
     from trading.scoring import (
         DrainInput,
         DrainProgress,
         DrainResult,
         ScoreBatch,
-        UnknownScorer,
         next_batch_size,
     )
     from workflows.calls import call, ledger
-    from workflows.policies import LEDGER_READ, ActivityPolicy
-
-# A batch is one claim, up to 1,000 scorer calls and as many single-row writes; it heartbeats
-# per signal. The deadline stays well inside the default 120 s lease so a batch's signals are
-# never handed to another drain while it still scores them.
-SCORE_BATCH = ActivityPolicy(
-    start_to_close=timedelta(seconds=60),
-    heartbeat=timedelta(seconds=20),
-    retry=RetryPolicy(
-        initial_interval=timedelta(milliseconds=500),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=10),
-        maximum_attempts=5,
-        non_retryable_error_types=[UnknownScorer.__name__],
-    ),
-)
+    from workflows.details import Details
+    from workflows.policies import SCORE_BATCH
 
 
-@workflow.defn
+@workflow.defn(name=drain.WORKFLOW.name)
 class ScoreDrainWorkflow:
     """Expire stale signals, score the rest batch by batch, expire again, report the funnel."""
 
@@ -53,7 +38,7 @@ class ScoreDrainWorkflow:
         self._request = request
         self._progress = DrainProgress()
 
-    @workflow.query
+    @workflow.query(name=drain.PROGRESS.name)
     def progress(self) -> DrainProgress:
         """Counts so far and the current phase."""
         return self._progress
@@ -65,7 +50,7 @@ class ScoreDrainWorkflow:
         )
         self._set_phase("expiring stale signals")
         expired = len((await self._expire(expiry)).signal_keys)
-        self._progress = self._progress.model_copy(update={"expired": expired})
+        self._progress = evolve(self._progress, expired=expired)
 
         while (size := next_batch_size(request, self._progress.claimed)) > 0:
             self._set_phase(f"scoring batch {self._progress.batches + 1}")
@@ -79,6 +64,7 @@ class ScoreDrainWorkflow:
                     max_age_seconds=request.max_age_seconds,
                 ),
                 SCORE_BATCH,
+                f"score up to {size} pending signals with {request.scorer}",
             )
             self._progress = self._progress.plus(batch)
             if batch.claimed < size:
@@ -87,10 +73,12 @@ class ScoreDrainWorkflow:
         # Signals that reached the attempts cap in this drain end now, not next drain.
         self._set_phase("expiring signals past the cap")
         expired += len((await self._expire(expiry)).signal_keys)
-        self._progress = self._progress.model_copy(update={"expired": expired})
+        self._progress = evolve(self._progress, expired=expired)
 
         self._set_phase("reading the funnel")
-        funnel = await call(LedgerActivities.signal_funnel, SignalFunnelQuery(), LEDGER_READ)
+        funnel = await ledger(
+            LedgerActivities.signal_funnel, SignalFunnelQuery(), "ledger: the signal funnel"
+        )
         progress = self._progress
         result = DrainResult(
             claimed=progress.claimed,
@@ -104,34 +92,38 @@ class ScoreDrainWorkflow:
             error_codes=progress.error_codes,
             funnel=funnel,
         )
-        self._set_phase("done")
-        workflow.set_current_details(
-            self._details() + f"\n\n**{result.remaining_pending}** signals still PENDING"
-        )
+        self._progress = evolve(self._progress, phase="done")
+        self._details().line("").line(
+            f"**{result.remaining_pending}** signals still PENDING"
+        ).publish()
         return result
 
     async def _expire(self, expiry: SignalExpiry) -> ExpiredSignals:
-        return await ledger(LedgerActivities.expire_signals, expiry)
+        return await ledger(
+            LedgerActivities.expire_signals,
+            expiry,
+            f"ledger: end PENDING signals past {expiry.max_attempts} attempts or "
+            f"{expiry.max_age_seconds} s",
+        )
 
     def _set_phase(self, phase: str) -> None:
-        self._progress = self._progress.model_copy(update={"phase": phase})
-        workflow.set_current_details(self._details())
+        self._progress = evolve(self._progress, phase=phase)
+        self._details().publish()
 
-    def _details(self) -> str:
+    def _details(self) -> Details:
         p = self._progress
         request = self._request
         codes = ", ".join(f"{code} {n}" for code, n in sorted(p.error_codes.items())) or "none"
-        return "\n".join(
-            [
-                f"## Score drain: {p.phase}",
+        return (
+            Details(f"Score drain: {p.phase}")
+            .line(
                 f"scorer `{request.scorer}`, limit {request.limit}, batch {request.batch}, "
-                f"max attempts {request.max_attempts}, max age {request.max_age_seconds} s",
-                "",
-                "| batches | claimed | scored | error | expired | retry later |",
-                "|---|---|---|---|---|---|",
-                f"| {p.batches} | {p.claimed} | {p.scored} | {p.error} | {p.expired} "
-                f"| {p.retry_later} |",
-                "",
-                f"errors by reason: {codes}",
-            ]
+                f"max attempts {request.max_attempts}, max age {request.max_age_seconds} s"
+            )
+            .table(
+                ("batches", "claimed", "scored", "error", "expired", "retry later"),
+                [(p.batches, p.claimed, p.scored, p.error, p.expired, p.retry_later)],
+            )
+            .line("")
+            .line(f"errors by reason: {codes}")
         )

@@ -1,9 +1,10 @@
 """EodExitReviewWorkflow: after the close, plan next-open exits for open trades that break a rule.
 
-It asks the broker clock and calendar first: on a day without a session (weekend, holiday) or
-before the session's close it ends early, audited, and touches nothing. Otherwise it evaluates
-the exit rules (trading/exits.py) on each open trade's daily bars and signals
-force_exit(NEXT_OPEN, reason) to each trade that should go; every decision is audited.
+Its interface is contracts/exit_review.py. It asks the broker clock and calendar first: on a
+day without a session (weekend, holiday) or before the session's close it ends early, audited,
+and touches nothing. Otherwise it evaluates the exit rules (trading/exits.py) on each open
+trade's daily bars and sends force_exit(NEXT_OPEN, reason) to each trade that should go, through
+TradeLink; every decision is audited.
 """
 
 from __future__ import annotations
@@ -15,33 +16,37 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
-    from activities.entries import EntryActivities
     from activities.ledger import LedgerActivities
-    from trading.broker_models import Bar, BarsRequest, CalendarRequest, MarketClock, SessionDay
+    from activities.trade_link import TradeLinkActivities
+    from contracts import exit_review
+    from trading.broker_models import (
+        Bar,
+        BarsRequest,
+        CalendarRequest,
+        MarketClock,
+        SessionDay,
+    )
     from trading.exits import (
-        ExitContext,
         ExitDecision,
         ExitReviewInput,
         ExitReviewResult,
-        ExitSignal,
-        ExitSignalOutcome,
         bars_by_symbol,
-        bars_up_to,
         default_exit_rules,
         evaluate_exits,
-        opened_session_date,
+        exit_contexts,
         reviewable,
         session_to_review,
     )
-    from trading.ledger_records import OpenTrades, OpenTradesQuery
-    from trading.models import AuditEntry, JsonScalar
-    from workflows.calls import call, failure
-    from workflows.policies import BROKER_READ, LEDGER_READ, LEDGER_WRITE, ActivityPolicy
+    from trading.ledger_records import ExitUrgency, OpenTrades, OpenTradesQuery, TradeRecord
+    from trading.models import JsonScalar, evolve
+    from trading.trade_models import ForceExit, SignalDelivery, TradeExitRequest
+    from workflows.calls import call, failure, ledger
+    from workflows.details import Details
+    from workflows.policies import BROKER_READ, TRADE_LINK
+    from workflows.records import audit
 
-SIGNAL_CALL = ActivityPolicy(start_to_close=timedelta(seconds=15), retry=BROKER_READ.retry)
 
-
-@workflow.defn
+@workflow.defn(name=exit_review.WORKFLOW.name)
 class EodExitReviewWorkflow:
     """One end-of-day review of the open trades against the exit rules."""
 
@@ -51,7 +56,7 @@ class EodExitReviewWorkflow:
         self._run_id = f"{info.workflow_id}:{info.run_id}"
         self._result = ExitReviewResult(run_id=self._run_id)
 
-    @workflow.query
+    @workflow.query(name=exit_review.PROGRESS.name)
     def progress(self) -> ExitReviewResult:
         """The result so far."""
         return self._result
@@ -59,104 +64,103 @@ class EodExitReviewWorkflow:
     @workflow.run
     async def run(self, request: ExitReviewInput) -> ExitReviewResult:
         """Clock and calendar, open trades, bars, rules, signals."""
-        clock: MarketClock = await call(BrokerActivities.get_clock, None, BROKER_READ)
+        clock: MarketClock = await call(
+            BrokerActivities.get_clock, None, BROKER_READ, "broker clock: is the session over?"
+        )
         today = clock.timestamp.date()
         sessions: list[SessionDay] = await call(
             BrokerActivities.get_calendar,
             CalendarRequest(start=today - timedelta(days=7), end=today),
             BROKER_READ,
+            "broker calendar: the session to review",
         )
         session, why = session_to_review(clock, sessions)
         if session is None:
             self._update(ended_early=True, reason=why)
-            await self._audit(
-                "exit_review_skipped",
-                why,
-                None,
-                {"clock": clock.timestamp.isoformat(), "is_open": clock.is_open},
-                "skipped",
-            )
-            self._publish()
+            detail: dict[str, JsonScalar] = {
+                "clock": clock.timestamp.isoformat(),
+                "is_open": clock.is_open,
+            }
+            await self._audit("exit_review_skipped", why, None, detail, "skipped")
             return self._result
         self._update(session_date=session.date)
-
-        open_trades: OpenTrades = await call(
-            LedgerActivities.list_open_trades, OpenTradesQuery(), LEDGER_READ
+        open_trades: OpenTrades = await ledger(
+            LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades to review"
         )
         trades = [t for t in open_trades.trades if reviewable(t)]
-        rules = default_exit_rules(request.ma_days, request.max_holding_days)
         self._update(reviewed=len(trades))
         if not trades:
             self._update(reason="no_open_trades")
-            self._publish()
             return self._result
+        decisions = await self._evaluate(request, trades, clock)
+        if decisions is None:
+            return self._result
+        signalled, notes = 0, []
+        for decision in decisions:
+            delivered = await self._act_on(decision, session.date.isoformat())
+            signalled += int(delivered is True)
+            if delivered is False:
+                notes.append(f"{decision.trade_id}: no running trade workflow")
+        self._update(decisions=decisions, signalled=signalled, notes=notes, reason="reviewed")
+        return self._result
+
+    async def _evaluate(
+        self, request: ExitReviewInput, trades: list[TradeRecord], clock: MarketClock
+    ) -> list[ExitDecision] | None:
+        """Each trade's verdict from its daily bars; None when the bars are unavailable."""
+        assert self._result.session_date is not None
+        rules = default_exit_rules(request.ma_days, request.max_holding_days)
         needed = max(rule.bars_needed for rule in rules)
+        symbols = sorted({t.symbol for t in trades})
         try:
             bars: list[Bar] = await call(
                 BrokerActivities.get_bars,
                 BarsRequest(
-                    symbols=sorted({t.symbol for t in trades}),
+                    symbols=symbols,
                     timeframe="1Day",
                     start=clock.timestamp - timedelta(days=needed * 2 + 10),
                 ),
                 BROKER_READ,
+                f"daily bars of {len(symbols)} symbols",
             )
         except ActivityError as err:
             self._update(reason="bars_unavailable", notes=[failure(err)])
-            self._publish()
-            return self._result
-        by_symbol = bars_by_symbol(bars)
-        # opened_at is the entry fill's time as the broker reported it (the broker's clock).
-        contexts = [
-            ExitContext(
-                trade_id=t.id,
-                symbol=t.symbol,
-                opened_on=opened_session_date(t.opened_at, clock.timestamp),
-                entry_price=t.entry_price,
-                bars=bars_up_to(by_symbol.get(t.symbol, []), session.date),
-                session_date=session.date,
-            )
-            for t in trades
-        ]
-        decisions = evaluate_exits(contexts, rules)
-        signalled = 0
-        notes: list[str] = []
-        for decision in decisions:
-            delivered = None
-            if decision.exit:
-                outcome = await self._signal(decision)
-                delivered = outcome.delivered
-                signalled += int(outcome.delivered)
-                if not outcome.delivered:
-                    notes.append(f"{decision.trade_id}: {outcome.note}")
-            await self._audit(
-                "exit_planned" if decision.exit else "exit_review_keep",
-                decision.reason,
-                decision.trade_id,
-                {
-                    "symbol": decision.symbol,
-                    "detail": decision.detail,
-                    "delivered": delivered,
-                    "session_date": session.date.isoformat(),
-                },
-                decision.trade_id,
-            )
-        self._update(decisions=decisions, signalled=signalled, notes=notes, reason="reviewed")
-        self._publish()
-        return self._result
+            return None
+        contexts = exit_contexts(trades, bars_by_symbol(bars), clock, self._result.session_date)
+        return evaluate_exits(contexts, rules)
 
-    async def _signal(self, decision: ExitDecision) -> ExitSignalOutcome:
+    async def _act_on(self, decision: ExitDecision, session_date: str) -> bool | None:
+        """Signal an exit decision to its trade and audit the decision; None: kept."""
+        delivered = None
+        if decision.exit:
+            delivered = (await self._signal(decision)).delivered
+        await self._audit(
+            "exit_planned" if decision.exit else "exit_review_keep",
+            decision.reason,
+            decision.trade_id,
+            {
+                "symbol": decision.symbol,
+                "detail": decision.detail,
+                "delivered": delivered,
+                "session_date": session_date,
+            },
+            decision.trade_id,
+        )
+        return delivered
+
+    async def _signal(self, decision: ExitDecision) -> SignalDelivery:
+        exit_now = ForceExit(
+            urgency=ExitUrgency.NEXT_OPEN, reason=f"{decision.reason}: {decision.detail}"
+        )
         try:
-            outcome: ExitSignalOutcome = await call(
-                EntryActivities.signal_next_open_exit,
-                ExitSignal(
-                    trade_id=decision.trade_id, reason=f"{decision.reason}: {decision.detail}"
-                ),
-                SIGNAL_CALL,
+            return await call(
+                TradeLinkActivities.force_exit_trade,
+                TradeExitRequest(trade_id=decision.trade_id, exit=exit_now),
+                TRADE_LINK,
+                f"next-open exit for trade {decision.trade_id} ({decision.reason})",
             )
         except ActivityError as err:
-            return ExitSignalOutcome(trade_id=decision.trade_id, delivered=False, note=failure(err))
-        return outcome
+            return SignalDelivery(trade_id=decision.trade_id, delivered=False, note=failure(err))
 
     async def _audit(
         self,
@@ -166,32 +170,16 @@ class EodExitReviewWorkflow:
         detail: dict[str, JsonScalar],
         key: str,
     ) -> None:
-        await call(
-            LedgerActivities.append_audit,
-            AuditEntry(
-                actor=workflow.info().workflow_id,
-                action=action,
-                reason=reason,
-                trade_id=trade_id,
-                detail={"run_id": self._run_id, **detail},
-                event_key=f"exit-review:{self._run_id}:{key}",
-            ),
-            LEDGER_WRITE,
-        )
+        await audit(action, reason, {"run_id": self._run_id, **detail}, key=key, trade_id=trade_id)
 
     def _update(self, **fields: object) -> None:
-        self._result = self._result.model_copy(update=fields)
-
-    def _publish(self) -> None:
+        self._result = evolve(self._result, **fields)
         r = self._result
-        lines = [
-            f"## EOD exit review: {r.reason or 'running'}",
-            f"session {r.session_date or '-'}: reviewed {r.reviewed}, signalled {r.signalled}",
-        ]
-        if r.decisions:
-            lines += ["", "| trade | symbol | decision | detail |", "|---|---|---|---|"]
-            lines += [
-                f"| {d.trade_id} | {d.symbol} | {d.reason} | {d.detail} |" for d in r.decisions
-            ]
-        lines += [f"- {note}" for note in r.notes]
-        workflow.set_current_details("\n".join(lines))
+        page = Details(f"EOD exit review: {r.reason or 'running'}").line(
+            f"session {r.session_date or '-'}: reviewed {r.reviewed}, signalled {r.signalled}"
+        )
+        page.table(
+            ("trade", "symbol", "decision", "detail"),
+            [(d.trade_id, d.symbol, d.reason, d.detail) for d in r.decisions],
+        )
+        page.bullets(r.notes).publish()

@@ -1,17 +1,17 @@
 """MarketLoopWorkflow: broker truth -> reconcile -> scan -> drain -> gated auto-entry.
 
-Every run first asks the broker clock and ends early when the market is closed (holidays,
-early closes), writing nothing but its entry-run record. Entries are gated by the trading
-control state, the broker's real open-position count (never the ledger's), one entry per
-symbol per day and a basic risk check (trading/entry.py); each entered signal starts
-`trade-<id>` with an id derived from the signal, so a signal is entered at most once. Every
-decision is audited and each run records one entry-run row (`status` shows its reason).
+Its interface is contracts/market_loop.py. Every run first asks the broker clock and ends early
+when the market is closed (holidays, early closes), writing nothing but its entry-run record.
+Entries are gated by trading/entry_gate.py (the trading control's mode, the broker's real
+open-position count - never the ledger's) and trading/entry.py (one entry per symbol per day, a
+basic risk check); each entered signal starts `trade-<id>` with an id derived from the signal,
+so a signal is entered at most once. Every decision is audited and each run records one
+entry-run row (`status` shows its reason).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.entries import EntryActivities
     from activities.ledger import LedgerActivities
+    from activities.trade_link import TradeLinkActivities
+    from contracts import drain, market_loop, reconcile
     from trading.broker_models import (
         Bar,
         BarsRequest,
@@ -34,11 +36,9 @@ with workflow.unsafe.imports_passed_through():
         QuotesRequest,
     )
     from trading.entry import (
-        ControlGate,
         EnteredSymbolsQuery,
         EntryCandidatesQuery,
         EntryDecision,
-        EntryReason,
         EntrySignal,
         MarketLoopInput,
         MarketLoopResult,
@@ -46,35 +46,33 @@ with workflow.unsafe.imports_passed_through():
         TradeStart,
         audit_detail,
         check_entry,
+        gate_skip,
         ledger_day_start,
-        run_gate,
         summarize,
         trade_spec_for,
     )
+    from trading.entry_gate import ControlPresence, ControlView, EntryReason, run_gate
     from trading.exits import bars_by_symbol
     from trading.ledger_records import EntryRunCreate, SignalCreate
-    from trading.models import AuditEntry
+    from trading.models import evolve
     from trading.reconcile_models import ReconcileInput
     from trading.scoring import DrainInput
     from trading.strategies import Strategy, UnknownStrategy, builtin_strategies, signal_key
-    from workflows.calls import call, failure
+    from workflows.calls import call, failure, ledger
+    from workflows.details import Details
     from workflows.drain import ScoreDrainWorkflow
     from workflows.policies import (
         BROKER_READ,
+        CONTROL_READ,
         LEDGER_READ,
-        LEDGER_WRITE,
-        ActivityPolicy,
+        TRADE_LINK,
         broker_snapshot,
     )
     from workflows.reconcile import ReconcileWorkflow
-
-CONTROL_CALL = ActivityPolicy(
-    start_to_close=timedelta(seconds=15), retry=replace(BROKER_READ.retry, maximum_attempts=3)
-)
-START_CALL = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=BROKER_READ.retry)
+    from workflows.records import audit
 
 
-@workflow.defn
+@workflow.defn(name=market_loop.WORKFLOW.name)
 class MarketLoopWorkflow:
     """One pass of the market loop; scheduled during market hours or run by hand."""
 
@@ -86,7 +84,7 @@ class MarketLoopWorkflow:
         self._result = MarketLoopResult(run_id=self._run_id)
         self._phase = "starting"
 
-    @workflow.query
+    @workflow.query(name=market_loop.PROGRESS.name)
     def progress(self) -> MarketLoopResult:
         """The result so far."""
         return self._result
@@ -101,7 +99,9 @@ class MarketLoopWorkflow:
 
         self._set_phase("asking the broker clock")
         try:
-            clock: MarketClock = await call(BrokerActivities.get_clock, None, BROKER_READ)
+            clock: MarketClock = await call(
+                BrokerActivities.get_clock, None, BROKER_READ, "broker clock: is the market open?"
+            )
         except ActivityError as err:
             return await self._end_early("broker_clock_unavailable", failure(err))
         if not clock.is_open:
@@ -110,17 +110,7 @@ class MarketLoopWorkflow:
                 f"clock={clock.timestamp.isoformat()} nextOpen={clock.next_open.isoformat()}",
             )
         self._update(session_date=clock.timestamp.date())
-
-        self._set_phase("taking a broker-truth snapshot")
-        truth: BrokerTruth | None = None
-        try:
-            truth = await call(
-                BrokerActivities.get_broker_truth, None, broker_snapshot(request.truth_attempts)
-            )
-            self._update(broker_positions=sum(1 for p in truth.positions if p.qty != 0))
-        except ActivityError as err:
-            self._note(f"broker truth unavailable: {failure(err)}")
-
+        truth = await self._truth(request)
         if request.reconcile and truth is not None:
             await self._reconcile(request)
         await self._scan(request, strategy, clock)
@@ -131,13 +121,29 @@ class MarketLoopWorkflow:
 
     # --- steps -----------------------------------------------------------------------------
 
+    async def _truth(self, request: MarketLoopInput) -> BrokerTruth | None:
+        self._set_phase("taking a broker-truth snapshot")
+        try:
+            truth: BrokerTruth = await call(
+                BrokerActivities.get_broker_truth,
+                None,
+                broker_snapshot(request.truth_attempts),
+                "broker truth: account, positions and open orders",
+            )
+        except ActivityError as err:
+            self._note(f"broker truth unavailable: {failure(err)}")
+            return None
+        self._update(broker_positions=sum(1 for p in truth.positions if p.qty != 0))
+        return truth
+
     async def _reconcile(self, request: MarketLoopInput) -> None:
         self._set_phase("reconciling the ledger with the broker")
         try:
             result = await workflow.execute_child_workflow(
                 ReconcileWorkflow.run,
                 ReconcileInput(run_source=f"market-loop:{request.run_source}"),
-                id=f"{workflow.info().workflow_id}-reconcile",
+                id=reconcile.child_id(workflow.info().workflow_id),
+                static_summary="reconcile the ledger with the broker's truth",
             )
         except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:
             self._update(reconcile=f"failed: {failure(err)}")
@@ -163,14 +169,14 @@ class MarketLoopWorkflow:
                     start=clock.timestamp - timedelta(days=request.bars_lookback_days),
                 ),
                 BROKER_READ,
+                f"daily bars of the watchlist ({len(request.watchlist)} symbols)",
             )
         except ActivityError as err:
             self._note(f"bars unavailable, no scan: {failure(err)}")
             return
-        candidates = strategy.scan(bars_by_symbol(bars), clock.timestamp)
         created = 0
-        for candidate in candidates:
-            written = await call(
+        for candidate in strategy.scan(bars_by_symbol(bars), clock.timestamp):
+            written = await ledger(
                 LedgerActivities.insert_signal,
                 SignalCreate(
                     signal_key=signal_key(strategy.name, candidate.symbol, clock.timestamp.date()),
@@ -179,7 +185,7 @@ class MarketLoopWorkflow:
                     side=candidate.side,
                     features=candidate.features,
                 ),
-                LEDGER_WRITE,
+                f"ledger: {strategy.name} signal for {candidate.symbol}",
             )
             created += int(written.applied)
         self._update(scanned=len(request.watchlist), signals_created=created)
@@ -190,7 +196,8 @@ class MarketLoopWorkflow:
             drained = await workflow.execute_child_workflow(
                 ScoreDrainWorkflow.run,
                 DrainInput(scorer=request.scorer),
-                id=f"{workflow.info().workflow_id}-drain",
+                id=drain.child_id(workflow.info().workflow_id),
+                static_summary=f"score pending signals with {request.scorer}",
             )
         except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:
             self._update(drain=f"failed: {failure(err)}")
@@ -202,86 +209,114 @@ class MarketLoopWorkflow:
         self, request: MarketLoopInput, truth: BrokerTruth | None, clock: MarketClock
     ) -> None:
         self._set_phase("gating entries")
-        limits = request.limits
-        try:
-            gate: ControlGate = await call(EntryActivities.control_gate, None, CONTROL_CALL)
-        except ActivityError as err:
-            gate = ControlGate(
-                allowed=False, code=EntryReason.CONTROL_UNAVAILABLE.value, reason=failure(err)
-            )
-        if gate.allowed and gate.code:
-            self._note(f"{gate.code}: entries allowed ({gate.reason})")
-        self._update(control=gate)
-        run_skip = run_gate(truth, gate, limits)
+        control = await self._control()
+        gate = run_gate(control, truth, request.limits)
+        self._update(control=control, gate=gate)
+        if gate.note:
+            self._note(gate.note)
         since = ledger_day_start(clock.timestamp, workflow.now())
         candidates = (
             await call(
                 EntryActivities.list_entry_candidates,
                 EntryCandidatesQuery(since=since),
                 LEDGER_READ,
+                "ledger: today's scored signals",
             )
         ).signals
-        quotes: dict[str, Quote] = {}
-        entered_symbols: set[str] = set()
         symbols = sorted({s.symbol for s in candidates})
-        if run_skip is None and symbols:
-            entered_symbols = set(
-                (
-                    await call(
-                        EntryActivities.symbols_entered_since,
-                        EnteredSymbolsQuery(symbols=symbols, since=since),
-                        LEDGER_READ,
-                    )
-                ).symbols
-            )
-            try:
-                found: list[Quote] = await call(
-                    BrokerActivities.latest_quotes, QuotesRequest(symbols=symbols), BROKER_READ
-                )
-                quotes = {q.symbol: q for q in found}
-            except ActivityError as err:
-                self._note(f"quotes unavailable: {failure(err)}")
-
+        entered: set[str] = set()
+        quotes: dict[str, Quote] = {}
+        if gate.open and symbols:
+            entered = await self._entered_symbols(symbols, since)
+            quotes = await self._quotes(symbols)
         outcomes: list[SignalOutcome] = []
-        started = 0
         for signal in candidates:
+            started = self._result.entered
             decision = check_entry(
                 signal,
+                control,
                 truth,
-                gate,
-                limits,
-                signal.symbol in entered_symbols,
+                request.limits,
+                signal.symbol in entered,
                 quotes.get(signal.symbol),
                 started,
             )
-            trade_id: str | None = None
-            if decision.enter:
-                decision, trade_id = await self._start(signal, decision)
-                if decision.enter:
-                    started += 1
-                    entered_symbols.add(signal.symbol)
-            outcomes.append(
-                SignalOutcome(
-                    signal_key=signal.signal_key,
-                    symbol=signal.symbol,
-                    score=signal.score,
-                    decision=decision,
-                    trade_id=trade_id,
-                )
+            outcome = await self._decide(signal, decision)
+            if outcome.decision.enter:
+                entered.add(signal.symbol)
+            outcomes.append(outcome)
+            self._update(
+                decisions=outcomes,
+                entered=started + int(outcome.decision.enter),
+                skipped=len(outcomes) - started - int(outcome.decision.enter),
             )
-            await self._audit(signal, decision, trade_id)
-            self._update(decisions=outcomes, entered=started, skipped=len(outcomes) - started)
-        decisions = [o.decision for o in outcomes]
-        reason, detail = summarize(decisions, run_skip)
+        reason, detail = summarize(
+            [o.decision for o in outcomes], None if gate.open else gate_skip(gate)
+        )
         self._update(reason=reason, detail=detail)
         await self._record_run()
+
+    async def _control(self) -> ControlView:
+        try:
+            return await call(
+                EntryActivities.control_view, None, CONTROL_READ, "trading control: mode"
+            )
+        except ActivityError as err:
+            return ControlView(presence=ControlPresence.UNREACHABLE, detail=failure(err))
+
+    async def _entered_symbols(self, symbols: list[str], since: datetime) -> set[str]:
+        found = await call(
+            EntryActivities.symbols_entered_since,
+            EnteredSymbolsQuery(symbols=symbols, since=since),
+            LEDGER_READ,
+            "ledger: symbols entered today",
+        )
+        return set(found.symbols)
+
+    async def _quotes(self, symbols: list[str]) -> dict[str, Quote]:
+        try:
+            found: list[Quote] = await call(
+                BrokerActivities.latest_quotes,
+                QuotesRequest(symbols=symbols),
+                BROKER_READ,
+                f"latest quotes of {', '.join(symbols)}"[:120],
+            )
+        except ActivityError as err:
+            self._note(f"quotes unavailable: {failure(err)}")
+            return {}
+        return {q.symbol: q for q in found}
+
+    async def _decide(self, signal: EntrySignal, decision: EntryDecision) -> SignalOutcome:
+        """Start the trade of an entered decision; audit the decision either way."""
+        trade_id: str | None = None
+        if decision.enter:
+            decision, trade_id = await self._start(signal, decision)
+        await audit(
+            "entry_started" if decision.enter else "entry_skipped",
+            decision.reason,
+            {"run_id": self._run_id, **audit_detail(signal, decision)},
+            key=signal.signal_key,
+            trade_id=trade_id if decision.enter else None,
+        )
+        return SignalOutcome(
+            signal_key=signal.signal_key,
+            symbol=signal.symbol,
+            score=signal.score,
+            decision=decision,
+            trade_id=trade_id,
+        )
 
     async def _start(
         self, signal: EntrySignal, decision: EntryDecision
     ) -> tuple[EntryDecision, str | None]:
         spec = trade_spec_for(signal, decision)
         try:
-            outcome = await call(EntryActivities.start_trade, TradeStart(spec=spec), START_CALL)
+            outcome = await call(
+                TradeLinkActivities.start_trade,
+                TradeStart(spec=spec),
+                TRADE_LINK,
+                f"start trade {spec.trade_id}: buy {spec.qty} {spec.symbol}",
+            )
         except ActivityError as err:
             return EntryDecision(
                 enter=False, reason=EntryReason.START_FAILED.value, detail=failure(err)
@@ -304,7 +339,7 @@ class MarketLoopWorkflow:
 
     async def _record_run(self) -> None:
         result = self._result
-        await call(
+        await ledger(
             LedgerActivities.record_entry_run,
             EntryRunCreate(
                 run_id=self._run_id,
@@ -314,29 +349,13 @@ class MarketLoopWorkflow:
                 detail=result.detail[:2000],
                 at=workflow.now(),
             ),
-            LEDGER_WRITE,
-        )
-
-    async def _audit(
-        self, signal: EntrySignal, decision: EntryDecision, trade_id: str | None
-    ) -> None:
-        await call(
-            LedgerActivities.append_audit,
-            AuditEntry(
-                actor=workflow.info().workflow_id,
-                action="entry_started" if decision.enter else "entry_skipped",
-                reason=decision.reason,
-                trade_id=trade_id if decision.enter else None,
-                detail={"run_id": self._run_id, **audit_detail(signal, decision)},
-                event_key=f"entry:{self._run_id}:{signal.signal_key}",
-            ),
-            LEDGER_WRITE,
+            f"ledger: entry run entered {result.entered}, skipped {result.skipped}",
         )
 
     # --- helpers ---------------------------------------------------------------------------
 
     def _update(self, **fields: object) -> None:
-        self._result = self._result.model_copy(update=fields)
+        self._result = evolve(self._result, **fields)
         self._publish()
 
     def _note(self, note: str) -> None:
@@ -348,26 +367,29 @@ class MarketLoopWorkflow:
         self._publish()
 
     def _publish(self) -> None:
-        r = self._result
-        lines = [
-            f"## Market loop: {self._phase}",
-            f"session {r.session_date or '-'}, strategy `{self._request.strategy}`, "
-            f"watchlist {len(self._request.watchlist)}, max positions "
-            f"{self._request.max_open_positions}, threshold {self._request.score_threshold}",
-            "",
-            "| broker positions | reconcile | signals created | drain | entered | skipped |",
-            "|---|---|---|---|---|---|",
-            f"| {r.broker_positions if r.broker_positions is not None else 'unknown'} "
-            f"| {r.reconcile or '-'} | {r.signals_created} | {r.drain or '-'} | {r.entered} "
-            f"| {r.skipped} |",
-        ]
+        r, request = self._result, self._request
+        page = Details(f"Market loop: {self._phase}").line(
+            f"session {r.session_date or '-'}, strategy `{request.strategy}`, watchlist "
+            f"{len(request.watchlist)}, max positions {request.max_open_positions}, "
+            f"threshold {request.score_threshold}"
+        )
+        page.table(
+            ("broker positions", "reconcile", "signals created", "drain", "entered", "skipped"),
+            [
+                (
+                    "unknown" if r.broker_positions is None else r.broker_positions,
+                    r.reconcile or "-",
+                    r.signals_created,
+                    r.drain or "-",
+                    r.entered,
+                    r.skipped,
+                )
+            ],
+        )
         if r.reason:
-            lines += ["", f"**{r.reason}** {r.detail}"]
-        if r.decisions:
-            lines += ["", "| signal | decision | detail |", "|---|---|---|"]
-            lines += [
-                f"| {o.signal_key} | {o.decision.reason} | {o.decision.detail} |"
-                for o in r.decisions[-20:]
-            ]
-        lines += [f"- {note}" for note in r.notes]
-        workflow.set_current_details("\n".join(lines))
+            page.line("").line(f"**{r.reason}** {r.detail}")
+        page.table(
+            ("signal", "decision", "detail"),
+            [(o.signal_key, o.decision.reason, o.decision.detail) for o in r.decisions[-20:]],
+        )
+        page.bullets(r.notes).publish()

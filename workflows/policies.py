@@ -1,4 +1,4 @@
-"""Named activity timeouts and retry policies used by every workflow."""
+"""Every activity timeout and retry policy the workflows use, by name."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from broker.errors import NON_RETRYABLE_TYPES
+    from trading.scoring import UnknownScorer
 
 
 @dataclass(frozen=True)
@@ -21,47 +22,56 @@ class ActivityPolicy:
     heartbeat: timedelta | None = None
 
 
+def _backoff(
+    initial: timedelta,
+    maximum: timedelta,
+    attempts: int | None,
+    non_retryable: list[str] | None = None,
+) -> RetryPolicy:
+    """Exponential backoff (x2) from `initial` up to `maximum`; None attempts: no cap."""
+    return RetryPolicy(
+        initial_interval=initial,
+        backoff_coefficient=2.0,
+        maximum_interval=maximum,
+        maximum_attempts=attempts or 0,
+        non_retryable_error_types=non_retryable,
+    )
+
+
+_BROKER_RETRY = _backoff(timedelta(seconds=1), timedelta(seconds=15), 5, list(NON_RETRYABLE_TYPES))
+
 LEDGER_WRITE = ActivityPolicy(
     start_to_close=timedelta(seconds=10),
-    retry=RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=10),
-        maximum_attempts=10,
-    ),
+    retry=_backoff(timedelta(milliseconds=200), timedelta(seconds=10), 10),
 )
 LEDGER_READ = LEDGER_WRITE
 
 # Broker reads: short deadline (HTTP timeouts are 3 s connect + 7 s read), a handful of
 # retries with backoff; non-retryable failures are the ones no retry can fix.
-BROKER_READ = ActivityPolicy(
-    start_to_close=timedelta(seconds=12),
-    retry=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=15),
-        maximum_attempts=5,
-        non_retryable_error_types=list(NON_RETRYABLE_TYPES),
-    ),
-)
+BROKER_READ = ActivityPolicy(start_to_close=timedelta(seconds=12), retry=_BROKER_RETRY)
 # Submits may post, time out and then look the order up by client_order_id: two calls.
 BROKER_SUBMIT = ActivityPolicy(
-    start_to_close=timedelta(seconds=25),
-    retry=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=15),
-        maximum_attempts=6,
-        non_retryable_error_types=list(NON_RETRYABLE_TYPES),
-    ),
+    start_to_close=timedelta(seconds=25), retry=replace(_BROKER_RETRY, maximum_attempts=6)
 )
 # Cancels and replaces: idempotent at the gateway, same budget as reads.
-BROKER_WRITE = ActivityPolicy(
-    start_to_close=timedelta(seconds=25),
-    retry=BROKER_READ.retry,
+BROKER_WRITE = ActivityPolicy(start_to_close=timedelta(seconds=25), retry=_BROKER_RETRY)
+# A rescue retries in the workflow (with telemetry and backoff between attempts), so each
+# attempt's activity gives up sooner than a normal submit.
+RESCUE_SUBMIT = replace(BROKER_SUBMIT, retry=replace(BROKER_SUBMIT.retry, maximum_attempts=2))
+# Reaching a trade workflow through the Temporal client (signal, start, start-or-signal).
+TRADE_LINK = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=_BROKER_RETRY)
+# Reading trading control for the entry gate: a few tries, then the gate holds entries.
+CONTROL_READ = ActivityPolicy(
+    start_to_close=timedelta(seconds=15), retry=replace(_BROKER_RETRY, maximum_attempts=3)
 )
-# The trade guard signals or starts a trade workflow: a little longer than a broker read.
-GUARD_CALL = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=BROKER_READ.retry)
+# A score batch is one claim, up to 1,000 scorer calls and as many single-row writes; it
+# heartbeats per signal. The deadline stays well inside the default 120 s lease so a batch's
+# signals are never handed to another drain while it still scores them.
+SCORE_BATCH = ActivityPolicy(
+    start_to_close=timedelta(seconds=60),
+    heartbeat=timedelta(seconds=20),
+    retry=_backoff(timedelta(milliseconds=500), timedelta(seconds=10), 5, [UnknownScorer.__name__]),
+)
 
 
 def broker_snapshot(attempts: int) -> ActivityPolicy:
@@ -69,4 +79,13 @@ def broker_snapshot(attempts: int) -> ActivityPolicy:
     return ActivityPolicy(
         start_to_close=BROKER_READ.start_to_close * 3,
         retry=replace(BROKER_READ.retry, maximum_attempts=attempts),
+    )
+
+
+def stream_listener(listen_for: timedelta) -> ActivityPolicy:
+    """The trade_updates listener: holds the stream `listen_for`, heartbeats, retried forever."""
+    return ActivityPolicy(
+        start_to_close=listen_for + timedelta(minutes=1),
+        heartbeat=timedelta(seconds=30),
+        retry=_backoff(timedelta(seconds=1), timedelta(seconds=30), None),
     )

@@ -1,9 +1,9 @@
 """ReconcileWorkflow: converge the ledger on one broker-truth snapshot, and record the run.
 
-One snapshot (account, positions, open orders); the diff is trading/reconcile.py's. A failed
-snapshot changes nothing (unknown is never absent). Every action is idempotent (first close
-wins, adoption ids are deterministic and started with USE_EXISTING), so a repeated or
-overlapping run converges on the same ledger.
+Its interface is contracts/reconcile.py. One snapshot (account, positions, open orders); the
+diff is trading/reconcile.py's. A failed snapshot changes nothing (unknown is never absent).
+Every action is idempotent (first close wins, adoption ids are deterministic and started with
+USE_EXISTING), so a repeated or overlapping run converges on the same ledger.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
-    from activities.reconcile import TradeGuardActivities
+    from activities.trade_link import TradeLinkActivities
+    from contracts import reconcile
     from trading.broker_models import BrokerTruth
     from trading.ledger_records import (
         OpenTradesQuery,
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         TradeClose,
         TradeEntryFill,
     )
-    from trading.models import AuditEntry, JsonScalar
+    from trading.models import JsonScalar, evolve
     from trading.reconcile import (
         Adoption,
         GhostClose,
@@ -43,10 +44,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from trading.trade_models import TradeSpec
     from workflows.calls import call, failure, ledger
-    from workflows.policies import GUARD_CALL, broker_snapshot
+    from workflows.policies import TRADE_LINK, broker_snapshot
+    from workflows.records import audit
 
 
-@workflow.defn
+@workflow.defn(name=reconcile.WORKFLOW.name)
 class ReconcileWorkflow:
     """One reconcile run: snapshot, plan, apply (or print with dry_run), record."""
 
@@ -58,7 +60,7 @@ class ReconcileWorkflow:
             run_id=self._run_id, source=request.run_source, dry_run=request.dry_run, ok=False
         )
 
-    @workflow.query
+    @workflow.query(name=reconcile.PROGRESS.name)
     def progress(self) -> ReconcileResult:
         """The result so far."""
         return self._result
@@ -75,18 +77,22 @@ class ReconcileWorkflow:
                 dry_run=request.dry_run,
                 started_at=started,
             ),
+            f"ledger: reconcile run {self._run_id} started",
         )
         try:
             truth: BrokerTruth = await call(
                 BrokerActivities.get_broker_truth,
                 None,
                 broker_snapshot(request.snapshot_attempts),
+                "broker truth: account, positions and open orders",
             )
         except ActivityError as err:
             # Unknown is never absent: without a snapshot nothing is closed or adopted.
             self._update(error=f"broker snapshot failed: {failure(err)}")
             return await self._finish(started)
-        open_trades = await ledger(LedgerActivities.list_open_trades, OpenTradesQuery())
+        open_trades = await ledger(
+            LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades"
+        )
         plan = reconcile_plan(
             truth,
             open_trades.trades,
@@ -181,6 +187,7 @@ class ReconcileWorkflow:
                 close_reason=ghost.close_reason,
                 closed_at=workflow.now(),
             ),
+            f"ledger: close ghost trade {ghost.trade_id} ({ghost.symbol})",
         )
         if result.applied:
             self._update(closed=self._result.closed + 1)
@@ -207,6 +214,7 @@ class ReconcileWorkflow:
                     avg_price=sync.avg_entry_price,
                     filled_at=truth.fetched_at,
                 ),
+                f"ledger: trade {sync.trade_id} takes the broker's {sync.broker_qty}",
             )
         self._update(synced=self._result.synced + 1)
         await self._audit(
@@ -219,21 +227,23 @@ class ReconcileWorkflow:
     # --- helpers ---------------------------------------------------------------------------
 
     async def _guard(self, request: GuardRequest) -> GuardOutcome:
-        return await call(TradeGuardActivities.guard_trade, request, GUARD_CALL)
+        return await call(
+            TradeLinkActivities.guard_trade,
+            request,
+            TRADE_LINK,
+            f"guard trade {', '.join(request.trade_ids)}: signal it, or "
+            + ("start it protect-only" if request.restart else "find it not running"),
+        )
 
     async def _audit(
         self, action: str, trade_id: str, reason: str, detail: dict[str, JsonScalar]
     ) -> None:
-        await ledger(
-            LedgerActivities.append_audit,
-            AuditEntry(
-                actor=workflow.info().workflow_id,
-                action=action,
-                reason=reason,
-                trade_id=trade_id,
-                detail={"run_id": self._run_id, **detail},
-                event_key=f"reconcile:{self._run_id}:{action}:{trade_id}",
-            ),
+        await audit(
+            action,
+            reason,
+            {"run_id": self._run_id, **detail},
+            key=trade_id,
+            trade_id=trade_id,
         )
 
     async def _finish(self, started: datetime) -> ReconcileResult:
@@ -253,8 +263,9 @@ class ReconcileWorkflow:
                 duration_ms=duration_ms,
                 finished_at=workflow.now(),
             ),
+            f"ledger: reconcile run {self._run_id} finished ok={result.ok}",
         )
         return self._result
 
     def _update(self, **fields: object) -> None:
-        self._result = self._result.model_copy(update=fields)
+        self._result = evolve(self._result, **fields)

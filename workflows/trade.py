@@ -1,6 +1,7 @@
 """TradeWorkflow: one durable guard per trade (entry, an always-present stop, exits).
 
-Workflow id `trade-<trade_id>`. Each step asks the broker (position, the stop's real status)
+Its interface (id `trade-<trade_id>`, messages, models, who sends what) is contracts/trade.py.
+Each step asks the broker (position, the stop's real status)
 and lets trading/trade_logic.py decide; BrokerSync's signals only wake the next check, and a
 timer checks anyway in case events stop arriving.
 
@@ -24,12 +25,13 @@ from workflows.trade_exits import ExitSteps
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
+    from contracts import trade
     from trading.broker_models import ProbeOutcome, QuotesRequest, ReplaceRequest, SymbolRef
     from trading.errors import TradingInputError
     from trading.ledger_records import ExitUrgency, TradeStatus
+    from trading.trade_escalation import merge_force_exit
     from trading.trade_logic import confirmed_by_snapshot, validate_tighten
     from trading.trade_models import (
-        ExitPlan,
         ForceExit,
         OrderEvent,
         PositionUpdate,
@@ -50,7 +52,7 @@ EXITING_POLL = timedelta(seconds=1)
 EXIT_WINDOW_PATCH = "exit-window-normal-poll"
 
 
-@workflow.defn
+@workflow.defn(name=trade.WORKFLOW.name)
 class TradeWorkflow(EntrySteps, ExitSteps):
     """Enters a long, keeps an active stop on it at the broker, and exits it once."""
 
@@ -96,7 +98,11 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             if self._state.status.is_terminal:
                 break
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._wake, timeout=self._next_check_in())
+                await workflow.wait_condition(
+                    lambda: self._wake,
+                    timeout=self._next_check_in(),
+                    timeout_summary=f"next check of {self._spec.symbol} {self._spec.trade_id}",
+                )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return TradeResult(
             trade_id=self._spec.trade_id,
@@ -150,7 +156,10 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             return
         state.broker_checks += 1
         position = await call(
-            BrokerActivities.probe_position, SymbolRef(symbol=self._spec.symbol), BROKER_READ
+            BrokerActivities.probe_position,
+            SymbolRef(symbol=self._spec.symbol),
+            BROKER_READ,
+            f"broker position in {self._spec.symbol} for trade {self._spec.trade_id}",
         )
         if position.outcome is ProbeOutcome.UNKNOWN:
             state.last_check_note = f"position unknown: {position.error}"
@@ -170,7 +179,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
 
     # --- signals, update, query ----------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=trade.ORDER_EVENT.name)
     def order_event(self, event: OrderEvent) -> None:
         """BrokerSync: an order of this trade changed; check now."""
         self._state.events_received += 1
@@ -178,7 +187,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             self._ended_orders.add(event.order.id)
         self._wake = True
 
-    @workflow.signal
+    @workflow.signal(name=trade.POSITION_UPDATE.name)
     def position_update(self, update: PositionUpdate) -> None:
         """BrokerSync: a fresh snapshot of this symbol; check against it now."""
         self._state.events_received += 1
@@ -186,27 +195,18 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             self._snapshot = update
         self._wake = True
 
-    @workflow.signal
+    @workflow.signal(name=trade.FORCE_EXIT.name)
     def force_exit(self, request: ForceExit) -> None:
         """Exit now or at the next open; repeats converge on one exit (IMMEDIATE wins)."""
         state = self._state
         if state.status.is_terminal:
             return
-        current = state.exit
-        upgrade = (
-            current is not None
-            and current.urgency is ExitUrgency.NEXT_OPEN
-            and request.urgency is ExitUrgency.IMMEDIATE
-        )
-        if current is None or upgrade:
-            state.exit = ExitPlan(
-                urgency=request.urgency, reason=request.reason, requested_at=workflow.now()
-            )
-            if upgrade and current is not None:
-                state.exit.exit_order_id = current.exit_order_id
+        plan = merge_force_exit(state.exit, request, workflow.now())
+        if plan is not None:
+            state.exit = plan
         self._wake = True
 
-    @workflow.update
+    @workflow.update(name=trade.TIGHTEN_STOP.name)
     async def tighten_stop(self, request: TightenStop) -> TightenResult:
         """Raise the stop (replace at the broker, so the position is never unprotected)."""
         async with self._lock:
@@ -215,6 +215,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
                 BrokerActivities.latest_quotes,
                 QuotesRequest(symbols=[self._spec.symbol]),
                 BROKER_READ,
+                f"latest quote of {self._spec.symbol} to check the new stop",
             )
             market = quotes[0].bid if quotes else None
             try:
@@ -244,7 +245,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         except TradingInputError as exc:
             raise ApplicationError(str(exc), type="TradingInputError") from None
 
-    @workflow.query
+    @workflow.query(name=trade.STATUS.name)
     def status(self) -> TradeStatusView:
         """The trade's status and full state."""
         return TradeStatusView(

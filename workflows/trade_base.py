@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
         ExitIntent,
         OrderRole,
         OrderUpsert,
-        RiskEventCreate,
         RiskSeverity,
         TradeClose,
         TradeExitIntent,
@@ -28,11 +27,13 @@ with workflow.unsafe.imports_passed_through():
         TradeTransition,
         terminal_status_for,
     )
-    from trading.models import AuditEntry, JsonScalar
+    from trading.models import JsonScalar
     from trading.trade_logic import close_reason_for, exit_price_of, realized_pnl
     from trading.trade_models import ExitPlan, TradeSpec, TradeState
     from workflows.calls import call, failure_kind, ledger
+    from workflows.details import Details
     from workflows.policies import BROKER_READ, BROKER_WRITE
+    from workflows.records import audit, risk_event
 
 
 TRADE_ID = SearchAttributeKey.for_keyword("TradeId")
@@ -62,6 +63,7 @@ class TradeBase:
         await ledger(
             LedgerActivities.transition_trade,
             TradeTransition(trade_id=self._spec.trade_id, status=status, as_of=workflow.now()),
+            f"ledger: trade {self._spec.trade_id} -> {status.value}",
         )
         self._publish()
 
@@ -79,6 +81,7 @@ class TradeBase:
                 take_profit_order_id=state.take_profit_order_id,
                 as_of=workflow.now(),
             ),
+            f"ledger: trade {self._spec.trade_id} protected by stop {state.stop_order_id}",
         )
 
     async def _record_exit_intent(self, plan: ExitPlan, planned_for: datetime | None) -> None:
@@ -91,6 +94,7 @@ class TradeBase:
                 ),
                 as_of=workflow.now(),
             ),
+            f"ledger: trade {self._spec.trade_id} exit intent {plan.urgency.value}",
         )
 
     async def _record_order(
@@ -115,27 +119,25 @@ class TradeBase:
                 submitted_at=order.submitted_at,
                 broker_updated_at=order.updated_at,
             ),
+            f"ledger: trade {self._spec.trade_id} {role.value} order {order.client_order_id} "
+            f"{order.status.value}",
         )
 
     async def _risk_event(
         self, kind: str, severity: RiskSeverity, key: str, detail: dict[str, JsonScalar]
     ) -> None:
-        await ledger(
-            LedgerActivities.record_risk_event,
-            RiskEventCreate(
-                event_key=f"{self._spec.trade_id}:{kind}:{key}",
-                kind=kind,
-                severity=severity,
-                trade_id=self._spec.trade_id,
-                symbol=self._spec.symbol,
-                detail=detail,
-                at=workflow.now(),
-            ),
+        await risk_event(
+            kind, severity, detail, key=key, trade_id=self._spec.trade_id, symbol=self._spec.symbol
         )
 
     async def _cancel_quietly(self, order_id: str) -> None:
         try:
-            await call(BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE)
+            await call(
+                BrokerActivities.cancel_order,
+                OrderRef(order_id=order_id),
+                BROKER_WRITE,
+                f"cancel order {order_id} of trade {self._spec.trade_id}",
+            )
         except ActivityError as err:
             kind, message = failure_kind(err)
             workflow.logger.warning(
@@ -145,7 +147,12 @@ class TradeBase:
     async def _probe(self, order_id: str | None) -> OrderProbe | None:
         if order_id is None:
             return None
-        return await call(BrokerActivities.probe_order, OrderRef(order_id=order_id), BROKER_READ)
+        return await call(
+            BrokerActivities.probe_order,
+            OrderRef(order_id=order_id),
+            BROKER_READ,
+            f"probe order {order_id} of trade {self._spec.trade_id}",
+        )
 
     # --- closing -------------------------------------------------------------------------
 
@@ -190,19 +197,16 @@ class TradeBase:
                 realized_pnl=state.realized_pnl,
                 closed_at=now,
             ),
+            f"ledger: close trade {spec.trade_id} ({reason.value})",
         )
         plan = state.exit
         if plan is not None and plan.gap_ms is not None:
-            await ledger(
-                LedgerActivities.append_audit,
-                AuditEntry(
-                    actor=workflow.info().workflow_id,
-                    action="exit_unprotected_gap",
-                    reason=plan.reason,
-                    trade_id=spec.trade_id,
-                    detail={"gap_ms": plan.gap_ms, "urgency": plan.urgency.value},
-                    event_key=f"{spec.trade_id}:exit-gap",
-                ),
+            await audit(
+                "exit_unprotected_gap",
+                plan.reason,
+                {"gap_ms": plan.gap_ms, "urgency": plan.urgency.value},
+                key="exit",
+                trade_id=spec.trade_id,
             )
         state.status = terminal_status_for(reason)
         state.last_check_note = f"closed: {reason.value}"
@@ -224,20 +228,23 @@ class TradeBase:
             ]
         )
         rescue = state.rescue
-        lines = [
-            f"## {spec.symbol} `{spec.trade_id}` — **{state.status.value}**",
-            f"- position: {state.position_qty} (entry {state.filled_qty} @ {state.entry_price})",
-            f"- stop: {state.stop_price} order `{state.stop_order_id}`",
-            f"- take-profit: {state.take_profit_price} order `{state.take_profit_order_id}`",
-            f"- rescues: {rescue.attempted} attempted, {rescue.ok} ok, {rescue.failed} failed"
-            + (f" (last error: {rescue.last_error})" if rescue.last_error else ""),
-            f"- last check: {state.last_check_at} — {state.last_check_note}",
-        ]
+        page = Details(f"{spec.symbol} `{spec.trade_id}` — **{state.status.value}**").bullets(
+            [
+                f"position: {state.position_qty} (entry {state.filled_qty} @ {state.entry_price})",
+                f"stop: {state.stop_price} order `{state.stop_order_id}`",
+                f"take-profit: {state.take_profit_price} order `{state.take_profit_order_id}`",
+                f"rescues: {rescue.attempted} attempted, {rescue.ok} ok, {rescue.failed} failed"
+                + (f" (last error: {rescue.last_error})" if rescue.last_error else ""),
+                f"last check: {state.last_check_at} — {state.last_check_note}",
+            ]
+        )
         if state.exit is not None:
-            lines.append(
-                f"- exit: {state.exit.urgency.value} ({state.exit.reason}) "
-                f"order `{state.exit.exit_order_id}` gap {state.exit.gap_ms} ms"
+            page.bullets(
+                [
+                    f"exit: {state.exit.urgency.value} ({state.exit.reason}) "
+                    f"order `{state.exit.exit_order_id}` gap {state.exit.gap_ms} ms"
+                ]
             )
         if state.close_reason is not None:
-            lines.append(f"- closed: {state.close_reason.value} at {state.exit_price}")
-        workflow.set_current_details("\n".join(lines))
+            page.bullets([f"closed: {state.close_reason.value} at {state.exit_price}"])
+        page.publish()

@@ -12,7 +12,7 @@ from workflows.trade_base import TradeBase
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
-    from trading.broker_models import OrderRef
+    from trading.broker_models import BrokerOrder, OrderRef
     from trading.ledger_records import (
         CloseReason,
         OrderRole,
@@ -49,62 +49,98 @@ class EntrySteps(TradeBase):
                 signal_id=spec.signal_id,
                 as_of=workflow.now(),
             ),
+            f"ledger: create trade {spec.trade_id} ({spec.symbol})",
         )
         self._state.created = True
 
     async def _advance_entry(self) -> None:
-        state, spec = self._state, self._spec
-        if state.entry_order_id is None:
-            intent = entry_intent(spec, state.entry_attempt)
-            if state.entry_deadline is None:
-                state.entry_deadline = workflow.now() + spec.entry_timeout
-            try:
-                order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
-            except ActivityError as err:
-                kind, message = failure_kind(err)
-                cause = err.cause
-                if isinstance(cause, ApplicationError) and cause.non_retryable:
-                    state.last_check_note = f"entry refused: {kind}: {message}"
-                    await self._close(CloseReason.ENTRY_FAILED, None)
-                    return
-                # Outcome unknown (the broker may have it): resend the same client_order_id on
-                # the next check; the gateway resolves a duplicate to the order that landed.
-                state.last_check_note = f"entry outcome unknown, retrying: {kind}: {message}"
-                return
-            state.entry_order_id = order.id
-            await self._record_order(order, OrderRole.ENTRY, intent)
+        state = self._state
+        if state.entry_order_id is None and not await self._submit_entry():
+            return
+        assert state.entry_order_id is not None
         order = await call(
-            BrokerActivities.get_order, OrderRef(order_id=state.entry_order_id), BROKER_READ
+            BrokerActivities.get_order,
+            OrderRef(order_id=state.entry_order_id),
+            BROKER_READ,
+            f"check entry order {state.entry_order_id} of trade {self._spec.trade_id}",
         )
         step = entry_step(order, workflow.now(), state.entry_deadline)
         if state.exit is not None and not state.entry_cancel_requested and not order.is_terminal:
             step = EntryDue()  # asked to exit before the entry filled: stop buying
         if isinstance(step, EntryDue):
-            if not state.entry_cancel_requested:
-                state.entry_cancel_requested = True
-                await call(BrokerActivities.cancel_order, OrderRef(order_id=order.id), BROKER_WRITE)
-                self._wake = True
-            state.last_check_note = "entry due: cancel requested"
+            await self._cancel_entry(order)
             return
         if isinstance(step, EntryDead):
             await self._record_order(order, OrderRole.ENTRY, None)
             await self._close(step.reason, None)
             return
-        if order.filled_qty > state.filled_qty and order.filled_avg_price is not None:
-            state.filled_qty = order.filled_qty
-            state.entry_price = order.filled_avg_price
-            await ledger(
-                LedgerActivities.record_entry_fill,
-                TradeEntryFill(
-                    trade_id=spec.trade_id,
-                    qty=order.filled_qty,
-                    avg_price=order.filled_avg_price,
-                    filled_at=order.filled_at or workflow.now(),
-                ),
-            )
+        await self._record_entry_fill(order)
         if not isinstance(step, EntryFilled):
-            state.last_check_note = f"entry working, filled {order.filled_qty} of {spec.qty}"
+            state.last_check_note = f"entry working, filled {order.filled_qty} of {self._spec.qty}"
             return
+        await self._entry_filled(order)
+
+    async def _submit_entry(self) -> bool:
+        """Submit the entry order; True once the broker holds it."""
+        state, spec = self._state, self._spec
+        intent = entry_intent(spec, state.entry_attempt)
+        if state.entry_deadline is None:
+            state.entry_deadline = workflow.now() + spec.entry_timeout
+        try:
+            order = await call(
+                BrokerActivities.submit_order,
+                intent,
+                BROKER_SUBMIT,
+                f"submit entry {intent.client_order_id}: buy {intent.qty} {spec.symbol}",
+            )
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                state.last_check_note = f"entry refused: {kind}: {message}"
+                await self._close(CloseReason.ENTRY_FAILED, None)
+                return False
+            # Outcome unknown (the broker may have it): resend the same client_order_id on
+            # the next check; the gateway resolves a duplicate to the order that landed.
+            state.last_check_note = f"entry outcome unknown, retrying: {kind}: {message}"
+            return False
+        state.entry_order_id = order.id
+        await self._record_order(order, OrderRole.ENTRY, intent)
+        return True
+
+    async def _cancel_entry(self, order: BrokerOrder) -> None:
+        """The entry is due (timed out, or an exit was asked for): cancel what is unfilled."""
+        state = self._state
+        if not state.entry_cancel_requested:
+            state.entry_cancel_requested = True
+            await call(
+                BrokerActivities.cancel_order,
+                OrderRef(order_id=order.id),
+                BROKER_WRITE,
+                f"cancel the unfilled entry {order.id} of trade {self._spec.trade_id}",
+            )
+            self._wake = True
+        state.last_check_note = "entry due: cancel requested"
+
+    async def _record_entry_fill(self, order: BrokerOrder) -> None:
+        state = self._state
+        if order.filled_qty <= state.filled_qty or order.filled_avg_price is None:
+            return
+        state.filled_qty = order.filled_qty
+        state.entry_price = order.filled_avg_price
+        await ledger(
+            LedgerActivities.record_entry_fill,
+            TradeEntryFill(
+                trade_id=self._spec.trade_id,
+                qty=order.filled_qty,
+                avg_price=order.filled_avg_price,
+                filled_at=order.filled_at or workflow.now(),
+            ),
+            f"ledger: trade {self._spec.trade_id} entry filled {order.filled_qty}",
+        )
+
+    async def _entry_filled(self, order: BrokerOrder) -> None:
+        state = self._state
         await self._record_order(order, OrderRole.ENTRY, None)
         stop_leg, take_profit_leg = protective_legs(order)
         state.position_qty = order.filled_qty  # until the next check reads the broker's
@@ -124,6 +160,7 @@ class EntrySteps(TradeBase):
             TradeEntryFill(
                 trade_id=self._spec.trade_id, qty=qty, avg_price=avg_price, filled_at=workflow.now()
             ),
+            f"ledger: trade {self._spec.trade_id} adopted {qty} @ {avg_price}",
         )
         # An adopted stop is kept as it is (never replaced), so record it here; a stop that
         # turns out dead is rescued and recorded again, later.

@@ -14,14 +14,15 @@ from workflows.trade_protection import ProtectionSteps
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from trading.broker_models import CalendarRequest, OrderRef, PositionProbe, QuotesRequest
-    from trading.ledger_records import ExitUrgency, OrderRole, TradeStatus
+    from trading.ledger_records import OrderRole, TradeStatus
+    from trading.trade_escalation import unfilled_window
     from trading.trade_logic import (
         market_exit_intent,
         next_open_exit_window,
         oco_exit_intent,
         protective_legs,
     )
-    from trading.trade_models import ExitPlan, WindowEscalation
+    from trading.trade_models import ExitPlan
     from workflows.calls import call, failure_kind
     from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
 
@@ -38,7 +39,10 @@ class ExitSteps(ProtectionSteps):
             if order_id is None:
                 continue
             result = await call(
-                BrokerActivities.cancel_order, OrderRef(order_id=order_id), BROKER_WRITE
+                BrokerActivities.cancel_order,
+                OrderRef(order_id=order_id),
+                BROKER_WRITE,
+                f"cancel protection {order_id} of trade {self._spec.trade_id} to exit",
             )
             if not result.order.is_terminal or result.order.filled_qty > 0:
                 return False  # cancel pending, or it filled: look again next step
@@ -53,7 +57,10 @@ class ExitSteps(ProtectionSteps):
             await self._set_status(TradeStatus.EXITING)
         if plan.exit_order_id is not None:
             exit_order = await call(
-                BrokerActivities.get_order, OrderRef(order_id=plan.exit_order_id), BROKER_READ
+                BrokerActivities.get_order,
+                OrderRef(order_id=plan.exit_order_id),
+                BROKER_READ,
+                f"check exit order {plan.exit_order_id} of trade {spec.trade_id}",
             )
             if not exit_order.is_terminal or exit_order.filled_qty > 0:
                 state.last_check_note = f"exit {exit_order.id} is {exit_order.status.value}"
@@ -68,7 +75,12 @@ class ExitSteps(ProtectionSteps):
             spec.trade_id, spec.symbol, position.position.qty, state.exit_attempt
         )
         try:
-            order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+            order = await call(
+                BrokerActivities.submit_order,
+                intent,
+                BROKER_SUBMIT,
+                f"market exit {intent.client_order_id}: sell {intent.qty} {spec.symbol}",
+            )
         except ActivityError as err:
             kind, message = failure_kind(err)
             state.last_check_note = f"exit refused ({kind}: {message}); re-protecting"
@@ -84,24 +96,7 @@ class ExitSteps(ProtectionSteps):
         plan = state.exit
         assert plan is not None and position.position is not None
         if plan.window_start is None or plan.window_end is None:
-            clock = await call(BrokerActivities.get_clock, None, BROKER_READ)
-            plan.clock_offset = clock.timestamp - workflow.now()
-            now = clock.timestamp
-            sessions = await call(
-                BrokerActivities.get_calendar,
-                CalendarRequest(start=now.date(), end=now.date() + timedelta(days=14)),
-                BROKER_READ,
-            )
-            window = next_open_exit_window(
-                sessions, now, spec.exit_window_start, spec.exit_window_end
-            )
-            plan.window_start, plan.window_end = window.start, window.end
-            state.last_check_note = (
-                f"exit planned for {window.start.isoformat()} - {window.end.isoformat()} "
-                "(broker time)"
-            )
-            await self._record_exit_intent(plan, window.start)
-            await self._set_status(TradeStatus.EXIT_PLANNED)
+            await self._plan_exit_window(plan)
             return
         now = workflow.now() + plan.clock_offset
         if now < plan.window_start:
@@ -112,28 +107,49 @@ class ExitSteps(ProtectionSteps):
         if now < plan.window_end:
             return
         exit_order = await call(
-            BrokerActivities.get_order, OrderRef(order_id=plan.exit_order_id), BROKER_READ
+            BrokerActivities.get_order,
+            OrderRef(order_id=plan.exit_order_id),
+            BROKER_READ,
+            f"check OCO exit {plan.exit_order_id} at the window's end",
         )
         if exit_order.filled_qty > 0:
             return
         await self._cancel_quietly(exit_order.id)
-        if spec.exit_window_escalation is WindowEscalation.MARKET_EXIT:
-            state.exit = ExitPlan(
-                urgency=ExitUrgency.IMMEDIATE,
-                reason=f"{plan.reason} (exit window ended unfilled)",
-                requested_at=now,
-            )
-        else:
-            state.exit = ExitPlan(
-                urgency=ExitUrgency.NEXT_OPEN, reason=plan.reason, requested_at=now
-            )
+        outcome = unfilled_window(plan, spec.exit_window_escalation, now)
+        state.exit = outcome.plan
+        if outcome.stop_gone:
             state.stop_order_id = None  # the OCO's stop went with it: rescue at once
         self._wake = True
+
+    async def _plan_exit_window(self, plan: ExitPlan) -> None:
+        """Ask the broker's clock and calendar for the next session's exit window."""
+        spec = self._spec
+        clock = await call(
+            BrokerActivities.get_clock, None, BROKER_READ, "broker clock, to plan the exit"
+        )
+        plan.clock_offset = clock.timestamp - workflow.now()
+        now = clock.timestamp
+        sessions = await call(
+            BrokerActivities.get_calendar,
+            CalendarRequest(start=now.date(), end=now.date() + timedelta(days=14)),
+            BROKER_READ,
+            "broker calendar: the next session's opening window",
+        )
+        window = next_open_exit_window(sessions, now, spec.exit_window_start, spec.exit_window_end)
+        plan.window_start, plan.window_end = window.start, window.end
+        self._state.last_check_note = (
+            f"exit planned for {window.start.isoformat()} - {window.end.isoformat()} (broker time)"
+        )
+        await self._record_exit_intent(plan, window.start)
+        await self._set_status(TradeStatus.EXIT_PLANNED)
 
     async def _place_oco_exit(self, plan: ExitPlan, qty: Decimal) -> None:
         state, spec = self._state, self._spec
         quotes = await call(
-            BrokerActivities.latest_quotes, QuotesRequest(symbols=[spec.symbol]), BROKER_READ
+            BrokerActivities.latest_quotes,
+            QuotesRequest(symbols=[spec.symbol]),
+            BROKER_READ,
+            f"latest quote of {spec.symbol} for the OCO exit",
         )
         if not quotes:
             state.last_check_note = "exit window open but no quote yet"
@@ -146,7 +162,12 @@ class ExitSteps(ProtectionSteps):
             spec.trade_id, spec.symbol, qty, quotes[0].bid, state.stop_price, state.exit_attempt
         )
         try:
-            order = await call(BrokerActivities.submit_order, intent, BROKER_SUBMIT)
+            order = await call(
+                BrokerActivities.submit_order,
+                intent,
+                BROKER_SUBMIT,
+                f"OCO exit {intent.client_order_id}: sell {intent.qty} {spec.symbol}",
+            )
         except ActivityError as err:
             kind, message = failure_kind(err)
             state.last_check_note = f"OCO exit refused ({kind}: {message})"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
@@ -11,6 +9,7 @@ from workflows.trade_base import TradeBase, millis
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
+    from contracts import control
     from trading.broker_models import (
         BrokerOrder,
         ClientOrderRef,
@@ -18,10 +17,11 @@ with workflow.unsafe.imports_passed_through():
         PositionProbe,
         ReplaceRequest,
     )
-    from trading.control import CONTROL_WORKFLOW_ID, RescueAlert
+    from trading.control import RescueAlert
     from trading.ids import Leg, client_order_id
-    from trading.ledger_records import ExitUrgency, OrderRole, RiskSeverity
-    from trading.models import JsonScalar
+    from trading.ledger_records import OrderRole, RiskSeverity
+    from trading.models import JsonScalar, evolve
+    from trading.trade_escalation import rescue_failed
     from trading.trade_logic import (
         Flat,
         Follow,
@@ -29,20 +29,10 @@ with workflow.unsafe.imports_passed_through():
         Rescue,
         Resize,
         protection_action,
-        rescue_backoff,
         rescue_intent,
     )
-    from trading.trade_models import ExitPlan, RescueEscalation
     from workflows.calls import call, failure_kind
-    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, ActivityPolicy
-
-
-# A rescue retries in the workflow (with telemetry and backoff between attempts), so each
-# attempt's activity gives up sooner than a normal submit.
-RESCUE_SUBMIT = ActivityPolicy(
-    start_to_close=BROKER_SUBMIT.start_to_close,
-    retry=replace(BROKER_SUBMIT.retry, maximum_attempts=2),
-)
+    from workflows.policies import BROKER_READ, BROKER_WRITE, RESCUE_SUBMIT
 
 
 class ProtectionSteps(TradeBase):
@@ -97,16 +87,16 @@ class ProtectionSteps(TradeBase):
             action.stop_price,
         )
         try:
-            order = await call(BrokerActivities.submit_order, intent, RESCUE_SUBMIT)
+            order = await call(
+                BrokerActivities.submit_order,
+                intent,
+                RESCUE_SUBMIT,
+                f"rescue stop {intent.client_order_id}: sell {action.qty} {spec.symbol} "
+                f"stop {action.stop_price}",
+            )
         except ActivityError as err:
             kind, message = failure_kind(err)
             await self._rescue_failed(action, intent, kind, message)
-            if kind == "InsufficientQty" and state.take_profit_order_id is not None:
-                # The take-profit holds the shares: the stop matters more; free them.
-                await self._cancel_quietly(state.take_profit_order_id)
-                state.take_profit_order_id = None
-                state.rescue.next_at = None
-                self._wake = True
             return
         state.rescue_attempt += 1  # this id is used up at the broker, whatever its fate
         await self._record_order(order, OrderRole.STOP, intent)
@@ -143,14 +133,16 @@ class ProtectionSteps(TradeBase):
         self, action: Rescue, intent: OrderIntent, kind: str, message: str
     ) -> None:
         state, spec = self._state, self._spec
-        telemetry = state.rescue
-        telemetry.failed += 1
-        telemetry.consecutive_failures += 1
-        telemetry.last_status = "failed"
-        telemetry.last_error = f"{kind}: {message}"
-        telemetry.next_at = workflow.now() + rescue_backoff(
-            telemetry.consecutive_failures, spec.rescue_backoff_initial, spec.rescue_backoff_max
+        outcome = rescue_failed(
+            state.rescue,
+            spec,
+            kind,
+            message,
+            workflow.now(),
+            exit_planned=state.exit is not None,
+            take_profit_working=state.take_profit_order_id is not None,
         )
+        telemetry = state.rescue = outcome.telemetry
         state.last_check_note = f"rescue failed ({kind}); retry at {telemetry.next_at}"
         workflow.logger.error(
             "trade %s: rescue %s failed: %s: %s",
@@ -169,30 +161,28 @@ class ProtectionSteps(TradeBase):
         await self._risk_event(
             "stop_rescue_failed", RiskSeverity.WARNING, f"failed:{telemetry.attempted}", detail
         )
-        if telemetry.consecutive_failures >= spec.rescue_alert_after and not telemetry.alerted:
-            telemetry.alerted = True
+        if outcome.alert:
             detail["escalation"] = spec.rescue_escalation.value
             await self._risk_event(
                 "stop_rescue_alert", RiskSeverity.CRITICAL, f"alert:{telemetry.attempted}", detail
             )
-            if spec.rescue_escalation is RescueEscalation.HALT_ENTRIES and workflow.patched(
-                "control-rescue-alert"
-            ):
-                await self._report_rescue_alert(telemetry.last_error or "")
-            if spec.rescue_escalation is RescueEscalation.MARKET_EXIT and state.exit is None:
-                state.exit = ExitPlan(
-                    urgency=ExitUrgency.IMMEDIATE,
-                    reason=f"stop rescue failed {telemetry.consecutive_failures} times",
-                    requested_at=workflow.now(),
-                )
-                self._wake = True
+        if outcome.report_to_control and workflow.patched("control-rescue-alert"):
+            await self._report_rescue_alert(telemetry.last_error or "")
+        if outcome.exit is not None:
+            state.exit = outcome.exit
+            self._wake = True
+        if outcome.free_take_profit and state.take_profit_order_id is not None:
+            # The take-profit holds the shares: the stop matters more; free them.
+            await self._cancel_quietly(state.take_profit_order_id)
+            state.take_profit_order_id = None
+            self._wake = True
 
     async def _report_rescue_alert(self, error: str) -> None:
         """Tell TradingControl (it halts entries on repeated alerts); absent, it is ignored."""
-        control = workflow.get_external_workflow_handle(CONTROL_WORKFLOW_ID)
+        handle = workflow.get_external_workflow_handle(control.WORKFLOW_ID)
         alert = RescueAlert(trade_id=self._spec.trade_id, symbol=self._spec.symbol, detail=error)
         try:
-            await control.signal("report_rescue_alert", alert)
+            await handle.signal(control.REPORT_RESCUE_ALERT.name, alert)
         except FailureError as err:
             workflow.logger.warning(
                 "trade %s: trading control not reachable: %s", self._spec.trade_id, err
@@ -208,9 +198,14 @@ class ProtectionSteps(TradeBase):
         state = self._state
         cid = client_order_id(self._spec.trade_id, Leg.STOP, state.stop_attempt)
         state.stop_attempt += 1
-        with_id = request.model_copy(update={"client_order_id": cid})
+        with_id = evolve(request, client_order_id=cid)
         try:
-            return await call(BrokerActivities.replace_order, with_id, BROKER_WRITE)
+            return await call(
+                BrokerActivities.replace_order,
+                with_id,
+                BROKER_WRITE,
+                f"replace stop {request.order_id} as {cid}",
+            )
         except ActivityError as err:
             kind, message = failure_kind(err)
             try:
@@ -218,6 +213,7 @@ class ProtectionSteps(TradeBase):
                     BrokerActivities.get_order_by_client_id,
                     ClientOrderRef(client_order_id=cid),
                     BROKER_READ,
+                    f"look up replacement stop {cid}",
                 )
             except ActivityError:
                 raise ApplicationError(

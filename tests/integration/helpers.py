@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from trading.control import CONTROL_WORKFLOW_ID
+from contracts.control import WORKFLOW_ID as CONTROL_WORKFLOW_ID
 
 
 async def terminate_running(handles: Iterable[WorkflowHandle[Any, Any]], reason: str) -> None:

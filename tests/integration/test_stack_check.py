@@ -26,7 +26,7 @@ async def test_stack_check_writes_and_reads_back_an_audit_row_and_asks_the_broke
     gateway: AlpacaGateway,
 ) -> None:
     workflow_id = f"stack-check-{uuid.uuid4().hex[:8]}"
-    async with create_worker(client, pool, task_queue, activity_executor, gateway):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
         result = await client.execute_workflow(
             StackCheckWorkflow.run,
             StackCheckInput(requested_by="test"),

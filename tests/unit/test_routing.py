@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from contracts.trade import workflow_id as trade_workflow_id
 from trading.broker_models import BrokerOrder, BrokerPosition
 from trading.routing import (
     OpenTradeRef,
@@ -12,7 +13,6 @@ from trading.routing import (
     route_positions,
     untracked_positions,
 )
-from trading.trade_models import workflow_id_for
 
 NOW = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
 TRADES = [
@@ -62,4 +62,4 @@ def test_every_open_trade_hears_its_symbol_position_absent_means_flat() -> None:
         ("msft-1", Decimal(0), 0),
     ]
     assert [p.symbol for p in untracked_positions(positions, TRADES)] == ["SPY"]
-    assert workflow_id_for("aapl-1") == "trade-aapl-1"
+    assert trade_workflow_id("aapl-1") == "trade-aapl-1"

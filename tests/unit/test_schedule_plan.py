@@ -11,13 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from trading.schedule_plan import (
+from contracts.schedules import (
     AUTO_MANAGE,
     DRAIN,
     EXIT_REVIEW,
     MARKET_LOOP,
     OPERATION_NAMES,
     RECONCILE,
+)
+from trading.schedule_plan import (
     IntervalCadence,
     MatchRange,
     outside_market_window,

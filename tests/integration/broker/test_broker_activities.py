@@ -124,7 +124,7 @@ async def harness(
         client,
         task_queue=task_queue,
         workflows=[BrokerCallWorkflow],
-        activities=build_activities(pool, gateway),
+        activities=build_activities(pool, gateway, client, gateway.endpoint, task_queue),
         activity_executor=activity_executor,
     )
     async with combined:

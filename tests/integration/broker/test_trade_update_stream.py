@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.broker_sync import BrokerSyncActivities
+from activities.trade_link import TradeLink
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint
 from broker.errors import NON_RETRYABLE_TYPES, AuthFailed
@@ -173,7 +174,8 @@ async def test_the_listener_activity_fails_non_retryably_on_a_wrong_secret(
     pool: asyncpg.Pool,
 ) -> None:
     wrong = "wrong-" + uuid.uuid4().hex
-    listener = BrokerSyncActivities(gateway, endpoint_for(paper_broker, wrong), client, pool)
+    link = TradeLink(client, "tq-unused")
+    listener = BrokerSyncActivities(gateway, endpoint_for(paper_broker, wrong), link, pool)
     request = ListenRequest(listen_for=timedelta(seconds=30), heartbeat_every=timedelta(seconds=1))
     with pytest.raises(ApplicationError) as failed:
         await asyncio.wait_for(

@@ -22,12 +22,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from broker.alpaca import AlpacaGateway
+from contracts.control import WORKFLOW_ID as CONTROL_WORKFLOW_ID
 from ledger.audit import AuditLog
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from tests.integration.helpers import terminate_control, terminate_running
 from tests.integration.trade.conftest import SYMBOL, TradeHarness
-from trading.control import CONTROL_WORKFLOW_ID, ControlInput, ControlState
+from trading.control import ControlInput, ControlState
 from trading.models import AuditRow
 from trading.ticks import protective_stop_price
 from trading.trade_models import TradeStatusView
@@ -52,7 +53,9 @@ class ControlHarness:
     async def start_worker(self) -> None:
         """Run a production worker on the test's task queue."""
         t = self.trades
-        self.worker = create_worker(t.client, t.pool, t.task_queue, self.executor, t.gateway)
+        self.worker = create_worker(
+            t.client, t.pool, t.task_queue, self.executor, t.gateway.endpoint
+        )
         self.worker_task = asyncio.create_task(self.worker.run())
 
     async def stop_worker(self) -> None:

@@ -6,18 +6,26 @@ import logging
 import time
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from temporalio.client import WorkflowHandle
 
 from tests.integration.control.conftest import ControlHarness
 from trading.broker_models import OrderIntent, OrderSide, OrderType, TimeInForce
 from trading.control import ControlMode, ControlRequest, FlattenReport, FlattenRequest
+from trading.entry_gate import ControlGate, control_gate, control_view_of
 from trading.ledger_records import CloseReason, TradeStatus
 from trading.ticks import protective_stop_price
 from workflows.control import TradingControlWorkflow
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger("tests.control")
+
+
+async def _gate(handle: WorkflowHandle[Any, Any]) -> ControlGate:
+    """The entry gate's control part, as the market loop and `status` work it out."""
+    return control_gate(control_view_of(await handle.query(TradingControlWorkflow.state)))
 
 
 async def test_halt_blocks_entries_while_stops_stay_active_then_resume(
@@ -27,13 +35,13 @@ async def test_halt_blocks_entries_while_stops_stay_active_then_resume(
     first = await control.open_trade("AAPL")
     second = await control.open_trade("AMZN")
     handle = await control.start_control()
-    gate = await handle.query(TradingControlWorkflow.entry_gate)
+    gate = await _gate(handle)
     assert gate.allowed
 
     await handle.signal(TradingControlWorkflow.halt, ControlRequest(reason="news", actor="ops"))
     state = await control.wait_control(lambda s: s.mode is ControlMode.HALTED)
     assert (state.reason, state.actor) == ("news", "ops")
-    gate = await handle.query(TradingControlWorkflow.entry_gate)
+    gate = await _gate(handle)
     assert not gate.allowed and "HALTED" in gate.reason and "news" in gate.reason
     for view in (first, second):
         assert view.state.stop_order_id is not None
@@ -50,7 +58,7 @@ async def test_halt_blocks_entries_while_stops_stay_active_then_resume(
 
     await handle.signal(TradingControlWorkflow.resume, ControlRequest(reason="all clear"))
     await control.wait_control(lambda s: s.mode is ControlMode.ACTIVE)
-    assert (await handle.query(TradingControlWorkflow.entry_gate)).allowed
+    assert (await _gate(handle)).allowed
     halts = await control.audit("control_halt")
     assert [(r.actor, r.reason, r.detail["to_mode"]) for r in halts] == [("ops", "news", "HALTED")]
     refused = await control.audit("control_pause_entries")
@@ -111,7 +119,7 @@ async def test_flatten_leaves_no_position_and_no_stray_order(control: ControlHar
         assert row.status is TradeStatus.CLOSED and row.close_reason is CloseReason.FORCE_EXIT
     state = await control.control_state()
     assert state.mode is ControlMode.HALTED and state.reason == "end of test"
-    assert not (await handle.query(TradingControlWorkflow.entry_gate)).allowed
+    assert not (await _gate(handle)).allowed
     assert [r.detail["to_mode"] for r in await control.audit("control_flatten")] == ["HALTED"]
     closes = await control.audit("flatten_close_position")
     assert [r.detail["symbol"] for r in closes] == ["MSFT"]
@@ -151,7 +159,7 @@ async def test_repeated_rescue_alerts_from_trades_halt_trading(control: ControlH
         trades.admin.remove_fault(fault)
     assert state.actor == "auto" and "rescue alerts" in state.reason
     assert {a.trade_id for a in state.rescue_alerts} == {first.trade_id, second.trade_id}
-    assert not (await handle.query(TradingControlWorkflow.entry_gate)).allowed
+    assert not (await _gate(handle)).allowed
     alerts = await control.audit("rescue_alert")
     assert {r.trade_id for r in alerts} == {first.trade_id, second.trade_id}
     assert (await control.audit("control_auto_halt"))[0].actor == "auto"

@@ -18,9 +18,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
-from activities import activity_methods
 from activities.ledger import LedgerActivities
 from activities.scoring import ScoringActivities
+from broker.endpoint import BrokerEndpoint
 from cli.drain import start_or_join_drain
 from trading.ledger_records import SignalStatus
 from trading.scoring import (
@@ -87,13 +87,15 @@ async def _scoring_worker(
     client: Client, pool: asyncpg.Pool, task_queue: str, scorer: RecordingScorer
 ) -> AsyncIterator[Worker]:
     """A worker replica with the drain, the ledger activities and a test scorer."""
+    ledger = LedgerActivities(pool)
     worker = Worker(
         client,
         task_queue=task_queue,
         workflows=[ScoreDrainWorkflow],
         activities=[
-            *activity_methods(LedgerActivities(pool)),
-            *activity_methods(ScoringActivities(pool, ScorerRegistry([scorer]))),
+            ledger.expire_signals,
+            ledger.signal_funnel,
+            ScoringActivities(pool, ScorerRegistry([scorer])).score_signals,
         ],
     )
     async with worker:
@@ -111,9 +113,10 @@ async def test_a_thousand_pending_signals_end_scored_or_error(
     fresh_pool: asyncpg.Pool,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
+    broker_endpoint: BrokerEndpoint,
 ) -> None:
     await _insert_bulk(fresh_pool, 1000)
-    async with create_worker(client, fresh_pool, task_queue, activity_executor):
+    async with create_worker(client, fresh_pool, task_queue, activity_executor, broker_endpoint):
         # A drain stops at its limit: 250 in batches of 100, 100, 50.
         first = await _drain(client, task_queue, DrainInput(limit=250, batch=100))
         assert (first.claimed, first.batches, first.remaining_pending) == (250, 3, 750)
@@ -239,6 +242,7 @@ async def test_the_attempts_cap_and_maximum_age_end_in_error(
     fresh_pool: asyncpg.Pool,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
+    broker_endpoint: BrokerEndpoint,
 ) -> None:
     insert = """
     INSERT INTO signals (signal_key, symbol, strategy, features, attempts, claimed_until,
@@ -255,7 +259,7 @@ async def test_the_attempts_cap_and_maximum_age_end_in_error(
     # Another drain holds it right now: this drain leaves it alone.
     await fresh_pool.execute(insert, "held", 1, 3600, 60)
 
-    async with create_worker(client, fresh_pool, task_queue, activity_executor):
+    async with create_worker(client, fresh_pool, task_queue, activity_executor, broker_endpoint):
         result = await _drain(client, task_queue, DrainInput(max_attempts=3))
 
     rows = {
@@ -311,9 +315,10 @@ async def test_an_unknown_scorer_fails_the_drain_without_touching_signals(
     fresh_pool: asyncpg.Pool,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
+    broker_endpoint: BrokerEndpoint,
 ) -> None:
     await _insert_bulk(fresh_pool, 3)
-    async with create_worker(client, fresh_pool, task_queue, activity_executor):
+    async with create_worker(client, fresh_pool, task_queue, activity_executor, broker_endpoint):
         with pytest.raises(WorkflowFailureError) as failed:
             await _drain(client, task_queue, DrainInput(scorer="no-such-scorer"))
     activity_error = failed.value.cause

@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from broker.endpoint import BrokerEndpoint
 from cli.drain import parse_feature, register
 from settings import Settings
 from worker import create_worker
@@ -33,6 +34,7 @@ async def test_add_drain_and_funnel_from_the_command_line(
     fresh_database_url: str,
     task_queue: str,
     activity_executor: ThreadPoolExecutor,
+    broker_endpoint: BrokerEndpoint,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = Settings(
@@ -73,7 +75,7 @@ async def test_add_drain_and_funnel_from_the_command_line(
     code, out = await run("signals", "add", "msft", "--strategy", "breakout", "--key", "cli-bad")
     assert code == 0 and out.startswith("signal cli-bad added: MSFT breakout PENDING")
 
-    async with create_worker(client, fresh_pool, task_queue, activity_executor):
+    async with create_worker(client, fresh_pool, task_queue, activity_executor, broker_endpoint):
         code, out = await run("drain", "--batch", "10", "--json")
     assert code == 0
     result = json.loads(out)

@@ -23,12 +23,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from broker.alpaca import AlpacaGateway
+from contracts.control import WORKFLOW_ID as CONTROL_WORKFLOW_ID
+from contracts.trade import workflow_id as trade_workflow_id
 from ledger.audit import AuditLog
 from ledger.signals import Signals
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
 from tests.integration.helpers import terminate_control, terminate_running
-from trading.control import CONTROL_WORKFLOW_ID
 from trading.entry import MarketLoopInput, MarketLoopResult
 from trading.exits import ExitReviewInput, ExitReviewResult
 from trading.ledger_records import (
@@ -41,7 +42,7 @@ from trading.ledger_records import (
     TradeStatus,
 )
 from trading.models import AuditRow
-from trading.trade_models import TradeStatusView, workflow_id_for
+from trading.trade_models import TradeStatusView
 from worker import create_worker
 from workflows.exit_review import EodExitReviewWorkflow
 from workflows.market_loop import MarketLoopWorkflow
@@ -116,7 +117,7 @@ class MarketHarness:
             TradeCreate(
                 trade_id=trade_id,
                 symbol=symbol,
-                workflow_id=workflow_id_for(trade_id),
+                workflow_id=trade_workflow_id(trade_id),
                 status=TradeStatus.OPEN,
                 qty=Decimal(10),
                 entry_price=Decimal(100),
@@ -146,7 +147,7 @@ class MarketHarness:
         return await Trades(self.pool).list_open()
 
     def trade_handle(self, trade_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(workflow_id_for(trade_id))
+        return self.client.get_workflow_handle(trade_workflow_id(trade_id))
 
     async def wait_for(
         self, trade_id: str, predicate: Callable[[TradeStatusView], bool], within: float = 20.0
@@ -187,7 +188,7 @@ async def market(
     # The control id is a singleton across the session.
     await terminate_control(client, "test starting")
     harness = MarketHarness(client, task_queue, broker_admin, gateway, pool)
-    async with create_worker(client, pool, task_queue, activity_executor, gateway):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
         try:
             yield harness
         finally:

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from temporalio.client import WorkflowHandle
 
+from contracts.trade import workflow_id as trade_workflow_id
 from tests.integration.market.conftest import MarketHarness
 from trading.ledger_records import ExitUrgency, TradeStatus
 from trading.ticks import protective_stop_price
@@ -34,10 +35,10 @@ async def _open(market: MarketHarness, symbol: str) -> str:
     handle: WorkflowHandle[object, object] = await market.client.start_workflow(
         TradeWorkflow.run,
         TradeWorkflowInput(spec=spec),
-        id=spec.workflow_id,
+        id=trade_workflow_id(spec.trade_id),
         task_queue=market.task_queue,
     )
-    assert handle.id == spec.workflow_id
+    assert handle.id == trade_workflow_id(spec.trade_id)
     market.started.append(spec.trade_id)
     await market.wait_for(
         spec.trade_id,

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from contracts import control
 from tests.integration.market.conftest import MarketHarness
 from trading.broker_models import OrderType
-from trading.control import ControlInput, ControlRequest
+from trading.control import ControlInput, ControlMode, ControlRequest
+from trading.entry_gate import ControlPresence
 from trading.ledger_records import SignalStatus, TradeStatus
 from workflows.control import TradingControlWorkflow
 
@@ -98,13 +100,14 @@ async def test_a_halted_control_skips_entries_with_its_reason(market: MarketHarn
     handle = await market.client.start_workflow(
         TradingControlWorkflow.run,
         ControlInput(),
-        id="trading-control",
+        id=control.WORKFLOW_ID,
         task_queue=market.task_queue,
     )
     await handle.signal(TradingControlWorkflow.halt, ControlRequest(reason="drill", actor="test"))
     await market.scored_signal("AAPL")
     result = await market.run_loop()
-    assert result.control is not None and not result.control.allowed
+    assert result.gate is not None and not result.gate.open
+    assert result.control is not None and result.control.mode is ControlMode.HALTED
     assert result.entered == 0 and result.reason == "control_halted"
     (outcome,) = result.decisions
     assert outcome.decision.reason == "control_halted" and "drill" in outcome.decision.detail
@@ -118,8 +121,10 @@ async def test_entries_are_allowed_and_noted_when_no_control_workflow_runs(
 ) -> None:
     await market.scored_signal("AAPL")
     result = await market.run_loop(reconcile=False)
-    assert result.control is not None and result.control.allowed
-    assert result.control.code == "control_not_started"
+    assert result.gate is not None and result.gate.open
+    assert result.control is not None
+    assert result.control.presence in (ControlPresence.NOT_STARTED, ControlPresence.NOT_RUNNING)
+    assert result.gate.note.startswith("control_not_started")
     assert result.entered == 1
 
 

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from broker.alpaca import AlpacaGateway
+from contracts.trade import workflow_id as trade_workflow_id
 from ledger.runs import ReconcileRuns
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
@@ -36,7 +37,7 @@ from trading.reconcile_models import (
     ReconcileInput,
     ReconcileResult,
 )
-from trading.trade_models import TradeStatusView, workflow_id_for
+from trading.trade_models import TradeStatusView
 from worker import create_worker
 from workflows.auto_manage import AutoManageWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -83,7 +84,7 @@ class ReconcileHarness:
             TradeCreate(
                 trade_id=trade_id,
                 symbol=symbol,
-                workflow_id=workflow_id_for(trade_id),
+                workflow_id=trade_workflow_id(trade_id),
                 status=TradeStatus.OPEN,
                 qty=qty,
                 entry_price=Decimal(100),
@@ -103,7 +104,7 @@ class ReconcileHarness:
         return next(r for r in runs if r.run_id == run_id)
 
     def trade_handle(self, trade_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(workflow_id_for(trade_id))
+        return self.client.get_workflow_handle(trade_workflow_id(trade_id))
 
     async def wait_for(
         self,
@@ -149,7 +150,7 @@ async def harness(
     """A production worker on a fresh queue over a fresh broker account."""
     broker_admin.set_price(SYMBOL, volatility=0)
     state = ReconcileHarness(client, task_queue, broker_admin, gateway, pool)
-    async with create_worker(client, pool, task_queue, activity_executor, gateway):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
         try:
             yield state
         finally:

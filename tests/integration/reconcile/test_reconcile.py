@@ -13,6 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from cli.reconcile import register
+from contracts.trade import workflow_id as trade_workflow_id
 from settings import Settings
 from tests.integration.reconcile.conftest import SYMBOL, ReconcileHarness
 from trading.broker_models import OrderIntent, OrderSide, OrderType, TimeInForce
@@ -158,7 +159,7 @@ async def test_auto_manage_restarts_protection_for_a_terminated_trade(
     handle = await harness.client.start_workflow(
         TradeWorkflow.run,
         TradeWorkflowInput(spec=spec),
-        id=spec.workflow_id,
+        id=trade_workflow_id(spec.trade_id),
         task_queue=harness.task_queue,
     )
     opened = await harness.wait_for(
@@ -198,7 +199,7 @@ async def test_a_ghost_with_a_running_workflow_is_told_and_closes_itself(
     await harness.client.start_workflow(
         TradeWorkflow.run,
         TradeWorkflowInput(spec=spec),
-        id=spec.workflow_id,
+        id=trade_workflow_id(spec.trade_id),
         task_queue=harness.task_queue,
     )
     # Wait for the check that follows the entry fill, so the trade's next look at the broker
@@ -214,7 +215,9 @@ async def test_a_ghost_with_a_running_workflow_is_told_and_closes_itself(
     harness.admin.close_position(SYMBOL, cancel_orders=True)  # flattened outside the system
     result = await harness.reconcile()
     assert result.ok and result.ghosts_signalled == 1 and result.closed == 0
-    handle = harness.client.get_workflow_handle_for(TradeWorkflow.run, spec.workflow_id)
+    handle = harness.client.get_workflow_handle_for(
+        TradeWorkflow.run, trade_workflow_id(spec.trade_id)
+    )
     outcome = await handle.result()
     assert outcome.close_reason is CloseReason.EXTERNAL_CLOSE
     row = await harness.trade(spec.trade_id)

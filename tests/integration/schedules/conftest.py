@@ -10,7 +10,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from trading.schedule_plan import OPERATION_NAMES, schedule_id_for
+from contracts.schedules import OPERATION_NAMES, schedule_id_for
 
 
 @pytest_asyncio.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts import trade
     from trading.trade_models import OrderEvent, PositionUpdate
 
 
@@ -22,11 +23,11 @@ class RecordingTradeWorkflow:
         await workflow.wait_condition(lambda: self.done)
         return len(self.events) + len(self.positions)
 
-    @workflow.signal
+    @workflow.signal(name=trade.ORDER_EVENT.name)
     def order_event(self, event: OrderEvent) -> None:
         self.events.append(event)
 
-    @workflow.signal
+    @workflow.signal(name=trade.POSITION_UPDATE.name)
     def position_update(self, update: PositionUpdate) -> None:
         self.positions.append(update)
 

@@ -48,7 +48,7 @@ async def sync_worker(
         client,
         task_queue=task_queue,
         workflows=[BrokerSyncWorkflow, RecordingTradeWorkflow],
-        activities=build_activities(pool, gateway, client, endpoint),
+        activities=build_activities(pool, gateway, client, endpoint, task_queue),
         activity_executor=activity_executor,
     ):
         yield gateway

@@ -20,6 +20,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from broker.alpaca import AlpacaGateway
+from contracts.trade import workflow_id as trade_workflow_id
 from ledger.orders import Orders
 from ledger.risk import RiskEvents
 from ledger.trades import Trades
@@ -71,7 +72,7 @@ class TradeHarness:
         handle = await self.client.start_workflow(
             TradeWorkflow.run,
             TradeWorkflowInput(spec=spec),
-            id=spec.workflow_id,
+            id=trade_workflow_id(spec.trade_id),
             task_queue=self.task_queue,
         )
         self.handles.append(handle)
@@ -126,7 +127,7 @@ async def trades(
     """A production worker on a fresh queue; running trades are terminated afterwards."""
     broker_admin.set_price(SYMBOL, volatility=0)
     harness = TradeHarness(client, task_queue, broker_admin, gateway, pool)
-    async with create_worker(client, pool, task_queue, activity_executor, gateway):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
         try:
             yield harness
         finally:

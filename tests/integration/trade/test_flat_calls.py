@@ -22,6 +22,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from broker.alpaca import AlpacaGateway
+from contracts import trade as trade_contract
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from tests.conftest import endpoint_for
@@ -55,7 +56,7 @@ async def synced_trades(
         broker_admin.set_price(symbol, volatility=0)
     harness = TradeHarness(client, task_queue, broker_admin, gateway, pool)
     endpoint = endpoint_for(paper_broker)
-    async with create_worker(client, pool, task_queue, activity_executor, gateway, endpoint):
+    async with create_worker(client, pool, task_queue, activity_executor, endpoint):
         sync = await client.start_workflow(
             BrokerSyncWorkflow.run,
             BrokerSyncRun(settings=BrokerSyncInput(poll_interval=POLL_INTERVAL)),
@@ -85,7 +86,7 @@ async def _eventually(check: Callable[[], bool], within_s: float = 20) -> None:
 
 
 async def _views(handles: list[WorkflowHandle[Any, Any]]) -> list[TradeStatusView]:
-    return [await h.query("status", result_type=TradeStatusView) for h in handles]
+    return [await h.query(trade_contract.STATUS.name, result_type=TradeStatusView) for h in handles]
 
 
 async def _until_all(

@@ -23,6 +23,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from broker.alpaca import AlpacaGateway
+from contracts.trade import workflow_id as trade_workflow_id
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
@@ -70,12 +71,12 @@ async def test_next_open_exit_runs_once_in_the_next_window_across_a_worker_resta
         stop_price=protective_stop_price(market * Decimal("0.9")),
         check_interval=timedelta(hours=6),
     )
-    async with create_worker(client, pool, task_queue, activity_executor, gateway):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
         with env.with_time_skipping_disabled():  # real time until we fast-forward
             handle = await client.start_workflow(
                 TradeWorkflow.run,
                 TradeWorkflowInput(spec=spec),
-                id=spec.workflow_id,
+                id=trade_workflow_id(spec.trade_id),
                 task_queue=task_queue,
             )
         await _until(handle, lambda v: v.status == "OPEN" and v.state.stop_order_id)
@@ -93,7 +94,7 @@ async def test_next_open_exit_runs_once_in_the_next_window_across_a_worker_resta
     assert row.exit_intent is not None
 
     # A new worker process (the old one is gone) executes the plan in the window.
-    async with create_worker(client, pool, task_queue, activity_executor, gateway):
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
         broker_admin.set_clock(plan.window_start + timedelta(minutes=1))
         overnight = plan.window_start - AFTER_CLOSE + timedelta(minutes=2)
         await env.fast_forward(handle, overnight)

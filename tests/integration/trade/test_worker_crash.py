@@ -24,6 +24,7 @@ from alpaca.trading.requests import GetOrdersRequest
 from temporalio.client import Client, WorkflowHandle
 
 from broker.alpaca import AlpacaGateway
+from contracts.trade import workflow_id as trade_workflow_id
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
@@ -142,7 +143,7 @@ async def _start(
     handle = await client.start_workflow(
         TradeWorkflow.run,
         TradeWorkflowInput(spec=spec),
-        id=spec.workflow_id,
+        id=trade_workflow_id(spec.trade_id),
         task_queue=settings.temporal_task_queue,
     )
     handles.append(handle)

@@ -1,0 +1,27 @@
+"""ReconcileWorkflow's interface: converge the ledger on one broker-truth snapshot.
+
+Started by its schedule, by the market loop as a child (`child_id`) and by `starter.py
+reconcile`; it reaches trades only through TradeLink.guard (activities/trade_link.py).
+"""
+
+from __future__ import annotations
+
+from contracts.base import Query, WorkflowContract
+from trading.reconcile_models import ReconcileInput, ReconcileResult
+
+CLI_ID_PREFIX = "reconcile-cli"
+
+PROGRESS = Query("reconcile.progress", ReconcileResult, "the run's result so far")
+
+WORKFLOW = WorkflowContract(
+    name="ReconcileWorkflow",
+    input=ReconcileInput,
+    result=ReconcileResult,
+    queries=(PROGRESS,),
+    fixed_ids=(CLI_ID_PREFIX,),
+)
+
+
+def child_id(parent_workflow_id: str) -> str:
+    """The id of the reconcile run a market-loop run starts as its child."""
+    return f"{parent_workflow_id}-reconcile"
