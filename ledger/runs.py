@@ -5,15 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from ledger.repository import Repository
-from trading.ledger_records import (
-    EntryRunCreate,
-    EntryRunRecord,
-    EntryRunWriteResult,
-    ReconcileRunFinish,
-    ReconcileRunRecord,
-    ReconcileRunStart,
-    ReconcileRunWriteResult,
-)
+from trading import ledger_records as records
 
 _RECONCILE_COLUMNS = """
     id, run_id, source, dry_run, started_at, finished_at, checked, closed, adopted, synced,
@@ -49,18 +41,18 @@ _ENTRY_BY_ID = f"SELECT {_ENTRY_COLUMNS} FROM entry_runs WHERE run_id = $1"
 _ENTRY_LAST = f"SELECT {_ENTRY_COLUMNS} FROM entry_runs ORDER BY at DESC, id DESC LIMIT 1"
 
 
-def _reconcile_run(record: asyncpg.Record) -> ReconcileRunRecord:
-    return ReconcileRunRecord(**dict(record))
+def _reconcile_run(record: asyncpg.Record) -> records.ReconcileRunRecord:
+    return records.ReconcileRunRecord(**dict(record))
 
 
-def _entry_run(record: asyncpg.Record) -> EntryRunRecord:
-    return EntryRunRecord(**dict(record))
+def _entry_run(record: asyncpg.Record) -> records.EntryRunRecord:
+    return records.EntryRunRecord(**dict(record))
 
 
 class ReconcileRuns(Repository):
     """Record reconcile runs: one row per run_id, started once and finished once."""
 
-    async def start(self, cmd: ReconcileRunStart) -> ReconcileRunWriteResult:
+    async def start(self, cmd: records.ReconcileRunStart) -> records.ReconcileRunWriteResult:
         """Insert the run; with its run_id already stored, return the stored row."""
         record, applied = await self._write_once(
             _START,
@@ -68,9 +60,9 @@ class ReconcileRuns(Repository):
             (cmd.run_id, cmd.source, cmd.dry_run, cmd.started_at),
             "reconcile run",
         )
-        return ReconcileRunWriteResult(run=_reconcile_run(record), applied=applied)
+        return records.ReconcileRunWriteResult(run=_reconcile_run(record), applied=applied)
 
-    async def finish(self, cmd: ReconcileRunFinish) -> ReconcileRunWriteResult:
+    async def finish(self, cmd: records.ReconcileRunFinish) -> records.ReconcileRunWriteResult:
         """Record the outcome of a started run; a second finish returns the first."""
         record, applied = await self._write_once(
             _FINISH,
@@ -88,9 +80,9 @@ class ReconcileRuns(Repository):
             ),
             "reconcile run",
         )
-        return ReconcileRunWriteResult(run=_reconcile_run(record), applied=applied)
+        return records.ReconcileRunWriteResult(run=_reconcile_run(record), applied=applied)
 
-    async def recent(self, limit: int) -> list[ReconcileRunRecord]:
+    async def recent(self, limit: int) -> list[records.ReconcileRunRecord]:
         """The newest runs first."""
         return [_reconcile_run(r) for r in await self._pool.fetch(_RECONCILE_RECENT, limit)]
 
@@ -98,7 +90,7 @@ class ReconcileRuns(Repository):
 class EntryRuns(Repository):
     """Record entry passes: one row per run_id."""
 
-    async def record(self, cmd: EntryRunCreate) -> EntryRunWriteResult:
+    async def record(self, cmd: records.EntryRunCreate) -> records.EntryRunWriteResult:
         """Insert the run; with its run_id already stored, return the stored row."""
         record, applied = await self._write_once(
             _ENTRY_INSERT,
@@ -106,9 +98,9 @@ class EntryRuns(Repository):
             (cmd.run_id, cmd.at, cmd.entered, cmd.skipped, cmd.reason, cmd.detail),
             "entry run",
         )
-        return EntryRunWriteResult(run=_entry_run(record), applied=applied)
+        return records.EntryRunWriteResult(run=_entry_run(record), applied=applied)
 
-    async def last(self) -> EntryRunRecord | None:
+    async def last(self) -> records.EntryRunRecord | None:
         """The newest entry run, or None."""
         record = await self._pool.fetchrow(_ENTRY_LAST)
         return _entry_run(record) if record else None

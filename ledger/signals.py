@@ -6,17 +6,7 @@ import asyncpg
 
 from ledger.codec import dump_json, load_json_object
 from ledger.repository import Repository
-from trading.ledger_records import (
-    SignalClaim,
-    SignalCounts,
-    SignalCreate,
-    SignalExpiry,
-    SignalFailed,
-    SignalFunnel,
-    SignalRecord,
-    SignalScored,
-    SignalWriteResult,
-)
+from trading import ledger_records as records
 
 _COLUMNS = """
     id, signal_key, symbol, strategy, side, status, features, score, confidence, attempts,
@@ -102,15 +92,15 @@ SELECT extract(epoch FROM now() - min(created_at)) FROM signals WHERE status = '
 """
 
 
-def _signal(record: asyncpg.Record) -> SignalRecord:
+def _signal(record: asyncpg.Record) -> records.SignalRecord:
     values = dict(record)
-    return SignalRecord(**values | {"features": load_json_object(values["features"])})
+    return records.SignalRecord(**values | {"features": load_json_object(values["features"])})
 
 
 class Signals(Repository):
     """Insert signals once, hand them to one drain at a time, record one outcome each."""
 
-    async def insert(self, cmd: SignalCreate) -> SignalWriteResult:
+    async def insert(self, cmd: records.SignalCreate) -> records.SignalWriteResult:
         """Insert the signal PENDING; with its key already stored, return the stored row."""
         return await self._write(
             _INSERT,
@@ -122,45 +112,45 @@ class Signals(Repository):
             cmd.created_at,
         )
 
-    async def claim(self, cmd: SignalClaim) -> list[SignalRecord]:
+    async def claim(self, cmd: records.SignalClaim) -> list[records.SignalRecord]:
         """Claim up to `limit` unclaimed PENDING signals under the attempts cap, oldest first."""
         async with self._pool.acquire() as conn, conn.transaction():
-            records = await conn.fetch(_CLAIM, cmd.limit, cmd.max_attempts, cmd.lease_seconds)
-        claimed = [_signal(r) for r in records]
+            rows = await conn.fetch(_CLAIM, cmd.limit, cmd.max_attempts, cmd.lease_seconds)
+        claimed = [_signal(r) for r in rows]
         return sorted(claimed, key=lambda s: (s.created_at, s.id))
 
-    async def mark_scored(self, cmd: SignalScored) -> SignalWriteResult:
+    async def mark_scored(self, cmd: records.SignalScored) -> records.SignalWriteResult:
         """Record the score of a PENDING signal; otherwise return it unchanged."""
         return await self._write(_SCORED, cmd.signal_key, cmd.score, cmd.confidence)
 
-    async def mark_error(self, cmd: SignalFailed) -> SignalWriteResult:
+    async def mark_error(self, cmd: records.SignalFailed) -> records.SignalWriteResult:
         """End a PENDING signal in ERROR; otherwise return it unchanged."""
         return await self._write(_FAILED, cmd.signal_key, cmd.reason)
 
-    async def expire(self, cmd: SignalExpiry) -> list[str]:
+    async def expire(self, cmd: records.SignalExpiry) -> list[str]:
         """End in ERROR unclaimed PENDING signals past the attempts cap or maximum age."""
         async with self._pool.acquire() as conn, conn.transaction():
-            records = await conn.fetch(_EXPIRE, cmd.max_attempts, cmd.max_age_seconds)
-        return sorted(r["signal_key"] for r in records)
+            rows = await conn.fetch(_EXPIRE, cmd.max_attempts, cmd.max_age_seconds)
+        return sorted(r["signal_key"] for r in rows)
 
-    async def get(self, signal_key: str) -> SignalRecord | None:
+    async def get(self, signal_key: str) -> records.SignalRecord | None:
         """The signal with this key, or None."""
         record = await self._pool.fetchrow(_BY_KEY, signal_key)
         return _signal(record) if record else None
 
-    async def funnel(self, window_hours: int) -> SignalFunnel:
+    async def funnel(self, window_hours: int) -> records.SignalFunnel:
         """How many signals were created, scored, errored and still pending."""
         row = await self._pool.fetchrow(_FUNNEL, window_hours)
         assert row is not None
-        return SignalFunnel(
+        return records.SignalFunnel(
             window_hours=window_hours,
-            recent=SignalCounts(
+            recent=records.SignalCounts(
                 created=row["recent_created"],
                 scored=row["recent_scored"],
                 error=row["recent_error"],
                 pending=row["recent_pending"],
             ),
-            all_time=SignalCounts(
+            all_time=records.SignalCounts(
                 created=row["created"],
                 scored=row["scored"],
                 error=row["error"],
@@ -173,6 +163,6 @@ class Signals(Repository):
         age = await self._pool.fetchval(_OLDEST_PENDING)
         return None if age is None else float(age)
 
-    async def _write(self, sql: str, signal_key: str, *args: object) -> SignalWriteResult:
+    async def _write(self, sql: str, signal_key: str, *args: object) -> records.SignalWriteResult:
         record, applied = await self._write_once(sql, _BY_KEY, (signal_key, *args), "signal")
-        return SignalWriteResult(signal=_signal(record), applied=applied)
+        return records.SignalWriteResult(signal=_signal(record), applied=applied)

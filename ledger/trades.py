@@ -9,18 +9,7 @@ import asyncpg
 from ledger.audit import insert_audit
 from ledger.codec import dump_json, load_json
 from ledger.repository import Repository, write_or_current
-from trading.ledger_records import (
-    ExitIntent,
-    TradeClose,
-    TradeCreate,
-    TradeEntryFill,
-    TradeExitIntent,
-    TradeProtection,
-    TradeRecord,
-    TradeTransition,
-    TradeWriteResult,
-    terminal_status_for,
-)
+from trading import ledger_records as records
 from trading.models import AuditEntry, JsonScalar
 
 _COLUMNS = """
@@ -91,16 +80,17 @@ ORDER BY created_at, id
 """
 
 
-def _trade(record: asyncpg.Record) -> TradeRecord:
+def _trade(record: asyncpg.Record) -> records.TradeRecord:
     values = dict(record)
     intent = load_json(values.pop("exit_intent"))
-    return TradeRecord(
-        **values, exit_intent=ExitIntent.model_validate(intent) if intent is not None else None
+    return records.TradeRecord(
+        **values,
+        exit_intent=records.ExitIntent.model_validate(intent) if intent is not None else None,
     )
 
 
 def _audit(
-    trade: TradeRecord, action: str, reason: str, detail: dict[str, JsonScalar], event: str
+    trade: records.TradeRecord, action: str, reason: str, detail: dict[str, JsonScalar], event: str
 ) -> AuditEntry:
     """The audit row of a write that changed the trade, idempotent by `trade:<id>:<event>`."""
     return AuditEntry(
@@ -116,7 +106,7 @@ def _audit(
 class Trades(Repository):
     """Create, move, protect and close trades; every write is idempotent and stale-safe."""
 
-    async def create(self, cmd: TradeCreate) -> TradeWriteResult:
+    async def create(self, cmd: records.TradeCreate) -> records.TradeWriteResult:
         """Insert the trade; with its id already stored, return the stored row unchanged."""
         args = (
             cmd.trade_id,
@@ -142,7 +132,7 @@ class Trades(Repository):
             ),
         )
 
-    async def transition(self, cmd: TradeTransition) -> TradeWriteResult:
+    async def transition(self, cmd: records.TradeTransition) -> records.TradeWriteResult:
         """Move a live trade to a new status unless the stored status is as new or newer."""
         as_of = cmd.as_of.isoformat()
         return await self._write(
@@ -157,11 +147,11 @@ class Trades(Repository):
             ),
         )
 
-    async def record_entry_fill(self, cmd: TradeEntryFill) -> TradeWriteResult:
+    async def record_entry_fill(self, cmd: records.TradeEntryFill) -> records.TradeWriteResult:
         """Record the cumulative entry fill; a smaller (older) fill changes nothing."""
         return await self._write(_ENTRY_FILL, (cmd.trade_id, cmd.qty, cmd.avg_price, cmd.filled_at))
 
-    async def record_protection(self, cmd: TradeProtection) -> TradeWriteResult:
+    async def record_protection(self, cmd: records.TradeProtection) -> records.TradeWriteResult:
         """Record the stop (and take-profit) protecting the trade, newest as_of wins."""
         return await self._write(
             _PROTECTION,
@@ -175,14 +165,14 @@ class Trades(Repository):
             ),
         )
 
-    async def record_exit_intent(self, cmd: TradeExitIntent) -> TradeWriteResult:
+    async def record_exit_intent(self, cmd: records.TradeExitIntent) -> records.TradeWriteResult:
         """Record or withdraw the exit intent, newest as_of wins."""
         intent = cmd.exit_intent.model_dump(mode="json") if cmd.exit_intent else None
         return await self._write(_EXIT_INTENT, (cmd.trade_id, dump_json(intent), cmd.as_of))
 
-    async def close(self, cmd: TradeClose) -> TradeWriteResult:
+    async def close(self, cmd: records.TradeClose) -> records.TradeWriteResult:
         """Close the trade; when it is already closed, return the first close unchanged."""
-        status = terminal_status_for(cmd.close_reason)
+        status = records.terminal_status_for(cmd.close_reason)
         args = (
             cmd.trade_id,
             status.value,
@@ -202,12 +192,12 @@ class Trades(Repository):
             lambda trade: _audit(trade, "trade_closed", cmd.close_reason.value, detail, "closed"),
         )
 
-    async def get(self, trade_id: str) -> TradeRecord | None:
+    async def get(self, trade_id: str) -> records.TradeRecord | None:
         """The trade with this id, or None."""
         record = await self._pool.fetchrow(_BY_ID, trade_id)
         return _trade(record) if record else None
 
-    async def list_open(self, symbol: str | None = None) -> list[TradeRecord]:
+    async def list_open(self, symbol: str | None = None) -> list[records.TradeRecord]:
         """Trades not yet closed (optionally of one symbol), oldest first."""
         return [_trade(r) for r in await self._pool.fetch(_OPEN, symbol)]
 
@@ -215,12 +205,12 @@ class Trades(Repository):
         self,
         sql: str,
         args: Sequence[object],
-        audit: Callable[[TradeRecord], AuditEntry] | None = None,
-    ) -> TradeWriteResult:
+        audit: Callable[[records.TradeRecord], AuditEntry] | None = None,
+    ) -> records.TradeWriteResult:
         """Run one trade write; when it applies, append its audit row in the same transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
             record, applied = await write_or_current(conn, sql, _BY_ID, args, "trade")
             trade = _trade(record)
             if applied and audit is not None:
                 await insert_audit(conn, audit(trade))
-        return TradeWriteResult(trade=trade, applied=applied)
+        return records.TradeWriteResult(trade=trade, applied=applied)
