@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from decimal import Decimal, InvalidOperation
 
-from cli.output import emit_model, fail, say, table
+from cli.output import emit_model, fail, say, say_table
 from cli.run import run_workflow
 from contracts import exit_review, market_loop
 from settings import Settings
@@ -88,8 +88,7 @@ def cmd_market_loop_run(args: argparse.Namespace, settings: Settings) -> int:
         )
         for o in result.decisions
     ]
-    if rows:
-        say(table(rows, header=("SIGNAL", "SCORE", "DECISION", "REASON", "DETAIL", "TRADE")))
+    say_table(rows, header=("SIGNAL", "SCORE", "DECISION", "REASON", "DETAIL", "TRADE"))
     if result.ended_early:
         say(f"run {result.run_id} ended early: {result.reason} ({result.detail})")
         return 0
@@ -123,8 +122,7 @@ def cmd_exit_review_run(args: argparse.Namespace, settings: Settings) -> int:
         (d.trade_id, d.symbol, "EXIT next open" if d.exit else "keep", d.reason, d.detail)
         for d in result.decisions
     ]
-    if rows:
-        say(table(rows, header=("TRADE", "SYMBOL", "DECISION", "REASON", "DETAIL")))
+    say_table(rows, header=("TRADE", "SYMBOL", "DECISION", "REASON", "DETAIL"))
     say(
         f"session {result.session_date}: reviewed {result.reviewed}, "
         f"signalled {result.signalled} ({result.reason})"

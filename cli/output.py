@@ -43,3 +43,13 @@ def table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in all_rows
     ]
     return "\n".join(lines)
+
+
+def say_table(
+    rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None, empty: str | None = None
+) -> None:
+    """Print the rows as a table; with no rows, print `empty` (or nothing at all)."""
+    if rows:
+        say(table(rows, header))
+    elif empty is not None:
+        say(empty)

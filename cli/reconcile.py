@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.output import emit_model, fail, say, table
+from cli.output import emit_model, fail, say, say_table
 from cli.run import run_workflow
 from contracts import auto_manage, reconcile
 from settings import Settings
@@ -84,9 +84,11 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         return emit_model(result, code=0 if result.ok else 1)
     if result.plan is not None:
-        rows = plan_rows(result.plan)
-        header = ("ACTION", "SYMBOL", "TRADE", "DETAIL")
-        say(table(rows, header=header) if rows else "nothing to do: the ledger matches the broker")
+        say_table(
+            plan_rows(result.plan),
+            header=("ACTION", "SYMBOL", "TRADE", "DETAIL"),
+            empty="nothing to do: the ledger matches the broker",
+        )
         if result.plan.deferred:
             say(f"{result.plan.deferred} more actions deferred by --max")
     if result.dry_run:
@@ -119,8 +121,7 @@ def cmd_auto_manage(args: argparse.Namespace, settings: Settings) -> int:
         )
         for g in result.guards
     ]
-    if rows:
-        say(table(rows, header=("SYMBOL", "QTY", "STOP SEEN", "GUARD", "TRADE")))
+    say_table(rows, header=("SYMBOL", "QTY", "STOP SEEN", "GUARD", "TRADE"))
     say(
         f"{result.positions} positions: {result.signalled} guards signalled, "
         f"{result.started} started"
