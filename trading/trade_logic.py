@@ -26,7 +26,7 @@ from trading.broker_models import (
 from trading.errors import TradingInputError
 from trading.ids import Leg, client_order_id
 from trading.ledger_records import CloseReason, ExitUrgency
-from trading.models import Frozen
+from trading.models import Frozen, evolve
 from trading.ticks import normalize_price, protective_stop_price, tick_size
 from trading.trade_models import EntryType, PositionUpdate, TradeSpec
 
@@ -220,25 +220,13 @@ def entry_step(order: BrokerOrder, now: datetime, deadline: datetime | None) -> 
 # --- exits -----------------------------------------------------------------------------
 
 
-def rescue_intent(
-    trade_id: str, symbol: str, qty: Decimal, stop_price: Decimal, attempt: int
-) -> OrderIntent:
-    """A standalone GTC sell stop for the whole position."""
-    return OrderIntent(
-        client_order_id=client_order_id(trade_id, Leg.RESCUE, attempt),
-        symbol=symbol,
-        qty=qty,
-        side=OrderSide.SELL,
-        type=OrderType.STOP,
-        stop_price=stop_price,
-        time_in_force=TimeInForce.GTC,
-    )
+def _sell_position(trade_id: str, leg: Leg, attempt: int, symbol: str, qty: Decimal) -> OrderIntent:
+    """A day market sell of `qty` under the trade's client_order_id for `leg`.
 
-
-def market_exit_intent(trade_id: str, symbol: str, qty: Decimal, attempt: int) -> OrderIntent:
-    """A market sell for the whole position (day)."""
+    Every order that guards or closes a position starts as this one.
+    """
     return OrderIntent(
-        client_order_id=client_order_id(trade_id, Leg.EXIT, attempt),
+        client_order_id=client_order_id(trade_id, leg, attempt),
         symbol=symbol,
         qty=qty,
         side=OrderSide.SELL,
@@ -247,18 +235,31 @@ def market_exit_intent(trade_id: str, symbol: str, qty: Decimal, attempt: int) -
     )
 
 
+def rescue_intent(
+    trade_id: str, symbol: str, qty: Decimal, stop_price: Decimal, attempt: int
+) -> OrderIntent:
+    """A standalone GTC sell stop for the whole position."""
+    return evolve(
+        _sell_position(trade_id, Leg.RESCUE, attempt, symbol, qty),
+        type=OrderType.STOP,
+        stop_price=stop_price,
+        time_in_force=TimeInForce.GTC,
+    )
+
+
+def market_exit_intent(trade_id: str, symbol: str, qty: Decimal, attempt: int) -> OrderIntent:
+    """A market sell for the whole position (day)."""
+    return _sell_position(trade_id, Leg.EXIT, attempt, symbol, qty)
+
+
 def oco_exit_intent(
     trade_id: str, symbol: str, qty: Decimal, limit: Decimal, stop_price: Decimal, attempt: int
 ) -> OrderIntent:
-    """An OCO exit: a limit sell at `limit` with the protective stop as its other leg."""
-    return OrderIntent(
-        client_order_id=client_order_id(trade_id, Leg.EXIT, attempt),
-        symbol=symbol,
-        qty=qty,
-        side=OrderSide.SELL,
+    """An OCO exit: the market exit made a limit sell at `limit`, with the stop as its other leg."""
+    return evolve(
+        market_exit_intent(trade_id, symbol, qty, attempt),
         type=OrderType.LIMIT,
         limit_price=normalize_price(limit),
-        time_in_force=TimeInForce.DAY,
         order_class=OrderClass.OCO,
         take_profit_limit_price=normalize_price(limit),
         stop_loss_stop_price=stop_price,
