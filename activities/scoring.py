@@ -53,17 +53,8 @@ def _score_all(
             )
             continue
         try:
-            outcomes.append(
-                scorer.score(
-                    SignalToScore(
-                        signal_key=signal.signal_key,
-                        symbol=signal.symbol,
-                        strategy=signal.strategy,
-                        side=signal.side,
-                        features=signal.features,
-                    )
-                )
-            )
+            to_score = SignalToScore.model_validate(signal, from_attributes=True)
+            outcomes.append(scorer.score(to_score))
         except ScoringError as exc:
             outcomes.append(exc)
         except Exception as exc:  # a scorer bug or outage: let the attempts cap decide
