@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -58,33 +58,29 @@ class ExitRule(Named, Protocol):
         ...
 
 
-class CloseBelowMovingAverage:
+class CloseBelowMovingAverage(Frozen):
     """Exit when the session's close is below the simple moving average of the last N closes."""
 
-    name = "close_below_ma"
-
-    def __init__(self, days: int = 20) -> None:
-        if days < 1:
-            raise ValueError("days must be at least 1")
-        self._days = days
+    name: ClassVar[str] = "close_below_ma"
+    days: int = Field(default=20, ge=1)
 
     @property
     def bars_needed(self) -> int:
         """N closes."""
-        return self._days
+        return self.days
 
     def evaluate(self, context: ExitContext) -> ExitVerdict | None:
         """Close < SMA(N); silent without N bars."""
         closes = [b.close for b in context.bars]
-        if len(closes) < self._days:
+        if len(closes) < self.days:
             return None
-        average = sum(closes[-self._days :], Decimal(0)) / self._days
+        average = sum(closes[-self.days :], Decimal(0)) / self.days
         if closes[-1] >= average:
             return None
         return ExitVerdict(
             rule=self.name,
-            reason=f"close {closes[-1]} below the {self._days}-day average",
-            detail=f"close={closes[-1]} ma{self._days}={average.quantize(MA_PLACES)}",
+            reason=f"close {closes[-1]} below the {self.days}-day average",
+            detail=f"close={closes[-1]} ma{self.days}={average.quantize(MA_PLACES)}",
         )
 
 
@@ -95,36 +91,32 @@ def sessions_held(opened_on: date | None, bars: Sequence[Bar]) -> int:
     return sum(1 for b in bars if b.timestamp.date() > opened_on)
 
 
-class MaxHoldingDays:
+class MaxHoldingDays(Frozen):
     """Exit once a trade has been held for N sessions."""
 
-    name = "max_holding_days"
-
-    def __init__(self, days: int = 10) -> None:
-        if days < 0:
-            raise ValueError("days must not be negative")
-        self._days = days
+    name: ClassVar[str] = "max_holding_days"
+    days: int = Field(default=10, ge=0)
 
     @property
     def bars_needed(self) -> int:
         """Enough bars to count N sessions."""
-        return self._days + 1
+        return self.days + 1
 
     def evaluate(self, context: ExitContext) -> ExitVerdict | None:
         """Held sessions >= N."""
         held = sessions_held(context.opened_on, context.bars)
-        if context.opened_on is None or held < self._days:
+        if context.opened_on is None or held < self.days:
             return None
         return ExitVerdict(
             rule=self.name,
-            reason=f"held {held} sessions (maximum {self._days})",
-            detail=f"heldSessions={held} maxHoldingDays={self._days}",
+            reason=f"held {held} sessions (maximum {self.days})",
+            detail=f"heldSessions={held} maxHoldingDays={self.days}",
         )
 
 
 def default_exit_rules(ma_days: int = 20, max_holding_days: int = 10) -> list[ExitRule]:
     """The rules the EOD review uses unless told otherwise."""
-    return [CloseBelowMovingAverage(ma_days), MaxHoldingDays(max_holding_days)]
+    return [CloseBelowMovingAverage(days=ma_days), MaxHoldingDays(days=max_holding_days)]
 
 
 class ExitDecision(Frozen):

@@ -46,7 +46,7 @@ def _context(closes: list[str], opened_on: date | None = DAY) -> ExitContext:
 
 
 def test_a_close_below_the_average_exits_and_one_above_keeps() -> None:
-    rules: list[ExitRule] = [CloseBelowMovingAverage(3)]
+    rules: list[ExitRule] = [CloseBelowMovingAverage(days=3)]
     (falling,) = evaluate_exits([_context(["10", "10", "7"])], rules)
     assert falling.exit and falling.reason == "close_below_ma"
     assert falling.detail == "close=7 ma3=9.0000"
@@ -58,18 +58,18 @@ def test_a_close_below_the_average_exits_and_one_above_keeps() -> None:
 
 def test_the_maximum_holding_period_counts_sessions_after_the_opening_one() -> None:
     opened = DAY - timedelta(days=3)
-    (held,) = evaluate_exits([_context(["1"] * 6, opened_on=opened)], [MaxHoldingDays(3)])
+    (held,) = evaluate_exits([_context(["1"] * 6, opened_on=opened)], [MaxHoldingDays(days=3)])
     assert held.exit and held.detail == "heldSessions=3 maxHoldingDays=3"
-    (young,) = evaluate_exits([_context(["1"] * 6, opened_on=opened)], [MaxHoldingDays(4)])
+    (young,) = evaluate_exits([_context(["1"] * 6, opened_on=opened)], [MaxHoldingDays(days=4)])
     assert not young.exit
-    (unknown,) = evaluate_exits([_context(["1"] * 6, opened_on=None)], [MaxHoldingDays(0)])
+    (unknown,) = evaluate_exits([_context(["1"] * 6, opened_on=None)], [MaxHoldingDays(days=0)])
     assert not unknown.exit
 
 
 def test_no_bars_keep_the_trade_and_the_first_rule_decides() -> None:
     (empty,) = evaluate_exits([_context([])], default_exit_rules())
     assert empty.reason == "no_bars" and not empty.exit
-    both = [CloseBelowMovingAverage(2), MaxHoldingDays(0)]
+    both: list[ExitRule] = [CloseBelowMovingAverage(days=2), MaxHoldingDays(days=0)]
     (first,) = evaluate_exits([_context(["10", "5"])], both)
     assert first.reason == "close_below_ma"
 
