@@ -19,30 +19,37 @@ from trading.entry_gate import ControlPresence, ControlView, control_view_of
 QUERY_TIMEOUT = timedelta(seconds=5)
 
 
-async def read_control_state(client: Client) -> tuple[ControlView, ControlState | None]:
-    """The control view, and the full state when the workflow runs and answered."""
+class ControlUnreachable(Exception):
+    """Temporal or the control workflow did not answer: its mode is unknown, not absent."""
+
+
+async def read_control(client: Client) -> ControlView:
+    """The control view; raises ControlUnreachable when it cannot be known now (retry it)."""
     handle = client.get_workflow_handle(control.WORKFLOW_ID)
     try:
         description = await handle.describe()
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
-            return ControlView(presence=ControlPresence.NOT_STARTED, detail="never started"), None
-        return ControlView(presence=ControlPresence.UNREACHABLE, detail=str(err)), None
+            return ControlView(presence=ControlPresence.NOT_STARTED, detail="never started")
+        raise ControlUnreachable(f"describe failed: {err}") from None
     if description.status is not WorkflowExecutionStatus.RUNNING:
         status = description.status.name.lower() if description.status else "unknown"
-        return ControlView(presence=ControlPresence.NOT_RUNNING, detail=status), None
+        return ControlView(presence=ControlPresence.NOT_RUNNING, detail=status)
     try:
         state = await asyncio.wait_for(
             handle.query(control.CONTROL_STATE.name, result_type=ControlState),
             timeout=QUERY_TIMEOUT.total_seconds(),
         )
-    except (TimeoutError, RPCError, WorkflowQueryFailedError) as err:
-        detail = "did not answer (no worker?)" if isinstance(err, TimeoutError) else str(err)
-        return ControlView(presence=ControlPresence.UNREACHABLE, detail=detail), None
-    return control_view_of(state), state
+    except TimeoutError:
+        raise ControlUnreachable("did not answer its query (no worker?)") from None
+    except (RPCError, WorkflowQueryFailedError) as err:
+        raise ControlUnreachable(f"query failed: {err}") from None
+    return control_view_of(state)
 
 
-async def read_control(client: Client) -> ControlView:
-    """The control view the entry gate decides on."""
-    view, _ = await read_control_state(client)
-    return view
+async def read_control_now(client: Client) -> ControlView:
+    """The control view, with an unreachable control as UNREACHABLE (for `status`)."""
+    try:
+        return await read_control(client)
+    except ControlUnreachable as exc:
+        return ControlView(presence=ControlPresence.UNREACHABLE, detail=str(exc))

@@ -13,7 +13,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.control_reader import read_control
+from activities.control_reader import read_control_now
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
@@ -27,18 +27,14 @@ from ledger.signals import Signals
 from settings import ConfigError, Settings
 from trading.broker_models import BrokerTruth
 from trading.entry_gate import ControlPresence, ControlView, EntryLimits, run_gate
+from trading.ledger_records import EntryRunRecord
 from trading.ops_status import (
     BrokerSection,
-    EntryRunView,
     OpsStatus,
-    OrderView,
-    PositionView,
-    ReconcileRunView,
     ReconcileSection,
     RescueSection,
     ScheduleView,
     ScoringSection,
-    SignalCountsView,
     control_section,
     entry_section,
     health,
@@ -70,38 +66,13 @@ def _broker(settings: Settings) -> tuple[BrokerSection, BrokerTruth | None]:
         clock = gateway.get_clock()
     except (BrokerError, ConfigError) as exc:
         return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}"), None
-    account = truth.account
     section = BrokerSection(
         connected=True,
         fetched_at=truth.fetched_at,
-        equity=account.equity,
-        cash=account.cash,
-        buying_power=account.buying_power,
+        account=truth.account,
         market_open=clock.is_open,
-        positions=[
-            PositionView(
-                symbol=p.symbol,
-                qty=p.qty,
-                avg_entry_price=p.avg_entry_price,
-                market_value=p.market_value,
-                unrealized_pl=p.unrealized_pl,
-            )
-            for p in truth.positions
-        ],
-        open_orders=[
-            OrderView(
-                id=o.id,
-                client_order_id=o.client_order_id,
-                symbol=o.symbol,
-                side=o.side.value,
-                type=o.type.value,
-                status=o.status.value,
-                qty=o.qty,
-                stop_price=o.stop_price,
-                limit_price=o.limit_price,
-            )
-            for o in truth.open_orders
-        ],
+        positions=truth.positions,
+        open_orders=truth.open_orders,
     )
     return section, truth
 
@@ -127,21 +98,18 @@ async def _schedules(client: Client) -> list[ScheduleView]:
 
 async def _ledger(
     pool: asyncpg.Pool,
-) -> tuple[ScoringSection, ReconcileSection, RescueSection, EntryRunView | None]:
+) -> tuple[ScoringSection, ReconcileSection, RescueSection, EntryRunRecord | None]:
     funnel = await Signals(pool).funnel(6)
     scoring = ScoringSection(
-        last_6h=SignalCountsView(**funnel.recent.model_dump()),
-        all_time=SignalCountsView(**funnel.all_time.model_dump()),
+        last_6h=funnel.recent,
+        all_time=funnel.all_time,
         oldest_pending_age_s=await Signals(pool).oldest_pending_age_s(),
     )
     runs = await ReconcileRuns(pool).recent(200)
     reconcile = ReconcileSection(
         runs_total=len(runs),
         failed_total=sum(1 for r in runs if r.ok is False),
-        last_runs=[
-            ReconcileRunView(**r.model_dump(include=set(ReconcileRunView.model_fields)))
-            for r in runs[:5]
-        ],
+        last_runs=runs[:5],
     )
     since = datetime.now(UTC) - timedelta(hours=24)
     counts = {"rescued": 0, "failed": 0, "alerts": 0}
@@ -156,11 +124,7 @@ async def _ledger(
         alerts_24h=counts["alerts"],
         last_event_at=last_at,
     )
-    last = await EntryRuns(pool).last()
-    last_run = (
-        EntryRunView(**last.model_dump(include=set(EntryRunView.model_fields))) if last else None
-    )
-    return scoring, reconcile, rescues, last_run
+    return scoring, reconcile, rescues, await EntryRuns(pool).last()
 
 
 async def gather(settings: Settings) -> OpsStatus:
@@ -171,12 +135,12 @@ async def gather(settings: Settings) -> OpsStatus:
     schedules: list[ScheduleView] | None = None
     try:
         client = await make_client(settings)
-        control = await read_control(client)
+        control = await read_control_now(client)
         schedules = await _schedules(client)
     except (ConfigError, RPCError) as exc:
         temporal_error = str(exc)
     scoring = reconcile = rescues = None
-    last_run: EntryRunView | None = None
+    last_run: EntryRunRecord | None = None
     ledger_error: str | None = None
     try:
         pool = await make_pool(settings, min_size=1, max_size=2)
@@ -227,11 +191,11 @@ def _print(status: OpsStatus) -> None:
         say(f"  - {problem}")
     b = status.broker
     say("")
-    if b.connected:
+    if b.connected and b.account is not None:
         say(
             f"broker (fetched {b.fetched_at:%H:%M:%S} UTC, market "
-            f"{'open' if b.market_open else 'closed'}): equity {b.equity}, cash {b.cash}, "
-            f"buying power {b.buying_power}"
+            f"{'open' if b.market_open else 'closed'}): equity {b.account.equity}, cash "
+            f"{b.account.cash}, buying power {b.account.buying_power}"
         )
         say(
             table(

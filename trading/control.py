@@ -108,6 +108,7 @@ class FlattenRequest(Frozen):
 class FlattenReport(BaseModel):
     """How a flatten went (also the live progress shown by the `state` query)."""
 
+    flatten_id: str = ""  # the FLATTEN command's change id: keys this flatten's records
     reason: str
     actor: str
     started_at: datetime

@@ -1,9 +1,10 @@
 """The market loop's entry gate: one decision per SCORED signal, with a reason and a detail.
 
-Pure: `check_entry(signal, truth, gate, limits, entered_today, quote)` gates on the trading
-control state, the broker's real open-position count (never the ledger's), one entry per symbol
-per day, the score threshold and a basic risk check (size from the stop distance and the risk
-per trade). The market loop records every decision and one entry-run row per run.
+Pure: `check_entry(signal, control, truth, limits, entered_today, quote)` first asks the shared
+entry gate (trading/entry_gate.py: the trading control's mode, the broker's real open-position
+count, never the ledger's), then one entry per symbol per day, the score threshold and a basic
+risk check (size from the stop distance and the risk per trade). The market loop records every
+decision and one entry-run row per run.
 """
 
 from __future__ import annotations

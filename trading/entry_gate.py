@@ -88,18 +88,17 @@ def control_gate(view: ControlView) -> ControlGate:
     if view.presence is ControlPresence.UNREACHABLE:
         return ControlGate(allowed=False, code=EntryReason.CONTROL_UNAVAILABLE, reason=view.detail)
     if view.presence is not ControlPresence.RUNNING:
+        state = view.presence.value.lower().replace("_", " ")
+        detail = f" ({view.detail})" if view.detail else ""
         return ControlGate(
             allowed=True,
             code=EntryReason.CONTROL_NOT_STARTED,
-            reason=f"trading control {view.presence.value.lower()}: {view.detail}".rstrip(": "),
+            reason=f"trading control {state}{detail}: entries allowed",
         )
     if view.mode is ControlMode.ACTIVE:
         return ControlGate(allowed=True)
-    code = (
-        EntryReason.CONTROL_HALTED
-        if view.mode is ControlMode.HALTED
-        else (EntryReason.CONTROL_PAUSED)
-    )
+    halted = view.mode is ControlMode.HALTED
+    code = EntryReason.CONTROL_HALTED if halted else EntryReason.CONTROL_PAUSED
     since = f" since {view.since:%Y-%m-%d %H:%M:%S} UTC" if view.since else ""
     mode = view.mode.value if view.mode else "?"
     return ControlGate(

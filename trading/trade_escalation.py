@@ -64,24 +64,22 @@ def unfilled_window(plan: ExitPlan, escalation: WindowEscalation, now: datetime)
 
 
 class RescueFailure(Frozen):
-    """What follows a failed stop rescue: telemetry, and whether to alert and how to escalate."""
+    """What follows a failed stop rescue: telemetry, and whether to alert and how to escalate.
 
-    telemetry: RescueTelemetry
+    The workflow applies it in order - count, record the failure, then (when `alert`) mark the
+    alert, record it, report it, and exit only if no exit is planned by then - so an escalation
+    whose record could not be written is tried again on the next failure.
+    """
+
+    telemetry: RescueTelemetry  # counted and backed off; `alerted` is left to the workflow
     alert: bool  # first time past the alert threshold since the last success
     report_to_control: bool  # RescueEscalation.HALT_ENTRIES: TradingControl counts the alert
     exit: ExitPlan | None  # RescueEscalation.MARKET_EXIT: exit now, the stop cannot be had
-    free_take_profit: bool  # the take-profit holds the shares the stop needs: cancel it
+    free_take_profit: bool  # InsufficientQty: the take-profit holds the stop's shares
 
 
 def rescue_failed(
-    telemetry: RescueTelemetry,
-    spec: TradeSpec,
-    error_type: str,
-    message: str,
-    now: datetime,
-    *,
-    exit_planned: bool,
-    take_profit_working: bool,
+    telemetry: RescueTelemetry, spec: TradeSpec, error_type: str, message: str, now: datetime
 ) -> RescueFailure:
     """Count a failed rescue, back off, and escalate once the failures reach the threshold."""
     failures = telemetry.consecutive_failures + 1
@@ -94,12 +92,8 @@ def rescue_failed(
     counted.next_at = now + rescue_backoff(
         failures, spec.rescue_backoff_initial, spec.rescue_backoff_max
     )
-    counted.alerted = telemetry.alerted or alert
-    free = error_type == "InsufficientQty" and take_profit_working
-    if free:
-        counted.next_at = None  # the shares come free with the cancel: try again at once
     exit_plan = None
-    if alert and spec.rescue_escalation is RescueEscalation.MARKET_EXIT and not exit_planned:
+    if alert and spec.rescue_escalation is RescueEscalation.MARKET_EXIT:
         exit_plan = ExitPlan(
             urgency=ExitUrgency.IMMEDIATE,
             reason=f"stop rescue failed {failures} times",
@@ -110,5 +104,5 @@ def rescue_failed(
         alert=alert,
         report_to_control=alert and spec.rescue_escalation is RescueEscalation.HALT_ENTRIES,
         exit=exit_plan,
-        free_take_profit=free,
+        free_take_profit=error_type == "InsufficientQty",
     )

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import RawValue
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
     from activities.trade_link import TradeLinkActivities
-    from contracts import control
+    from contracts import control, trade
     from trading.broker_models import BrokerOrder, ClosePositionRequest, OrderRef
     from trading.control import (
         ControlChange,
@@ -43,12 +45,15 @@ with workflow.unsafe.imports_passed_through():
     from trading.ledger_records import ExitUrgency, OpenTradesQuery, RiskSeverity
     from trading.models import JsonScalar, evolve
     from trading.trade_models import ForceExit, TradeExitRequest
+    from workflows.broker_reads import broker_truth
     from workflows.calls import call, failure, ledger
     from workflows.details import Details
     from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, TRADE_LINK
     from workflows.records import audit, risk_event
 
 AUTO_ACTOR = "auto"
+# Patch id: flattens started before it signalled trades straight from the workflow.
+FLATTEN_THROUGH_TRADE_LINK = "flatten-through-trade-link"
 
 
 @workflow.defn(name=control.WORKFLOW.name)
@@ -121,16 +126,24 @@ class TradingControlWorkflow:
             },
             key=f"{alert.trade_id}:{now.isoformat()}",
             trade_id=alert.trade_id,
-            actor=f"trade {alert.trade_id}",
+            actor=trade.workflow_id(alert.trade_id),
         )
 
     @workflow.update(name=control.FLATTEN.name)
     async def flatten(self, request: FlattenRequest) -> FlattenReport:
         """Halt, cancel entries, exit every position and wait until the broker shows none."""
+        return await self._flatten(request)
+
+    async def _flatten(self, request: FlattenRequest) -> FlattenReport:
         async with self._flatten_lock:
-            await self._command(ControlCommand.FLATTEN, request.reason, request.actor)
+            change = await self._command(ControlCommand.FLATTEN, request.reason, request.actor)
             started = workflow.now()
-            report = FlattenReport(reason=request.reason, actor=request.actor, started_at=started)
+            report = FlattenReport(
+                flatten_id=change.change_id,
+                reason=request.reason,
+                actor=request.actor,
+                started_at=started,
+            )
             self._state.flatten = report
             self._state.flattens += 1
             signalled: set[str] = set()
@@ -143,30 +156,59 @@ class TradingControlWorkflow:
                     break
                 self._publish()
                 await workflow.sleep(request.poll_interval, summary="next flatten round")
-            report.finished_at = workflow.now()
-            report.note = (
-                "flat: no position and no open order at the broker"
-                if report.done
-                else f"not flat after {request.timeout}: {', '.join(report.positions_left)} "
-                f"positions, {report.orders_left} open orders left"
-            )
-            self._publish()
-            await audit(
-                "flatten_done" if report.done else "flatten_incomplete",
-                request.reason,
-                {
-                    "rounds": report.rounds,
-                    "signalled_trades": len(report.signalled_trades),
-                    "cancelled_orders": len(report.cancelled_orders),
-                    "closed_symbols": ",".join(report.closed_symbols),
-                    "positions_left": ",".join(report.positions_left),
-                    "orders_left": report.orders_left,
-                    "seconds": (report.finished_at - started).total_seconds(),
-                },
-                key=str(self._state.flattens),
-                actor=request.actor,
-            )
+            await self._flatten_finished(request, report, started)
             return report.model_copy(deep=True)
+
+    async def _flatten_finished(
+        self, request: FlattenRequest, report: FlattenReport, started: datetime
+    ) -> None:
+        report.finished_at = workflow.now()
+        report.note = (
+            "flat: no position and no open order at the broker"
+            if report.done
+            else f"not flat after {request.timeout}: {', '.join(report.positions_left)} "
+            f"positions, {report.orders_left} open orders left"
+        )
+        self._publish()
+        await audit(
+            "flatten_done" if report.done else "flatten_incomplete",
+            request.reason,
+            {
+                "rounds": report.rounds,
+                "signalled_trades": len(report.signalled_trades),
+                "cancelled_orders": len(report.cancelled_orders),
+                "closed_symbols": ",".join(report.closed_symbols),
+                "positions_left": ",".join(report.positions_left),
+                "orders_left": report.orders_left,
+                "seconds": (report.finished_at - started).total_seconds(),
+            },
+            key=report.flatten_id,
+            actor=request.actor,
+        )
+
+    # --- the first wave's message names ------------------------------------------------------
+    # A trading-control started before contracts/control.py named its signals after the
+    # commands (`halt`, `resume`, `pause_entries`) and its update `flatten`; its history still
+    # carries them, so they are handled as before.
+
+    @workflow.signal(dynamic=True)
+    async def first_wave_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`halt`, `resume` and `pause_entries` under the command's own name."""
+        commands = (ControlCommand.HALT, ControlCommand.RESUME, ControlCommand.PAUSE_ENTRIES)
+        command = next((c for c in commands if c.value == name), None)
+        if command is None or not args:
+            workflow.logger.warning("trading control: unknown signal %r ignored", name)
+            return
+        request = workflow.payload_converter().from_payload(args[0].payload, ControlRequest)
+        await self._command(command, request.reason, request.actor)
+
+    @workflow.update(dynamic=True)
+    async def first_wave_update(self, name: str, args: Sequence[RawValue]) -> FlattenReport:
+        """`flatten` under the command's own name."""
+        if name != ControlCommand.FLATTEN.value or not args:
+            raise ApplicationError(f"unknown update {name!r}", non_retryable=True)
+        request = workflow.payload_converter().from_payload(args[0].payload, FlattenRequest)
+        return await self._flatten(request)
 
     @workflow.query(name=control.CONTROL_STATE.name)
     def state(self) -> ControlState:
@@ -175,7 +217,7 @@ class TradingControlWorkflow:
 
     # --- internals ---------------------------------------------------------------------
 
-    async def _command(self, command: ControlCommand, reason: str, actor: str) -> None:
+    async def _command(self, command: ControlCommand, reason: str, actor: str) -> ControlChange:
         """Apply a command now (so queries see it at once), then audit it."""
         state = self._state
         target = decide(state.mode, command)
@@ -206,6 +248,7 @@ class TradingControlWorkflow:
         if target is None:
             detail["note"] = unchanged_note(change.from_mode, command)
         await audit(f"control_{command.value}", reason, detail, key=change.change_id, actor=actor)
+        return change
 
     async def _check_loss(self) -> None:
         state, limit = self._state, self._input.daily_loss_limit
@@ -257,26 +300,26 @@ class TradingControlWorkflow:
                 LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades"
             )
         ).trades
-        for trade in open_trades:
-            if trade.id in signalled or trade.id in report.unreachable_trades:
+        unknown: set[str] = set()
+        for open_trade in open_trades:
+            trade_id = open_trade.id
+            if trade_id in signalled or trade_id in report.unreachable_trades:
                 continue
-            if await self._tell_trade_to_exit(trade.id, request.reason):
-                signalled.add(trade.id)
-                report.signalled_trades.append(trade.id)
+            delivered = await self._tell_trade_to_exit(trade_id, request.reason, report)
+            if delivered is None:
+                unknown.add(trade_id)  # not known to be gone: ask again next round
+            elif delivered:
+                signalled.add(trade_id)
+                report.signalled_trades.append(trade_id)
             else:
                 # No running workflow guards it: flatten closes its position itself.
-                report.unreachable_trades.append(trade.id)
+                report.unreachable_trades.append(trade_id)
         in_grace = workflow.now() - started < request.trade_grace
-        tracked = {t.symbol for t in open_trades if t.id in signalled} if in_grace else set()
-        try:
-            truth = await call(
-                BrokerActivities.get_broker_truth,
-                None,
-                BROKER_READ,
-                "broker truth: what is left to flatten",
-            )
-        except ActivityError as err:
-            report.errors = [*report.errors, f"broker truth: {failure(err)}"][-20:]
+        guarded = signalled | unknown
+        tracked = {t.symbol for t in open_trades if t.id in guarded} if in_grace else set()
+        truth, error = await broker_truth(BROKER_READ.retry.maximum_attempts, "flatten")
+        if truth is None:
+            report.errors = [*report.errors, error][-20:]
             return False
         step = flatten_step(truth.positions, truth.open_orders, tracked)
         report.positions_left = sorted({p.symbol for p in truth.positions if p.qty != 0})
@@ -289,22 +332,34 @@ class TradingControlWorkflow:
             await self._close_untracked(close, report)
         return False
 
-    async def _tell_trade_to_exit(self, trade_id: str, reason: str) -> bool:
-        """Ask a trade's own workflow to exit at once; False when none is running."""
+    async def _tell_trade_to_exit(
+        self, trade_id: str, reason: str, report: FlattenReport
+    ) -> bool | None:
+        """Ask a trade's own workflow to exit at once: delivered, not running, or unknown (None)."""
+        request = ForceExit(urgency=ExitUrgency.IMMEDIATE, reason=f"flatten: {reason}")
+        if not workflow.patched(FLATTEN_THROUGH_TRADE_LINK):
+            return await self._signal_trade_directly(trade_id, request)
         try:
             delivery = await call(
                 TradeLinkActivities.force_exit_trade,
-                TradeExitRequest(
-                    trade_id=trade_id,
-                    exit=ForceExit(urgency=ExitUrgency.IMMEDIATE, reason=f"flatten: {reason}"),
-                ),
+                TradeExitRequest(trade_id=trade_id, exit=request),
                 TRADE_LINK,
                 f"flatten: exit trade {trade_id} now",
             )
         except ActivityError as err:
-            workflow.logger.warning("flatten: trade %s unreachable: %s", trade_id, failure(err))
-            return False
+            report.errors = [*report.errors, f"trade {trade_id}: {failure(err)}"][-20:]
+            return None
         return delivery.delivered
+
+    async def _signal_trade_directly(self, trade_id: str, request: ForceExit) -> bool:
+        """How flattens started before FLATTEN_THROUGH_TRADE_LINK told trades (kept to replay)."""
+        handle = workflow.get_external_workflow_handle(trade.workflow_id(trade_id))
+        try:
+            await handle.signal(trade.FORCE_EXIT.name, request)
+        except FailureError as err:
+            workflow.logger.warning("flatten: trade %s unreachable: %s", trade_id, err)
+            return False
+        return True
 
     async def _cancel(self, order: BrokerOrder, report: FlattenReport) -> bool:
         """Cancel one order; True once the cancel is final and nothing filled."""
@@ -342,7 +397,7 @@ class TradingControlWorkflow:
                 "flatten_close_failed",
                 RiskSeverity.CRITICAL,
                 {"symbol": close.symbol, "qty": str(close.qty), "error": message},
-                key=f"{self._state.flattens}:{close.symbol}:{report.rounds}",
+                key=f"{report.flatten_id}:{close.symbol}:{report.rounds}",
                 symbol=close.symbol,
             )
             return
@@ -359,7 +414,7 @@ class TradingControlWorkflow:
                 "cancelled_first": len(close.cancel_first),
                 "unprotected_gap_ms": gap_ms if close.cancel_first else 0,
             },
-            key=f"{self._state.flattens}:{close.symbol}:{exit_order.id}",
+            key=f"{report.flatten_id}:{close.symbol}:{exit_order.id}",
             actor=report.actor,
         )
 

@@ -38,28 +38,24 @@ with workflow.unsafe.imports_passed_through():
         session_to_review,
     )
     from trading.ledger_records import ExitUrgency, OpenTrades, OpenTradesQuery, TradeRecord
-    from trading.models import JsonScalar, evolve
+    from trading.models import JsonScalar
     from trading.trade_models import ForceExit, SignalDelivery, TradeExitRequest
     from workflows.calls import call, failure, ledger
     from workflows.details import Details
     from workflows.policies import BROKER_READ, TRADE_LINK
     from workflows.records import audit
+    from workflows.run_base import RunWorkflow
 
 
 @workflow.defn(name=exit_review.WORKFLOW.name)
-class EodExitReviewWorkflow:
+class EodExitReviewWorkflow(RunWorkflow[ExitReviewResult]):
     """One end-of-day review of the open trades against the exit rules."""
 
     @workflow.init
     def __init__(self, request: ExitReviewInput) -> None:
         info = workflow.info()
         self._run_id = f"{info.workflow_id}:{info.run_id}"
-        self._result = ExitReviewResult(run_id=self._run_id)
-
-    @workflow.query(name=exit_review.PROGRESS.name)
-    def progress(self) -> ExitReviewResult:
-        """The result so far."""
-        return self._result
+        self._progress = ExitReviewResult(run_id=self._run_id)
 
     @workflow.run
     async def run(self, request: ExitReviewInput) -> ExitReviewResult:
@@ -82,7 +78,7 @@ class EodExitReviewWorkflow:
                 "is_open": clock.is_open,
             }
             await self._audit("exit_review_skipped", why, None, detail, "skipped")
-            return self._result
+            return self._progress
         self._update(session_date=session.date)
         open_trades: OpenTrades = await ledger(
             LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades to review"
@@ -91,24 +87,25 @@ class EodExitReviewWorkflow:
         self._update(reviewed=len(trades))
         if not trades:
             self._update(reason="no_open_trades")
-            return self._result
+            return self._progress
         decisions = await self._evaluate(request, trades, clock)
         if decisions is None:
-            return self._result
+            return self._progress
         signalled, notes = 0, []
         for decision in decisions:
-            delivered = await self._act_on(decision, session.date.isoformat())
-            signalled += int(delivered is True)
-            if delivered is False:
-                notes.append(f"{decision.trade_id}: no running trade workflow")
+            delivery = await self._act_on(decision, session.date.isoformat())
+            if delivery is not None and delivery.delivered:
+                signalled += 1
+            elif delivery is not None:
+                notes.append(f"{decision.trade_id}: {delivery.note}")
         self._update(decisions=decisions, signalled=signalled, notes=notes, reason="reviewed")
-        return self._result
+        return self._progress
 
     async def _evaluate(
         self, request: ExitReviewInput, trades: list[TradeRecord], clock: MarketClock
     ) -> list[ExitDecision] | None:
         """Each trade's verdict from its daily bars; None when the bars are unavailable."""
-        assert self._result.session_date is not None
+        assert self._progress.session_date is not None
         rules = default_exit_rules(request.ma_days, request.max_holding_days)
         needed = max(rule.bars_needed for rule in rules)
         symbols = sorted({t.symbol for t in trades})
@@ -126,14 +123,13 @@ class EodExitReviewWorkflow:
         except ActivityError as err:
             self._update(reason="bars_unavailable", notes=[failure(err)])
             return None
-        contexts = exit_contexts(trades, bars_by_symbol(bars), clock, self._result.session_date)
+        contexts = exit_contexts(trades, bars_by_symbol(bars), clock, self._progress.session_date)
         return evaluate_exits(contexts, rules)
 
-    async def _act_on(self, decision: ExitDecision, session_date: str) -> bool | None:
+    async def _act_on(self, decision: ExitDecision, session_date: str) -> SignalDelivery | None:
         """Signal an exit decision to its trade and audit the decision; None: kept."""
-        delivered = None
-        if decision.exit:
-            delivered = (await self._signal(decision)).delivered
+        delivery = await self._signal(decision) if decision.exit else None
+        delivered = delivery.delivered if delivery is not None else None
         await self._audit(
             "exit_planned" if decision.exit else "exit_review_keep",
             decision.reason,
@@ -146,7 +142,7 @@ class EodExitReviewWorkflow:
             },
             decision.trade_id,
         )
-        return delivered
+        return delivery
 
     async def _signal(self, decision: ExitDecision) -> SignalDelivery:
         exit_now = ForceExit(
@@ -172,9 +168,8 @@ class EodExitReviewWorkflow:
     ) -> None:
         await audit(action, reason, {"run_id": self._run_id, **detail}, key=key, trade_id=trade_id)
 
-    def _update(self, **fields: object) -> None:
-        self._result = evolve(self._result, **fields)
-        r = self._result
+    def _publish(self) -> None:
+        r = self._progress
         page = Details(f"EOD exit review: {r.reason or 'running'}").line(
             f"session {r.session_date or '-'}: reviewed {r.reviewed}, signalled {r.signalled}"
         )

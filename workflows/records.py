@@ -1,7 +1,9 @@
 """The one way a workflow writes an audit row or a risk event, under one key format.
 
-Keys are `<workflow id>:<action or kind>:<key>`: unique per workflow run's meaning (a trade's
-id, a control change's id, a market-loop run's signal key), so a retried write is a no-op.
+Keys are `<workflow id>/<first run id>:<action or kind>:<key>`. The first run id is the same
+across continue-as-new (whose counters the keys may use) and new for a fresh start under the
+same workflow id (a restarted guard, a restarted trading-control), so a retried write is a
+no-op and a later run never collides with an earlier one.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ with workflow.unsafe.imports_passed_through():
 
 
 def event_key(kind: str, key: str) -> str:
-    """`<workflow id>:<kind>:<key>`: the idempotency key of an audit row or risk event."""
-    return f"{workflow.info().workflow_id}:{kind}:{key}"
+    """The idempotency key of an audit row or risk event of this workflow chain."""
+    info = workflow.info()
+    return f"{info.workflow_id}/{info.first_execution_run_id}:{kind}:{key}"
 
 
 async def audit(

@@ -10,9 +10,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.trade_base import TradeBase
 
 with workflow.unsafe.imports_passed_through():
-    from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
-    from trading.broker_models import BrokerOrder, OrderRef
+    from trading.broker_models import BrokerOrder
     from trading.ledger_records import (
         CloseReason,
         OrderRole,
@@ -29,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
         entry_step,
         protective_legs,
     )
-    from workflows.calls import call, failure_kind, ledger
-    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
+    from workflows.calls import failure_kind, ledger
+    from workflows.policies import BROKER_SUBMIT
 
 
 class EntrySteps(TradeBase):
@@ -55,15 +54,10 @@ class EntrySteps(TradeBase):
 
     async def _advance_entry(self) -> None:
         state = self._state
-        if state.entry_order_id is None and not await self._submit_entry():
+        order_id = state.entry_order_id or await self._submit_entry()
+        if order_id is None:
             return
-        assert state.entry_order_id is not None
-        order = await call(
-            BrokerActivities.get_order,
-            OrderRef(order_id=state.entry_order_id),
-            BROKER_READ,
-            f"check entry order {state.entry_order_id} of trade {self._spec.trade_id}",
-        )
+        order = await self._order(order_id, "check the entry")
         step = entry_step(order, workflow.now(), state.entry_deadline)
         if state.exit is not None and not state.entry_cancel_requested and not order.is_terminal:
             step = EntryDue()  # asked to exit before the entry filled: stop buying
@@ -80,45 +74,35 @@ class EntrySteps(TradeBase):
             return
         await self._entry_filled(order)
 
-    async def _submit_entry(self) -> bool:
-        """Submit the entry order; True once the broker holds it."""
+    async def _submit_entry(self) -> str | None:
+        """Submit the entry order; its broker id once the broker holds it."""
         state, spec = self._state, self._spec
         intent = entry_intent(spec, state.entry_attempt)
         if state.entry_deadline is None:
             state.entry_deadline = workflow.now() + spec.entry_timeout
         try:
-            order = await call(
-                BrokerActivities.submit_order,
-                intent,
-                BROKER_SUBMIT,
-                f"submit entry {intent.client_order_id}: buy {intent.qty} {spec.symbol}",
-            )
+            order = await self._submit(intent, BROKER_SUBMIT, "entry")
         except ActivityError as err:
             kind, message = failure_kind(err)
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 state.last_check_note = f"entry refused: {kind}: {message}"
                 await self._close(CloseReason.ENTRY_FAILED, None)
-                return False
+                return None
             # Outcome unknown (the broker may have it): resend the same client_order_id on
             # the next check; the gateway resolves a duplicate to the order that landed.
             state.last_check_note = f"entry outcome unknown, retrying: {kind}: {message}"
-            return False
+            return None
         state.entry_order_id = order.id
         await self._record_order(order, OrderRole.ENTRY, intent)
-        return True
+        return order.id
 
     async def _cancel_entry(self, order: BrokerOrder) -> None:
         """The entry is due (timed out, or an exit was asked for): cancel what is unfilled."""
         state = self._state
         if not state.entry_cancel_requested:
             state.entry_cancel_requested = True
-            await call(
-                BrokerActivities.cancel_order,
-                OrderRef(order_id=order.id),
-                BROKER_WRITE,
-                f"cancel the unfilled entry {order.id} of trade {self._spec.trade_id}",
-            )
+            await self._cancel(order.id, "the entry is due unfilled")
             self._wake = True
         state.last_check_note = "entry due: cancel requested"
 

@@ -87,13 +87,7 @@ class ProtectionSteps(TradeBase):
             action.stop_price,
         )
         try:
-            order = await call(
-                BrokerActivities.submit_order,
-                intent,
-                RESCUE_SUBMIT,
-                f"rescue stop {intent.client_order_id}: sell {action.qty} {spec.symbol} "
-                f"stop {action.stop_price}",
-            )
+            order = await self._submit(intent, RESCUE_SUBMIT, f"rescue stop @ {action.stop_price}")
         except ActivityError as err:
             kind, message = failure_kind(err)
             await self._rescue_failed(action, intent, kind, message)
@@ -133,15 +127,7 @@ class ProtectionSteps(TradeBase):
         self, action: Rescue, intent: OrderIntent, kind: str, message: str
     ) -> None:
         state, spec = self._state, self._spec
-        outcome = rescue_failed(
-            state.rescue,
-            spec,
-            kind,
-            message,
-            workflow.now(),
-            exit_planned=state.exit is not None,
-            take_profit_working=state.take_profit_order_id is not None,
-        )
+        outcome = rescue_failed(state.rescue, spec, kind, message, workflow.now())
         telemetry = state.rescue = outcome.telemetry
         state.last_check_note = f"rescue failed ({kind}); retry at {telemetry.next_at}"
         workflow.logger.error(
@@ -162,19 +148,22 @@ class ProtectionSteps(TradeBase):
             "stop_rescue_failed", RiskSeverity.WARNING, f"failed:{telemetry.attempted}", detail
         )
         if outcome.alert:
+            telemetry.alerted = True
             detail["escalation"] = spec.rescue_escalation.value
             await self._risk_event(
                 "stop_rescue_alert", RiskSeverity.CRITICAL, f"alert:{telemetry.attempted}", detail
             )
-        if outcome.report_to_control and workflow.patched("control-rescue-alert"):
-            await self._report_rescue_alert(telemetry.last_error or "")
-        if outcome.exit is not None:
-            state.exit = outcome.exit
-            self._wake = True
+            if outcome.report_to_control and workflow.patched("control-rescue-alert"):
+                await self._report_rescue_alert(telemetry.last_error or "")
+            if outcome.exit is not None and state.exit is None:
+                state.exit = outcome.exit
+                self._wake = True
         if outcome.free_take_profit and state.take_profit_order_id is not None:
             # The take-profit holds the shares: the stop matters more; free them.
             await self._cancel_quietly(state.take_profit_order_id)
             state.take_profit_order_id = None
+            state.rescue.next_at = None  # the shares are free now: try again at once
+            state.last_check_note = "rescue failed (InsufficientQty); take-profit cancelled"
             self._wake = True
 
     async def _report_rescue_alert(self, error: str) -> None:
