@@ -12,8 +12,5 @@ from trading.reconcile_models import AutoManageInput, AutoManageResult
 CLI_ID_PREFIX = "auto-manage-cli"
 
 WORKFLOW = WorkflowContract(
-    name="AutoManageWorkflow",
-    input=AutoManageInput,
-    result=AutoManageResult,
-    fixed_ids=(CLI_ID_PREFIX,),
+    "AutoManageWorkflow", AutoManageInput, AutoManageResult, fixed_ids=(CLI_ID_PREFIX,)
 )

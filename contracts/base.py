@@ -15,6 +15,8 @@ from pydantic import BaseModel
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
+# Every run-to-completion workflow answers this query with its progress so far.
+RUN_PROGRESS = "run.progress"
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,17 @@ class WorkflowContract:
             *(q.name for q in self.queries),
             *(u.name for u in self.updates),
         ]
+
+
+def run_progress(model: type[ResultT]) -> Query[ResultT]:
+    """The `run.progress` query of a run-to-completion workflow, answered with `model`."""
+    return Query(RUN_PROGRESS, model, "the run's progress so far")
+
+
+def run_contract(
+    name: str, input: type[BaseModel], result: type[Any], progress: Query[Any], *ids: str
+) -> WorkflowContract:
+    """A workflow that runs once to `result`, answers `progress`, and starts under `ids`."""
+    return WorkflowContract(
+        name=name, input=input, result=result, queries=(progress,), fixed_ids=ids
+    )

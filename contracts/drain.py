@@ -6,20 +6,13 @@ schedule and the market loop (`child_id`) start their own.
 
 from __future__ import annotations
 
-from contracts.base import Query, WorkflowContract
+from contracts.base import run_contract, run_progress
 from trading.scoring import DrainInput, DrainProgress, DrainResult
 
 WORKFLOW_ID = "score-drain"
 
-PROGRESS = Query("drain.progress", DrainProgress, "counts so far and the current phase")
-
-WORKFLOW = WorkflowContract(
-    name="ScoreDrainWorkflow",
-    input=DrainInput,
-    result=DrainResult,
-    queries=(PROGRESS,),
-    fixed_ids=(WORKFLOW_ID,),
-)
+PROGRESS = run_progress(DrainProgress)
+WORKFLOW = run_contract("ScoreDrainWorkflow", DrainInput, DrainResult, PROGRESS, WORKFLOW_ID)
 
 
 def child_id(parent_workflow_id: str) -> str:

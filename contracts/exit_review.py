@@ -6,17 +6,12 @@ Started by its schedule (16:15 New York) and by `starter.py exit-review`; it sen
 
 from __future__ import annotations
 
-from contracts.base import Query, WorkflowContract
+from contracts.base import run_contract, run_progress
 from trading.exits import ExitReviewInput, ExitReviewResult
 
 CLI_ID_PREFIX = "exit-review-cli"
 
-PROGRESS = Query("exit_review.progress", ExitReviewResult, "the review's result so far")
-
-WORKFLOW = WorkflowContract(
-    name="EodExitReviewWorkflow",
-    input=ExitReviewInput,
-    result=ExitReviewResult,
-    queries=(PROGRESS,),
-    fixed_ids=(CLI_ID_PREFIX,),
+PROGRESS = run_progress(ExitReviewResult)
+WORKFLOW = run_contract(
+    "EodExitReviewWorkflow", ExitReviewInput, ExitReviewResult, PROGRESS, CLI_ID_PREFIX
 )

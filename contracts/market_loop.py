@@ -6,17 +6,12 @@ ScoreDrainWorkflow as children and each entered trade through TradeLink.start.
 
 from __future__ import annotations
 
-from contracts.base import Query, WorkflowContract
+from contracts.base import run_contract, run_progress
 from trading.entry import MarketLoopInput, MarketLoopResult
 
 CLI_ID_PREFIX = "market-loop-cli"
 
-PROGRESS = Query("market_loop.progress", MarketLoopResult, "the run's result so far")
-
-WORKFLOW = WorkflowContract(
-    name="MarketLoopWorkflow",
-    input=MarketLoopInput,
-    result=MarketLoopResult,
-    queries=(PROGRESS,),
-    fixed_ids=(CLI_ID_PREFIX,),
+PROGRESS = run_progress(MarketLoopResult)
+WORKFLOW = run_contract(
+    "MarketLoopWorkflow", MarketLoopInput, MarketLoopResult, PROGRESS, CLI_ID_PREFIX
 )

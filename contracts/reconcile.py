@@ -6,19 +6,14 @@ reconcile`; it reaches trades only through TradeLink.guard (activities/trade_lin
 
 from __future__ import annotations
 
-from contracts.base import Query, WorkflowContract
+from contracts.base import run_contract, run_progress
 from trading.reconcile_models import ReconcileInput, ReconcileResult
 
 CLI_ID_PREFIX = "reconcile-cli"
 
-PROGRESS = Query("reconcile.progress", ReconcileResult, "the run's result so far")
-
-WORKFLOW = WorkflowContract(
-    name="ReconcileWorkflow",
-    input=ReconcileInput,
-    result=ReconcileResult,
-    queries=(PROGRESS,),
-    fixed_ids=(CLI_ID_PREFIX,),
+PROGRESS = run_progress(ReconcileResult)
+WORKFLOW = run_contract(
+    "ReconcileWorkflow", ReconcileInput, ReconcileResult, PROGRESS, CLI_ID_PREFIX
 )
 
 

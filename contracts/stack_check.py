@@ -11,8 +11,5 @@ from trading.models import StackCheckInput, StackCheckResult
 ID_PREFIX = "stack-check"
 
 WORKFLOW = WorkflowContract(
-    name="StackCheckWorkflow",
-    input=StackCheckInput,
-    result=StackCheckResult,
-    fixed_ids=(ID_PREFIX,),
+    "StackCheckWorkflow", StackCheckInput, StackCheckResult, fixed_ids=(ID_PREFIX,)
 )

@@ -7,38 +7,14 @@ committed as docs/status.schema.json and a test keeps the two in step.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from trading.control import ControlMode
-from trading.entry_gate import ControlPresence, ControlView, EntryReason, GateAnswer, control_gate
+from trading.broker_models import BrokerAccount, BrokerOrder, BrokerPosition
+from trading.entry_gate import ControlView, EntryReason, GateAnswer, control_gate
+from trading.ledger_records import EntryRunRecord, ReconcileRunRecord, SignalCounts
 
 STATUS_SCHEMA_VERSION = 2
-
-
-class PositionView(BaseModel):
-    """One broker position."""
-
-    symbol: str
-    qty: Decimal
-    avg_entry_price: Decimal
-    market_value: Decimal | None = None
-    unrealized_pl: Decimal | None = None
-
-
-class OrderView(BaseModel):
-    """One open broker order."""
-
-    id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    type: str
-    status: str
-    qty: Decimal | None
-    stop_price: Decimal | None = None
-    limit_price: Decimal | None = None
 
 
 class BrokerSection(BaseModel):
@@ -47,22 +23,15 @@ class BrokerSection(BaseModel):
     connected: bool
     fetched_at: datetime | None = None
     error: str | None = None
-    equity: Decimal | None = None
-    cash: Decimal | None = None
-    buying_power: Decimal | None = None
-    positions: list[PositionView] = Field(default_factory=list)
-    open_orders: list[OrderView] = Field(default_factory=list)
+    account: BrokerAccount | None = None
+    positions: list[BrokerPosition] = Field(default_factory=list)
+    open_orders: list[BrokerOrder] = Field(default_factory=list)
     market_open: bool | None = None
 
 
-class ControlSection(BaseModel):
-    """TradingControl: whether it runs, its mode and reason, and what that means for entries."""
+class ControlSection(ControlView):
+    """TradingControl as the entry gate sees it, and what that means for entries."""
 
-    presence: ControlPresence
-    mode: ControlMode | None = None
-    reason: str = ""
-    since: datetime | None = None
-    detail: str = ""
     entries_allowed: bool
     entries_reason: str = ""
 
@@ -70,26 +39,7 @@ class ControlSection(BaseModel):
 def control_section(view: ControlView) -> ControlSection:
     """The status view of trading control, with the control part of the entry gate."""
     gate = control_gate(view)
-    return ControlSection(
-        presence=view.presence,
-        mode=view.mode,
-        reason=view.reason,
-        since=view.since,
-        detail=view.detail,
-        entries_allowed=gate.allowed,
-        entries_reason=gate.reason,
-    )
-
-
-class EntryRunView(BaseModel):
-    """The last entry pass of the market loop."""
-
-    run_id: str
-    at: datetime
-    entered: int
-    skipped: int
-    reason: str
-    detail: str
+    return ControlSection(**dict(view), entries_allowed=gate.allowed, entries_reason=gate.reason)
 
 
 class EntrySection(BaseModel):
@@ -102,11 +52,11 @@ class EntrySection(BaseModel):
     broker_positions_count: int | None = None
     pending_entries: int | None = None
     max_open_positions: int
-    last_run: EntryRunView | None = None
+    last_run: EntryRunRecord | None = None
 
 
 def entry_section(
-    answer: GateAnswer, max_open_positions: int, last_run: EntryRunView | None
+    answer: GateAnswer, max_open_positions: int, last_run: EntryRunRecord | None
 ) -> EntrySection:
     """The status view of the entry gate's answer."""
     return EntrySection(
@@ -121,36 +71,12 @@ def entry_section(
     )
 
 
-class SignalCountsView(BaseModel):
-    """Signals created in a window and where they are now."""
-
-    created: int
-    scored: int
-    error: int
-    pending: int
-
-
 class ScoringSection(BaseModel):
     """Scoring backlog: the last 6 hours and all time."""
 
-    last_6h: SignalCountsView
-    all_time: SignalCountsView
+    last_6h: SignalCounts
+    all_time: SignalCounts
     oldest_pending_age_s: float | None = None
-
-
-class ReconcileRunView(BaseModel):
-    """One reconcile run."""
-
-    run_id: str
-    source: str
-    started_at: datetime
-    ok: bool | None
-    checked: int
-    closed: int
-    adopted: int
-    synced: int
-    duration_ms: int | None
-    error: str | None
 
 
 class ReconcileSection(BaseModel):
@@ -158,7 +84,7 @@ class ReconcileSection(BaseModel):
 
     runs_total: int
     failed_total: int
-    last_runs: list[ReconcileRunView] = Field(default_factory=list)
+    last_runs: list[ReconcileRunRecord] = Field(default_factory=list)
 
 
 class RescueSection(BaseModel):

@@ -13,11 +13,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import auto_manage
-    from trading.broker_models import BrokerTruth
     from trading.ledger_records import OpenTrades, OpenTradesQuery
     from trading.models import evolve
     from trading.reconcile import GuardTarget, protection_sweep
@@ -28,8 +26,9 @@ with workflow.unsafe.imports_passed_through():
         SymbolGuard,
         sweep_result,
     )
+    from workflows.broker_reads import broker_truth
     from workflows.calls import call, failure, ledger
-    from workflows.policies import TRADE_LINK, broker_snapshot
+    from workflows.policies import TRADE_LINK
     from workflows.records import audit
 
 
@@ -40,15 +39,9 @@ class AutoManageWorkflow:
     @workflow.run
     async def run(self, request: AutoManageInput) -> AutoManageResult:
         """Snapshot, then signal or (re)start a guard per position, then audit the sweep."""
-        try:
-            truth: BrokerTruth = await call(
-                BrokerActivities.get_broker_truth,
-                None,
-                broker_snapshot(request.snapshot_attempts),
-                "broker truth: positions and open orders",
-            )
-        except ActivityError as err:
-            result = AutoManageResult(ok=False, error=f"broker snapshot failed: {failure(err)}")
+        truth, error = await broker_truth(request.snapshot_attempts, "a guard per position")
+        if truth is None:
+            result = AutoManageResult(ok=False, error=error)
             await self._audit(result)
             return result
         open_trades: OpenTrades = await ledger(

@@ -27,21 +27,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calls import call, ledger
     from workflows.details import Details
     from workflows.policies import SCORE_BATCH
+    from workflows.run_base import RunWorkflow
 
 
 @workflow.defn(name=drain.WORKFLOW.name)
-class ScoreDrainWorkflow:
+class ScoreDrainWorkflow(RunWorkflow[DrainProgress]):
     """Expire stale signals, score the rest batch by batch, expire again, report the funnel."""
 
     @workflow.init
     def __init__(self, request: DrainInput) -> None:
         self._request = request
         self._progress = DrainProgress()
-
-    @workflow.query(name=drain.PROGRESS.name)
-    def progress(self) -> DrainProgress:
-        """Counts so far and the current phase."""
-        return self._progress
 
     @workflow.run
     async def run(self, request: DrainInput) -> DrainResult:
@@ -50,7 +46,7 @@ class ScoreDrainWorkflow:
         )
         self._set_phase("expiring stale signals")
         expired = len((await self._expire(expiry)).signal_keys)
-        self._progress = evolve(self._progress, expired=expired)
+        self._update(expired=expired)
 
         while (size := next_batch_size(request, self._progress.claimed)) > 0:
             self._set_phase(f"scoring batch {self._progress.batches + 1}")
@@ -73,7 +69,7 @@ class ScoreDrainWorkflow:
         # Signals that reached the attempts cap in this drain end now, not next drain.
         self._set_phase("expiring signals past the cap")
         expired += len((await self._expire(expiry)).signal_keys)
-        self._progress = evolve(self._progress, expired=expired)
+        self._update(expired=expired)
 
         self._set_phase("reading the funnel")
         funnel = await ledger(
@@ -107,7 +103,9 @@ class ScoreDrainWorkflow:
         )
 
     def _set_phase(self, phase: str) -> None:
-        self._progress = evolve(self._progress, phase=phase)
+        self._update(phase=phase)
+
+    def _publish(self) -> None:
         self._details().publish()
 
     def _details(self) -> Details:

@@ -54,10 +54,10 @@ with workflow.unsafe.imports_passed_through():
     from trading.entry_gate import ControlPresence, ControlView, EntryReason, run_gate
     from trading.exits import bars_by_symbol
     from trading.ledger_records import EntryRunCreate, SignalCreate
-    from trading.models import evolve
     from trading.reconcile_models import ReconcileInput
     from trading.scoring import DrainInput
     from trading.strategies import Strategy, UnknownStrategy, builtin_strategies, signal_key
+    from workflows.broker_reads import broker_truth
     from workflows.calls import call, failure, ledger
     from workflows.details import Details
     from workflows.drain import ScoreDrainWorkflow
@@ -66,14 +66,14 @@ with workflow.unsafe.imports_passed_through():
         CONTROL_READ,
         LEDGER_READ,
         TRADE_LINK,
-        broker_snapshot,
     )
     from workflows.reconcile import ReconcileWorkflow
     from workflows.records import audit
+    from workflows.run_base import RunWorkflow
 
 
 @workflow.defn(name=market_loop.WORKFLOW.name)
-class MarketLoopWorkflow:
+class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
     """One pass of the market loop; scheduled during market hours or run by hand."""
 
     @workflow.init
@@ -81,13 +81,8 @@ class MarketLoopWorkflow:
         info = workflow.info()
         self._request = request
         self._run_id = f"{info.workflow_id}:{info.run_id}"
-        self._result = MarketLoopResult(run_id=self._run_id)
+        self._progress = MarketLoopResult(run_id=self._run_id)
         self._phase = "starting"
-
-    @workflow.query(name=market_loop.PROGRESS.name)
-    def progress(self) -> MarketLoopResult:
-        """The result so far."""
-        return self._result
 
     @workflow.run
     async def run(self, request: MarketLoopInput) -> MarketLoopResult:
@@ -117,21 +112,15 @@ class MarketLoopWorkflow:
         await self._drain(request)
         await self._enter(request, truth, clock)
         self._set_phase("done")
-        return self._result
+        return self._progress
 
     # --- steps -----------------------------------------------------------------------------
 
     async def _truth(self, request: MarketLoopInput) -> BrokerTruth | None:
         self._set_phase("taking a broker-truth snapshot")
-        try:
-            truth: BrokerTruth = await call(
-                BrokerActivities.get_broker_truth,
-                None,
-                broker_snapshot(request.truth_attempts),
-                "broker truth: account, positions and open orders",
-            )
-        except ActivityError as err:
-            self._note(f"broker truth unavailable: {failure(err)}")
+        truth, error = await broker_truth(request.truth_attempts, "entry gate and reconcile")
+        if truth is None:
+            self._note(error)
             return None
         self._update(broker_positions=sum(1 for p in truth.positions if p.qty != 0))
         return truth
@@ -231,7 +220,7 @@ class MarketLoopWorkflow:
             quotes = await self._quotes(symbols)
         outcomes: list[SignalOutcome] = []
         for signal in candidates:
-            started = self._result.entered
+            started = self._progress.entered
             decision = check_entry(
                 signal,
                 control,
@@ -335,10 +324,10 @@ class MarketLoopWorkflow:
         self._update(ended_early=True, reason=reason, detail=detail)
         await self._record_run()
         self._set_phase(f"ended early: {reason}")
-        return self._result
+        return self._progress
 
     async def _record_run(self) -> None:
-        result = self._result
+        result = self._progress
         await ledger(
             LedgerActivities.record_entry_run,
             EntryRunCreate(
@@ -354,20 +343,16 @@ class MarketLoopWorkflow:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _update(self, **fields: object) -> None:
-        self._result = evolve(self._result, **fields)
-        self._publish()
-
     def _note(self, note: str) -> None:
         workflow.logger.warning("market loop %s: %s", self._run_id, note)
-        self._update(notes=[*self._result.notes, note])
+        self._update(notes=[*self._progress.notes, note])
 
     def _set_phase(self, phase: str) -> None:
         self._phase = phase
         self._publish()
 
     def _publish(self) -> None:
-        r, request = self._result, self._request
+        r, request = self._progress, self._request
         page = Details(f"Market loop: {self._phase}").line(
             f"session {r.session_date or '-'}, strategy `{request.strategy}`, watchlist "
             f"{len(request.watchlist)}, max positions {request.max_open_positions}, "

@@ -14,7 +14,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import reconcile
@@ -26,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         TradeClose,
         TradeEntryFill,
     )
-    from trading.models import JsonScalar, evolve
+    from trading.models import JsonScalar
     from trading.reconcile import (
         Adoption,
         GhostClose,
@@ -43,27 +42,25 @@ with workflow.unsafe.imports_passed_through():
         ReconcileResult,
     )
     from trading.trade_models import TradeSpec
+    from workflows.broker_reads import broker_truth
     from workflows.calls import call, failure, ledger
-    from workflows.policies import TRADE_LINK, broker_snapshot
+    from workflows.details import Details
+    from workflows.policies import TRADE_LINK
     from workflows.records import audit
+    from workflows.run_base import RunWorkflow
 
 
 @workflow.defn(name=reconcile.WORKFLOW.name)
-class ReconcileWorkflow:
+class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
     """One reconcile run: snapshot, plan, apply (or print with dry_run), record."""
 
     @workflow.init
     def __init__(self, request: ReconcileInput) -> None:
         self._request = request
         self._run_id = request.run_id or workflow.info().workflow_id
-        self._result = ReconcileResult(
+        self._progress = ReconcileResult(
             run_id=self._run_id, source=request.run_source, dry_run=request.dry_run, ok=False
         )
-
-    @workflow.query(name=reconcile.PROGRESS.name)
-    def progress(self) -> ReconcileResult:
-        """The result so far."""
-        return self._result
 
     @workflow.run
     async def run(self, request: ReconcileInput) -> ReconcileResult:
@@ -79,16 +76,10 @@ class ReconcileWorkflow:
             ),
             f"ledger: reconcile run {self._run_id} started",
         )
-        try:
-            truth: BrokerTruth = await call(
-                BrokerActivities.get_broker_truth,
-                None,
-                broker_snapshot(request.snapshot_attempts),
-                "broker truth: account, positions and open orders",
-            )
-        except ActivityError as err:
+        truth, error = await broker_truth(request.snapshot_attempts, "reconcile")
+        if truth is None:
             # Unknown is never absent: without a snapshot nothing is closed or adopted.
-            self._update(error=f"broker snapshot failed: {failure(err)}")
+            self._update(error=error)
             return await self._finish(started)
         open_trades = await ledger(
             LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades"
@@ -143,7 +134,7 @@ class ReconcileWorkflow:
                     await self._sync(step, truth)
             except ActivityError as err:
                 errors.append(f"{step.trade_id}: {failure(err)}")
-                self._update(failed_actions=self._result.failed_actions + 1)
+                self._update(failed_actions=self._progress.failed_actions + 1)
                 workflow.logger.error("reconcile %s: %s failed: %s", self._run_id, step, errors[-1])
         if errors:
             self._update(ok=False, error="; ".join(errors)[:1000])
@@ -159,7 +150,7 @@ class ReconcileWorkflow:
         )
         # The guard creates the ledger row (origin external) itself; a repeat finds it running.
         await self._guard(GuardRequest(trade_ids=[adoption.trade_id], restart=spec))
-        self._update(adopted=self._result.adopted + 1)
+        self._update(adopted=self._progress.adopted + 1)
         await self._audit(
             "position_adopted",
             adoption.trade_id,
@@ -178,7 +169,7 @@ class ReconcileWorkflow:
         )
         if outcome.action is GuardAction.SIGNALLED:
             # Its workflow asks the broker and closes itself with the reason it finds.
-            self._update(ghosts_signalled=self._result.ghosts_signalled + 1)
+            self._update(ghosts_signalled=self._progress.ghosts_signalled + 1)
             return
         result = await ledger(
             LedgerActivities.close_trade,
@@ -190,7 +181,7 @@ class ReconcileWorkflow:
             f"ledger: close ghost trade {ghost.trade_id} ({ghost.symbol})",
         )
         if result.applied:
-            self._update(closed=self._result.closed + 1)
+            self._update(closed=self._progress.closed + 1)
             await self._audit(
                 "ghost_closed",
                 ghost.trade_id,
@@ -216,7 +207,7 @@ class ReconcileWorkflow:
                 ),
                 f"ledger: trade {sync.trade_id} takes the broker's {sync.broker_qty}",
             )
-        self._update(synced=self._result.synced + 1)
+        self._update(synced=self._progress.synced + 1)
         await self._audit(
             "quantity_synced",
             sync.trade_id,
@@ -247,7 +238,7 @@ class ReconcileWorkflow:
         )
 
     async def _finish(self, started: datetime) -> ReconcileResult:
-        result = self._result
+        result = self._progress
         duration_ms = int((workflow.now() - started).total_seconds() * 1000)
         self._update(duration_ms=duration_ms)
         await ledger(
@@ -265,7 +256,13 @@ class ReconcileWorkflow:
             ),
             f"ledger: reconcile run {self._run_id} finished ok={result.ok}",
         )
-        return self._result
+        return self._progress
 
-    def _update(self, **fields: object) -> None:
-        self._result = evolve(self._result, **fields)
+    def _publish(self) -> None:
+        r = self._progress
+        page = Details(f"Reconcile {r.run_id}: {'ok' if r.ok else r.error or 'running'}")
+        page.line(f"source `{r.source}`{' (dry run)' if r.dry_run else ''}").table(
+            ("checked", "closed", "ghosts signalled", "adopted", "synced", "failed actions"),
+            [(r.checked, r.closed, r.ghosts_signalled, r.adopted, r.synced, r.failed_actions)],
+        )
+        page.publish()

@@ -26,7 +26,7 @@ from workflows.trade_exits import ExitSteps
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from contracts import trade
-    from trading.broker_models import ProbeOutcome, QuotesRequest, ReplaceRequest, SymbolRef
+    from trading.broker_models import ProbeOutcome, ReplaceRequest, SymbolRef
     from trading.errors import TradingInputError
     from trading.ledger_records import ExitUrgency, TradeStatus
     from trading.trade_escalation import merge_force_exit
@@ -211,13 +211,8 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         """Raise the stop (replace at the broker, so the position is never unprotected)."""
         async with self._lock:
             state = self._state
-            quotes = await call(
-                BrokerActivities.latest_quotes,
-                QuotesRequest(symbols=[self._spec.symbol]),
-                BROKER_READ,
-                f"latest quote of {self._spec.symbol} to check the new stop",
-            )
-            market = quotes[0].bid if quotes else None
+            quote = await self._quote("to check the new stop")
+            market = quote.bid if quote else None
             try:
                 price = validate_tighten(state.stop_price, request.price, market)
             except TradingInputError as exc:

@@ -12,7 +12,16 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
-    from trading.broker_models import BrokerOrder, OrderIntent, OrderProbe, OrderRef, ProbeOutcome
+    from trading.broker_models import (
+        BrokerOrder,
+        CancelResult,
+        OrderIntent,
+        OrderProbe,
+        OrderRef,
+        ProbeOutcome,
+        Quote,
+        QuotesRequest,
+    )
     from trading.ledger_records import (
         CloseReason,
         ExitIntent,
@@ -32,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from trading.trade_models import ExitPlan, TradeSpec, TradeState
     from workflows.calls import call, failure_kind, ledger
     from workflows.details import Details
-    from workflows.policies import BROKER_READ, BROKER_WRITE
+    from workflows.policies import BROKER_READ, BROKER_WRITE, ActivityPolicy
     from workflows.records import audit, risk_event
 
 
@@ -130,14 +139,48 @@ class TradeBase:
             kind, severity, detail, key=key, trade_id=self._spec.trade_id, symbol=self._spec.symbol
         )
 
+    # --- broker calls of this trade, each with the summary the Web UI shows ---------------
+
+    async def _order(self, order_id: str, why: str) -> BrokerOrder:
+        """One of this trade's orders as the broker has it now."""
+        return await call(
+            BrokerActivities.get_order,
+            OrderRef(order_id=order_id),
+            BROKER_READ,
+            f"{why}: order {order_id} of trade {self._spec.trade_id}",
+        )
+
+    async def _cancel(self, order_id: str, why: str) -> CancelResult:
+        """Cancel one of this trade's orders (idempotent at the gateway)."""
+        return await call(
+            BrokerActivities.cancel_order,
+            OrderRef(order_id=order_id),
+            BROKER_WRITE,
+            f"cancel order {order_id} of trade {self._spec.trade_id} ({why})",
+        )
+
+    async def _submit(self, intent: OrderIntent, policy: ActivityPolicy, what: str) -> BrokerOrder:
+        """Submit an order of this trade once (its client_order_id resolves a retry)."""
+        return await call(
+            BrokerActivities.submit_order,
+            intent,
+            policy,
+            f"{what} {intent.client_order_id}: {intent.side.value} {intent.qty} {intent.symbol}",
+        )
+
+    async def _quote(self, why: str) -> Quote | None:
+        """The latest quote of the trade's symbol, if the broker has one."""
+        quotes = await call(
+            BrokerActivities.latest_quotes,
+            QuotesRequest(symbols=[self._spec.symbol]),
+            BROKER_READ,
+            f"latest quote of {self._spec.symbol} ({why})",
+        )
+        return quotes[0] if quotes else None
+
     async def _cancel_quietly(self, order_id: str) -> None:
         try:
-            await call(
-                BrokerActivities.cancel_order,
-                OrderRef(order_id=order_id),
-                BROKER_WRITE,
-                f"cancel order {order_id} of trade {self._spec.trade_id}",
-            )
+            await self._cancel(order_id, "quietly")
         except ActivityError as err:
             kind, message = failure_kind(err)
             workflow.logger.warning(

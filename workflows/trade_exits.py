@@ -13,7 +13,7 @@ from workflows.trade_protection import ProtectionSteps
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
-    from trading.broker_models import CalendarRequest, OrderRef, PositionProbe, QuotesRequest
+    from trading.broker_models import CalendarRequest, PositionProbe
     from trading.ledger_records import OrderRole, TradeStatus
     from trading.trade_escalation import unfilled_window
     from trading.trade_logic import (
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from trading.trade_models import ExitPlan
     from workflows.calls import call, failure_kind
-    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT
 
 
 class ExitSteps(ProtectionSteps):
@@ -38,12 +38,7 @@ class ExitSteps(ProtectionSteps):
         for order_id in (state.take_profit_order_id, state.stop_order_id):
             if order_id is None:
                 continue
-            result = await call(
-                BrokerActivities.cancel_order,
-                OrderRef(order_id=order_id),
-                BROKER_WRITE,
-                f"cancel protection {order_id} of trade {self._spec.trade_id} to exit",
-            )
+            result = await self._cancel(order_id, "protection, to exit")
             if not result.order.is_terminal or result.order.filled_qty > 0:
                 return False  # cancel pending, or it filled: look again next step
         return True
@@ -56,12 +51,7 @@ class ExitSteps(ProtectionSteps):
             await self._record_exit_intent(plan, None)
             await self._set_status(TradeStatus.EXITING)
         if plan.exit_order_id is not None:
-            exit_order = await call(
-                BrokerActivities.get_order,
-                OrderRef(order_id=plan.exit_order_id),
-                BROKER_READ,
-                f"check exit order {plan.exit_order_id} of trade {spec.trade_id}",
-            )
+            exit_order = await self._order(plan.exit_order_id, "check the exit")
             if not exit_order.is_terminal or exit_order.filled_qty > 0:
                 state.last_check_note = f"exit {exit_order.id} is {exit_order.status.value}"
                 return
@@ -75,12 +65,7 @@ class ExitSteps(ProtectionSteps):
             spec.trade_id, spec.symbol, position.position.qty, state.exit_attempt
         )
         try:
-            order = await call(
-                BrokerActivities.submit_order,
-                intent,
-                BROKER_SUBMIT,
-                f"market exit {intent.client_order_id}: sell {intent.qty} {spec.symbol}",
-            )
+            order = await self._submit(intent, BROKER_SUBMIT, "market exit")
         except ActivityError as err:
             kind, message = failure_kind(err)
             state.last_check_note = f"exit refused ({kind}: {message}); re-protecting"
@@ -106,12 +91,7 @@ class ExitSteps(ProtectionSteps):
             return
         if now < plan.window_end:
             return
-        exit_order = await call(
-            BrokerActivities.get_order,
-            OrderRef(order_id=plan.exit_order_id),
-            BROKER_READ,
-            f"check OCO exit {plan.exit_order_id} at the window's end",
-        )
+        exit_order = await self._order(plan.exit_order_id, "the exit window ended")
         if exit_order.filled_qty > 0:
             return
         await self._cancel_quietly(exit_order.id)
@@ -145,13 +125,8 @@ class ExitSteps(ProtectionSteps):
 
     async def _place_oco_exit(self, plan: ExitPlan, qty: Decimal) -> None:
         state, spec = self._state, self._spec
-        quotes = await call(
-            BrokerActivities.latest_quotes,
-            QuotesRequest(symbols=[spec.symbol]),
-            BROKER_READ,
-            f"latest quote of {spec.symbol} for the OCO exit",
-        )
-        if not quotes:
+        quote = await self._quote("to price the OCO exit")
+        if quote is None:
             state.last_check_note = "exit window open but no quote yet"
             return
         await self._set_status(TradeStatus.EXITING)
@@ -159,15 +134,10 @@ class ExitSteps(ProtectionSteps):
             return
         plan.stop_cancel_confirmed_at = workflow.now()
         intent = oco_exit_intent(
-            spec.trade_id, spec.symbol, qty, quotes[0].bid, state.stop_price, state.exit_attempt
+            spec.trade_id, spec.symbol, qty, quote.bid, state.stop_price, state.exit_attempt
         )
         try:
-            order = await call(
-                BrokerActivities.submit_order,
-                intent,
-                BROKER_SUBMIT,
-                f"OCO exit {intent.client_order_id}: sell {intent.qty} {spec.symbol}",
-            )
+            order = await self._submit(intent, BROKER_SUBMIT, "OCO exit")
         except ActivityError as err:
             kind, message = failure_kind(err)
             state.last_check_note = f"OCO exit refused ({kind}: {message})"

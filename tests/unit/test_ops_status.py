@@ -7,12 +7,12 @@ import json
 from settings import ROOT
 from trading.control import ControlMode
 from trading.entry_gate import ControlPresence, ControlView, EntryReason
+from trading.ledger_records import SignalCounts
 from trading.ops_status import (
     BrokerSection,
     EntrySection,
     OpsStatus,
     ScoringSection,
-    SignalCountsView,
     control_section,
     health,
 )
@@ -38,7 +38,7 @@ def test_the_control_section_says_what_the_gate_makes_of_each_presence() -> None
 
 
 def test_health_names_each_problem() -> None:
-    counts = SignalCountsView(created=1, scored=0, error=0, pending=1)
+    counts = SignalCounts(created=1, scored=0, error=0, pending=1)
     behind = ScoringSection(last_6h=counts, all_time=counts, oldest_pending_age_s=7200)
     entries = EntrySection(
         ready=False,

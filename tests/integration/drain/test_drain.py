@@ -22,9 +22,11 @@ from activities.ledger import LedgerActivities
 from activities.scoring import ScoringActivities
 from broker.endpoint import BrokerEndpoint
 from cli.drain import start_or_join_drain
+from contracts import drain
 from trading.ledger_records import SignalStatus
 from trading.scoring import (
     DrainInput,
+    DrainProgress,
     DrainResult,
     MomentumVolumeScorer,
     ScoreResult,
@@ -128,7 +130,7 @@ async def test_a_thousand_pending_signals_end_scored_or_error(
             task_queue=task_queue,
         )
         rest = await handle.result()
-        progress = await handle.query(ScoreDrainWorkflow.progress)
+        progress = await handle.query(drain.PROGRESS.name, result_type=DrainProgress)
 
     assert await _status_counts(fresh_pool) == {"SCORED": 900, "ERROR": 100}
     assert first.claimed + rest.claimed == 1000
