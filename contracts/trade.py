@@ -12,40 +12,34 @@ The models live beside the trade logic that computes them (trading/trade_models.
 from __future__ import annotations
 
 from contracts.base import Query, Signal, Update, WorkflowContract
-from trading.trade_models import (
-    ForceExit,
-    OrderEvent,
-    PositionUpdate,
-    TightenResult,
-    TightenStop,
-    TradeResult,
-    TradeSpec,
-    TradeState,
-    TradeStatusView,
-    TradeWorkflowInput,
-)
+from trading import trade_models as models
 
 ID_PREFIX = "trade-"
 
 ORDER_EVENT = Signal(
-    "order_event", OrderEvent, "BrokerSync: an order of this trade changed; check now"
+    "order_event", models.OrderEvent, "BrokerSync: an order of this trade changed; check now"
 )
 POSITION_UPDATE = Signal(
-    "position_update", PositionUpdate, "a fresh broker snapshot of this symbol; check against it"
+    "position_update",
+    models.PositionUpdate,
+    "a fresh broker snapshot of this symbol; check against it",
 )
 FORCE_EXIT = Signal(
-    "force_exit", ForceExit, "exit now or at the next open; repeats converge on one exit"
+    "force_exit", models.ForceExit, "exit now or at the next open; repeats converge on one exit"
 )
 TIGHTEN_STOP = Update(
-    "tighten_stop", TightenStop, TightenResult, "raise the stop (replaced at the broker)"
+    "tighten_stop",
+    models.TightenStop,
+    models.TightenResult,
+    "raise the stop (replaced at the broker)",
 )
-STATUS = Query("trade.status", TradeStatusView, "the trade's status and full state")
+STATUS = Query("trade.status", models.TradeStatusView, "the trade's status and full state")
 
 WORKFLOW = WorkflowContract(
     name="TradeWorkflow",
-    input=TradeWorkflowInput,
-    result=TradeResult,
-    state=TradeState,
+    input=models.TradeWorkflowInput,
+    result=models.TradeResult,
+    state=models.TradeState,
     signals=(ORDER_EVENT, POSITION_UPDATE, FORCE_EXIT),
     queries=(STATUS,),
     updates=(TIGHTEN_STOP,),
@@ -63,6 +57,6 @@ def trade_id_of(workflow_id: str) -> str | None:
     return workflow_id.removeprefix(ID_PREFIX) if workflow_id.startswith(ID_PREFIX) else None
 
 
-def start_input(spec: TradeSpec) -> TradeWorkflowInput:
+def start_input(spec: models.TradeSpec) -> models.TradeWorkflowInput:
     """The input that starts a trade's workflow (no state: a fresh run)."""
-    return TradeWorkflowInput(spec=spec)
+    return models.TradeWorkflowInput(spec=spec)

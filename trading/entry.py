@@ -194,32 +194,16 @@ def summarize(
 # --- the workflow's and activities' values ---------------------------------------------------
 
 
-class MarketLoopInput(Frozen):
-    """One market-loop run: scan the watchlist with a strategy, score, and enter."""
+class MarketLoopInput(EntryLimits):
+    """One market-loop run: its entry limits, plus what to scan and score, and how."""
 
     watchlist: list[str] = Field(default_factory=list)
     strategy: str = Field(default=DEFAULT_STRATEGY, min_length=1)
     scorer: str = Field(default=DEFAULT_SCORER, min_length=1)
-    max_open_positions: int = Field(default=5, ge=0)
-    risk_per_trade: Decimal = Field(default=Decimal(100), gt=0)
-    stop_distance: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)
-    score_threshold: Decimal = Field(default=Decimal("0.5"), ge=-1, le=1)
-    max_entries_per_run: int = Field(default=3, ge=0)
     run_source: str = Field(default="manual", min_length=1)
     reconcile: bool = True
     truth_attempts: int = Field(default=3, ge=1)
     bars_lookback_days: int = Field(default=40, ge=1)
-
-    @property
-    def limits(self) -> EntryLimits:
-        """The entry limits of this run."""
-        return EntryLimits(
-            max_open_positions=self.max_open_positions,
-            risk_per_trade=self.risk_per_trade,
-            stop_distance=self.stop_distance,
-            score_threshold=self.score_threshold,
-            max_entries_per_run=self.max_entries_per_run,
-        )
 
 
 class SignalOutcome(Frozen):

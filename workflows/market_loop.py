@@ -199,7 +199,7 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
     ) -> None:
         self._set_phase("gating entries")
         control = await self._control()
-        gate = run_gate(control, truth, request.limits)
+        gate = run_gate(control, truth, request)
         self._update(control=control, gate=gate)
         if gate.note:
             self._note(gate.note)
@@ -225,7 +225,7 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
                 signal,
                 control,
                 truth,
-                request.limits,
+                request,
                 signal.symbol in entered,
                 quotes.get(signal.symbol),
                 started,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError
+from temporalio.types import MethodSyncSingleParam
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
@@ -45,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.records import audit, risk_event
 
 
+R = TypeVar("R")
 TRADE_ID = SearchAttributeKey.for_keyword("TradeId")
 TRADE_SYMBOL = SearchAttributeKey.for_keyword("TradeSymbol")
 TRADE_STATUS = SearchAttributeKey.for_keyword("TradeStatus")
@@ -141,22 +144,25 @@ class TradeBase:
 
     # --- broker calls of this trade, each with the summary the Web UI shows ---------------
 
+    async def _on_order(
+        self,
+        method: MethodSyncSingleParam[Any, OrderRef, R],
+        policy: ActivityPolicy,
+        order_id: str,
+        what: str,
+    ) -> R:
+        """Ask the broker about (or act on) one of this trade's orders, by its broker id."""
+        summary = f"{what}: order {order_id} of trade {self._spec.trade_id}"
+        return await call(method, OrderRef(order_id=order_id), policy, summary)
+
     async def _order(self, order_id: str, why: str) -> BrokerOrder:
         """One of this trade's orders as the broker has it now."""
-        return await call(
-            BrokerActivities.get_order,
-            OrderRef(order_id=order_id),
-            BROKER_READ,
-            f"{why}: order {order_id} of trade {self._spec.trade_id}",
-        )
+        return await self._on_order(BrokerActivities.get_order, BROKER_READ, order_id, why)
 
     async def _cancel(self, order_id: str, why: str) -> CancelResult:
         """Cancel one of this trade's orders (idempotent at the gateway)."""
-        return await call(
-            BrokerActivities.cancel_order,
-            OrderRef(order_id=order_id),
-            BROKER_WRITE,
-            f"cancel order {order_id} of trade {self._spec.trade_id} ({why})",
+        return await self._on_order(
+            BrokerActivities.cancel_order, BROKER_WRITE, order_id, f"cancel ({why})"
         )
 
     async def _submit(self, intent: OrderIntent, policy: ActivityPolicy, what: str) -> BrokerOrder:
@@ -190,12 +196,7 @@ class TradeBase:
     async def _probe(self, order_id: str | None) -> OrderProbe | None:
         if order_id is None:
             return None
-        return await call(
-            BrokerActivities.probe_order,
-            OrderRef(order_id=order_id),
-            BROKER_READ,
-            f"probe order {order_id} of trade {self._spec.trade_id}",
-        )
+        return await self._on_order(BrokerActivities.probe_order, BROKER_READ, order_id, "probe")
 
     # --- closing -------------------------------------------------------------------------
 
