@@ -181,7 +181,7 @@ def to_order(order: SdkOrder) -> domain.BrokerOrder:
         type=domain.OrderType(_enum_value(kind)),
         order_class=domain.OrderClass(order_class),
         time_in_force=domain.TimeInForce(_enum_value(order.time_in_force)),
-        status=domain.OrderStatus(_enum_value(order.status)),
+        status=domain.order_status(_enum_value(order.status)),
         qty=_dec(order.qty),
         filled_qty=_dec(order.filled_qty) or Decimal(0),
         filled_avg_price=_dec(order.filled_avg_price),

@@ -227,6 +227,8 @@ def cmd_tighten(args: argparse.Namespace, settings: Settings) -> int:
     except WorkflowUpdateFailedError as exc:
         return fail(f"tighten refused: {exc.cause}", code=2)
     say(f"stop for trade {args.trade_id} is now {result.stop_price} (order {result.stop_order_id})")
+    if result.note and not result.note.startswith("protected"):
+        say(f"  note: {result.note}")
     return 0
 
 

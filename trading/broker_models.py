@@ -73,6 +73,17 @@ class OrderStatus(StrEnum):
     SUSPENDED = "suspended"
     CALCULATED = "calculated"
     HELD = "held"
+    # Not one of Alpaca's documented statuses (a newer one; see order_status): neither working
+    # nor final, so a probe that meets it waits and looks again - never "absent" or "covered".
+    UNKNOWN = "unknown"
+
+
+def order_status(value: str) -> OrderStatus:
+    """The status the broker reported, or UNKNOWN for one this code does not know yet."""
+    try:
+        return OrderStatus(value)
+    except ValueError:
+        return OrderStatus.UNKNOWN
 
 
 # A protective stop in one of these statuses is working (or about to be) at the broker.

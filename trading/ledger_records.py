@@ -120,6 +120,7 @@ LedgerOrderStatus: TypeAlias = OrderStatus | UnsubmittedStatus
 
 _ORDER_STATUS_RANK: dict[LedgerOrderStatus, int] = {
     UnsubmittedStatus.PLANNED: 0,
+    OrderStatus.UNKNOWN: 1,
     OrderStatus.PENDING_NEW: 1,
     OrderStatus.PENDING_REVIEW: 1,
     OrderStatus.ACCEPTED: 2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from trading.broker_models import BrokerOrder, OrderStatus
 from trading.ledger_records import ExitUrgency
 from trading.models import Frozen
 from trading.trade_logic import rescue_backoff
@@ -106,3 +107,43 @@ def rescue_failed(
         exit=exit_plan,
         free_take_profit=error_type == "InsufficientQty",
     )
+
+
+class ReplaceSettled(Frozen):
+    """The broker replaced the stop: the new order protects from now on."""
+
+    order: BrokerOrder
+
+
+class ReplacePending(Frozen):
+    """The replace is still in flight: the old stop protects until the broker settles it."""
+
+    new_order_id: str
+
+
+class ReplaceFailed(Frozen):
+    """The replace did not take (refused, or rejected after it was accepted): the old stop
+    still protects; cancel it, and once the cancel is final a new stop goes in its place."""
+
+    reason: str
+
+
+ReplaceState = ReplaceSettled | ReplacePending | ReplaceFailed
+
+
+def replace_state(old: BrokerOrder, new: BrokerOrder | None, refusal: str = "") -> ReplaceState:
+    """Where a stop replace stands, from the broker's view of the old order and the new one.
+
+    Alpaca replaces asynchronously: the old order passes through pending_replace and ends
+    `replaced` (pointing at the new one); the new one can still be rejected, and then the old
+    one works on as before. Only `replaced` settles it; never two stops, never none decided.
+    """
+    if new is None:
+        return ReplaceFailed(reason=refusal or "the replace was refused")
+    if new.status is OrderStatus.REJECTED or (new.is_terminal and new.filled_qty == 0):
+        return ReplaceFailed(reason=f"replacement {new.id} was {new.status.value}")
+    if old.status is OrderStatus.REPLACED:
+        return ReplaceSettled(order=new)
+    if old.is_terminal and old.filled_qty > 0:
+        return ReplaceFailed(reason=f"stop {old.id} filled before the replace")
+    return ReplacePending(new_order_id=new.id)

@@ -190,14 +190,30 @@ class EntryDead(Frozen):
 
 
 class EntryDue(Frozen):
-    """The entry did not fill in time: cancel what is left."""
+    """The entry did not fill in time (or fills too slowly to leave shares bare): cancel the rest.
+
+    On Alpaca, cancelling a partly filled entry cancels its held legs too: the filled shares
+    are then protected by a standalone stop (see the protection rules).
+    """
+
+    partial: bool = False
 
 
 EntryStep = EntryWorking | EntryFilled | EntryDead | EntryDue
 
 
-def entry_step(order: BrokerOrder, now: datetime, deadline: datetime | None) -> EntryStep:
-    """Where the entry order stands, given the broker's view of it and the entry deadline."""
+def entry_step(
+    order: BrokerOrder,
+    now: datetime,
+    deadline: datetime | None,
+    partial_since: datetime | None = None,
+    partial_grace: timedelta | None = None,
+) -> EntryStep:
+    """Where the entry order stands, given the broker's view of it and the entry deadline.
+
+    A partly filled entry leaves its filled shares without a working stop (bracket and OTO legs
+    wait for a complete fill): after `partial_grace` from the first partial fill it is due.
+    """
     if order.status is OrderStatus.FILLED:
         return EntryFilled(
             filled_qty=order.filled_qty,
@@ -214,6 +230,13 @@ def entry_step(order: BrokerOrder, now: datetime, deadline: datetime | None) -> 
         return EntryDead(reason=CloseReason.ENTRY_CANCELLED)
     if deadline is not None and now >= deadline:
         return EntryDue()
+    if (
+        order.filled_qty > 0
+        and partial_since is not None
+        and partial_grace is not None
+        and now - partial_since >= partial_grace
+    ):
+        return EntryDue(partial=True)
     return EntryWorking(filled_qty=order.filled_qty)
 
 
@@ -236,14 +259,34 @@ def _sell_position(trade_id: str, leg: Leg, attempt: int, symbol: str, qty: Deci
 
 
 def rescue_intent(
-    trade_id: str, symbol: str, qty: Decimal, stop_price: Decimal, attempt: int
+    trade_id: str,
+    symbol: str,
+    qty: Decimal,
+    stop_price: Decimal,
+    attempt: int,
+    take_profit_price: Decimal | None = None,
 ) -> OrderIntent:
-    """A standalone GTC sell stop for the whole position."""
-    return evolve(
+    """A GTC sell stop for the whole position; with a take-profit, an OCO that restores both.
+
+    The stop never depends on a take-profit left over: a take-profit lost with its group (or
+    cancelled to free the stop's shares) comes back as the OCO's other leg.
+    """
+    stop = evolve(
         _sell_position(trade_id, Leg.RESCUE, attempt, symbol, qty),
         type=OrderType.STOP,
         stop_price=stop_price,
         time_in_force=TimeInForce.GTC,
+    )
+    if take_profit_price is None:
+        return stop
+    return evolve(
+        stop,
+        type=OrderType.LIMIT,
+        stop_price=None,
+        limit_price=take_profit_price,
+        order_class=OrderClass.OCO,
+        take_profit_limit_price=take_profit_price,
+        stop_loss_stop_price=stop_price,
     )
 
 

@@ -52,6 +52,11 @@ class TradeSpec(Frozen):
     stop_price: Decimal = Field(gt=0)
     take_profit_price: Decimal | None = Field(default=None, gt=0)
     entry_timeout: timedelta = timedelta(minutes=5)
+    # A partly filled entry's shares have no working stop (the legs wait for a complete fill):
+    # after this long the rest of the entry is cancelled and the shares get their own stop.
+    partial_fill_grace: timedelta = timedelta(seconds=5)
+    # How long a tighten or resize waits for a replace to settle before leaving it to the guard.
+    replace_settle: timedelta = timedelta(seconds=5)
     protect_only: bool = False  # adopted external position: no entry, guard what is there
     existing_stop_order_id: str | None = None  # an adopted position's stop, if it has one
     check_interval: timedelta = timedelta(seconds=60)
@@ -124,6 +129,7 @@ class TradeState(BaseModel):
     entry_order_id: str | None = None
     entry_deadline: datetime | None = None
     entry_cancel_requested: bool = False
+    partial_fill_at: datetime | None = None  # the entry's first partial fill, while it works
     filled_qty: Decimal = Decimal(0)
     entry_price: Decimal | None = None
     position_qty: Decimal = Decimal(0)
@@ -191,10 +197,12 @@ class TightenStop(Frozen):
 
 
 class TightenResult(Frozen):
-    """The stop after a tighten."""
+    """The stop after a tighten (a replace still settling, or redone as cancel-and-place,
+    says so in `note`; the guard finishes it)."""
 
     stop_price: Decimal
     stop_order_id: str
+    note: str = ""
 
 
 class TradeStatusView(Frozen):

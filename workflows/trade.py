@@ -117,6 +117,9 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         now = workflow.now()
         delay = self._spec.check_interval
         due: list[datetime | None] = [self._state.rescue.next_at, self._state.entry_deadline]
+        partial = self._state.partial_fill_at
+        if partial is not None and self._state.status is TradeStatus.PENDING_ENTRY:
+            due.append(partial + self._spec.partial_fill_grace)
         plan = self._state.exit
         if plan is not None:
             due += [
@@ -221,13 +224,17 @@ class TradeWorkflow(EntrySteps, ExitSteps):
                 ) from None
             if state.stop_order_id is None:
                 raise ApplicationError("no stop order to tighten yet", type="NoStopOrder")
-            new_order = await self._replace_stop(
+            outcome = await self._replace_stop(
                 ReplaceRequest(order_id=state.stop_order_id, stop_price=price)
             )
             state.stop_price = price
-            await self._adopt_stop(new_order.id)
+            await self._after_replace(outcome, f"tighten to {price}")
             self._publish()
-            return TightenResult(stop_price=price, stop_order_id=new_order.id)
+            return TightenResult(
+                stop_price=price,
+                stop_order_id=state.stop_order_id or "",
+                note=state.last_check_note,
+            )
 
     @tighten_stop.validator
     def _validate_tighten(self, request: TightenStop) -> None:

@@ -11,7 +11,7 @@ from workflows.trade_base import TradeBase
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
-    from trading.broker_models import BrokerOrder
+    from trading.broker_models import BrokerOrder, OrderStatus
     from trading.ledger_records import (
         CloseReason,
         OrderRole,
@@ -30,6 +30,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.calls import failure_kind, ledger
     from workflows.policies import BROKER_SUBMIT
+
+
+# Patch id: entries before it left partly filled shares bare until the entry timed out.
+PARTIAL_ENTRY_GRACE = "partial-entry-grace"
 
 
 class EntrySteps(TradeBase):
@@ -58,11 +62,17 @@ class EntrySteps(TradeBase):
         if order_id is None:
             return
         order = await self._order(order_id, "check the entry")
-        step = entry_step(order, workflow.now(), state.entry_deadline)
+        now = workflow.now()
+        if order.filled_qty > 0 and not order.is_terminal and state.partial_fill_at is None:
+            state.partial_fill_at = now  # these shares have no working stop yet
+        grace = None
+        if state.partial_fill_at is not None and workflow.patched(PARTIAL_ENTRY_GRACE):
+            grace = self._spec.partial_fill_grace
+        step = entry_step(order, now, state.entry_deadline, state.partial_fill_at, grace)
         if state.exit is not None and not state.entry_cancel_requested and not order.is_terminal:
             step = EntryDue()  # asked to exit before the entry filled: stop buying
         if isinstance(step, EntryDue):
-            await self._cancel_entry(order)
+            await self._cancel_entry(order, step.partial)
             return
         if isinstance(step, EntryDead):
             await self._record_order(order, OrderRole.ENTRY, None)
@@ -97,14 +107,16 @@ class EntrySteps(TradeBase):
         await self._record_order(order, OrderRole.ENTRY, intent)
         return order.id
 
-    async def _cancel_entry(self, order: BrokerOrder) -> None:
-        """The entry is due (timed out, or an exit was asked for): cancel what is unfilled."""
+    async def _cancel_entry(self, order: BrokerOrder, partial: bool) -> None:
+        """The entry is due (timed out, partly filled too long, or an exit was asked for):
+        cancel what is unfilled. The filled shares get their own stop once it is final."""
         state = self._state
+        why = "partly filled too long" if partial else "due unfilled"
         if not state.entry_cancel_requested:
             state.entry_cancel_requested = True
-            await self._cancel(order.id, "the entry is due unfilled")
+            await self._cancel(order.id, f"the entry is {why}")
             self._wake = True
-        state.last_check_note = "entry due: cancel requested"
+        state.last_check_note = f"entry {why}: cancel requested"
 
     async def _record_entry_fill(self, order: BrokerOrder) -> None:
         state = self._state
@@ -125,6 +137,10 @@ class EntrySteps(TradeBase):
 
     async def _entry_filled(self, order: BrokerOrder) -> None:
         state = self._state
+        if order.status is not OrderStatus.FILLED and state.partial_fill_at is not None:
+            # A partly filled entry ended: its legs went with it; the shares were bare since
+            # the first partial fill, and the rescue's gap is measured from then.
+            state.stop_missing_since = state.partial_fill_at
         await self._record_order(order, OrderRole.ENTRY, None)
         stop_leg, take_profit_leg = protective_legs(order)
         state.position_qty = order.filled_qty  # until the next check reads the broker's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
@@ -13,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from trading.broker_models import (
         BrokerOrder,
         ClientOrderRef,
+        OrderClass,
         OrderIntent,
         PositionProbe,
         ReplaceRequest,
@@ -21,7 +24,14 @@ with workflow.unsafe.imports_passed_through():
     from trading.ids import Leg, client_order_id
     from trading.ledger_records import OrderRole, RiskSeverity
     from trading.models import JsonScalar, evolve
-    from trading.trade_escalation import rescue_failed
+    from trading.trade_escalation import (
+        ReplaceFailed,
+        ReplacePending,
+        ReplaceSettled,
+        ReplaceState,
+        replace_state,
+        rescue_failed,
+    )
     from trading.trade_logic import (
         Flat,
         Follow,
@@ -29,10 +39,18 @@ with workflow.unsafe.imports_passed_through():
         Rescue,
         Resize,
         protection_action,
+        protective_legs,
         rescue_intent,
     )
     from workflows.calls import call, failure_kind
     from workflows.policies import BROKER_READ, BROKER_WRITE, RESCUE_SUBMIT
+
+
+# Patch ids: trades before them took a replace's first answer as the new stop, and rescued
+# with a bare stop even when the trade had a take-profit.
+REPLACE_SETTLES = "replace-settles"
+RESCUE_RESTORES_TAKE_PROFIT = "rescue-restores-take-profit"
+REPLACE_POLL = timedelta(milliseconds=500)
 
 
 class ProtectionSteps(TradeBase):
@@ -50,13 +68,13 @@ class ProtectionSteps(TradeBase):
             self._wake = True
         elif isinstance(action, Resize):
             try:
-                resized = await self._replace_stop(
+                outcome = await self._replace_stop(
                     ReplaceRequest(order_id=action.order_id, qty=action.qty)
                 )
             except ApplicationError as exc:
                 state.last_check_note = f"resize to {action.qty} failed: {exc.message}"
                 return
-            await self._adopt_stop(resized.id)
+            await self._after_replace(outcome, f"resize to {action.qty}")
         elif isinstance(action, Rescue):
             if state.stop_missing_since is None:
                 state.stop_missing_since = now
@@ -75,8 +93,16 @@ class ProtectionSteps(TradeBase):
         now = workflow.now()
         telemetry.attempted += 1
         telemetry.last_at = now
+        take_profit = state.take_profit_price
+        if take_profit is not None and not workflow.patched(RESCUE_RESTORES_TAKE_PROFIT):
+            take_profit = None  # rescues before the patch placed a bare stop
         intent = rescue_intent(
-            spec.trade_id, spec.symbol, action.qty, action.stop_price, state.rescue_attempt
+            spec.trade_id,
+            spec.symbol,
+            action.qty,
+            action.stop_price,
+            state.rescue_attempt,
+            take_profit,
         )
         workflow.logger.warning(
             "trade %s: %s; rescue stop %s x%s @ %s",
@@ -99,6 +125,13 @@ class ProtectionSteps(TradeBase):
                 action, intent, "RescueNotActive", f"rescue stop is {order.status.value}"
             )
             return
+        await self._rescue_landed(action, intent, order, now)
+
+    async def _rescue_landed(
+        self, action: Rescue, intent: OrderIntent, order: BrokerOrder, started: datetime
+    ) -> None:
+        """The rescue stop works at the broker: count it, guard it, report the gap."""
+        state, telemetry, now = self._state, self._state.rescue, started
         gap = now - (state.stop_missing_since or now)
         state.stop_missing_since = None
         telemetry.ok += 1
@@ -108,7 +141,10 @@ class ProtectionSteps(TradeBase):
         telemetry.last_error = None
         telemetry.next_at = None
         telemetry.last_gap_ms = millis(workflow.now() - now + gap)
-        await self._adopt_stop(order.id)
+        stop_leg, _ = protective_legs(order)
+        if intent.order_class is OrderClass.OCO and stop_leg is not None:
+            state.take_profit_order_id = order.id  # the OCO's limit leg is the take-profit
+        await self._adopt_stop(stop_leg.id if stop_leg is not None else order.id)
         await self._risk_event(
             "stop_rescued",
             RiskSeverity.WARNING,
@@ -182,29 +218,75 @@ class ProtectionSteps(TradeBase):
         await self._record_protection()
         self._state.last_check_note = f"protected by stop {order_id}"
 
-    async def _replace_stop(self, request: ReplaceRequest) -> BrokerOrder:
-        """Replace the stop under a fresh client_order_id (a retried replace finds its order)."""
+    async def _replace_stop(self, request: ReplaceRequest) -> ReplaceState:
+        """Replace the stop under a fresh client_order_id and follow it until it settles.
+
+        A replace the broker refuses, or rejects after accepting it, leaves the old stop
+        working: ReplaceFailed, and the caller falls back to cancel-confirm-place.
+        """
         state = self._state
         cid = client_order_id(self._spec.trade_id, Leg.STOP, state.stop_attempt)
         state.stop_attempt += 1
-        with_id = evolve(request, client_order_id=cid)
+        new = await self._request_replace(evolve(request, client_order_id=cid))
+        if not workflow.patched(REPLACE_SETTLES):
+            # Trades before the patch took the broker's first answer as the new stop.
+            if isinstance(new, str):
+                raise ApplicationError(new, type="ReplaceFailed")
+            return ReplaceSettled(order=new)
+        if isinstance(new, str):
+            return ReplaceFailed(reason=new)
+        deadline = workflow.now() + self._spec.replace_settle
+        while True:
+            old = await self._order(request.order_id, "follow the replace")
+            new = await self._order(new.id, "follow the replacement")
+            outcome = replace_state(old, new)
+            if not isinstance(outcome, ReplacePending) or workflow.now() >= deadline:
+                return outcome
+            await workflow.sleep(REPLACE_POLL, summary="wait for the stop replace to settle")
+
+    async def _request_replace(self, request: ReplaceRequest) -> BrokerOrder | str:
+        """The replacement order the broker accepted, or why it was refused."""
+        cid = request.client_order_id
         try:
             return await call(
                 BrokerActivities.replace_order,
-                with_id,
+                request,
                 BROKER_WRITE,
                 f"replace stop {request.order_id} as {cid}",
             )
         except ActivityError as err:
             kind, message = failure_kind(err)
-            try:
-                return await call(
-                    BrokerActivities.get_order_by_client_id,
-                    ClientOrderRef(client_order_id=cid),
-                    BROKER_READ,
-                    f"look up replacement stop {cid}",
-                )
-            except ActivityError:
-                raise ApplicationError(
-                    f"replacing stop {request.order_id} failed: {kind}: {message}", type=kind
-                ) from None
+        try:  # a retried replace that landed is found under its client_order_id
+            return await call(
+                BrokerActivities.get_order_by_client_id,
+                ClientOrderRef(client_order_id=cid or ""),
+                BROKER_READ,
+                f"look up replacement stop {cid}",
+            )
+        except ActivityError:
+            return f"replacing stop {request.order_id} failed: {kind}: {message}"
+
+    async def _after_replace(self, outcome: ReplaceState, what: str) -> None:
+        """Adopt a settled replace; leave a pending one to the guard; cancel after a failed one.
+
+        After a failed replace the old stop is cancelled and, once that is final, the next
+        check places a new stop (the rescue path, gap measured) - never two stops at once.
+        """
+        state = self._state
+        if isinstance(outcome, ReplaceSettled):
+            await self._adopt_stop(outcome.order.id)
+            return
+        if isinstance(outcome, ReplacePending):
+            state.last_check_note = (
+                f"{what}: replace pending; stop {state.stop_order_id} protects until the broker "
+                f"settles it (then {outcome.new_order_id})"
+            )
+            return
+        old_id = state.stop_order_id
+        state.last_check_note = f"{what}: {outcome.reason}; cancel and place the stop anew"
+        if old_id is None:
+            return
+        result = await self._cancel(old_id, "its replace did not take")
+        if result.order.is_terminal and result.order.filled_qty == 0:
+            state.stop_missing_since = workflow.now()
+        self._wake = True
