@@ -13,6 +13,7 @@ from pathlib import Path
 from paperbroker.assets import DEFAULT_UNIVERSE
 from paperbroker.clock import ClockMode
 from paperbroker.config import BrokerConfig, credentials_from_env
+from paperbroker.fidelity import LegReplace
 from paperbroker.server import PaperBrokerServer
 
 
@@ -55,6 +56,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fill-delay-ms", type=int, default=0, help="routing delay of new orders")
     parser.add_argument(
+        "--cancel-delay-ms",
+        type=int,
+        default=50,
+        help="how long a cancelled order stays pending_cancel (a fill meanwhile wins)",
+    )
+    parser.add_argument(
+        "--replace-delay-ms",
+        type=int,
+        default=50,
+        help="how long a replaced order stays pending_replace before replaced/rejected",
+    )
+    parser.add_argument(
+        "--leg-replace",
+        choices=[rule.value for rule in LegReplace],
+        default=LegReplace.PRICES.value,
+        help="prices: a bracket/OCO leg's replace may change only limit/stop price and OTO "
+        "orders cannot be replaced (Alpaca's docs); any: replace them like simple orders",
+    )
+    parser.add_argument(
+        "--hide-held-legs",
+        action="store_true",
+        help="leave held legs out of GET /v2/orders?status=open, as field reports describe",
+    )
+    parser.add_argument(
+        "--skip-sibling-cancel-events",
+        action="store_true",
+        help="do not stream `canceled` for group members cancelled by another member's end",
+    )
+    parser.add_argument(
         "--replay-csv", type=Path, help="bars CSV (symbol,timestamp,o,h,l,c,volume)"
     )
     parser.add_argument("--log-level", default="INFO", help="logging level")
@@ -82,6 +112,11 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         spread_bps=args.spread_bps,
         partial_fill_probability=args.partial_fills,
         fill_delay_ms=args.fill_delay_ms,
+        cancel_delay_ms=args.cancel_delay_ms,
+        replace_delay_ms=args.replace_delay_ms,
+        leg_replace=LegReplace(args.leg_replace),
+        hide_held_legs=args.hide_held_legs,
+        skip_sibling_cancel_events=args.skip_sibling_cancel_events,
         replay_csv=args.replay_csv,
     )
 

@@ -13,10 +13,12 @@ from pydantic import ValidationError
 from paperbroker.clock import ClockMode
 from paperbroker.errors import ApiError, bad_body, unprocessable
 from paperbroker.external import (
+    arm_rejection,
     cancel_elsewhere,
     close_elsewhere,
     end_elsewhere,
     fill_elsewhere,
+    set_status_elsewhere,
     trade_elsewhere,
 )
 from paperbroker.faults import FaultRule
@@ -81,6 +83,8 @@ async def state(request: web.Request) -> web.Response:
             "stream_listening": sum(1 for c in server.hub.connections if c.listening),
             "rate_limit": server.limiter.limit,
             "partial_fill_probability": broker.matcher.partial_fill_probability,
+            "fidelity": broker.fidelity.as_json(),
+            "in_flight": len(broker.pending.in_flight),
             "requests": server.requests.as_json(),
         }
     )
@@ -112,10 +116,11 @@ async def clock(request: web.Request) -> web.Response:
 
 @admin_routes.post("/_sim/sync")
 async def sync(request: web.Request) -> web.Response:
-    """POST /_sim/sync: process everything due now; returns once deferred work has run."""
-    broker = _server(request).broker
-    now = broker.sync()
-    return json_response({"now": ts(now)})
+    """POST /_sim/sync: process everything due now; returns once no cancel/replace is in flight."""
+    server = _server(request)
+    server.broker.sync()
+    await server.settle()
+    return json_response({"now": ts(server.broker.sync())})
 
 
 @admin_routes.post("/_sim/prices/{symbol}")
@@ -193,6 +198,33 @@ async def reject_order(request: web.Request) -> web.Response:
     """POST /_sim/orders/{id}/reject: the broker rejects an accepted order after the fact."""
     broker = _server(request).broker
     order = end_elsewhere(broker, request.match_info["order_id"], Status.REJECTED)
+    return json_response(order_json(order, broker.book))
+
+
+@admin_routes.post("/_sim/orders/{order_id}/status")
+async def set_order_status(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/status: {"status"} park an order (done_for_day, ...) or resume it."""
+    broker = _server(request).broker
+    status = (await _body(request)).get("status")
+    if not isinstance(status, str):
+        raise unprocessable("status is required")
+    order = set_status_elsewhere(broker, request.match_info["order_id"], status)
+    return json_response(order_json(order, broker.book))
+
+
+@admin_routes.post("/_sim/orders/{order_id}/reject-next-cancel")
+async def reject_next_cancel(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/reject-next-cancel: its next cancel is accepted, then refused."""
+    broker = _server(request).broker
+    order = arm_rejection(broker, request.match_info["order_id"], "cancel")
+    return json_response(order_json(order, broker.book))
+
+
+@admin_routes.post("/_sim/orders/{order_id}/reject-next-replace")
+async def reject_next_replace(request: web.Request) -> web.Response:
+    """POST /_sim/orders/{id}/reject-next-replace: its next replace is accepted, then rejected."""
+    broker = _server(request).broker
+    order = arm_rejection(broker, request.match_info["order_id"], "replace")
     return json_response(order_json(order, broker.book))
 
 
@@ -279,6 +311,7 @@ async def configure(request: web.Request) -> web.Response:
     """POST /_sim/config: {"rate_limit"?, "rate_window_s"?, "partial_fill_probability"?, ...}."""
     server = _server(request)
     body = await _body(request)
+    server.broker.fidelity.configure(body)
     if "rate_limit" in body:
         server.limiter.limit = int(body["rate_limit"])
         server.limiter.reset()

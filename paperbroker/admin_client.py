@@ -113,6 +113,23 @@ class AdminClient:
         result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject")
         return result
 
+    def set_order_status(self, order_id: str, status: str) -> dict[str, Any]:
+        """Park an order in done_for_day, stopped, suspended, ... or resume it with "new"."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/_sim/orders/{order_id}/status", {"status": status}
+        )
+        return result
+
+    def reject_next_cancel(self, order_id: str) -> dict[str, Any]:
+        """Make the order's next cancel be accepted (204), then refused (order_cancel_rejected)."""
+        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject-next-cancel")
+        return result
+
+    def reject_next_replace(self, order_id: str) -> dict[str, Any]:
+        """Make the order's next replace be accepted (200), then fail (order_replace_rejected)."""
+        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject-next-replace")
+        return result
+
     def fill_order(
         self,
         order_id: str,
@@ -163,8 +180,13 @@ class AdminClient:
         return str(self._call("POST", "/_sim/restore", {"path": path} if path else {})["path"])
 
     def configure(self, **settings: Any) -> None:
-        """Change rate_limit, partial_fill_probability or fill_delay_ms at run time."""
+        """Change settings at run time (keys of POST /_sim/config, see README)."""
         self._call("POST", "/_sim/config", settings)
+
+    def fidelity(self) -> dict[str, Any]:
+        """The current cancel/replace delays, leg-replace rule and listing/stream switches."""
+        result: dict[str, Any] = self.state()["fidelity"]
+        return result
 
     def requests(self) -> dict[str, Any]:
         """Authenticated /v2 requests since the last reset: {"total", "by_route"}."""

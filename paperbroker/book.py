@@ -23,6 +23,7 @@ from paperbroker.models import (
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+PENDING_STATUSES = frozenset({Status.PENDING_CANCEL, Status.PENDING_REPLACE})
 
 # The time field each final status (other than a fill) stamps on the order.
 FINAL_STAMPS: dict[Status, str] = {
@@ -112,7 +113,7 @@ class Book:
         """Return the quantity reserved by open orders on `side` (OCO peers count once)."""
         groups: dict[UUID, Decimal] = {}
         for order in self.open_orders(symbol):
-            if order.side is not side or not order.activated:
+            if order.side is not side or not order.activated or order.replacement_in_flight:
                 continue
             if order.leg_ids and order.order_class in (OrderClass.BRACKET, OrderClass.OTO):
                 continue
@@ -139,7 +140,10 @@ class Book:
             order.working = False
             event = "fill"
         else:
-            order.status = Status.PARTIALLY_FILLED
+            if order.pending is not None and order.status in PENDING_STATUSES:
+                order.pending.resume_status = Status.PARTIALLY_FILLED  # still pending
+            else:
+                order.status = Status.PARTIALLY_FILLED
             event = "partial_fill"
         self.emit(
             event,
@@ -174,6 +178,15 @@ class Book:
     def legs_of(self, order: OrderRecord) -> list[OrderRecord]:
         """Return the legs of a complex order."""
         return [self.orders[i] for i in order.leg_ids if i in self.orders]
+
+    def group_of(self, order: OrderRecord) -> list[OrderRecord]:
+        """Return every order of the bracket/OCO/OTO group `order` belongs to (parent first)."""
+        if order.order_class is OrderClass.SIMPLE:
+            return [order]
+        root = self.orders.get(order.parent_id) if order.parent_id else order
+        if root is None:
+            return [order]
+        return [root, *self.legs_of(root)]
 
     def leg(self, order: OrderRecord, role: LegRole) -> OrderRecord | None:
         """Return the leg of `order` with the given role."""

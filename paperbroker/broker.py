@@ -19,9 +19,11 @@ from paperbroker.errors import (
     position_not_found,
     unprocessable,
 )
+from paperbroker.fidelity import Fidelity
 from paperbroker.matching import Matcher
 from paperbroker.models import AccountRecord, OrderRecord, OrderType, Side, Status, TimeInForce
-from paperbroker.orders import build_orders, build_replacement
+from paperbroker.orders import build_orders
+from paperbroker.pending import PendingChanges
 from paperbroker.prices import PriceEngine, SymbolParams
 from paperbroker.rules import (
     check_buying_power,
@@ -34,9 +36,17 @@ from paperbroker.validation import OrderIntent, ReplaceIntent
 
 log = logging.getLogger(__name__)
 
-NOT_REPLACEABLE = frozenset(
-    {Status.ACCEPTED, Status.PENDING_NEW, Status.PENDING_CANCEL, Status.PENDING_REPLACE}
-)
+# Statuses /_sim can park an order in, and the trade_updates event each streams (if any).
+SETTABLE_STATUSES: dict[Status, str | None] = {
+    Status.DONE_FOR_DAY: "done_for_day",
+    Status.PENDING_REVIEW: None,
+    Status.STOPPED: "stopped",
+    Status.SUSPENDED: "suspended",
+    Status.CALCULATED: "calculated",
+    Status.PENDING_NEW: "pending_new",
+    Status.ACCEPTED_FOR_BIDDING: None,
+    Status.HELD: None,
+}
 
 
 class Broker:
@@ -51,6 +61,7 @@ class Broker:
         cash: Decimal,
         seed: int,
         multiplier: Decimal = Decimal(2),
+        fidelity: Fidelity | None = None,
     ) -> None:
         self.clock = clock
         self.calendar = calendar
@@ -58,9 +69,11 @@ class Broker:
         self.assets = assets
         self.multiplier = multiplier
         self.seed = seed
+        self.fidelity = fidelity or Fidelity()
         self.listeners: list[Callable[[TradeUpdate], None]] = []
         self.book = Book(_new_account(cash, clock.now()), listeners=self.listeners)
-        self.matcher = Matcher(self.book, prices, calendar, seed, clock.now)
+        self.pending = PendingChanges(self)
+        self.matcher = self._new_matcher()
         self.last_processed = clock.now()
         self.min_step = timedelta(milliseconds=20)
         self.route_delay = 0.0
@@ -70,12 +83,20 @@ class Broker:
         self.book = book or Book(_new_account(cash, self.clock.now()))
         self.book.listeners = self.listeners
         self.prices = prices
+        self.pending.reset()
         old = self.matcher
-        self.matcher = Matcher(self.book, prices, self.calendar, self.seed, self.clock.now)
+        self.matcher = self._new_matcher()
         self.matcher.partial_fill_probability = old.partial_fill_probability
         self.matcher.partial_fill_delay = old.partial_fill_delay
         self.matcher.defer = old.defer
         self.last_processed = self.clock.now()
+
+    def _new_matcher(self) -> Matcher:
+        matcher = Matcher(
+            self.book, self.prices, self.calendar, self.seed, self.clock.now, self.fidelity
+        )
+        matcher.on_aged = lambda order, when: self.pending.request_cancel(order, when, True)
+        return matcher
 
     # ---- time ---------------------------------------------------------------------------
     def sync(self) -> datetime:
@@ -150,41 +171,13 @@ class Broker:
         return parent
 
     def replace(self, order_id: str, change: ReplaceIntent) -> OrderRecord:
-        """Replace an open order with a new one carrying the requested changes."""
+        """Accept a replace (200 with the new order); it lands after `replace_delay_ms`."""
         old = self.order(order_id)
         now = self.sync()
-        if not old.is_open:
-            raise unprocessable(f'order is already in "{old.status.value}" state')
-        if old.status in NOT_REPLACEABLE:
-            raise unprocessable(f'order is not replaceable in "{old.status.value}" state')
-        self._check_replace_fields(old, change)
-        client_order_id = change.client_order_id or str(uuid4())
-        if client_order_id in self.book.client_ids:
-            raise duplicate_client_order_id()
-        new = build_replacement(old, change, client_order_id, now)
-        if old.activated and not (old.leg_ids and old.order_class.value in ("bracket", "oto")):
-            check_qty_available(self.book, old.symbol, old.side, new.remaining, old.remaining)
-        self.book.add(new)
-        self._relink(old, new)
-        old.replaced_by = new.id
-        self.book.set_status(old, Status.REPLACED, now, "replaced")
-        if new.status is Status.NEW:
-            self.book.emit("new", new, now)
-        self.matcher.evaluate(new, now)
-        return new
+        return self.pending.request_replace(old, change, now)
 
-    def _check_replace_fields(self, old: OrderRecord, change: ReplaceIntent) -> None:
-        kind = old.type
-        if change.limit_price is not None and kind not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            raise unprocessable("cannot replace limit_price of a non-limit order")
-        if change.stop_price is not None and kind not in (OrderType.STOP, OrderType.STOP_LIMIT):
-            raise unprocessable("cannot replace stop_price of a non-stop order")
-        if change.trail is not None and kind is not OrderType.TRAILING_STOP:
-            raise unprocessable("cannot replace trail of a non-trailing-stop order")
-        if change.qty is not None and change.qty != change.qty.to_integral_value():
-            raise unprocessable("qty must be a whole number for replace")
-
-    def _relink(self, old: OrderRecord, new: OrderRecord) -> None:
+    def relink(self, old: OrderRecord, new: OrderRecord) -> None:
+        """Put a replacement in its predecessor's place in its complex order."""
         if old.parent_id is not None and old.parent_id in self.book.orders:
             parent = self.book.orders[old.parent_id]
             parent.leg_ids = [new.id if i == old.id else i for i in parent.leg_ids]
@@ -195,23 +188,60 @@ class Broker:
         if old.oco_peer_id is not None and old.oco_peer_id in self.book.orders:
             self.book.orders[old.oco_peer_id].oco_peer_id = new.id
 
-    def cancel(self, order_id: str) -> None:
-        """Cancel an open order or raise 404/422."""
+    def cancel(self, order_id: str) -> OrderRecord:
+        """Accept a cancel (204): the order goes pending_cancel, then canceled with its group."""
         order = self.order(order_id)
         now = self.sync()
         if not order.is_open:
             raise unprocessable(f'order is already in "{order.status.value}" state')
-        self.matcher.cancel(order, now)
+        self.pending.request_cancel(order, now)
+        return order
 
     def cancel_all(self) -> list[dict[str, object]]:
-        """Cancel every open order; return (order, status) per cancelled order."""
+        """Request a cancel of every open order; return (order, status) per order asked."""
         now = self.sync()
         cancelled: list[OrderRecord] = []
         for order in self.book.open_orders():
-            if order.is_open:
-                self.matcher.cancel(order, now)
+            if order.is_open and order.status not in (
+                Status.PENDING_CANCEL,
+                Status.PENDING_REPLACE,
+            ):
+                self.pending.request_cancel(order, now)
                 cancelled.append(order)
         return [{"order": o, "status": 200} for o in cancelled]
+
+    def cancel_now(self, symbol: str | None = None) -> None:
+        """Cancel open orders at once (DELETE /v2/positions?cancel_orders sequences it itself)."""
+        now = self.sync()
+        for order in self.book.open_orders(symbol):
+            if order.is_open:
+                order.pending = None
+                self.matcher.cancel_group(order, now)
+
+    def set_status(self, order_id: str, status: Status) -> OrderRecord:
+        """Park an open order in a status Alpaca documents (streaming its event), or resume it."""
+        order = self.order(order_id)
+        now = self.sync()
+        if not order.is_open:
+            raise unprocessable(f'order is already in "{order.status.value}" state')
+        if order.status in (Status.PENDING_CANCEL, Status.PENDING_REPLACE) or (
+            order.replacement_in_flight
+        ):
+            raise unprocessable("a cancel or replace of this order is in flight")
+        if status is Status.NEW:
+            self.matcher.resume(order, now)
+            return order
+        if status not in SETTABLE_STATUSES:
+            raise unprocessable(f'status "{status.value}" cannot be set; use cancel/expire/reject')
+        if order.paused_from is None:
+            order.paused_from = order.status
+        order.status = status
+        order.working = False
+        order.updated_at = now
+        event = SETTABLE_STATUSES[status]
+        if event is not None:
+            self.book.emit(event, order, now)
+        return order
 
     def close_position(
         self, symbol_or_id: str, qty: Decimal | None = None, percentage: Decimal | None = None
@@ -244,7 +274,7 @@ class Broker:
     def close_all(self, cancel_orders: bool) -> list[tuple[str, int, object]]:
         """Close every position; return (symbol, status, order or error body) per position."""
         if cancel_orders:
-            self.cancel_all()
+            self.cancel_now()
         results: list[tuple[str, int, object]] = []
         for symbol in list(self.book.positions):
             try:
@@ -263,7 +293,14 @@ class Broker:
             if self.book.position_qty(order.symbol) < 0:
                 continue
             quote = self.prices.quote(order.symbol, when)
-            reserved += order_cost(order.side, order.remaining, None, order.limit_price, quote)
+            cost = order_cost(order.side, order.remaining, None, order.limit_price, quote)
+            replaces = order.replaces if order.replacement_in_flight else None
+            old = self.book.orders.get(replaces) if replaces is not None else None
+            if old is not None:
+                # Being replaced: the larger of the two orders counts (replace-order reference).
+                before = order_cost(old.side, old.remaining, None, old.limit_price, quote)
+                cost = max(ZERO, cost - before)
+            reserved += cost
         return reserved
 
     def buying_power(self, when: datetime) -> Decimal:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from paperbroker.assets import DEFAULT_UNIVERSE
 from paperbroker.clock import ClockMode
+from paperbroker.fidelity import Fidelity, LegReplace
 
 KEY_ID_ENV = "PAPERBROKER_KEY_ID"
 SECRET_KEY_ENV = "PAPERBROKER_SECRET_KEY"
@@ -41,6 +42,21 @@ class BrokerConfig(BaseModel):
     replay_csv: Path | None = None
     max_bars_page: int = Field(default=10_000, ge=1)
     tick_seconds: float = 0.2
+    cancel_delay_ms: int = Field(default=50, ge=0)
+    replace_delay_ms: int = Field(default=50, ge=0)
+    leg_replace: LegReplace = LegReplace.PRICES
+    hide_held_legs: bool = False
+    skip_sibling_cancel_events: bool = False
+
+    def fidelity(self) -> Fidelity:
+        """The run-time switches this configuration starts with (and /_sim/reset restores)."""
+        return Fidelity(
+            cancel_delay_ms=self.cancel_delay_ms,
+            replace_delay_ms=self.replace_delay_ms,
+            leg_replace=self.leg_replace,
+            hide_held_legs=self.hide_held_legs,
+            skip_sibling_cancel_events=self.skip_sibling_cancel_events,
+        )
 
 
 def credentials_from_env() -> tuple[SecretStr, SecretStr]:

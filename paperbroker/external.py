@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 from uuid import uuid4
 
 from paperbroker.broker import Broker
@@ -11,12 +12,32 @@ from paperbroker.models import OrderClass, OrderRecord, OrderType, Side, Status,
 
 
 def cancel_elsewhere(broker: Broker, order_id: str) -> OrderRecord:
-    """Cancel an open order as a person in the dashboard would (the stream reports it)."""
+    """Cancel an open order as a person in the dashboard would (the stream reports it).
+
+    It takes the same path as DELETE /v2/orders/{id}: pending_cancel, then canceled with
+    the rest of its group.
+    """
+    return broker.cancel(order_id)
+
+
+def set_status_elsewhere(broker: Broker, order_id: str, status: str) -> OrderRecord:
+    """Park an order in one of Alpaca's less common statuses (or resume it with "new")."""
+    try:
+        wanted = Status(status)
+    except ValueError as exc:
+        raise unprocessable(f"unknown status: {status}") from exc
+    return broker.set_status(order_id, wanted)
+
+
+def arm_rejection(
+    broker: Broker, order_id: str, action: Literal["cancel", "replace"]
+) -> OrderRecord:
+    """Make the next cancel (or replace) of an order fail after it was accepted."""
     order = broker.order(order_id)
-    now = broker.sync()
     if not order.is_open:
         raise unprocessable(f'order is already in "{order.status.value}" state')
-    broker.matcher.cancel(order, now)
+    if action not in order.reject_next:
+        order.reject_next.append(action)
     return order
 
 
@@ -38,6 +59,8 @@ def fill_elsewhere(
     now = broker.sync()
     if not order.is_open or order.qty is None:
         raise unprocessable(f'order is already in "{order.status.value}" state')
+    if order.replacement_in_flight:
+        raise unprocessable("the order is a replacement that is not live yet")
     quote = broker.prices.quote(order.symbol, now)
     fill_price = (
         price if price is not None else (quote.ask if order.side is Side.BUY else quote.bid)
@@ -93,8 +116,5 @@ def close_elsewhere(broker: Broker, symbol: str, cancel_orders: bool) -> OrderRe
     if asset is None or position is None:
         raise position_not_found()
     if cancel_orders:
-        now = broker.sync()
-        for order in broker.book.open_orders(asset.symbol):
-            if order.is_open:
-                broker.matcher.cancel(order, now)
+        broker.cancel_now(asset.symbol)
     return trade_elsewhere(broker, asset.symbol, -position.qty, None)

@@ -10,6 +10,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from paperbroker.book import ZERO, Book
 from paperbroker.calendar import NEW_YORK, MarketCalendar, Session
+from paperbroker.fidelity import Fidelity
 from paperbroker.models import (
     LegRole,
     OrderClass,
@@ -19,6 +20,7 @@ from paperbroker.models import (
     Status,
     TimeInForce,
 )
+from paperbroker.orders import gtc_deadline
 from paperbroker.prices import PriceEngine, Quote
 from paperbroker.ticks import round_price
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 BUY_STOP_COLLAR_LOW = Decimal("1.04")
 BUY_STOP_COLLAR_HIGH = Decimal("1.025")
 Defer = Callable[[float, Callable[[], None]], None]
+AgedHook = Callable[[OrderRecord, datetime], None]
 
 
 def _immediate(_delay: float, action: Callable[[], None]) -> None:
@@ -43,6 +46,7 @@ class Matcher:
         calendar: MarketCalendar,
         seed: int,
         now: Callable[[], datetime],
+        fidelity: Fidelity | None = None,
     ) -> None:
         self.book = book
         self.prices = prices
@@ -52,6 +56,8 @@ class Matcher:
         self.partial_fill_probability = 0.0
         self.partial_fill_delay = 0.05
         self.defer: Defer = _immediate
+        self.fidelity = fidelity or Fidelity()
+        self.on_aged: AgedHook | None = None
 
     # ---- time ---------------------------------------------------------------------------
     def catch_up(self, last: datetime, now: datetime) -> None:
@@ -59,7 +65,12 @@ class Matcher:
         if now <= last:
             return
         cursor = last
-        for boundary in [*self.calendar.boundaries_between(last, now), now]:
+        points = set(self.calendar.boundaries_between(last, now))
+        for order in self.book.open_orders():
+            deadline = gtc_deadline(order)
+            if deadline is not None and last < deadline < now:
+                points.add(deadline)
+        for boundary in [*sorted(points), now]:
             self._walk(cursor, boundary)
             self._on_boundary(boundary)
             self._evaluate_all(boundary)
@@ -90,6 +101,7 @@ class Matcher:
         return "extended" if self.calendar.extended_session_for(when) else "closed"
 
     def _on_boundary(self, when: datetime) -> None:
+        self._age_gtc(when)
         session = self.calendar.session_on(when.astimezone(NEW_YORK).date())
         if session is None:
             return
@@ -110,7 +122,21 @@ class Matcher:
                 continue
             self._make_new(order, when)
 
+    def _age_gtc(self, when: datetime) -> None:
+        """Alpaca cancels GTC orders at 16:15 New York on their expires_at date (aged orders)."""
+        if self.on_aged is None:
+            return
+        for order in self.book.open_orders():
+            deadline = gtc_deadline(order)
+            if deadline is None or deadline > when:
+                continue
+            if order.pending is None and not order.replacement_in_flight:
+                self.on_aged(order, when)
+
     def _open_auction(self, session: Session, when: datetime) -> None:
+        for order in self.book.open_orders():
+            if order.status is Status.DONE_FOR_DAY:
+                self.resume(order, when)  # done for the day: it works again the next session
         self._release_accepted(when, extended_only=False)
         for order in self.book.open_orders():
             if order.is_open and order.time_in_force is TimeInForce.OPG and order.working:
@@ -169,6 +195,22 @@ class Matcher:
         order.status = Status.NEW
         order.updated_at = now
         self.book.emit("new", order, now)
+
+    def resume(self, order: OrderRecord, when: datetime) -> None:
+        """Return an order parked in a non-working status to the status it had before."""
+        status = order.paused_from or Status.NEW
+        order.paused_from = None
+        if status is Status.NEW and order.filled_qty > 0:
+            status = Status.PARTIALLY_FILLED
+        order.status = status
+        order.updated_at = when
+        if status is Status.ACCEPTED:
+            self.route(order)
+            return
+        order.working = order.activated and order.time_in_force is not TimeInForce.CLS
+        if status in (Status.NEW, Status.PARTIALLY_FILLED):
+            self.book.emit("new", order, when)
+        self.evaluate(order, when)
 
     def _make_new(self, order: OrderRecord, when: datetime) -> None:
         order.status = Status.NEW
@@ -276,7 +318,7 @@ class Matcher:
         if peer is None or not peer.is_open:
             return
         if order.status is Status.FILLED:
-            self.book.set_status(peer, Status.CANCELED, when, "canceled")
+            self.cancel_sibling(peer, when)
         else:
             peer.qty = peer.filled_qty + order.remaining
             peer.updated_at = when
@@ -291,35 +333,55 @@ class Matcher:
             leg.working = True
             leg.updated_at = when
             if leg.leg_role is LegRole.TAKE_PROFIT or leg.oco_peer_id is None:
+                if leg.pending is not None:
+                    leg.pending.resume_status = Status.NEW  # a cancel/replace is in flight
+                    continue
                 leg.status = Status.NEW
                 self.book.emit("new", leg, when)
         for leg in legs:
             self.evaluate(leg, when)
 
     def _after_terminal(self, order: OrderRecord, when: datetime) -> None:
-        """Handle the legs of a complex entry that ended without filling completely."""
+        """End the legs of a complex entry that ended without filling completely.
+
+        Legs activate only on a complete fill (forum t/3697), so a partly filled entry that
+        ends takes its held legs with it: the filled shares stay, with no order on them.
+        """
         if not order.leg_ids:
             return
-        if order.order_class is OrderClass.OCO:
-            for leg in self.book.legs_of(order):
-                if leg.is_open:
-                    self.book.set_status(leg, order.status, when, order.status.value)
-            return
-        if order.filled_qty > 0 and order.status is not Status.EXPIRED:
-            self._activate_legs(order, when)
-            return
+        status = order.status
+        if order.order_class is not OrderClass.OCO and status is not Status.EXPIRED:
+            status = Status.CANCELED
         for leg in self.book.legs_of(order):
-            if leg.is_open:
-                status = Status.EXPIRED if order.status is Status.EXPIRED else Status.CANCELED
+            if not leg.is_open:
+                continue
+            if status is Status.CANCELED:
+                self.cancel_sibling(leg, when)
+            else:
                 self.book.set_status(leg, status, when, status.value)
 
     def _cancel(self, order: OrderRecord, when: datetime) -> None:
         self.book.set_status(order, Status.CANCELED, when, "canceled")
         self._after_terminal(order, when)
 
-    def cancel(self, order: OrderRecord, when: datetime) -> None:
-        """Cancel an open order and whatever hangs on it."""
-        self._cancel(order, when)
+    def cancel_group(self, order: OrderRecord, when: datetime) -> None:
+        """Cancel an order and every other open order of its bracket/OCO/OTO group.
+
+        "Canceling one leg of a bracket order will cancel the other leg too" (forum t/11938).
+        """
+        self.book.set_status(order, Status.CANCELED, when, "canceled")
+        for member in self.book.group_of(order):
+            if member.id != order.id and member.is_open:
+                self.cancel_sibling(member, when)
+
+    def cancel_sibling(self, order: OrderRecord, when: datetime) -> None:
+        """Cancel a group member because another member ended (its event may be skipped).
+
+        The stream may skip the stop leg's `canceled` when the take-profit fills (alpaca-py
+        #198); `skip_sibling_cancel_events` reproduces that.
+        """
+        event = None if self.fidelity.skip_sibling_cancel_events else "canceled"
+        self.book.set_status(order, Status.CANCELED, when, event)
 
     def end(self, order: OrderRecord, when: datetime, status: Status) -> None:
         """End an open order as expired or rejected (the broker's doing, not the client's)."""

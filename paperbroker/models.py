@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -58,7 +59,7 @@ class LegRole(StrEnum):
 
 
 class Status(StrEnum):
-    """Order statuses the broker produces."""
+    """Every order status Alpaca documents (and alpaca-py 0.44 parses)."""
 
     NEW = "new"
     PARTIALLY_FILLED = "partially_filled"
@@ -69,12 +70,18 @@ class Status(StrEnum):
     REPLACED = "replaced"
     PENDING_CANCEL = "pending_cancel"
     PENDING_REPLACE = "pending_replace"
+    PENDING_REVIEW = "pending_review"
     ACCEPTED = "accepted"
     PENDING_NEW = "pending_new"
+    ACCEPTED_FOR_BIDDING = "accepted_for_bidding"
+    STOPPED = "stopped"
     REJECTED = "rejected"
+    SUSPENDED = "suspended"
+    CALCULATED = "calculated"
     HELD = "held"
 
 
+# Everything not final is "open": listed by status=open, cancelable, holding shares.
 OPEN_STATUSES = frozenset(
     {
         Status.NEW,
@@ -85,8 +92,24 @@ OPEN_STATUSES = frozenset(
         Status.PENDING_CANCEL,
         Status.PENDING_REPLACE,
         Status.DONE_FOR_DAY,
+        Status.PENDING_REVIEW,
+        Status.ACCEPTED_FOR_BIDDING,
+        Status.STOPPED,
+        Status.SUSPENDED,
+        Status.CALCULATED,
     }
 )
+
+
+class PendingChange(BaseModel):
+    """A cancel or replace the broker has answered but not yet carried out."""
+
+    action: Literal["cancel", "replace"]
+    resume_status: Status
+    replacement_id: UUID | None = None
+    filled_qty: Decimal = Decimal(0)
+    explicit_qty: bool = False
+    by_broker: bool = False
 
 
 class OrderRecord(BaseModel):
@@ -131,6 +154,10 @@ class OrderRecord(BaseModel):
     triggered: bool = False
     session_day: date | None = None
     seq: int = 0
+    pending: PendingChange | None = None
+    replacement_in_flight: bool = False
+    paused_from: Status | None = None
+    reject_next: list[Literal["cancel", "replace"]] = Field(default_factory=list)
 
     @property
     def is_open(self) -> bool:

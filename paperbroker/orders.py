@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from uuid import uuid4
 
 from paperbroker.assets import Asset
-from paperbroker.calendar import MarketCalendar
+from paperbroker.calendar import NEW_YORK, MarketCalendar
 from paperbroker.models import (
     LegRole,
     OrderClass,
@@ -18,7 +18,18 @@ from paperbroker.models import (
 )
 from paperbroker.validation import OrderIntent, ReplaceIntent
 
+# Aged-order policy: GTC orders carry expires_at 90 days out and are cancelled at 16:15
+# New York on that date (ALPACA.md, "Aged GTC orders").
 GTC_LIFETIME = timedelta(days=90)
+GTC_CANCEL_TIME = time(16, 15)
+
+
+def gtc_deadline(order: OrderRecord) -> datetime | None:
+    """Return when Alpaca cancels an aged GTC order (16:15 New York on its expires_at date)."""
+    if order.time_in_force is not TimeInForce.GTC or order.expires_at is None:
+        return None
+    day = order.expires_at.astimezone(NEW_YORK).date()
+    return datetime.combine(day, GTC_CANCEL_TIME, NEW_YORK).astimezone(UTC)
 
 
 def _opposite(side: Side) -> Side:

@@ -8,7 +8,7 @@ from typing import Any
 
 from paperbroker.book import ZERO, Book, TradeUpdate
 from paperbroker.calendar import NEW_YORK, MarketCalendar, Session
-from paperbroker.models import OrderRecord, Side
+from paperbroker.models import OrderRecord, Side, Status
 from paperbroker.ticks import fmt, fmt_money
 
 
@@ -28,11 +28,17 @@ def _num(value: Decimal | None) -> str | None:
     return None if value is None else fmt(value)
 
 
-def order_json(order: OrderRecord, book: Book, nested: bool = False) -> dict[str, Any]:
-    """Render an order; with `nested` the legs appear under `legs`."""
+def order_json(
+    order: OrderRecord, book: Book, nested: bool = False, hide_held: bool = False
+) -> dict[str, Any]:
+    """Render an order; with `nested` the legs appear under `legs` (held ones unless hidden)."""
     legs = None
     if nested and order.leg_ids:
-        legs = [order_json(leg, book, nested=False) for leg in book.legs_of(order)]
+        legs = [
+            order_json(leg, book, nested=False)
+            for leg in book.legs_of(order)
+            if not (hide_held and leg.status is Status.HELD)
+        ]
     return {
         "id": str(order.id),
         "client_order_id": order.client_order_id,

@@ -82,7 +82,13 @@ class PaperBrokerServer:
             asset = make_asset(symbol)
             self.assets[asset.symbol] = asset
         self.broker = Broker(
-            self.clock, self.calendar, self._new_prices(), self.assets, config.cash, config.seed
+            self.clock,
+            self.calendar,
+            self._new_prices(),
+            self.assets,
+            config.cash,
+            config.seed,
+            fidelity=config.fidelity(),
         )
         self.broker.matcher.partial_fill_probability = config.partial_fill_probability
         self.broker.route_delay = config.fill_delay_ms / 1000
@@ -132,6 +138,7 @@ class PaperBrokerServer:
         if when is not None:
             self.clock.set(when)
         self.broker.reset(cash if cash is not None else self.config.cash, self._new_prices())
+        self.broker.fidelity.adopt(self.config.fidelity())
         self.market_data.clear()
         self.faults.clear()
         self.limiter.reset()
@@ -155,6 +162,16 @@ class PaperBrokerServer:
         self.market_data.clear()
         log.info("state restored from %s", source)
         return source
+
+    async def settle(self) -> None:
+        """Wait until no cancel or replace is in flight (bounded by the configured delays)."""
+        fidelity = self.broker.fidelity
+        idle = asyncio.Event()
+        self.broker.pending.when_idle(idle.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                idle.wait(), max(fidelity.cancel_delay, fidelity.replace_delay) + 1.0
+            )
 
     # ---- HTTP ---------------------------------------------------------------------------
     def build_app(self) -> web.Application:

@@ -64,3 +64,4 @@ def restore_snapshot(broker: Broker, snapshot: BrokerSnapshot) -> None:
     for symbol in prices.paths:
         if symbol not in broker.assets:
             broker.add_symbol(symbol)
+    broker.pending.resume_all()

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from paperbroker.book import ZERO
 from paperbroker.broker import Broker
 from paperbroker.errors import position_not_found
-from paperbroker.models import OrderRecord, Side
+from paperbroker.models import OrderRecord, Side, Status
 from paperbroker.serialize import order_json, position_json, ts
 from paperbroker.ticks import fmt_money
 
@@ -108,8 +108,13 @@ def list_orders(broker: Broker, query: OrderQuery) -> list[dict[str, Any]]:
     book = broker.book
     selected: list[OrderRecord] = []
     symbols = {s.upper() for s in query.symbols} if query.symbols else None
+    # Field reports (alpaca-trade-api-python #322, alpaca-trade-api-js #87, forum t/11938):
+    # held stop legs can be missing from status=open listings.
+    hide_held = broker.fidelity.hide_held_legs and query.status == "open"
     for order in book.orders.values():
         if query.nested and order.parent_id is not None:
+            continue
+        if hide_held and order.status is Status.HELD:
             continue
         if query.status == "open" and not order.is_open:
             continue
@@ -126,4 +131,4 @@ def list_orders(broker: Broker, query: OrderQuery) -> list[dict[str, Any]]:
         selected.append(order)
     selected.sort(key=lambda o: (o.submitted_at, o.seq), reverse=query.direction != "asc")
     limit = max(1, min(query.limit, MAX_ORDER_LIMIT))
-    return [order_json(o, book, nested=query.nested) for o in selected[:limit]]
+    return [order_json(o, book, nested=query.nested, hide_held=hide_held) for o in selected[:limit]]

@@ -144,7 +144,9 @@ def test_get_by_client_order_id_and_unknown_ids(trading: TradingClient) -> None:
     assert unknown.value.status_code == 404 and unknown.value.message == "order not found"
 
 
-def test_replace_creates_a_new_order_and_marks_the_old_one(trading: TradingClient) -> None:
+def test_replace_creates_a_new_order_and_marks_the_old_one(
+    trading: TradingClient, sim: AdminClient
+) -> None:
     old = trading.submit_order(
         LimitOrderRequest(
             symbol="MSFT",
@@ -159,12 +161,16 @@ def test_replace_creates_a_new_order_and_marks_the_old_one(trading: TradingClien
     new = trading.replace_order_by_id(old.id, ReplaceOrderRequest(qty=4, limit_price=301.5))
     assert new.id != old.id and str(new.replaces) == str(old.id)
     assert new.qty == "4" and new.limit_price == "301.5"
+    assert new.status is OrderStatus.PENDING_NEW
+    assert trading.get_order_by_id(old.id).status is OrderStatus.PENDING_REPLACE
+    sim.sync()  # waits for the replace in flight
+    assert trading.get_order_by_id(new.id).status is OrderStatus.NEW
     replaced = trading.get_order_by_id(old.id)
     assert replaced.status is OrderStatus.REPLACED and str(replaced.replaced_by) == str(new.id)
     assert str(trading.get_order_by_client_id("rep-1").id) == str(old.id)
 
 
-def test_cancel_one_and_cancel_all(trading: TradingClient) -> None:
+def test_cancel_one_and_cancel_all(trading: TradingClient, sim: AdminClient) -> None:
     ids = [
         trading.submit_order(
             LimitOrderRequest(
@@ -178,6 +184,8 @@ def test_cancel_one_and_cancel_all(trading: TradingClient) -> None:
         for i in range(3)
     ]
     assert trading.cancel_order_by_id(ids[0]) is None
+    assert trading.get_order_by_id(ids[0]).status is OrderStatus.PENDING_CANCEL
+    sim.sync()  # waits for the cancel in flight
     assert trading.get_order_by_id(ids[0]).status is OrderStatus.CANCELED
     with pytest.raises(APIError) as again:
         trading.cancel_order_by_id(ids[0])
@@ -185,6 +193,7 @@ def test_cancel_one_and_cancel_all(trading: TradingClient) -> None:
     statuses = trading.cancel_orders()
     assert {str(s.id) for s in statuses} == {str(i) for i in ids[1:]}
     assert all(s.status == 200 for s in statuses)
+    sim.sync()
     assert trading.get_orders() == []
     with pytest.raises(APIError) as unknown:
         trading.cancel_order_by_id("00000000-0000-4000-8000-000000000000")
