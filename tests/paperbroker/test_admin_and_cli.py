@@ -58,6 +58,40 @@ def test_snapshot_and_restore_keep_everything(
     assert trading.get_order_by_id(resting.id).status is OrderStatus.NEW
 
 
+def test_a_cancel_in_flight_survives_a_snapshot_and_restore(
+    trading: TradingClient, sim: AdminClient, tmp_path: Path
+) -> None:
+    order = trading.submit_order(
+        LimitOrderRequest(
+            symbol="MSFT", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=100
+        )
+    )
+    sim.configure(cancel_delay_ms=60_000)  # still pending when the snapshot is taken
+    trading.cancel_order_by_id(order.id)
+    path = sim.snapshot(str(tmp_path / "pending.json"))
+    sim.reset()  # drops the book and restores the default delays
+    assert sim.fidelity()["cancel_delay_ms"] == 50
+    sim.restore(path)
+    assert trading.get_order_by_id(order.id).status is OrderStatus.PENDING_CANCEL
+    sim.sync()
+    assert trading.get_order_by_id(order.id).status is OrderStatus.CANCELED
+
+
+def test_config_rejects_bad_fidelity_values(sim: AdminClient) -> None:
+    for bad in ({"cancel_delay_ms": -1}, {"leg_replace": "some"}, {"hide_held_legs": "maybe"}):
+        with pytest.raises(AdminError) as error:
+            sim.configure(**bad)
+        assert error.value.status == 422
+    sim.configure(replace_delay_ms=5, hide_held_legs="true", leg_replace="any")
+    assert sim.fidelity() == {
+        "cancel_delay_ms": 50,
+        "replace_delay_ms": 5,
+        "leg_replace": "any",
+        "hide_held_legs": True,
+        "skip_sibling_cancel_events": False,
+    }
+
+
 def test_clock_cannot_go_backwards(sim: AdminClient) -> None:
     with pytest.raises(AdminError) as error:
         sim.set_clock(datetime(2020, 1, 2, 15, 0, tzinfo=UTC))
@@ -149,5 +183,17 @@ def test_cli_help_documents_the_options() -> None:
         check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    for option in ("--clock", "--rate", "--seed", "--state-file", "--rate-limit", "--symbols"):
+    for option in (
+        "--clock",
+        "--rate",
+        "--seed",
+        "--state-file",
+        "--rate-limit",
+        "--symbols",
+        "--cancel-delay-ms",
+        "--replace-delay-ms",
+        "--leg-replace",
+        "--hide-held-legs",
+        "--skip-sibling-cancel-events",
+    ):
         assert option in result.stdout
