@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from types import FrameType
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -26,11 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint
 from broker.errors import AuthFailed, BrokerError, NotFound
-from broker.verify_checks import CHECKS, Check, Needs
+from broker.verify_answers import ANSWER_CHECKS
+from broker.verify_orders import ORDER_CHECKS, POSITION_CHECKS
 from broker.verify_session import (
     READ_TIMEOUT_S,
+    Check,
     CleanupReport,
-    InterruptGuard,
+    Needs,
     Observed,
     Skip,
     Verdict,
@@ -38,6 +44,7 @@ from broker.verify_session import (
     answer_of,
     failed,
 )
+from broker.verify_stream import STREAM_CHECK
 from settings import LIVE_CONFIRMATION, Settings
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,8 @@ DEFAULT_SYMBOLS = ("SPY", "QQQ", "IWM", "DIA")
 LIVE_TRADING_HOSTS = frozenset({"api.alpaca.markets"})
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Position-free checks first; the stream check before the share is bought.
+CHECKS: tuple[Check, ...] = (*ANSWER_CHECKS, *ORDER_CHECKS, STREAM_CHECK, *POSITION_CHECKS)
 
 
 class VerifyRefused(Exception):
@@ -225,6 +234,33 @@ def _reference_price(gateway: AlpacaGateway, symbol: str) -> Decimal:
     if quote.ask > 0 or quote.bid > 0:
         return max(quote.ask, quote.bid)
     raise VerifyRefused(f"no quote for {symbol}: the far-from-market prices need one")
+
+
+class InterruptGuard:
+    """Ctrl-C stops the checks at once, but never the cleanup that follows them."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.cleaning = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        if not self.cleaning:
+            raise KeyboardInterrupt
+        logger.warning("interrupt received during cleanup; finishing the cleanup first")
+
+    @contextmanager
+    def installed(self) -> Iterator[InterruptGuard]:
+        """Trap SIGINT for the duration (only the main thread can)."""
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, self._previous)
 
 
 # ---- running ----------------------------------------------------------------------------

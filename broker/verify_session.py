@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from types import FrameType
 from typing import Any
 from uuid import uuid4
 
@@ -96,6 +93,26 @@ class Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Needs(StrEnum):
+    """What a check needs before it can run."""
+
+    NOTHING = "nothing"
+    OPEN_MARKET = "open_market"
+    POSITION = "position"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One assumption, how to observe it, and the guard behaviour that relies on it."""
+
+    name: str
+    assumption: str
+    expected: str
+    affects: str
+    probe: Callable[[VerifySession], Observed]
+    needs: Needs = Needs.NOTHING
 
 
 class BrokerAnswer(BaseModel):
@@ -221,6 +238,19 @@ class VerifySession:
         self._tracked: dict[str, None] = {}  # order ids, in the order they were placed
         self._sent: list[str] = []  # client_order_ids sent
         self._answered: set[str] = set()  # ... whose order (or definite refusal) came back
+
+    def once(self, key: str, make: Callable[[], BrokerOrder]) -> BrokerOrder:
+        """The order several checks share, made on first use (a failure is remembered too)."""
+        if key not in self.shared:
+            try:
+                self.shared[key] = make()
+            except Exception as exc:
+                self.shared[key] = exc
+        found = self.shared[key]
+        if isinstance(found, BaseException):
+            raise found
+        order: BrokerOrder = found
+        return order
 
     # ---- prices and ids -----------------------------------------------------------------
     def price(self, fraction: Decimal | str) -> Decimal:
@@ -452,30 +482,3 @@ class VerifySession:
                 errors["@position"] = f"position unknown: {probe.error}"
                 return "unknown"
             time.sleep(0.5)
-
-
-class InterruptGuard:
-    """Ctrl-C stops the checks at once, but never the cleanup that follows them."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-        self.cleaning = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.interrupted = True
-        if not self.cleaning:
-            raise KeyboardInterrupt
-        logger.warning("interrupt received during cleanup; finishing the cleanup first")
-
-    @contextmanager
-    def installed(self) -> Iterator[InterruptGuard]:
-        """Trap SIGINT for the duration (only the main thread can)."""
-        main = threading.current_thread() is threading.main_thread()
-        if main:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield self
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, self._previous)

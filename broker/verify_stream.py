@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterator
 
 from broker.errors import AuthFailed
 from broker.stream import ReconnectBackoff, TradeUpdateStream
-from broker.verify_session import NEVER_FILLS_BUY, Observed, Skip, VerifySession, verdict_of
+from broker.verify_session import (
+    NEVER_FILLS_BUY,
+    Check,
+    Observed,
+    Skip,
+    VerifySession,
+    verdict_of,
+)
 from trading.broker_models import OrderSide, OrderStatus, OrderType
 from trading.trade_models import OrderEvent
 
@@ -131,3 +138,12 @@ async def _order_events(
     seen = [e.event for e in events if e.order.id == order.id]
     observed = f"authorized and listening; test order events: {', '.join(seen) or 'none'}"
     return verdict_of(not problems, "; ".join([observed, *problems]))
+
+
+STREAM_CHECK = Check(
+    "stream_handshake_and_events",
+    "trade_updates authorizes, listens and streams order events alpaca-py can read",
+    "authorized + listening within 10 s; 'new' and 'canceled' for a test order",
+    "broker-sync's one listener: trades hear of fills and cancels within seconds",
+    stream_events,
+)
