@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STREAM_PATH = "/stream"
 UNMATCHED_ROUTE = "(unmatched)"
+SETTLE_LIMIT_S = 10.0
 
 
 class RequestCounter:
@@ -164,14 +165,13 @@ class PaperBrokerServer:
         return source
 
     async def settle(self) -> None:
-        """Wait until no cancel or replace is in flight (bounded by the configured delays)."""
+        """Wait until no cancel or replace is in flight (at most the longer delay + 1 s, 10 s)."""
         fidelity = self.broker.fidelity
+        limit = min(SETTLE_LIMIT_S, max(fidelity.cancel_delay, fidelity.replace_delay) + 1.0)
         idle = asyncio.Event()
         self.broker.pending.when_idle(idle.set)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                idle.wait(), max(fidelity.cancel_delay, fidelity.replace_delay) + 1.0
-            )
+            await asyncio.wait_for(idle.wait(), limit)
 
     # ---- HTTP ---------------------------------------------------------------------------
     def build_app(self) -> web.Application:
