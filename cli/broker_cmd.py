@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from broker.endpoint import broker_endpoint
 from broker.verify import (
@@ -21,6 +22,9 @@ from broker.verify import (
 from broker.verify_session import Verdict
 from cli.output import emit_model, fail, say, table
 from settings import Settings
+
+# Column widths of the human table (assumption, expected, observed, verdict).
+WIDTHS = (34, 40, 60, 7)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,19 +99,19 @@ def _print(report: VerifyReport) -> None:
         f"{'open' if target.market_open else 'closed'}"
     )
     say("")
-    say(
-        table(
-            [(c.assumption, c.expected, c.observed, c.verdict.value) for c in report.checks],
-            header=("ASSUMPTION", "EXPECTED", "OBSERVED", "VERDICT"),
-        )
-    )
+    rows: list[tuple[str, ...]] = []
+    for check in report.checks:
+        if rows:
+            rows.append(("",) * len(WIDTHS))  # a blank line between checks
+        rows += _wrapped((check.assumption, check.expected, check.observed, check.verdict.value))
+    say(table(rows, header=("ASSUMPTION", "EXPECTED", "OBSERVED", "VERDICT")))
     failed = [c for c in report.checks if c.verdict is Verdict.FAIL]
     noted = [c for c in report.checks if c.note and c.verdict is not Verdict.FAIL]
     if failed:
         say("")
         say("Where this broker differs, the guard behaviour affected:")
         for check in failed:
-            say(f"  FAIL {check.name}: affects {check.affects}")
+            say(f"  FAIL {check.name} -> affects: {check.affects}")
     for check in noted:
         say(f"  note {check.name}: {check.note}")
     say("")
@@ -117,6 +121,15 @@ def _print(report: VerifyReport) -> None:
         f"summary: {s.passed} PASS, {s.failed} FAIL, {s.skipped} SKIP"
         + ("" if s.ok else " - NOT OK")
     )
+
+
+def _wrapped(cells: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """One check as table lines: long cells wrap onto continuation lines of their column."""
+    columns = [
+        textwrap.wrap(cell, width) or [""] for cell, width in zip(cells, WIDTHS, strict=True)
+    ]
+    height = max(len(lines) for lines in columns)
+    return [tuple(lines[i] if i < len(lines) else "" for lines in columns) for i in range(height)]
 
 
 def _cleanup_line(report: VerifyReport) -> str:
