@@ -8,7 +8,7 @@ command, `rescue_alert_outcome` on each rescue alert, `loss_outcome` on each los
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -119,6 +119,8 @@ class FlattenReport(BaseModel):
     unreachable_trades: list[str] = Field(default_factory=list)
     cancelled_orders: list[str] = Field(default_factory=list)
     closed_symbols: list[str] = Field(default_factory=list)
+    # symbol -> when the first cancel of its protective orders was asked (its unprotected gap)
+    unprotected_since: dict[str, datetime] = Field(default_factory=dict)
     positions_left: list[str] = Field(default_factory=list)
     orders_left: int = 0
     errors: list[str] = Field(default_factory=list)
@@ -277,6 +279,9 @@ class UntrackedClose(Frozen):
     symbol: str
     qty: Decimal
     cancel_first: list[BrokerOrder]  # its stops/take-profits, cancelled right before the close
+    # Orders the ledger knows in the symbol that the listing does not show (held legs may be
+    # hidden from open listings): cancelled by id too, or the close finds its shares held.
+    cancel_known: list[str] = Field(default_factory=list)
 
 
 class FlattenStep(Frozen):
@@ -305,6 +310,7 @@ def flatten_step(
     positions: Iterable[BrokerPosition],
     open_orders: Iterable[BrokerOrder],
     tracked_symbols: Iterable[str],
+    known_orders: Mapping[str, Iterable[str]] | None = None,
 ) -> FlattenStep:
     """One round of flatten against a successful broker snapshot.
 
@@ -313,6 +319,7 @@ def flatten_step(
     it is closed here: they are cancelled right before the market close, so the unprotected
     gap is one cancel plus one close. A market order on the closing side is an exit already
     working: wait for it. Orders in a symbol with no position protect nothing: cancel them.
+    `known_orders` (symbol -> order ids the ledger holds) adds what the listing may hide.
     """
     held = {p.symbol: p for p in positions if p.qty != 0}
     tracked = set(tracked_symbols)
@@ -334,5 +341,15 @@ def flatten_step(
         if symbol in tracked or exit_working:
             waiting.append(symbol)
             continue
-        close.append(UntrackedClose(symbol=symbol, qty=position.qty, cancel_first=protective))
+        hidden = sorted(set((known_orders or {}).get(symbol, ())) - {o.id for o in orders})
+        close.append(
+            UntrackedClose(
+                symbol=symbol, qty=position.qty, cancel_first=protective, cancel_known=hidden
+            )
+        )
     return FlattenStep(cancel=cancel, close=close, waiting_on=waiting, done=not held and not orders)
+
+
+def order_label(order: BrokerOrder) -> str:
+    """`sell stop AAPL`: how flatten names an order to people."""
+    return f"{order.side.value} {order.type.value} {order.symbol}"

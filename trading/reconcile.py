@@ -102,6 +102,13 @@ def _orders_with_legs(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
     return [o for order in orders for o in (order, *order.legs)]
 
 
+def _unseen(order_id: str | None, truth: BrokerTruth) -> bool:
+    """The ledger knows this stop but the listing does not show it (held legs may be hidden)."""
+    return order_id is not None and order_id not in {
+        o.id for o in _orders_with_legs(truth.open_orders)
+    }
+
+
 def covering_stop(truth: BrokerTruth, symbol: str, qty: Decimal) -> BrokerOrder | None:
     """An active sell stop in the symbol whose unfilled quantity covers `qty`, if any."""
     candidates = [
@@ -155,14 +162,24 @@ def protect_only_spec(
     preferred_stop_order_id: str | None = None,
     preferred_stop_price: Decimal | None = None,
 ) -> TradeSpec:
-    """A protect-only TradeSpec guarding `position`, reusing a working stop when there is one."""
+    """A protect-only TradeSpec guarding `position`, reusing a working stop when there is one.
+
+    The ledger's stop (`preferred_stop_order_id`) is kept when the listing shows it working,
+    and also when the listing does not show it at all: Alpaca may leave held legs out of open
+    listings, so "not listed" is not "gone" - the guard probes it by id and rescues only if the
+    broker says it is over.
+    """
     stop = covering_stop(truth, position.symbol, position.qty)
-    live_ids = {o.id for o in _orders_with_legs(truth.open_orders) if o.is_active}
-    stop_order_id = (
-        preferred_stop_order_id
-        if preferred_stop_order_id is not None and preferred_stop_order_id in live_ids
-        else (stop.id if stop is not None else None)
-    )
+    listed = {o.id: o for o in _orders_with_legs(truth.open_orders)}
+    preferred = listed.get(preferred_stop_order_id or "")
+    if preferred is not None and preferred.is_active:
+        stop_order_id: str | None = preferred.id
+    elif stop is not None:
+        stop_order_id = stop.id
+    elif preferred_stop_order_id is not None and preferred is None:
+        stop_order_id = preferred_stop_order_id  # unseen, maybe hidden: probe it by id
+    else:
+        stop_order_id = None
     fallback = default_stop_price(position, distance)
     candidates = [preferred_stop_price, stop.stop_price if stop is not None else None]
     price = next((p for p in candidates if p is not None and p > 0), fallback)
@@ -327,7 +344,8 @@ def protection_sweep(
                 qty=position.qty,
                 trade_ids=[t.id for t in owners],
                 restart=restart,
-                covered=covering_stop(truth, position.symbol, position.qty) is not None,
+                covered=covering_stop(truth, position.symbol, position.qty) is not None
+                or _unseen(restart.existing_stop_order_id, truth),
                 update=position_update_for(truth, position.symbol),
             )
         )

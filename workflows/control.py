@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import control, trade
-    from trading.broker_models import BrokerOrder, ClosePositionRequest, OrderRef
+    from trading.broker_models import ClosePositionRequest, OrderRef
     from trading.control import (
         ControlChange,
         ControlCommand,
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         decide,
         flatten_step,
         loss_outcome,
+        order_label,
         rescue_alert_outcome,
         unchanged_note,
     )
@@ -321,13 +322,17 @@ class TradingControlWorkflow:
         if truth is None:
             report.errors = [*report.errors, error][-20:]
             return False
-        step = flatten_step(truth.positions, truth.open_orders, tracked)
+        known: dict[str, list[str]] = {}
+        for open_trade in open_trades:
+            ids = [open_trade.stop_order_id, open_trade.take_profit_order_id]
+            known.setdefault(open_trade.symbol, []).extend(i for i in ids if i)
+        step = flatten_step(truth.positions, truth.open_orders, tracked, known)
         report.positions_left = sorted({p.symbol for p in truth.positions if p.qty != 0})
         report.orders_left = len(step.cancel) + sum(len(c.cancel_first) for c in step.close)
         if step.done:
             return True
         for order in step.cancel:
-            await self._cancel(order, report)
+            await self._cancel(order.id, order_label(order), report)
         for close in step.close:
             await self._close_untracked(close, report)
         return False
@@ -361,28 +366,35 @@ class TradingControlWorkflow:
             return False
         return True
 
-    async def _cancel(self, order: BrokerOrder, report: FlattenReport) -> bool:
+    async def _cancel(self, order_id: str, label: str, report: FlattenReport) -> bool:
         """Cancel one order; True once the cancel is final and nothing filled."""
         try:
             result = await call(
                 BrokerActivities.cancel_order,
-                OrderRef(order_id=order.id),
+                OrderRef(order_id=order_id),
                 BROKER_WRITE,
-                f"flatten: cancel {order.side.value} {order.type.value} {order.symbol} {order.id}",
+                f"flatten: cancel {label} {order_id}",
             )
         except ActivityError as err:
-            report.errors = [*report.errors, f"cancel {order.id}: {failure(err)}"][-20:]
+            report.errors = [*report.errors, f"cancel {order_id}: {failure(err)}"][-20:]
             return False
-        if order.id not in report.cancelled_orders:
-            report.cancelled_orders.append(order.id)
+        if order_id not in report.cancelled_orders:
+            report.cancelled_orders.append(order_id)
         return result.order.is_terminal and result.order.filled_qty == 0
 
     async def _close_untracked(self, close: UntrackedClose, report: FlattenReport) -> None:
         """Cancel the position's protective orders, and only once that is final, close it."""
-        for order in close.cancel_first:
-            if not await self._cancel(order, report):
+        targets = [(o.id, order_label(o)) for o in close.cancel_first]
+        targets += [
+            (order_id, f"{close.symbol} order the listing does not show")
+            for order_id in close.cancel_known
+        ]
+        for order_id, label in targets:
+            # Counted from the first cancel asked (it may take a round or two to be final),
+            # so the reported gap is never shorter than the real one.
+            report.unprotected_since.setdefault(close.symbol, workflow.now())
+            if not await self._cancel(order_id, label, report):
                 return  # still protected (or partly filled): look again next round
-        cancelled_at = workflow.now()
         try:
             exit_order = await call(
                 BrokerActivities.close_position,
@@ -401,7 +413,8 @@ class TradingControlWorkflow:
                 symbol=close.symbol,
             )
             return
-        gap_ms = int((workflow.now() - cancelled_at).total_seconds() * 1000)
+        since = report.unprotected_since.get(close.symbol)
+        gap_ms = int((workflow.now() - since).total_seconds() * 1000) if since else 0
         if close.symbol not in report.closed_symbols:
             report.closed_symbols.append(close.symbol)
         await audit(
@@ -411,8 +424,8 @@ class TradingControlWorkflow:
                 "symbol": close.symbol,
                 "qty": str(close.qty),
                 "exit_order_id": exit_order.id,
-                "cancelled_first": len(close.cancel_first),
-                "unprotected_gap_ms": gap_ms if close.cancel_first else 0,
+                "protected_before": since is not None,
+                "unprotected_gap_ms": gap_ms,
             },
             key=f"{report.flatten_id}:{close.symbol}:{exit_order.id}",
             actor=report.actor,
