@@ -384,9 +384,21 @@ class VerifySession:
     def cleanup(self) -> CleanupReport:
         """Cancel every order of this run, then sell a share it bought; say what is left."""
         errors: dict[str, str] = {}
-        self._adopt_strays(errors)
-        cancelled, still_open = self._cancel_tracked(errors)
-        position_left = self._close_position(errors) if self.may_hold_position else None
+        try:
+            self._adopt_strays(errors)
+            cancelled, still_open = self._cancel_tracked(errors)
+            position_left = self._close_position(errors) if self.may_hold_position else None
+        except Exception as exc:  # the report must still say what may be left behind
+            logger.debug("cleanup failed", exc_info=True)
+            return CleanupReport(
+                complete=False,
+                orders_placed=len(self._tracked),
+                orders_cancelled=[],
+                orders_left_open=self.tracked,
+                position_opened=self.may_hold_position,
+                position_left="unknown" if self.may_hold_position else None,
+                errors=[f"cleanup failed: {type(exc).__name__}: {exc}"],
+            )
         left_errors = [errors[i] for i in still_open if i in errors]
         left_errors += [v for k, v in errors.items() if k.startswith("@")]
         return CleanupReport(
