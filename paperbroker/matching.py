@@ -20,7 +20,7 @@ from paperbroker.models import (
     Status,
     TimeInForce,
 )
-from paperbroker.orders import gtc_deadline
+from paperbroker.orders import gtc_cancel_times, gtc_deadline
 from paperbroker.prices import PriceEngine, Quote
 from paperbroker.ticks import round_price
 
@@ -65,13 +65,12 @@ class Matcher:
         if now <= last:
             return
         cursor = last
-        points = set(self.calendar.boundaries_between(last, now))
-        for order in self.book.open_orders():
-            deadline = gtc_deadline(order)
-            if deadline is not None and last < deadline < now:
-                points.add(deadline)
-        for boundary in [*sorted(points), now]:
+        aging = gtc_cancel_times(last, now)
+        points = sorted({*self.calendar.boundaries_between(last, now), *aging})
+        for boundary in [*points, now]:
             self._walk(cursor, boundary)
+            if boundary in aging:
+                self._age_gtc(boundary)
             self._on_boundary(boundary)
             self._evaluate_all(boundary)
             cursor = boundary
@@ -101,7 +100,6 @@ class Matcher:
         return "extended" if self.calendar.extended_session_for(when) else "closed"
 
     def _on_boundary(self, when: datetime) -> None:
-        self._age_gtc(when)
         session = self.calendar.session_on(when.astimezone(NEW_YORK).date())
         if session is None:
             return
@@ -127,10 +125,10 @@ class Matcher:
         if self.on_aged is None:
             return
         for order in self.book.open_orders():
+            if order.pending is not None or order.replacement_in_flight:
+                continue  # a cancel/replace in flight settles it first; checked again tomorrow
             deadline = gtc_deadline(order)
-            if deadline is None or deadline > when:
-                continue
-            if order.pending is None and not order.replacement_in_flight:
+            if deadline is not None and deadline <= when:
                 self.on_aged(order, when)
 
     def _open_auction(self, session: Session, when: datetime) -> None:

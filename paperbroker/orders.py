@@ -24,6 +24,18 @@ GTC_LIFETIME = timedelta(days=90)
 GTC_CANCEL_TIME = time(16, 15)
 
 
+def gtc_cancel_times(start: datetime, end: datetime) -> set[datetime]:
+    """Return every 16:15 New York instant in (start, end], when aged GTC orders are cancelled."""
+    found: set[datetime] = set()
+    day = start.astimezone(NEW_YORK).date()
+    while day <= end.astimezone(NEW_YORK).date():
+        instant = datetime.combine(day, GTC_CANCEL_TIME, NEW_YORK).astimezone(UTC)
+        if start < instant <= end:
+            found.add(instant)
+        day += timedelta(days=1)
+    return found
+
+
 def gtc_deadline(order: OrderRecord) -> datetime | None:
     """Return when Alpaca cancels an aged GTC order (16:15 New York on its expires_at date)."""
     if order.time_in_force is not TimeInForce.GTC or order.expires_at is None:
