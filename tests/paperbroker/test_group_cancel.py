@@ -87,8 +87,9 @@ def test_a_dashboard_cancel_of_the_stop_leg_cancels_the_take_profit(
     assert status(trading, parent.id) is OrderStatus.FILLED
 
 
+@pytest.mark.parametrize("how", ["delete_one", "delete_all", "dashboard"])
 def test_cancelling_a_partly_filled_entry_cancels_its_held_legs(
-    trading: TradingClient, sim: AdminClient, stream: StreamRecorder
+    trading: TradingClient, sim: AdminClient, stream: StreamRecorder, how: str
 ) -> None:
     sim.set_price("AAPL", 100, volatility=0)
     parent = bracket(trading, limit=98)
@@ -96,7 +97,14 @@ def test_cancelling_a_partly_filled_entry_cancels_its_held_legs(
     assert status(trading, parent.id) is OrderStatus.PARTIALLY_FILLED
     legs = legs_of(trading, parent.id)
     assert {leg.status for leg in legs.values()} == {OrderStatus.HELD}  # not yet active
-    trading.cancel_order_by_id(parent.id)
+    if how == "delete_one":
+        trading.cancel_order_by_id(parent.id)
+    elif how == "delete_all":
+        assert {str(s.id) for s in trading.cancel_orders()} == {
+            str(i) for i in (parent.id, *(leg.id for leg in legs.values()))
+        }
+    else:
+        sim.cancel_order(str(parent.id))
     sim.sync()
     assert status(trading, parent.id) is OrderStatus.CANCELED
     legs = legs_of(trading, parent.id)
