@@ -102,13 +102,6 @@ def _orders_with_legs(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
     return [o for order in orders for o in (order, *order.legs)]
 
 
-def _unseen(order_id: str | None, truth: BrokerTruth) -> bool:
-    """The ledger knows this stop but the listing does not show it (held legs may be hidden)."""
-    return order_id is not None and order_id not in {
-        o.id for o in _orders_with_legs(truth.open_orders)
-    }
-
-
 def covering_stop(truth: BrokerTruth, symbol: str, qty: Decimal) -> BrokerOrder | None:
     """An active sell stop in the symbol whose unfilled quantity covers `qty`, if any."""
     candidates = [
@@ -344,8 +337,7 @@ def protection_sweep(
                 qty=position.qty,
                 trade_ids=[t.id for t in owners],
                 restart=restart,
-                covered=covering_stop(truth, position.symbol, position.qty) is not None
-                or _unseen(restart.existing_stop_order_id, truth),
+                covered=covering_stop(truth, position.symbol, position.qty) is not None,
                 update=position_update_for(truth, position.symbol),
             )
         )

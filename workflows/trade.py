@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
 
 # While an exit order works, look more often than the idle check interval.
 EXITING_POLL = timedelta(seconds=1)
+IN_FLIGHT_POLL = timedelta(seconds=1)
 # Patch id: runs started before it polled every second through a whole next-open window.
 EXIT_WINDOW_PATCH = "exit-window-normal-poll"
 
@@ -69,6 +70,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         )
         self._lock = asyncio.Lock()
         self._wake = False
+        self._in_flight = False
         # BrokerSync's latest snapshot and the orders the stream said ended since: they let
         # a healthy trade skip its own broker calls (see confirmed_by_snapshot).
         self._snapshot: PositionUpdate | None = None
@@ -116,6 +118,9 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         """The idle check interval, shortened for anything due sooner."""
         now = workflow.now()
         delay = self._spec.check_interval
+        if self._in_flight:
+            # Alpaca cancels and replaces asynchronously: follow our own request closely.
+            delay = min(delay, IN_FLIGHT_POLL)
         due: list[datetime | None] = [self._state.rescue.next_at, self._state.entry_deadline]
         partial = self._state.partial_fill_at
         if partial is not None and self._state.status is TradeStatus.PENDING_ENTRY:
@@ -139,6 +144,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
 
     async def _step(self) -> None:
         state = self._state
+        self._in_flight = False
         state.last_check_at = workflow.now()
         if state.status is TradeStatus.PENDING_ENTRY:
             await self._advance_entry()

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 R = TypeVar("R")
+CANCEL_POLL = timedelta(milliseconds=250)
 TRADE_ID = SearchAttributeKey.for_keyword("TradeId")
 TRADE_SYMBOL = SearchAttributeKey.for_keyword("TradeSymbol")
 TRADE_STATUS = SearchAttributeKey.for_keyword("TradeStatus")
@@ -65,6 +66,8 @@ class TradeBase:
     _spec: TradeSpec
     _state: TradeState
     _wake: bool
+    # Something of ours is in flight at the broker (a cancel, a replace): look again soon.
+    _in_flight: bool
 
     # --- ledger and broker helpers -------------------------------------------------------
 
@@ -164,6 +167,15 @@ class TradeBase:
         return await self._on_order(
             BrokerActivities.cancel_order, BROKER_WRITE, order_id, f"cancel ({why})"
         )
+
+    async def _cancel_until_final(self, order_id: str, why: str) -> BrokerOrder:
+        """Cancel, then follow the order for a few seconds until the broker says it is over."""
+        order = (await self._cancel(order_id, why)).order
+        deadline = workflow.now() + self._spec.replace_settle
+        while not order.is_terminal and workflow.now() < deadline:
+            await workflow.sleep(CANCEL_POLL, summary=f"wait for the cancel of {order_id}")
+            order = await self._order(order_id, "follow the cancel")
+        return order
 
     async def _submit(self, intent: OrderIntent, policy: ActivityPolicy, what: str) -> BrokerOrder:
         """Submit an order of this trade once (its client_order_id resolves a retry)."""

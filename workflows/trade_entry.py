@@ -117,6 +117,7 @@ class EntrySteps(TradeBase):
             await self._cancel(order.id, f"the entry is {why}")
             self._wake = True
         state.last_check_note = f"entry {why}: cancel requested"
+        self._in_flight = True
 
     async def _record_entry_fill(self, order: BrokerOrder) -> None:
         state = self._state

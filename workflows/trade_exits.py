@@ -40,6 +40,7 @@ class ExitSteps(ProtectionSteps):
                 continue
             result = await self._cancel(order_id, "protection, to exit")
             if not result.order.is_terminal or result.order.filled_qty > 0:
+                self._in_flight = True
                 return False  # cancel pending, or it filled: look again next step
         return True
 

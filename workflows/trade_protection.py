@@ -86,6 +86,7 @@ class ProtectionSteps(TradeBase):
             await self._close_flat()
         else:
             state.last_check_note = action.reason
+            self._in_flight = True  # a stop in transition (pending_*) or unknown: look soon
 
     async def _rescue(self, action: Rescue) -> None:
         state, spec = self._state, self._spec
@@ -277,6 +278,7 @@ class ProtectionSteps(TradeBase):
             await self._adopt_stop(outcome.order.id)
             return
         if isinstance(outcome, ReplacePending):
+            self._in_flight = True
             state.last_check_note = (
                 f"{what}: replace pending; stop {state.stop_order_id} protects until the broker "
                 f"settles it (then {outcome.new_order_id})"
@@ -286,7 +288,18 @@ class ProtectionSteps(TradeBase):
         state.last_check_note = f"{what}: {outcome.reason}; cancel and place the stop anew"
         if old_id is None:
             return
-        result = await self._cancel(old_id, "its replace did not take")
-        if result.order.is_terminal and result.order.filled_qty == 0:
-            state.stop_missing_since = workflow.now()
+        result = await self._cancel_until_final(old_id, "its replace did not take")
         self._wake = True
+        if not result.is_terminal or result.filled_qty > 0:
+            self._in_flight = True
+            return  # cancel pending (or it filled): the next check decides with what is final
+        # Final: place the new stop now (its gap is measured from here), not at the next check.
+        state.stop_missing_since = workflow.now()
+        qty = state.position_qty
+        if qty > 0:
+            await self._rescue(
+                Rescue(qty=qty, stop_price=state.stop_price, why=f"{what}: {outcome.reason}")
+            )
+            state.last_check_note = (
+                f"{what}: {outcome.reason}; cancel and place: stop {state.stop_order_id}"
+            )

@@ -119,7 +119,11 @@ def test_replace_returns_the_new_order(gateway: AlpacaGateway, broker_admin: Adm
     new = gateway.replace_order(ReplaceRequest(order_id=order.id, limit_price=Decimal("1.05")))
     assert new.id != order.id and new.limit_price == Decimal("1.05")
     assert new.replaces == order.id
-    assert gateway.get_order(order.id).status is OrderStatus.REPLACED
+    # Alpaca replaces asynchronously: the old order passes through pending_replace first.
+    assert gateway.get_order(order.id).status in (OrderStatus.PENDING_REPLACE, OrderStatus.REPLACED)
+    broker_admin.sync()  # waits (bounded) for cancels and replaces in flight
+    old = gateway.get_order(order.id)
+    assert old.status is OrderStatus.REPLACED and old.replaced_by == new.id
 
 
 def test_rejections_carry_alpacas_message(

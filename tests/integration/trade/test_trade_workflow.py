@@ -144,8 +144,13 @@ async def test_tighten_refuses_a_looser_stop_and_moves_a_tighter_one_at_the_brok
     assert result.stop_price == current + Decimal("1.00")
     moved = trades.gateway.get_order(result.stop_order_id)
     assert moved.is_active and moved.stop_price == result.stop_price and moved.qty == 10
+    # The entry is an OTO: Alpaca does not replace an OTO's legs, so the old stop was cancelled
+    # (confirmed) and a new one placed in its place - one stop working, never two.
     assert view.state.stop_order_id is not None
-    assert trades.gateway.get_order(view.state.stop_order_id).status is BrokerStatus.REPLACED
+    old = trades.gateway.get_order(view.state.stop_order_id)
+    assert old.status is BrokerStatus.CANCELED and "cancel and place" in result.note
+    stops = [o for o in trades.gateway.get_open_orders() if o.type is OrderType.STOP]
+    assert [o.id for o in stops] == [moved.id]
     row = await trades.trade_row(view.trade_id)
     assert row.stop_price == result.stop_price and row.stop_order_id == moved.id
 
