@@ -172,6 +172,10 @@ class Scenario:
         orders: Any = self.trading.get_orders(request)
         return {str(o.id) for o in orders}
 
+    def by_client_id(self, client_order_id: str) -> list[BrokerOrder]:
+        """Every order placed under this client_order_id (at most one, if all is well)."""
+        return [o for o in self.all_orders() if o.client_order_id == client_order_id]
+
     def stops(self, symbol: str = SYMBOL) -> list[BrokerOrder]:
         """Every sell stop ever placed in the symbol, oldest first."""
         found = [o for o in self.all_orders() if o.symbol == symbol and is_sell_stop(o)]
