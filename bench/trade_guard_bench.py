@@ -117,6 +117,7 @@ class RoundResult:
     unrescued: int = 0
     snapshot_checks: int = 0
     broker_checks: int = 0
+    delay_ms: int = 0  # the paper broker's asynchronous cancel/replace delay in this round
 
     @property
     def calls_per_min(self) -> float:
@@ -126,6 +127,7 @@ class RoundResult:
         p50, p99 = _percentile(self.latencies_ms, 0.5), _percentile(self.latencies_ms, 0.99)
         return {
             "trades": self.trades,
+            "cancel_replace_delay_ms": self.delay_ms,
             "window_s": round(self.window_s, 1),
             "broker_calls": self.broker_calls,
             "broker_calls_per_min": round(self.calls_per_min, 1),
@@ -186,7 +188,7 @@ async def _wait_views(
 
 @contextlib.asynccontextmanager
 async def trade_stack(
-    env: WorkflowEnvironment, postgres: EmbeddedPostgres, count: int
+    env: WorkflowEnvironment, postgres: EmbeddedPostgres, count: int, delay_ms: int
 ) -> AsyncIterator[tuple[Client, RunningBroker, str]]:
     """A fresh database, broker, worker and BrokerSync for one round; all stopped after."""
     client = env.client
@@ -207,6 +209,8 @@ async def trade_stack(
                 symbols=tuple(symbols_for(count)),
                 cash=Decimal(100_000_000),
                 volatility=0.0,
+                cancel_delay_ms=delay_ms,
+                replace_delay_ms=delay_ms,
             ) as broker,
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="bench-activity") as executor,
         ):
@@ -247,9 +251,10 @@ async def run_round(
     window_s: float,
     cancel_every_s: float,
     rng: random.Random,
+    delay_ms: int,
 ) -> RoundResult:
     """Open `count` trades, then cancel stops from outside for `window_s`; measure."""
-    async with trade_stack(env, postgres, count) as (client, broker, task_queue):
+    async with trade_stack(env, postgres, count, delay_ms) as (client, broker, task_queue):
         admin = broker.admin
         listening = time.monotonic() + 30
         while (await asyncio.to_thread(admin.state))["stream_listening"] != 1:
@@ -295,7 +300,9 @@ async def run_round(
                 POLL_INTERVAL.total_seconds() * 3,
                 "settled by a snapshot",
             )
-            return await _measure(broker, handles, before, count, window_s, cancel_every_s, rng)
+            result = await _measure(broker, handles, before, count, window_s, cancel_every_s, rng)
+            result.delay_ms = delay_ms
+            return result
         finally:
             await _terminate(handles)
 
@@ -390,7 +397,9 @@ def embedded_postgres(directory: Path) -> Iterator[EmbeddedPostgres]:
         server.destroy()
 
 
-async def run(counts: list[int], window_s: float, cancel_every_s: float) -> list[RoundResult]:
+async def run(
+    counts: list[int], delays: list[int], window_s: float, cancel_every_s: float
+) -> list[RoundResult]:
     """Start the servers once, run every round, stop everything (also on error or Ctrl-C)."""
     config = load_dev_config(ROOT / "temporal-dev.yaml")
     search_attributes = [
@@ -410,9 +419,18 @@ async def run(counts: list[int], window_s: float, cancel_every_s: float) -> list
             dev_server_log_level="error",
         )
         try:
-            for count in counts:
-                print(f"... {count} trades: opening, then {window_s:g} s of cancels", flush=True)
-                results.append(await run_round(env, postgres, count, window_s, cancel_every_s, rng))
+            for delay_ms in delays:
+                for count in counts:
+                    print(
+                        f"... {count} trades, cancel/replace delay {delay_ms} ms: opening, then "
+                        f"{window_s:g} s of cancels",
+                        flush=True,
+                    )
+                    results.append(
+                        await run_round(
+                            env, postgres, count, window_s, cancel_every_s, rng, delay_ms
+                        )
+                    )
         finally:
             await env.shutdown()
     return results
@@ -422,8 +440,8 @@ def report(results: list[RoundResult], window_s: float, cancel_every_s: float) -
     """Print the table and the JSON."""
     rows = [r.as_json() for r in results]
     header = (
-        f"{'trades':>7}{'calls/min':>11}{'per trade':>11}{'cancels':>9}{'rescues':>9}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'snap chk':>10}{'brk chk':>9}"
+        f"{'delay ms':>9}{'trades':>7}{'calls/min':>11}{'per trade':>11}{'cancels':>9}"
+        f"{'rescues':>9}{'p50 ms':>9}{'p99 ms':>9}{'snap chk':>10}{'brk chk':>9}"
     )
     print(
         f"trade guard benchmark: {window_s:g} s window, a stop cancelled every "
@@ -433,16 +451,19 @@ def report(results: list[RoundResult], window_s: float, cancel_every_s: float) -
     print("-" * len(header))
     for row in rows:
         print(
-            f"{row['trades']:>7}{row['broker_calls_per_min']:>11}"
+            f"{row['cancel_replace_delay_ms']:>9}{row['trades']:>7}{row['broker_calls_per_min']:>11}"
             f"{row['calls_per_min_per_trade']:>11}{row['cancels']:>9}{row['rescues']:>9}"
             f"{row['rescue_p50_ms']!s:>9}{row['rescue_p99_ms']!s:>9}"
             f"{row['trade_snapshot_checks']:>10}{row['trade_broker_checks']:>9}"
         )
     growth = None
-    if len(rows) >= 2 and rows[0]["broker_calls_per_min"]:
-        growth = round(rows[-1]["broker_calls_per_min"] / rows[0]["broker_calls_per_min"], 2)
-        trades_growth = rows[-1]["trades"] / rows[0]["trades"]
-        print(f"calls/min grew x{growth} while trades grew x{trades_growth:g}")
+    same_delay = [
+        r for r in rows if r["cancel_replace_delay_ms"] == rows[-1]["cancel_replace_delay_ms"]
+    ]
+    if len(same_delay) >= 2 and same_delay[0]["broker_calls_per_min"]:
+        first, last = same_delay[0], same_delay[-1]
+        growth = round(last["broker_calls_per_min"] / first["broker_calls_per_min"], 2)
+        print(f"calls/min grew x{growth} while trades grew x{last['trades'] / first['trades']:g}")
     print(
         json.dumps(
             {
@@ -464,6 +485,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=1.0, help="measured window per count")
     parser.add_argument("--cancel-every", type=float, default=2.0, help="seconds between cancels")
     parser.add_argument("--quick", action="store_true", help="10 and 30 trades, 30 s each")
+    parser.add_argument(
+        "--delays-ms",
+        default="0,50",
+        help="the paper broker's asynchronous cancel/replace delays to compare (Alpaca-like: 50)",
+    )
     args = parser.parse_args()
     counts = [10, 30] if args.quick else [int(n) for n in args.trades.split(",") if n.strip()]
     window_s = 30.0 if args.quick else args.minutes * 60
@@ -471,7 +497,8 @@ def main() -> None:
         raise SystemExit(f"at most {len(symbols_for(10_000))} trades")
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     try:
-        results = asyncio.run(run(counts, window_s, args.cancel_every))
+        delays = [int(d) for d in args.delays_ms.split(",") if d.strip()]
+        results = asyncio.run(run(counts, delays, window_s, args.cancel_every))
     except KeyboardInterrupt:
         raise SystemExit("interrupted; servers stopped") from None
     report(results, window_s, args.cancel_every)
