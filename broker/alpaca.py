@@ -54,7 +54,7 @@ READ_TIMEOUT_S = 7.0
 T = TypeVar("T")
 
 
-class _DeadlineAdapter(HTTPAdapter):
+class DeadlineAdapter(HTTPAdapter):
     """Gives every request a connect/read timeout (alpaca-py sets none)."""
 
     def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
@@ -78,7 +78,7 @@ def _harden(client: Any, connect_timeout_s: float, read_timeout_s: float) -> Non
     # alpaca-py keeps its requests.Session and retry counter in private attributes; bounded
     # timeouts are mandatory here, and retries belong to Temporal (which honours the reset).
     session: requests.Session = client._session
-    adapter = _DeadlineAdapter(connect_timeout_s, read_timeout_s)
+    adapter = DeadlineAdapter(connect_timeout_s, read_timeout_s)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     client._retry = 0

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint
 from broker.errors import AuthFailed, BrokerError, NotFound
+from broker.gateway import BrokerGateway
 from broker.verify_answers import ANSWER_CHECKS
 from broker.verify_orders import ORDER_CHECKS, POSITION_CHECKS
 from broker.verify_session import (
@@ -46,6 +47,7 @@ from broker.verify_session import (
 )
 from broker.verify_stream import STREAM_CHECK
 from settings import LIVE_CONFIRMATION, Settings
+from trading.broker_models import AssetInfo
 
 logger = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -163,6 +165,14 @@ def normalized_symbol(raw: str) -> str:
     return symbol
 
 
+def find_asset(gateway: BrokerGateway, symbol: str) -> AssetInfo | None:
+    """The broker's asset for the symbol, or None when the broker does not know it."""
+    try:
+        return gateway.get_asset(symbol)
+    except NotFound:
+        return None
+
+
 def prepare(
     endpoint: BrokerEndpoint, options: VerifyOptions, gateway: AlpacaGateway | None = None
 ) -> VerifySession:
@@ -206,21 +216,18 @@ def _pick_symbol(
             raise VerifyRefused(f"the account holds {symbol}; name one it does not hold")
         if symbol in ordered:
             raise VerifyRefused(f"the account has open orders on {symbol}; name another symbol")
-        try:
-            asset = gateway.get_asset(symbol)
-        except NotFound:
-            raise VerifyRefused(f"the broker does not know {symbol}") from None
+        asset = find_asset(gateway, symbol)
+        if asset is None:
+            raise VerifyRefused(f"the broker does not know {symbol}")
         if not asset.tradable:
             raise VerifyRefused(f"{symbol} is not tradable at this broker")
         return symbol
     for symbol in DEFAULT_SYMBOLS:
         if symbol in held or symbol in ordered:
             continue
-        try:
-            if gateway.get_asset(symbol).tradable:
-                return symbol
-        except NotFound:
-            continue
+        asset = find_asset(gateway, symbol)
+        if asset is not None and asset.tradable:
+            return symbol
     raise VerifyRefused(
         f"the account holds or trades each of {', '.join(DEFAULT_SYMBOLS)}; name a symbol "
         "it does not hold with --symbol"

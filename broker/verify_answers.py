@@ -47,16 +47,32 @@ def far_buy_limit(session: VerifySession) -> BrokerOrder:
     )
 
 
-def limit_request(session: VerifySession, side: SdkSide, price: Decimal) -> LimitOrderRequest:
+def _one_share_day(
+    session: VerifySession, side: SdkSide, client_order_id: str | None
+) -> dict[str, Any]:
+    """The fields of a one-share day order on the run's symbol (a fresh client_order_id if None)."""
+    cid = session.client_order_id() if client_order_id is None else client_order_id
+    return {
+        "symbol": session.symbol,
+        "qty": 1,
+        "side": side,
+        "time_in_force": SdkTimeInForce.DAY,
+        "client_order_id": cid,
+    }
+
+
+def limit_request(
+    session: VerifySession, side: SdkSide, price: Decimal, client_order_id: str | None = None
+) -> LimitOrderRequest:
     """A one-share day limit as alpaca-py sends it (for orders the broker should refuse)."""
     return LimitOrderRequest(
-        symbol=session.symbol,
-        qty=1,
-        side=side,
-        time_in_force=SdkTimeInForce.DAY,
-        limit_price=float(price),
-        client_order_id=session.client_order_id(),
+        limit_price=float(price), **_one_share_day(session, side, client_order_id)
     )
+
+
+def stop_request(session: VerifySession, side: SdkSide, price: Decimal) -> StopOrderRequest:
+    """A one-share day stop as alpaca-py sends it (for orders the broker should refuse)."""
+    return StopOrderRequest(stop_price=float(price), **_one_share_day(session, side, None))
 
 
 def _offset(value: datetime) -> str:
@@ -175,15 +191,9 @@ def not_found_is_404(session: VerifySession) -> Observed:
 def duplicate_client_order_id(session: VerifySession) -> Observed:
     """A second POST with a used client_order_id: 422 40010001, and the lookup finds the first."""
     first = far_buy_limit(session)
+    price = first.limit_price or session.price(NEVER_FILLS_BUY)
     again = session.submit_raw(
-        LimitOrderRequest(
-            symbol=session.symbol,
-            qty=1,
-            side=SdkSide.BUY,
-            time_in_force=SdkTimeInForce.DAY,
-            limit_price=float(first.limit_price or session.price(NEVER_FILLS_BUY)),
-            client_order_id=first.client_order_id,
-        )
+        limit_request(session, SdkSide.BUY, price, client_order_id=first.client_order_id)
     )
     if not isinstance(again, BrokerAnswer):
         return failed(f"a second order {again.get('id')} was accepted with the same id")
@@ -208,16 +218,7 @@ def sub_penny_refused(session: VerifySession) -> Observed:
 def wash_trade_refused(session: VerifySession) -> Observed:
     """A sell stop while the run's buy limit rests: refused as a potential wash trade."""
     far_buy_limit(session)
-    answer = session.submit_raw(
-        StopOrderRequest(
-            symbol=session.symbol,
-            qty=1,
-            side=SdkSide.SELL,
-            time_in_force=SdkTimeInForce.DAY,
-            stop_price=float(session.price("0.4")),
-            client_order_id=session.client_order_id(),
-        )
-    )
+    answer = session.submit_raw(stop_request(session, SdkSide.SELL, session.price("0.4")))
     if not isinstance(answer, BrokerAnswer):
         return failed(f"the opposite-side sell stop was accepted ({answer.get('status')})")
     ok = answer.status in (403, 422) and "wash trade" in answer.message.lower()

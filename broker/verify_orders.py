@@ -8,7 +8,7 @@ cancels later. The position checks buy one share with a market bracket (--with-p
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide as SdkSide
@@ -185,6 +185,32 @@ def cancel_final_order(session: VerifySession) -> Observed:
 
 
 # ---- replace ----------------------------------------------------------------------------
+class _Replaced(NamedTuple):
+    """A replace that took: the new order's id, the old order once ended (and its path), the new."""
+
+    new_id: str
+    old: BrokerOrder
+    seen: list[str]
+    new: BrokerOrder
+
+
+def _replace(
+    session: VerifySession, order_id: str, change: ReplaceOrderRequest, shared_key: str
+) -> _Replaced | Observed:
+    """PATCH the order and wait for the old one to end; the new one is shared as `shared_key`.
+
+    A refusal comes back as the check's FAIL.
+    """
+    answer = session.replace_raw(order_id, change)
+    if isinstance(answer, BrokerAnswer):
+        return failed(f"refused: {answer.describe()}")
+    new_id = str(answer.get("id"))
+    old, seen = session.wait_for(order_id, lambda o: o.is_terminal)
+    new = session.gateway.get_order(new_id)
+    session.shared[shared_key] = new
+    return _Replaced(new_id, old, seen, new)
+
+
 def replace_working_limit(session: VerifySession) -> Observed:
     """PATCH of a working limit: a new order at the new price; the old one ends replaced."""
     order = far_buy_limit(session)
@@ -196,16 +222,13 @@ def replace_working_limit(session: VerifySession) -> Observed:
     if current.status is not OrderStatus.NEW:
         raise Skip(f"the test order is {current.status.value}, not new: nothing working to replace")
     price = session.price("0.48")
-    answer = session.replace_raw(
-        order.id,
-        ReplaceOrderRequest(limit_price=float(price), client_order_id=session.client_order_id()),
+    change = ReplaceOrderRequest(
+        limit_price=float(price), client_order_id=session.client_order_id()
     )
-    if isinstance(answer, BrokerAnswer):
-        return failed(f"refused: {answer.describe()}")
-    new_id = str(answer.get("id"))
-    old, seen = session.wait_for(order.id, lambda o: o.is_terminal)
-    new = session.gateway.get_order(new_id)
-    session.shared["far_buy"] = new
+    replaced = _replace(session, order.id, change, "far_buy")
+    if isinstance(replaced, Observed):
+        return replaced
+    new_id, old, seen, new = replaced
     ok = (
         new_id != order.id
         and new.limit_price == price
@@ -272,13 +295,10 @@ def replace_stop_leg_price(session: VerifySession) -> Observed:
     if stop is None:
         return failed("the filled bracket has no stop-loss leg")
     price = session.price("0.51")
-    answer = session.replace_raw(stop.id, ReplaceOrderRequest(stop_price=float(price)))
-    if isinstance(answer, BrokerAnswer):
-        return failed(f"refused: {answer.describe()}")
-    new_id = str(answer.get("id"))
-    old, seen = session.wait_for(stop.id, lambda o: o.is_terminal)
-    new = session.gateway.get_order(new_id)
-    session.shared["stop_leg"] = new
+    replaced = _replace(session, stop.id, ReplaceOrderRequest(stop_price=float(price)), "stop_leg")
+    if isinstance(replaced, Observed):
+        return replaced
+    _, old, seen, new = replaced
     ok = old.status is OrderStatus.REPLACED and new.stop_price == price and new.is_active
     return verdict_of(
         ok, f"new stop leg at {new.stop_price}, {new.status.value}; old {_path(seen)}"

@@ -26,9 +26,8 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.requests import OrderRequest, ReplaceOrderRequest
 from pydantic import BaseModel, ConfigDict, Field
-from requests.adapters import HTTPAdapter
 
-from broker.alpaca import AlpacaGateway, map_error
+from broker.alpaca import AlpacaGateway, DeadlineAdapter, map_error
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError, NotFound
 from trading.broker_models import (
@@ -164,23 +163,6 @@ class CleanupReport(BaseModel):
     errors: list[str] = Field(default_factory=list)
 
 
-class _Deadlines(HTTPAdapter):
-    """A connect/read deadline on every request (alpaca-py sets none)."""
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float | None, float | None] | None = None,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
-        proxies: dict[str, str] | None = None,
-    ) -> requests.Response:
-        """Send with the default deadline unless the caller gave one."""
-        deadline = timeout or (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
-        return super().send(request, stream, deadline, verify, cert, proxies)
-
-
 class RawTrading:
     """alpaca-py's TradingClient answering plain JSON; remembers the last rate-limit headers."""
 
@@ -195,8 +177,9 @@ class RawTrading:
         # alpaca-py keeps its requests.Session private; it is the only place for a deadline
         # and for reading response headers (only X-RateLimit-* are kept, never a request's).
         session: requests.Session = self.client._session
-        session.mount("http://", _Deadlines())
-        session.mount("https://", _Deadlines())
+        deadlines = DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+        session.mount("http://", deadlines)
+        session.mount("https://", deadlines)
         session.hooks["response"].append(self._remember)
         self.rate_limit_headers: dict[str, str] = {}
 

@@ -20,7 +20,7 @@ from broker.verify import (
     run_verify,
 )
 from broker.verify_session import Verdict
-from cli.output import emit_model, fail, say, table
+from cli.output import emit_model, fail, market_state, say, table
 from settings import Settings
 
 # Column widths of the human table (assumption, expected, observed, verdict).
@@ -95,8 +95,7 @@ def _print(report: VerifyReport) -> None:
     target = report.target
     say(
         f"broker verify: {target.kind} at {target.trading_url}, symbol {target.symbol} "
-        f"(reference {target.reference_price:.2f}), market "
-        f"{'open' if target.market_open else 'closed'}"
+        f"(reference {target.reference_price:.2f}), {market_state(target.market_open)}"
     )
     say("")
     rows: list[tuple[str, ...]] = []

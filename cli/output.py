@@ -33,6 +33,11 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
+def market_state(is_open: bool | None) -> str:
+    """`market open` or `market closed` (not known reads as closed)."""
+    return "market open" if is_open else "market closed"
+
+
 def table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
     """Left-aligned columns."""
     all_rows = ([header] if header else []) + list(rows)

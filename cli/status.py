@@ -18,7 +18,7 @@ from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
 from broker.truth import broker_truth
-from cli.output import emit_json, say, table
+from cli.output import emit_json, market_state, say, table
 from clients import make_client, make_pool
 from contracts.schedules import SCHEDULE_PREFIX
 from ledger.risk import RiskEvents
@@ -193,8 +193,8 @@ def _print(status: OpsStatus) -> None:
     say("")
     if b.connected and b.account is not None:
         say(
-            f"broker (fetched {b.fetched_at:%H:%M:%S} UTC, market "
-            f"{'open' if b.market_open else 'closed'}): equity {b.account.equity}, cash "
+            f"broker (fetched {b.fetched_at:%H:%M:%S} UTC, {market_state(b.market_open)}): "
+            f"equity {b.account.equity}, cash "
             f"{b.account.cash}, buying power {b.account.buying_power}"
         )
         say(

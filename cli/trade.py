@@ -15,7 +15,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from activities.trade_link import TradeLink
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
-from broker.errors import BrokerError, NotFound
+from broker.errors import BrokerError
+from broker.verify import find_asset
 from cli.output import emit_json, fail, say, table
 from clients import make_client
 from contracts import trade
@@ -117,10 +118,9 @@ def validate_open(args: argparse.Namespace, gateway: AlpacaGateway) -> TradeSpec
     stop = _price(args.stop, "--stop")
     limit = _price(args.limit, "--limit") if args.limit else None
     take_profit = _price(args.take_profit, "--take-profit") if args.take_profit else None
-    try:
-        asset = gateway.get_asset(symbol)
-    except NotFound:
-        raise CliInputError(f"unknown symbol {symbol!r}: the broker has no such asset") from None
+    asset = find_asset(gateway, symbol)
+    if asset is None:
+        raise CliInputError(f"unknown symbol {symbol!r}: the broker has no such asset")
     if not asset.tradable:
         raise CliInputError(f"{symbol} is not tradable at the broker (status {asset.status})")
     quote = gateway.latest_quotes([symbol])[0]
