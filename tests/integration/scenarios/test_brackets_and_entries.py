@@ -104,3 +104,35 @@ async def test_an_entry_partly_filled_then_left_working_gets_its_own_stop_within
     await assert_guarded(scenario)
     row = await scenario.trades.trade_row(working.trade_id)
     assert row.qty == Decimal(4) and row.entry_price == limit
+
+
+async def test_an_entry_whose_remainder_fills_before_its_cancel_lands_is_covered_whole(
+    scenario: Scenario,
+) -> None:
+    market = scenario.trades.market()
+    limit = protective_stop_price(market * Decimal("0.98"))
+    handle = await scenario.start(
+        entry_type=EntryType.LIMIT,
+        limit_price=limit,
+        stop_price=protective_stop_price(market * Decimal("0.95")),
+    )
+    working = await scenario.wait_for(handle, lambda v: v.state.entry_order_id is not None)
+    entry_id = working.state.entry_order_id
+    assert entry_id is not None
+    scenario.admin.configure(cancel_delay_ms=1500)  # the guard's cancel stays in flight
+    scenario.admin.fill_order(entry_id, price=limit, qty=4)
+    await scenario.wait_for(handle, lambda v: v.state.entry_cancel_requested, within=10)
+    assert scenario.order(entry_id).status is OrderStatus.PENDING_CANCEL
+    scenario.admin.fill_order(entry_id, price=limit)  # the rest fills first: the fill wins
+
+    opened = await scenario.wait_for(
+        handle, lambda v: v.status is TradeStatus.OPEN and v.state.position_qty == Decimal(10)
+    )
+    scenario.settle()
+    entry = scenario.order(entry_id)
+    assert entry.status is OrderStatus.FILLED and entry.filled_qty == Decimal(10)
+    guarded = await assert_guarded(scenario)
+    stop = guarded.stops[SYMBOL]
+    # The entry's own stop leg, activated by the complete fill, covers all ten: no rescue.
+    assert [leg.id for leg in entry.legs] == [stop.id] == [opened.state.stop_order_id]
+    assert opened.state.filled_qty == Decimal(10) and opened.state.rescue.attempted == 0
