@@ -7,7 +7,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.control_reader import read_control
+from activities.control_link import read_control
 from ledger.entries import EntryReads
 from trading.entry import (
     EnteredSymbols,

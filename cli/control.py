@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
+from activities.control_link import ensure_control
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
@@ -22,7 +22,6 @@ from contracts.base import Signal
 from settings import Settings
 from trading.control import (
     ControlCommand,
-    ControlInput,
     ControlRequest,
     ControlState,
     FlattenReport,
@@ -77,23 +76,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.set_defaults(handler=cmd_status)
 
 
-async def ensure_control(client: Client, settings: Settings) -> WorkflowHandle[Any, Any]:
-    """The running control workflow, started on first use (an existing one is kept)."""
-    return await client.start_workflow(
-        control.WORKFLOW.name,
-        ControlInput(daily_loss_limit=settings.daily_loss_limit),
-        id=control.WORKFLOW_ID,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-
-
 def _with_control(
     settings: Settings, action: Callable[[WorkflowHandle[Any, Any]], Awaitable[T]]
 ) -> T:
     async def go() -> T:
         client = await make_client(settings)
-        return await action(await ensure_control(client, settings))
+        handle = await ensure_control(
+            client, settings.temporal_task_queue, settings.daily_loss_limit
+        )
+        return await action(handle)
 
     return asyncio.run(go())
 

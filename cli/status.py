@@ -13,7 +13,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.control_reader import read_control_now
+from activities.control_link import read_control_now
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError

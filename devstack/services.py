@@ -12,10 +12,10 @@ from decimal import Decimal
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from activities.control_link import ensure_control
 from activities.trade_link import TradeLink
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
-from cli.control import ensure_control
 from contracts import broker_sync, control, trade
 from settings import Settings
 from trading.broker_sync_models import BrokerSyncRun
@@ -38,7 +38,7 @@ async def start_singletons(client: Client, settings: Settings, say: Callable[[st
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
     say(f"  {broker_sync.WORKFLOW_ID}: trade_updates listener + broker-truth poll")
-    await ensure_control(client, settings)
+    await ensure_control(client, settings.temporal_task_queue, settings.daily_loss_limit)
     say(f"  {control.WORKFLOW_ID}: ACTIVE / REDUCING / HALTED switch")
 
 

@@ -98,37 +98,36 @@ class AdminClient:
         result: list[dict[str, Any]] = self._call("GET", "/_sim/faults")
         return result
 
+    def _order_action(
+        self, order_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """POST /_sim/orders/{id}/{action}: act on one order as the broker or its dashboard."""
+        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/{action}", body)
+        return result
+
     def cancel_order(self, order_id: str) -> dict[str, Any]:
         """Cancel an order as if from the dashboard."""
-        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/cancel")
-        return result
+        return self._order_action(order_id, "cancel")
 
     def expire_order(self, order_id: str) -> dict[str, Any]:
         """Expire an order as the broker would on its own."""
-        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/expire")
-        return result
+        return self._order_action(order_id, "expire")
 
     def reject_order(self, order_id: str) -> dict[str, Any]:
         """Reject an accepted order after the fact, as the broker can."""
-        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject")
-        return result
+        return self._order_action(order_id, "reject")
 
     def set_order_status(self, order_id: str, status: str) -> dict[str, Any]:
         """Park an order in done_for_day, stopped, suspended, ... or resume it with "new"."""
-        result: dict[str, Any] = self._call(
-            "POST", f"/_sim/orders/{order_id}/status", {"status": status}
-        )
-        return result
+        return self._order_action(order_id, "status", {"status": status})
 
     def reject_next_cancel(self, order_id: str) -> dict[str, Any]:
         """Make the order's next cancel be accepted (204), then refused (order_cancel_rejected)."""
-        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject-next-cancel")
-        return result
+        return self._order_action(order_id, "reject-next-cancel")
 
     def reject_next_replace(self, order_id: str) -> dict[str, Any]:
         """Make the order's next replace be accepted (200), then fail (order_replace_rejected)."""
-        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/reject-next-replace")
-        return result
+        return self._order_action(order_id, "reject-next-replace")
 
     def fill_order(
         self,
@@ -138,8 +137,7 @@ class AdminClient:
     ) -> dict[str, Any]:
         """Fill an order now, regardless of the market."""
         body = {k: str(v) for k, v in (("price", price), ("qty", qty)) if v is not None}
-        result: dict[str, Any] = self._call("POST", f"/_sim/orders/{order_id}/fill", body)
-        return result
+        return self._order_action(order_id, "fill", body)
 
     def open_position(
         self, symbol: str, qty: float | Decimal, price: float | Decimal | None = None

@@ -8,7 +8,8 @@ the event, so a workflow's timeline reads as its story without opening payloads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from temporalio import workflow
@@ -68,6 +69,21 @@ async def call(
 async def ledger(method: MethodAsyncSingleParam[Any, A, R], arg: A, summary: str) -> R:
     """Run a ledger activity method under LEDGER_WRITE."""
     return await call(method, arg, LEDGER_WRITE, summary)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An activity that failed for good (its retries spent or non-retryable): why, in words."""
+
+    why: str
+
+
+async def attempt(pending: Awaitable[R]) -> R | Failed:
+    """The activity's result, or Failed when it failed: for calls whose failure is an answer."""
+    try:
+        return await pending
+    except ActivityError as err:
+        return Failed(failure(err))
 
 
 def failure(err: Exception) -> str:

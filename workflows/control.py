@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from trading.models import JsonScalar, evolve
     from trading.trade_models import ForceExit, TradeExitRequest
     from workflows.broker_reads import broker_truth
-    from workflows.calls import call, failure, ledger
+    from workflows.calls import Failed, attempt, call, failure, ledger
     from workflows.details import Details
     from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, TRADE_LINK
     from workflows.records import audit, risk_event
@@ -368,15 +368,16 @@ class TradingControlWorkflow:
 
     async def _cancel(self, order_id: str, label: str, report: FlattenReport) -> bool:
         """Cancel one order; True once the cancel is final and nothing filled."""
-        try:
-            result = await call(
+        result = await attempt(
+            call(
                 BrokerActivities.cancel_order,
                 OrderRef(order_id=order_id),
                 BROKER_WRITE,
                 f"flatten: cancel {label} {order_id}",
             )
-        except ActivityError as err:
-            report.errors = [*report.errors, f"cancel {order_id}: {failure(err)}"][-20:]
+        )
+        if isinstance(result, Failed):
+            report.errors = [*report.errors, f"cancel {order_id}: {result.why}"][-20:]
             return False
         if order_id not in report.cancelled_orders:
             report.cancelled_orders.append(order_id)

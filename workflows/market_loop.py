@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from trading.scoring import DrainInput
     from trading.strategies import Strategy, UnknownStrategy, builtin_strategies, signal_key
     from workflows.broker_reads import broker_truth
-    from workflows.calls import call, failure, ledger
+    from workflows.calls import Failed, attempt, call, failure, ledger
     from workflows.details import Details
     from workflows.drain import ScoreDrainWorkflow
     from workflows.policies import (
@@ -299,17 +299,19 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         self, signal: EntrySignal, decision: EntryDecision
     ) -> tuple[EntryDecision, str | None]:
         spec = trade_spec_for(signal, decision)
-        try:
-            outcome = await call(
+        outcome = await attempt(
+            call(
                 TradeLinkActivities.start_trade,
                 TradeStart(spec=spec),
                 TRADE_LINK,
                 f"start trade {spec.trade_id}: buy {spec.qty} {spec.symbol}",
             )
-        except ActivityError as err:
-            return EntryDecision(
-                enter=False, reason=EntryReason.START_FAILED.value, detail=failure(err)
-            ), spec.trade_id
+        )
+        if isinstance(outcome, Failed):
+            failed = EntryDecision(
+                enter=False, reason=EntryReason.START_FAILED.value, detail=outcome.why
+            )
+            return failed, spec.trade_id
         if not outcome.started:
             return EntryDecision(
                 enter=False,

@@ -1,22 +1,44 @@
-"""Reading trading control from outside it: the ControlView the entry gate decides on.
+"""Trading control from outside it: make sure it runs, and read the view the entry gate uses.
 
 The market loop (through EntryActivities), `status` and `control status` all read it here,
-so a missing, ended or silent control workflow means the same thing to each of them.
+so a missing, ended or silent control workflow means the same thing to each of them; the CLI
+and `dev up` start it here.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import control
-from trading.control import ControlState
+from trading.control import ControlInput, ControlState
 from trading.entry_gate import ControlPresence, ControlView, control_view_of
 
 QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+async def ensure_control(
+    client: Client, task_queue: str, daily_loss_limit: Decimal | None
+) -> WorkflowHandle[Any, Any]:
+    """The running control workflow, started on first use (an existing one is kept)."""
+    return await client.start_workflow(
+        control.WORKFLOW.name,
+        ControlInput(daily_loss_limit=daily_loss_limit),
+        id=control.WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 class ControlUnreachable(Exception):
