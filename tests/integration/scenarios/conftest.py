@@ -124,12 +124,33 @@ class Scenario:
         return await self.trades.start(self.spec(**fields))
 
     async def open_trade(self, **fields: Any) -> tuple[WorkflowHandle[Any, Any], TradeStatusView]:
-        """Start a trade and wait until it is OPEN with a stop order."""
+        """Start a trade; wait until it is OPEN with a stop order the ledger has recorded."""
         handle = await self.start(**fields)
         view = await self.wait_for(
             handle, lambda v: v.status == "OPEN" and v.state.stop_order_id is not None
         )
+        # The query sees the state before the ledger write that follows it lands.
+        await self.wait_ledger(
+            view.trade_id,
+            lambda row: (
+                (row.stop_order_id, row.take_profit_order_id)
+                == (view.state.stop_order_id, view.state.take_profit_order_id)
+            ),
+        )
         return handle, view
+
+    async def wait_ledger(
+        self, trade_id: str, predicate: Callable[[TradeRecord], bool], within: float = 10.0
+    ) -> TradeRecord:
+        """Poll the trade's ledger row until the predicate holds."""
+        deadline = time.monotonic() + within
+        while True:
+            row = await Trades(self.pool).get(trade_id)
+            if row is not None and predicate(row):
+                return row
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"ledger condition not met in {within}s; row: {row}")
+            await asyncio.sleep(0.1)
 
     async def wait_for(
         self,
@@ -149,6 +170,18 @@ class Scenario:
     async def risk_events(self, trade_id: str, kind: str | None = None) -> list[RiskEventRecord]:
         events = [e for e in await RiskEvents(self.pool).recent(1000) if e.trade_id == trade_id]
         return [e for e in events if kind is None or e.kind == kind]
+
+    async def wait_risk_event(
+        self, trade_id: str, kind: str, within: float = 10.0
+    ) -> RiskEventRecord:
+        """The trade's one risk event of this kind (written just after the state changes)."""
+        deadline = time.monotonic() + within
+        while True:
+            events = await self.risk_events(trade_id, kind)
+            if events or time.monotonic() >= deadline:
+                assert len(events) == 1, f"{kind} events of {trade_id}: {events}"
+                return events[0]
+            await asyncio.sleep(0.1)
 
     async def open_trades(self) -> list[TradeRecord]:
         return await Trades(self.pool).list_open()

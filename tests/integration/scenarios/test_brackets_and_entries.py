@@ -55,7 +55,7 @@ async def test_a_bracket_leg_cancelled_outside_is_rescued_with_both_legs_restore
     row = await scenario.trades.trade_row(view.trade_id)
     assert row.take_profit_order_id == oco.id and row.take_profit_price == take_profit
     assert row.status is TradeStatus.OPEN
-    (event,) = await scenario.risk_events(view.trade_id, "stop_rescued")
+    event = await scenario.wait_risk_event(view.trade_id, "stop_rescued")
     assert event.detail["order_id"] == oco.id
 
 
@@ -98,7 +98,7 @@ async def test_an_entry_partly_filled_then_left_working_gets_its_own_stop_within
     # The gap is measured from the first partial fill the guard saw: at least the grace.
     gap = state.rescue.last_gap_ms
     assert gap is not None and 1000 <= gap < 15000, gap
-    (event,) = await scenario.risk_events(working.trade_id, "stop_rescued")
+    event = await scenario.wait_risk_event(working.trade_id, "stop_rescued")
     assert event.detail["gap_ms"] == gap and event.detail["qty"] == "4"
 
     await assert_guarded(scenario)

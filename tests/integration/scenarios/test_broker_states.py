@@ -56,7 +56,7 @@ async def test_a_gtc_stop_expired_by_age_is_rescued(scenario: Scenario) -> None:
     assert new.qty == Decimal(10) and new.stop_price == view.state.stop_price and new.is_active
     assert new.client_order_id == f"{view.trade_id}.rs.0"
     assert _expires_at(scenario, new_id) > cutoff + timedelta(days=89)  # a fresh 90 days
-    (event,) = await scenario.risk_events(view.trade_id, "stop_rescued")
+    event = await scenario.wait_risk_event(view.trade_id, "stop_rescued")
     assert "canceled" in str(event.detail["why"])
     await assert_guarded(scenario)
 

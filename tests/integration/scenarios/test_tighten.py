@@ -46,7 +46,7 @@ async def _cancel_confirm_placed(
     assert scenario.order(old_stop).status is OrderStatus.CANCELED
     new = scenario.order(result.stop_order_id)
     assert new.type is OrderType.STOP and new.stop_price == price and new.is_active
-    (event,) = await scenario.risk_events(trade_id, "stop_rescued")
+    event = await scenario.wait_risk_event(trade_id, "stop_rescued")
     assert isinstance(event.detail["gap_ms"], int) and event.detail["stop_price"] == str(price)
     # The replacement asked under the trade's stop id never works.
     replacement = scenario.by_client_id(client_order_id(trade_id, Leg.STOP, 0))
