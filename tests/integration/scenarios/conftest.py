@@ -186,6 +186,23 @@ class Scenario:
     async def open_trades(self) -> list[TradeRecord]:
         return await Trades(self.pool).list_open()
 
+    async def running_guards(self) -> list[str]:
+        """Workflow ids of the TradeWorkflows running on this test's task queue."""
+        query = (
+            f"TaskQueue = '{self.trades.task_queue}' AND WorkflowType = 'TradeWorkflow' "
+            "AND ExecutionStatus = 'Running'"
+        )
+        return sorted([w.id async for w in self.client.list_workflows(query)])
+
+    async def assert_one_guard(self, trade_id: str, within: float = 5.0) -> None:
+        """Exactly one TradeWorkflow runs on this queue, the trade's (visibility may lag)."""
+        expected = [trade_workflow_id(trade_id)]
+        deadline = time.monotonic() + within
+        while (running := await self.running_guards()) != expected:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"running guards {running}, expected {expected}")
+            await asyncio.sleep(0.2)
+
     # --- broker --------------------------------------------------------------------------
 
     def order(self, order_id: str) -> BrokerOrder:

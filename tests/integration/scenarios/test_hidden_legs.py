@@ -78,6 +78,7 @@ async def test_reconcile_and_auto_manage_start_no_second_guard_or_stop_over_a_hi
     assert guarded.stops[SYMBOL].id == stop
     assert len(scenario.stops()) == 1, describe_orders(scenario.all_orders())  # never a second
     assert [t.id for t in await scenario.open_trades()] == [trade_id]
+    await scenario.assert_one_guard(trade_id)
 
 
 async def test_a_guard_restarted_by_auto_manage_keeps_the_hidden_stop(scenario: Scenario) -> None:
@@ -103,6 +104,7 @@ async def test_a_guard_restarted_by_auto_manage_keeps_the_hidden_stop(scenario: 
     guarded = await assert_guarded(scenario)
     assert guarded.stops[SYMBOL].id == stop
     assert len(scenario.stops()) == 1, describe_orders(scenario.all_orders())
+    await scenario.assert_one_guard(trade_id)
 
 
 @pytest.mark.xfail(
