@@ -59,15 +59,18 @@ async def test_a_bracket_leg_cancelled_outside_is_rescued_with_both_legs_restore
     assert event.detail["order_id"] == oco.id
 
 
+@pytest.mark.parametrize("entry", ["oto", "bracket"])
 async def test_an_entry_partly_filled_then_left_working_gets_its_own_stop_within_the_grace(
-    scenario: Scenario,
+    scenario: Scenario, entry: str
 ) -> None:
     market = scenario.trades.market()
     limit = protective_stop_price(market * Decimal("0.98"))  # rests below the market
+    take_profit = scenario.take_profit() if entry == "bracket" else None
     handle = await scenario.start(
         entry_type=EntryType.LIMIT,
         limit_price=limit,
         stop_price=protective_stop_price(market * Decimal("0.95")),
+        take_profit_price=take_profit,
     )
     working = await scenario.wait_for(handle, lambda v: v.state.entry_order_id is not None)
     entry_id = working.state.entry_order_id
@@ -75,25 +78,33 @@ async def test_an_entry_partly_filled_then_left_working_gets_its_own_stop_within
     scenario.admin.fill_order(entry_id, price=limit, qty=4)  # 4 of 10, then left working
     held = scenario.order(entry_id)
     assert held.status is OrderStatus.PARTIALLY_FILLED
-    (held_stop,) = held.legs
-    assert held_stop.status is OrderStatus.HELD  # legs wait for a complete fill
+    assert held.legs and all(leg.status is OrderStatus.HELD for leg in held.legs)
 
     rescued = await scenario.wait_for(
         handle, lambda v: v.status is TradeStatus.OPEN and v.state.rescue.ok == 1
     )
     scenario.settle()
-    entry = scenario.order(entry_id)
-    assert entry.status is OrderStatus.CANCELED and entry.filled_qty == Decimal(4)
-    assert [leg.status for leg in entry.legs] == [OrderStatus.CANCELED]  # gone with it
+    cancelled = scenario.order(entry_id)
+    assert cancelled.status is OrderStatus.CANCELED and cancelled.filled_qty == Decimal(4)
+    # Its held legs never activated: they went with the rest of the entry.
+    assert {leg.status for leg in cancelled.legs} == {OrderStatus.CANCELED}
 
     state = rescued.state
     assert state.filled_qty == Decimal(4) and state.entry_price == limit
     assert state.stop_order_id is not None
     stop = scenario.order(state.stop_order_id)
-    assert stop.order_class is OrderClass.SIMPLE and stop.type is OrderType.STOP
-    assert stop.qty == Decimal(4) and stop.stop_price == working.state.stop_price
-    assert stop.time_in_force is TimeInForce.GTC and stop.is_active
-    assert stop.client_order_id == f"{working.trade_id}.rs.0"
+    assert stop.type is OrderType.STOP and stop.qty == Decimal(4) and stop.is_active
+    assert stop.stop_price == working.state.stop_price
+    assert stop.time_in_force is TimeInForce.GTC
+    if take_profit is None:  # a standalone stop
+        assert stop.order_class is OrderClass.SIMPLE
+        assert stop.client_order_id == f"{working.trade_id}.rs.0"
+    else:  # the take-profit comes back with it: one GTC OCO for the filled shares
+        assert state.take_profit_order_id is not None
+        oco = scenario.order(state.take_profit_order_id)
+        assert oco.order_class is OrderClass.OCO and oco.limit_price == take_profit
+        assert oco.qty == Decimal(4) and oco.client_order_id == f"{working.trade_id}.rs.0"
+        assert [leg.id for leg in oco.legs] == [stop.id]
 
     # The gap is measured from the first partial fill the guard saw: at least the grace.
     gap = state.rescue.last_gap_ms
