@@ -92,7 +92,6 @@ class Scenario:
     broker: RunningBroker
     trading: TradingClient
     control_started: bool = False
-    extra_handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
 
     @property
     def admin(self) -> AdminClient:
@@ -484,10 +483,11 @@ async def scenario(
                 await terminate_control(client, "test finished")
             open_ids = [t.id for t in await Trades(fresh_pool).list_open()]
             await terminate_running(
-                [*trades.handles, *harness.extra_handles, *map(harness.handle_of, open_ids)],
+                [*trades.handles, *map(harness.handle_of, open_ids)],
                 "test finished",
             )
 
 
 def new_trade_id(prefix: str = "scn") -> str:
+    """A fresh trade id (`<prefix>-<10 hex>`)."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
