@@ -154,13 +154,15 @@ def protect_only_spec(
     distance: Decimal,
     preferred_stop_order_id: str | None = None,
     preferred_stop_price: Decimal | None = None,
+    take_profit: tuple[Decimal | None, str | None] = (None, None),
 ) -> TradeSpec:
     """A protect-only TradeSpec guarding `position`, reusing a working stop when there is one.
 
     The ledger's stop (`preferred_stop_order_id`) is kept when the listing shows it working,
     and also when the listing does not show it at all: Alpaca may leave held legs out of open
     listings, so "not listed" is not "gone" - the guard probes it by id and rescues only if the
-    broker says it is over.
+    broker says it is over. The ledger's take-profit (price, order id) goes with it, so a
+    restarted guard keeps it and a later rescue restores it with the stop.
     """
     stop = covering_stop(truth, position.symbol, position.qty)
     listed = {o.id: o for o in _orders_with_legs(truth.open_orders)}
@@ -178,13 +180,18 @@ def protect_only_spec(
     price = next((p for p in candidates if p is not None and p > 0), fallback)
     market = position.current_price or position.avg_entry_price
     stop_price = protective_stop_price(price) if price < market else fallback
+    take_profit_price, take_profit_order_id = take_profit
+    if take_profit_price is None or take_profit_price <= stop_price:
+        take_profit_price = take_profit_order_id = None  # not a take-profit for this stop
     return TradeSpec(
         trade_id=trade_id,
         symbol=position.symbol,
         qty=position.qty,
         stop_price=stop_price,
+        take_profit_price=take_profit_price,
         protect_only=True,
         existing_stop_order_id=stop_order_id,
+        existing_take_profit_order_id=take_profit_order_id,
     )
 
 
@@ -326,6 +333,7 @@ def protection_sweep(
                 stop_distance,
                 preferred_stop_order_id=first.stop_order_id,
                 preferred_stop_price=first.stop_price,
+                take_profit=(first.take_profit_price, first.take_profit_order_id),
             )
         else:
             restart = protect_only_spec(

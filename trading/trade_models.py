@@ -59,6 +59,9 @@ class TradeSpec(Frozen):
     replace_settle: timedelta = timedelta(seconds=5)
     protect_only: bool = False  # adopted external position: no entry, guard what is there
     existing_stop_order_id: str | None = None  # an adopted position's stop, if it has one
+    # a restarted guard's take-profit that still works at the broker (kept, and restored with
+    # the stop if a rescue is needed)
+    existing_take_profit_order_id: str | None = None
     check_interval: timedelta = timedelta(seconds=60)
     snapshot_max_age: timedelta = timedelta(seconds=45)  # trust BrokerSync data this young
     rescue_backoff_initial: timedelta = timedelta(seconds=2)

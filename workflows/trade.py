@@ -66,6 +66,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             stop_price=spec.stop_price,
             take_profit_price=spec.take_profit_price,
             stop_order_id=spec.existing_stop_order_id,
+            take_profit_order_id=spec.existing_take_profit_order_id,
             filled_qty=spec.qty if spec.protect_only else Decimal(0),
         )
         self._lock = asyncio.Lock()

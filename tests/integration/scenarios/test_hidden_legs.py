@@ -107,17 +107,6 @@ async def test_a_guard_restarted_by_auto_manage_keeps_the_hidden_stop(scenario: 
     await scenario.assert_one_guard(trade_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a guard restarted protect-only (auto-manage) over a bracket forgets its take-profit: "
-        "protection_sweep/protect_only_spec build the restart TradeSpec without the ledger's "
-        "take_profit_price/take_profit_order_id, so the new run starts with take_profit None, "
-        "_adopt_position's _record_protection overwrites the ledger's take-profit with NULL "
-        "while the leg still works at the broker, and a later rescue (stop leg cancelled, the "
-        "take-profit with it) places a bare stop instead of the OCO restoring both"
-    ),
-)
 async def test_a_guard_restarted_over_a_bracket_keeps_and_restores_its_take_profit(
     scenario: Scenario,
 ) -> None:
