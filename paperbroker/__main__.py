@@ -8,6 +8,7 @@ import logging
 import signal
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 
 from paperbroker.assets import DEFAULT_UNIVERSE
@@ -15,6 +16,15 @@ from paperbroker.clock import ClockMode
 from paperbroker.config import BrokerConfig, credentials_from_env
 from paperbroker.fidelity import LegReplace
 from paperbroker.server import PaperBrokerServer
+
+
+def _enum_option(
+    parser: argparse.ArgumentParser, flag: str, default: StrEnum, help_text: str
+) -> None:
+    """An option whose values are the members of `default`'s enum."""
+    parser.add_argument(
+        flag, choices=[m.value for m in type(default)], default=default.value, help=help_text
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
     parser.add_argument("--port", type=int, default=8765, help="port to bind (0 = any free port)")
-    parser.add_argument(
+    _enum_option(
+        parser,
         "--clock",
-        choices=[m.value for m in ClockMode],
-        default=ClockMode.REAL.value,
-        help="real: wall time; offset: wall time shifted into the most recent session when the "
+        ClockMode.REAL,
+        "real: wall time; offset: wall time shifted into the most recent session when the "
         "market is closed; accelerated: --rate x wall speed; manual: only /_sim/clock moves it",
     )
     parser.add_argument("--rate", type=float, default=1.0, help="speed of the accelerated clock")
@@ -67,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="how long a replaced order stays pending_replace before replaced/rejected",
     )
-    parser.add_argument(
+    _enum_option(
+        parser,
         "--leg-replace",
-        choices=[rule.value for rule in LegReplace],
-        default=LegReplace.PRICES.value,
-        help="prices: a bracket/OCO leg's replace may change only limit/stop price and OTO "
+        LegReplace.PRICES,
+        "prices: a bracket/OCO leg's replace may change only limit/stop price and OTO "
         "orders cannot be replaced (Alpaca's docs); any: replace them like simple orders",
     )
     parser.add_argument(
