@@ -270,8 +270,9 @@ class ProtectionSteps(TradeBase):
     async def _after_replace(self, outcome: ReplaceState, what: str) -> None:
         """Adopt a settled replace; leave a pending one to the guard; cancel after a failed one.
 
-        After a failed replace the old stop is cancelled and, once that is final, the next
-        check places a new stop (the rescue path, gap measured) - never two stops at once.
+        After a failed replace the old stop is cancelled; once the broker says the cancel is
+        final the new stop goes in at once (the rescue path, gap measured), or at the next check
+        when the cancel is still pending - never two stops at once.
         """
         state = self._state
         if isinstance(outcome, ReplaceSettled):
