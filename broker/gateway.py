@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Protocol
 
+from broker.errors import NotFound
 from trading.broker_models import (
     AssetInfo,
     Bar,
@@ -92,3 +93,11 @@ class BrokerGateway(Protocol):
     ) -> list[Bar]:
         """Bars for symbols (all pages)."""
         ...
+
+
+def find_asset(gateway: BrokerGateway, symbol: str) -> AssetInfo | None:
+    """The broker's asset for the symbol, or None when the broker does not know it."""
+    try:
+        return gateway.get_asset(symbol)
+    except NotFound:
+        return None

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint
-from broker.errors import AuthFailed, BrokerError, NotFound
-from broker.gateway import BrokerGateway
+from broker.errors import AuthFailed, BrokerError
+from broker.gateway import find_asset
 from broker.verify_answers import ANSWER_CHECKS
 from broker.verify_orders import ORDER_CHECKS, POSITION_CHECKS
 from broker.verify_session import (
@@ -47,7 +47,6 @@ from broker.verify_session import (
 )
 from broker.verify_stream import STREAM_CHECK
 from settings import LIVE_CONFIRMATION, Settings
-from trading.broker_models import AssetInfo
 
 logger = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -163,14 +162,6 @@ def normalized_symbol(raw: str) -> str:
     if not SYMBOL_PATTERN.match(symbol):
         raise VerifyRefused(f"--symbol {raw!r} is not a ticker symbol (e.g. SPY)")
     return symbol
-
-
-def find_asset(gateway: BrokerGateway, symbol: str) -> AssetInfo | None:
-    """The broker's asset for the symbol, or None when the broker does not know it."""
-    try:
-        return gateway.get_asset(symbol)
-    except NotFound:
-        return None
 
 
 def prepare(

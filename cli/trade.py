@@ -16,7 +16,7 @@ from activities.trade_link import TradeLink
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
-from broker.verify import find_asset
+from broker.gateway import find_asset
 from cli.output import emit_json, fail, say, table
 from clients import make_client
 from contracts import trade
