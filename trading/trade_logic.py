@@ -68,9 +68,16 @@ class Wait(Frozen):
     """Not enough is known (or something is in flight): decide again at the next check."""
 
     reason: str
+    # A cancel or replace settling at the broker (milliseconds on Alpaca): worth a quick second
+    # look. An unknown answer, a review or a status not known yet is not: looking every second
+    # through those only adds broker calls.
+    in_transition: bool = False
 
 
 ProtectionAction = Keep | Rescue | Resize | Follow | Flat | Wait
+_SHORT_TRANSITIONS = frozenset(
+    {OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE, OrderStatus.PENDING_NEW}
+)
 
 
 def protection_action(
@@ -110,7 +117,10 @@ def protection_action(
         return Rescue(
             qty=qty, stop_price=stop_price, why=f"stop {order.id} is {order.status.value}"
         )
-    return Wait(reason=f"stop {order.id} is {order.status.value} (in transition)")
+    return Wait(
+        reason=f"stop {order.id} is {order.status.value} (in transition)",
+        in_transition=order.status in _SHORT_TRANSITIONS,
+    )
 
 
 def rescue_backoff(consecutive_failures: int, initial: timedelta, maximum: timedelta) -> timedelta:

@@ -86,7 +86,7 @@ class ProtectionSteps(TradeBase):
             await self._close_flat()
         else:
             state.last_check_note = action.reason
-            self._in_flight = True  # a stop in transition (pending_*) or unknown: look soon
+            self._in_flight = action.in_transition  # a stop in pending_*: look again soon
 
     async def _rescue(self, action: Rescue) -> None:
         state, spec = self._state, self._spec

@@ -119,3 +119,9 @@ def test_an_unknown_or_pending_status_is_waited_on_never_rescued() -> None:
         probe = OrderProbe(outcome=ProbeOutcome.EXISTS, order=stop)
         action = protection_action(STOP, "s-1", position, probe)
         assert isinstance(action, Wait), status
+        # A cancel settling is looked at again within a second; a review is not polled that fast.
+        assert action.in_transition is (status is OrderStatus.PENDING_CANCEL), status
+    # A stop the broker could not be asked about is unknown, not in transition: no fast polling.
+    silent = OrderProbe(outcome=ProbeOutcome.UNKNOWN, error="timeout")
+    action = protection_action(STOP, "s-1", position, silent)
+    assert isinstance(action, Wait) and not action.in_transition
