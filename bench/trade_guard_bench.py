@@ -6,7 +6,6 @@ worker with BrokerSync (trade_updates listener + positions/open-orders poll). Fo
 count N it opens N trades on N symbols, waits until every one is OPEN with an active stop and
 BrokerSync has polled, zeroes the broker's request counter, then for the measured window
 cancels a random trade's stop from outside every --cancel-every seconds and times the rescue:
-from contracts.trade import workflow_id as trade_workflow_id
 from the cancel until the broker lists a new active stop for that symbol. The bench's own
 order listings go through a separate client and are subtracted from the broker's count.
 
@@ -22,85 +21,49 @@ import contextlib
 import json
 import logging
 import random
-import socket
-import string
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import asyncpg  # noqa: E402
-from alpaca.trading.client import TradingClient  # noqa: E402
-from alpaca.trading.enums import QueryOrderStatus  # noqa: E402
-from alpaca.trading.requests import GetOrdersRequest  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle  # noqa: E402
-from temporalio.common import SearchAttributeKey  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
-from broker.alpaca import AlpacaGateway, to_order  # noqa: E402
-from broker.endpoint import BrokerEndpoint  # noqa: E402
-from contracts.trade import workflow_id as trade_workflow_id  # noqa: E402
-from devstack.config import load_dev_config  # noqa: E402
-from devstack.postgres import EmbeddedPostgres  # noqa: E402
-from devstack.temporal import temporal_binary  # noqa: E402
-from ledger.migrate import apply_migrations  # noqa: E402
-from paperbroker.assets import DEFAULT_UNIVERSE  # noqa: E402
-from paperbroker.testing import RunningBroker, run_paper_broker  # noqa: E402
-from trading.broker_models import BrokerOrder, OrderSide, OrderType  # noqa: E402
-from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun  # noqa: E402
-from trading.ticks import protective_stop_price  # noqa: E402
-from trading.trade_models import TradeSpec, TradeStatusView, TradeWorkflowInput  # noqa: E402
-from worker import create_worker  # noqa: E402
-from workflows.broker_sync import BrokerSyncWorkflow  # noqa: E402
-from workflows.trade import TradeWorkflow  # noqa: E402
+from bench.stack import (
+    SESSION_START,
+    bench_servers,
+    migrated_pool,
+    paper_endpoint,
+    percentile,
+    running_worker,
+    symbols_for,
+)
+from broker.alpaca import AlpacaGateway, to_order
+from contracts.trade import workflow_id as trade_workflow_id
+from devstack.postgres import EmbeddedPostgres
+from paperbroker.testing import RunningBroker, run_paper_broker
+from trading.broker_models import BrokerOrder, OrderSide, OrderType
+from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun
+from trading.ticks import protective_stop_price
+from trading.trade_models import TradeSpec, TradeStatusView, TradeWorkflowInput
+from workflows.broker_sync import BrokerSyncWorkflow
+from workflows.trade import TradeWorkflow
 
-# Tuesday 5 March 2024, 10:30 New York: the manual clock stays inside this session.
-SESSION_START = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
 POLL_INTERVAL = timedelta(seconds=15)
 RESCUE_TIMEOUT_S = 30.0
 WATCH_EVERY_S = 0.05
 QTY = Decimal(10)
-SA_FACTORIES: dict[str, Any] = {
-    "Keyword": SearchAttributeKey.for_keyword,
-    "Text": SearchAttributeKey.for_text,
-    "Int": SearchAttributeKey.for_int,
-    "Double": SearchAttributeKey.for_float,
-    "Bool": SearchAttributeKey.for_bool,
-    "Datetime": SearchAttributeKey.for_datetime,
-    "KeywordList": SearchAttributeKey.for_keyword_list,
-}
 STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _percentile(samples: list[float], q: float) -> float | None:
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def symbols_for(count: int) -> list[str]:
-    """The default universe first, then made-up three-letter symbols the broker prices too."""
-    made_up = (f"Q{a}{b}" for a in string.ascii_uppercase for b in string.ascii_uppercase)
-    return [*DEFAULT_UNIVERSE, *made_up][:count]
 
 
 @dataclass
@@ -124,7 +87,7 @@ class RoundResult:
         return self.broker_calls * 60 / self.window_s
 
     def as_json(self) -> dict[str, Any]:
-        p50, p99 = _percentile(self.latencies_ms, 0.5), _percentile(self.latencies_ms, 0.99)
+        p50, p99 = percentile(self.latencies_ms, 0.5), percentile(self.latencies_ms, 0.99)
         return {
             "trades": self.trades,
             "cancel_replace_delay_ms": self.delay_ms,
@@ -192,32 +155,17 @@ async def trade_stack(
 ) -> AsyncIterator[tuple[Client, RunningBroker, str]]:
     """A fresh database, broker, worker and BrokerSync for one round; all stopped after."""
     client = env.client
-    database = await postgres.create_database(f"bench_{count}_{uuid.uuid4().hex[:6]}")
-    conn = await asyncpg.connect(database)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=20)
-    assert pool is not None
-    task_queue = f"bench-{uuid.uuid4()}"
-    try:
-        with (
-            run_paper_broker(
-                start=SESSION_START,
-                rate_limit=0,
-                symbols=tuple(symbols_for(count)),
-                cash=Decimal(100_000_000),
-                volatility=0.0,
-                cancel_delay_ms=delay_ms,
-                replace_delay_ms=delay_ms,
-            ) as broker,
-            ThreadPoolExecutor(max_workers=32, thread_name_prefix="bench-activity") as executor,
-        ):
-            endpoint = BrokerEndpoint.for_paper_broker(
-                broker.trading_url, SecretStr(broker.key_id), SecretStr(broker.secret_key)
-            )
-            async with create_worker(client, pool, task_queue, executor, endpoint):
+    async with migrated_pool(postgres, f"bench_{count}") as pool:
+        with run_paper_broker(
+            start=SESSION_START,
+            rate_limit=0,
+            symbols=tuple(symbols_for(count)),
+            cash=Decimal(100_000_000),
+            volatility=0.0,
+            cancel_delay_ms=delay_ms,
+            replace_delay_ms=delay_ms,
+        ) as broker:
+            async with running_worker(client, pool, broker) as task_queue:
                 sync = await client.start_workflow(
                     BrokerSyncWorkflow.run,
                     BrokerSyncRun(settings=BrokerSyncInput(poll_interval=POLL_INTERVAL)),
@@ -233,8 +181,6 @@ async def trade_stack(
                         await asyncio.wait_for(
                             client.get_workflow_handle(sync.id).result(), timeout=30
                         )
-    finally:
-        await pool.close()
 
 
 async def _terminate(handles: list[WorkflowHandle[Any, Any]]) -> None:
@@ -263,11 +209,7 @@ async def run_round(
             await asyncio.sleep(0.2)
         symbols = symbols_for(count)
         gateway_quotes = await asyncio.to_thread(
-            AlpacaGateway(
-                BrokerEndpoint.for_paper_broker(
-                    broker.trading_url, SecretStr(broker.key_id), SecretStr(broker.secret_key)
-                )
-            ).latest_quotes,
+            AlpacaGateway(paper_endpoint(broker)).latest_quotes,
             symbols,
         )
         handles: list[WorkflowHandle[Any, Any]] = []
@@ -386,53 +328,23 @@ async def _measure(
     )
 
 
-@contextlib.contextmanager
-def embedded_postgres(directory: Path) -> Iterator[EmbeddedPostgres]:
-    """A throwaway PostgreSQL (fsync off) that is destroyed afterwards."""
-    server = EmbeddedPostgres(directory / "pg", _free_port(), fast_unsafe=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
 async def run(
     counts: list[int], delays: list[int], window_s: float, cancel_every_s: float
 ) -> list[RoundResult]:
     """Start the servers once, run every round, stop everything (also on error or Ctrl-C)."""
-    config = load_dev_config(ROOT / "temporal-dev.yaml")
-    search_attributes = [
-        SA_FACTORIES[kind](name) for name, kind in config.temporal.search_attributes.items()
-    ]
     rng = random.Random(7)
     results: list[RoundResult] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="trade-guard-bench-") as tmp,
-        embedded_postgres(Path(tmp)) as postgres,
-    ):
-        await postgres.wait_ready()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_binary()),
-            data_converter=pydantic_data_converter,
-            search_attributes=search_attributes,
-            dev_server_log_level="error",
-        )
-        try:
-            for delay_ms in delays:
-                for count in counts:
-                    print(
-                        f"... {count} trades, cancel/replace delay {delay_ms} ms: opening, then "
-                        f"{window_s:g} s of cancels",
-                        flush=True,
-                    )
-                    results.append(
-                        await run_round(
-                            env, postgres, count, window_s, cancel_every_s, rng, delay_ms
-                        )
-                    )
-        finally:
-            await env.shutdown()
+    async with bench_servers("trade-guard-bench-") as (env, postgres):
+        for delay_ms in delays:
+            for count in counts:
+                print(
+                    f"... {count} trades, cancel/replace delay {delay_ms} ms: opening, then "
+                    f"{window_s:g} s of cancels",
+                    flush=True,
+                )
+                results.append(
+                    await run_round(env, postgres, count, window_s, cancel_every_s, rng, delay_ms)
+                )
     return results
 
 
