@@ -15,7 +15,7 @@ from activities.control_link import ensure_control
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
-from cli.output import emit_json, fail, say, table
+from cli.output import confirm, emit_json, fail, say, table
 from clients import make_client
 from contracts import control
 from contracts.base import Signal
@@ -127,13 +127,8 @@ def cmd_change(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def ask(prompt: str) -> str:
-    """One line from the operator."""
-    return input(prompt)
-
-
 def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
-    """Confirm (unless --yes), then run the flatten update and report."""
+    """Confirm (unless --yes; exit 2 when refused), then run the flatten update and report."""
     gateway = AlpacaGateway(broker_endpoint(settings))
     try:
         positions = [p for p in gateway.get_positions() if p.qty != 0]
@@ -142,12 +137,14 @@ def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"the broker could not be asked ({type(exc).__name__}: {exc.message})")
     symbols = ", ".join(sorted(p.symbol for p in positions)) or "none"
     if not args.yes:
-        answer = ask(
+        refusal = confirm(
+            "flatten",
             f"Flatten will exit {len(positions)} positions ({symbols}) and cancel "
-            f"{len(orders)} orders. Type '{CONFIRM_WORD}' to confirm: "
+            f"{len(orders)} orders.",
+            CONFIRM_WORD,
         )
-        if answer.strip() != CONFIRM_WORD:
-            return fail("flatten not confirmed; nothing changed", code=1)
+        if refusal is not None:
+            return fail(refusal, code=2)
     request = FlattenRequest(
         reason=args.reason, actor=CLI_ACTOR, timeout=timedelta(seconds=args.timeout)
     )

@@ -58,3 +58,34 @@ def say_table(
         say(table(rows, header))
     elif empty is not None:
         say(empty)
+
+
+class NoTerminal(Exception):
+    """Nobody can answer a prompt: stdin is not a terminal, or it ended (EOF)."""
+
+
+def ask(prompt: str) -> str:
+    """One line typed at the terminal; NoTerminal when there is no terminal to ask."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise NoTerminal
+    try:
+        return input(prompt)
+    except EOFError:
+        raise NoTerminal from None
+
+
+def confirm(action: str, question: str, word: str) -> str | None:
+    """Ask the operator to type `word` before `action`; None if they did, else why not (a line).
+
+    Every destructive command asks through here, so each refuses the same way: without a
+    terminal it never waits for input and points at --yes; a wrong answer changes nothing.
+    """
+    try:
+        answer = ask(f"{question} Type '{word}' to confirm: ")
+    except NoTerminal:
+        return (
+            f"refusing to {action} without confirmation: no terminal to ask; pass --yes to confirm"
+        )
+    if answer.strip() != word:
+        return f"{action} not confirmed; nothing changed"
+    return None

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-import cli.control
+import cli.output
 from cli.control import register
 from settings import Settings
 from tests.integration.control.conftest import ControlHarness
@@ -46,9 +46,9 @@ async def test_halt_resume_flatten_and_status_from_the_command_line(
     assert code == 0 and "trading ACTIVE" in out
 
     view = await control.open_trade("AAPL")
-    monkeypatch.setattr(cli.control, "ask", lambda prompt: print(prompt) or "no")
+    monkeypatch.setattr(cli.output, "ask", lambda prompt: print(prompt) or "no")
     code, out, err = await run("flatten")
-    assert code == 1 and "not confirmed" in err
+    assert code == 2 and err == "error: flatten not confirmed; nothing changed\n"
     # The count is what the gateway's open-orders snapshot shows (see ControlHarness).
     assert re.search(r"Flatten will exit 1 positions \(AAPL\) and cancel \d+ orders\.", out)
     assert control.trades.gateway.get_positions() != []
