@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trading.broker_budget import MAX_CALL_SLOTS, BudgetConfig
+
 ROOT = Path(__file__).resolve().parent
 LIVE_CONFIRMATION = "I-ACCEPT-REAL-MONEY-RISK"
 
@@ -71,6 +73,25 @@ class Settings(BaseSettings):
     )
     max_open_positions: int = Field(
         3, ge=1, description="Entry gate: no new entry while the broker holds this many"
+    )
+    broker_calls_per_min: int = Field(
+        190,
+        ge=MAX_CALL_SLOTS,
+        description="Broker calls per minute all processes on these keys share (Alpaca allows "
+        "200 per key; the rest is room for calls the budget cannot count)",
+    )
+    broker_read_reserve: int = Field(
+        40, ge=0, description="Reads stop while this many calls of the minute are left"
+    )
+    broker_trade_reserve: int = Field(
+        10,
+        ge=0,
+        description="Entries and other non-protective writes stop while this many are left",
+    )
+    broker_cli_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long a CLI command waits out a broker rate limit or a spent budget",
     )
     dev_config: Path = Field(ROOT / "temporal-dev.yaml", description="Dev stack settings file")
     state_dir: Path = Field(ROOT / ".state", description="Dev stack runtime state folder")
@@ -141,7 +162,21 @@ class Settings(BaseSettings):
                 raise ValueError("TRADING_MODE=live needs ALPACA_API_KEY and ALPACA_SECRET_KEY")
         elif not self.alpaca_paper:
             raise ValueError("ALPACA_PAPER=false points at a live account; set TRADING_MODE=live")
+        try:
+            self.broker_budget  # noqa: B018 - validated here so a bad budget fails at start
+        except ValidationError as exc:
+            reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"BROKER_CALLS_PER_MIN / BROKER_*_RESERVE: {reasons}") from None
         return self
+
+    @property
+    def broker_budget(self) -> BudgetConfig:
+        """The broker-call budget: BROKER_CALLS_PER_MIN and the read and trade reserves."""
+        return BudgetConfig(
+            calls_per_min=self.broker_calls_per_min,
+            read_reserve=self.broker_read_reserve,
+            trade_reserve=self.broker_trade_reserve,
+        )
 
     @property
     def watchlist_symbols(self) -> list[str]:

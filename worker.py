@@ -29,6 +29,7 @@ from broker.endpoint import BrokerEndpoint, broker_endpoint
 from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
 from settings import ConfigError, Settings, load_settings
+from trading.broker_budget import BudgetConfig
 from workflows.registry import ALL_WORKFLOWS
 
 logger = logging.getLogger("durable_trader.worker")
@@ -40,13 +41,18 @@ def create_worker(
     task_queue: str,
     executor: ThreadPoolExecutor,
     endpoint: BrokerEndpoint,
+    *,
+    budget: BudgetConfig | None = None,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
+    activities = build_activities(
+        pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget_config=budget
+    )
     return Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=build_activities(pool, AlpacaGateway(endpoint), client, endpoint, task_queue),
+        activities=activities,
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),
     )
@@ -67,7 +73,12 @@ async def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
             worker = create_worker(
-                client, pool, settings.temporal_task_queue, executor, broker_endpoint(settings)
+                client,
+                pool,
+                settings.temporal_task_queue,
+                executor,
+                broker_endpoint(settings),
+                budget=settings.broker_budget,
             )
             async with worker:
                 logger.info(

@@ -6,6 +6,7 @@ as Temporal's samples do, so nothing depends on the SDK's private registration d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,20 +19,30 @@ from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.scoring import ScoringActivities
 from activities.trade_link import TradeLink, TradeLinkActivities
+from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
-from broker.gateway import BrokerGateway
+from broker.metered import MeteredGateway, ObservedGateway
+from trading.broker_budget import BudgetConfig
 
 
 def build_activities(
     pool: asyncpg.Pool,
-    gateway: BrokerGateway,
+    gateway: ObservedGateway,
     client: Client,
     endpoint: BrokerEndpoint,
     task_queue: str,
+    *,
+    budget_config: BudgetConfig | None = None,
 ) -> list[Callable[..., Any]]:
-    """All activity callables a worker on `task_queue` registers, bound to their clients."""
+    """All activity callables a worker on `task_queue` registers, bound to their clients.
+
+    Called on the worker's event loop. Broker calls go through one MeteredGateway, whose
+    budget every process using the same keys shares through the ledger's PostgreSQL
+    (`budget_config`: the settings' limit and reserves; the defaults when not given).
+    """
     ledger = LedgerActivities(pool)
-    broker = BrokerActivities(gateway)
+    budget = BrokerBudget.for_endpoint(pool, endpoint, budget_config or BudgetConfig())
+    broker = BrokerActivities(MeteredGateway(gateway, budget), asyncio.get_running_loop())
     link = TradeLink(client, task_queue)
     sync = BrokerSyncActivities(gateway, endpoint, link, pool)
     entries = EntryActivities(client, pool)

@@ -43,6 +43,7 @@ from broker.errors import (
     RateLimited,
     WashTrade,
 )
+from broker.rate_limits import RateLimitObserver
 
 # Qualified, like `sdk`: both sides name OrderSide, OrderType, TimeInForce, Quote, Bar, ...
 from trading import broker_models as domain
@@ -55,11 +56,20 @@ T = TypeVar("T")
 
 
 class DeadlineAdapter(HTTPAdapter):
-    """Gives every request a connect/read timeout (alpaca-py sets none)."""
+    """A connect/read timeout for every request (alpaca-py sets none), each one reported."""
 
-    def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        observer: RateLimitObserver | None = None,
+        *,
+        learn_headers: bool = True,
+    ) -> None:
         super().__init__()
         self._deadline = (connect_timeout_s, read_timeout_s)
+        self._observer = observer
+        self._learn_headers = learn_headers
 
     def send(
         self,
@@ -71,14 +81,18 @@ class DeadlineAdapter(HTTPAdapter):
         proxies: dict[str, str] | None = None,
     ) -> requests.Response:
         """Send with the default deadline unless the caller gave one."""
-        return super().send(request, stream, timeout or self._deadline, verify, cert, proxies)
+        if self._observer is not None:
+            self._observer.sent()
+        response = super().send(request, stream, timeout or self._deadline, verify, cert, proxies)
+        if self._observer is not None and self._learn_headers:
+            self._observer.answered(response.headers)
+        return response
 
 
-def _harden(client: Any, connect_timeout_s: float, read_timeout_s: float) -> None:
+def _harden(client: Any, adapter: DeadlineAdapter) -> None:
     # alpaca-py keeps its requests.Session and retry counter in private attributes; bounded
     # timeouts are mandatory here, and retries belong to Temporal (which honours the reset).
     session: requests.Session = client._session
-    adapter = DeadlineAdapter(connect_timeout_s, read_timeout_s)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     client._retry = 0
@@ -288,8 +302,12 @@ class AlpacaGateway:
             key, secret, paper=endpoint.paper, url_override=endpoint.trading_url
         )
         self._data = StockHistoricalDataClient(key, secret, url_override=endpoint.data_url)
-        _harden(self._trading, connect_timeout_s, read_timeout_s)
-        _harden(self._data, connect_timeout_s, read_timeout_s)
+        # Every request counts against the key; the market-data API keeps its own limit on
+        # Alpaca, so only trading answers tell the budget where the key's count stands.
+        self.rate_limits = RateLimitObserver()
+        deadlines = (connect_timeout_s, read_timeout_s)
+        _harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
+        _harden(self._data, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:

@@ -5,7 +5,7 @@ The class names are the Temporal failure types, so retry policies list them by n
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 
@@ -35,6 +35,16 @@ class RateLimited(BrokerError):
     def __init__(self, message: str, *, reset_at: datetime | None = None) -> None:
         super().__init__(message, status=429)
         self.reset_at = reset_at
+
+
+class BudgetExhausted(BrokerError):
+    """Not sent: the account-wide broker-call budget has no slot now; retry after `retry_after`."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: timedelta) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AuthFailed(BrokerError):
