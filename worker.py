@@ -21,18 +21,22 @@ if __name__ == "__main__":
 
 import asyncpg
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import build_activities
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
 from clients import make_client, make_pool
+from contracts import broker_sync
 from ledger.migrate import apply_migrations
 from settings import ConfigError, Settings, load_settings
 from trading.broker_budget import BudgetConfig
 from workflows.registry import ALL_WORKFLOWS
 
 logger = logging.getLogger("durable_trader.worker")
+STICKY_TIMEOUT = timedelta(seconds=1)
+MAX_CACHED_WORKFLOWS = 2_500
 
 
 def create_worker(
@@ -55,7 +59,23 @@ def create_worker(
         activities=activities,
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=15),
+        # A worker that dies holds its cached workflows' next tasks on its sticky queue until
+        # this passes; the default (10 s) left positions unguarded that long after a crash.
+        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+        # Every open trade stays cached (a cache miss replays its whole history).
+        max_cached_workflows=MAX_CACHED_WORKFLOWS,
     )
+
+
+async def ask_broker_sync_to_poll(client: Client) -> None:
+    """A worker (re)starting may follow a crash: BrokerSync polls now, not at its interval.
+
+    Stops that died while no worker ran are then seen (and rescued) within seconds.
+    """
+    try:
+        await client.get_workflow_handle(broker_sync.WORKFLOW_ID).signal(broker_sync.POLL_NOW.name)
+    except RPCError as err:
+        logger.info("BrokerSync not asked to poll (%s)", err.message)
 
 
 async def run_worker(settings: Settings) -> None:
@@ -81,6 +101,7 @@ async def run_worker(settings: Settings) -> None:
                 budget=settings.broker_budget,
             )
             async with worker:
+                await ask_broker_sync_to_poll(client)
                 logger.info(
                     "worker running pid=%s task_queue=%s namespace=%s",
                     os.getpid(),

@@ -84,6 +84,7 @@ def build_activities(
         broker.get_bars,
         sync.listen_trade_updates,
         sync.sync_positions,
+        sync.stored_view,
         entries.list_entry_candidates,
         entries.symbols_entered_since,
         entries.control_view,

@@ -3,6 +3,13 @@
 Both fan broker facts out to trade workflows as signals from here, so broker API calls stay
 flat however many trades are open (one stream connection, two REST calls per poll) and the
 BrokerSync workflow's history stays small.
+
+Quiet guards: a poll stores the snapshot in the ledger (broker_view) and signals only the
+trades whose view changed since they were last told, or whose position no stop covers; an
+idle trade's self-check reads the stored view instead of the broker. The listener attaches
+the position to events that end an order, asks BrokerSync to poll whenever it (re)connects
+(events may have been missed), and starts a protect-only guard when an order nobody owns
+fills (adoption from the stream; reconcile stays the backstop).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -18,21 +26,34 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.broker import as_application_error
+from activities.listener_positions import ListenerPositions
 from activities.trade_link import TradeLink
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError
 from broker.gateway import BrokerGateway
 from broker.stream import TradeUpdateStream
-from contracts import trade
+from broker.truth import broker_truth
+from contracts import broker_sync, trade
+from ledger.broker_view import BrokerView, SymbolView
 from ledger.trades import Trades
+from trading.broker_models import BrokerOrder, BrokerPosition, SymbolRef
 from trading.broker_sync_models import (
     ListenRequest,
     ListenSummary,
     SyncRequest,
     SyncSummary,
 )
-from trading.routing import OpenTradeRef, owners_of_order, route_positions
-from trading.trade_models import PositionUpdate
+from trading.reconcile import protection_sweep
+from trading.reconcile_models import GuardRequest
+from trading.routing import (
+    OpenTradeRef,
+    PositionRoute,
+    owners_of_order,
+    route_positions,
+    view_digest,
+)
+from trading.trade_knowledge import FILL_EVENTS
+from trading.trade_models import OrderEvent, PositionUpdate
 
 OPEN_TRADES_MAX_AGE_S = 5.0
 FORWARDER_DRAIN_S = 10.0
@@ -62,7 +83,9 @@ class BrokerSyncActivities:
         self._endpoint = endpoint
         self._link = link
         self._trades = Trades(pool)
+        self._view = BrokerView(pool)
         self._open_cache: tuple[float, list[OpenTradeRef]] = (0.0, [])
+        self._adopting: set[str] = set()
 
     async def _open_trades(self, fresh: bool = False) -> list[OpenTradeRef]:
         loaded_at, cached = self._open_cache
@@ -78,8 +101,9 @@ class BrokerSyncActivities:
         # Returns after request.listen_for so the workflow starts a fresh run (and history);
         # heartbeats go on while the stream waits out a dropped connection.
         progress = _Progress(events=0, forwarded=0, missed=0, reconnects=0, last_event_at=None)
-        stream = TradeUpdateStream(self._endpoint)
-        forwarding = asyncio.create_task(self._forward_order_events(stream, progress))
+        stream = TradeUpdateStream(self._endpoint, on_listening=_ask_for_a_poll)
+        positions = ListenerPositions(lambda: _in_thread(self._gateway.get_positions))
+        forwarding = asyncio.create_task(self._forward_order_events(stream, positions, progress))
         started = time.monotonic()
         try:
             while not forwarding.done():
@@ -103,17 +127,25 @@ class BrokerSyncActivities:
             forwarded=progress.forwarded,
             missed=progress.missed,
             last_event_at=progress.last_event_at,
+            position_reads=positions.refreshes,
         )
 
-    async def _forward_order_events(self, stream: TradeUpdateStream, progress: _Progress) -> None:
+    async def _forward_order_events(
+        self, stream: TradeUpdateStream, positions: ListenerPositions, progress: _Progress
+    ) -> None:
+        adoptions: set[asyncio.Task[None]] = set()
         async for event in stream:
             progress.events += 1
             progress.last_event_at = event.timestamp
             order = event.order
             try:
-                owners = owners_of_order(order, await self._open_trades())
-                if not owners and order.symbol:
-                    owners = owners_of_order(order, await self._open_trades(fresh=True))
+                owners = await self._owners(order)
+                if owners:
+                    event = await positions.attach(event)
+                elif event.event in FILL_EVENTS and order.symbol not in self._adopting:
+                    task = asyncio.create_task(self._adopt(order.symbol))
+                    adoptions.add(task)
+                    task.add_done_callback(adoptions.discard)
                 delivered = [await self._link.signal(t, trade.ORDER_EVENT, event) for t in owners]
             except Exception:
                 # Losing this one event is covered by the broker-truth poll; ending the run
@@ -128,37 +160,67 @@ class BrokerSyncActivities:
                 continue
             progress.forwarded += sum(delivered)
             progress.missed += delivered.count(False)
-            activity.logger.info(
-                "trade update %s for %s (%s) -> %s",
-                event.event,
-                order.client_order_id,
-                order.symbol,
-                owners or "no open trade",
-            )
+            _log_forwarded(event, owners)
+
+    async def _owners(self, order: BrokerOrder) -> list[str]:
+        owners = owners_of_order(order, await self._open_trades())
+        if not owners and order.symbol:
+            owners = owners_of_order(order, await self._open_trades(fresh=True))
+        return owners
+
+    async def _adopt(self, symbol: str) -> None:
+        """An order nobody owns filled: guard the position now instead of at the next reconcile.
+
+        Starts the protect-only guard reconcile and auto-manage would start (same trade id,
+        same stop rule), so whichever comes first, there is one guard.
+        """
+        self._adopting.add(symbol)
+        try:
+            truth = await _in_thread(lambda: broker_truth(self._gateway))
+            records = await self._trades.list_open(symbol)
+            for target in protection_sweep(truth, records):
+                if target.symbol != symbol:
+                    continue
+                request = GuardRequest(
+                    trade_ids=target.trade_ids, update=target.update, restart=target.restart
+                )
+                outcome = await self._link.guard(request)
+                activity.logger.warning(
+                    "fill in %s outside the system: guard %s (%s)",
+                    symbol,
+                    outcome.trade_id,
+                    outcome.action.value,
+                )
+            self._open_cache = (0.0, [])  # the new trade claims the symbol's next events
+        except Exception:
+            activity.logger.exception("adopting %s from the stream failed; reconcile will", symbol)
+        finally:
+            self._adopting.discard(symbol)
 
     @activity.defn
     async def sync_positions(self, request: SyncRequest) -> SyncSummary:
-        """Poll positions + open orders once and tell every open trade what the broker holds.
+        """Poll positions + open orders once; tell each trade whose view changed or is uncovered.
 
-        A failed snapshot sends nothing: absence is only believed from a successful one.
+        A failed snapshot sends nothing: absence is only believed from a successful one. The
+        snapshot is stored for the trades' self-checks.
         """
+        observed_at = datetime.now(UTC)  # the snapshot reflects the broker at or after this
         try:
             positions = await _in_thread(self._gateway.get_positions)
             orders = await _in_thread(self._gateway.get_open_orders)
         except BrokerError as exc:
             raise as_application_error(exc) from None
-        observed_at = datetime.now(UTC)
         trades = await self._open_trades(fresh=True)
+        await self._view.store(observed_at, _symbol_views(positions, orders, trades))
         routes = route_positions(positions, orders, trades, observed_at)
-        delivered = 0
-        for route in routes:
-            update = PositionUpdate(
-                symbol=route.symbol,
-                qty=route.qty,
-                observed_at=observed_at,
-                open_orders=list(route.open_orders),
-            )
-            delivered += await self._link.signal(route.trade_id, trade.POSITION_UPDATE, update)
+        told = await self._view.delivered([r.trade_id for r in routes])
+        due = [r for r in routes if _needs_telling(r, told.get(r.trade_id))]
+        delivered: dict[str, str] = {}
+        for route in due:
+            if await self._link.signal(route.trade_id, trade.POSITION_UPDATE, _update_of(route)):
+                delivered[route.trade_id] = route.digest
+        await self._view.mark_delivered(delivered, observed_at)
+        await self._view.forget_except([t.trade_id for t in trades])
         claimed = {t.symbol for t in trades}
         untracked = sorted(p.symbol for p in positions if p.qty != 0 and p.symbol not in claimed)
         return SyncSummary(
@@ -166,10 +228,65 @@ class BrokerSyncActivities:
             positions=len(positions),
             open_orders=len(orders),
             open_trades=len(trades),
-            signalled=delivered,
+            signalled=len(delivered),
+            unchanged=len(routes) - len(due),
             untracked_symbols=untracked,
             broker_calls=2,
         )
+
+    @activity.defn
+    async def stored_view(self, ref: SymbolRef) -> PositionUpdate | None:
+        """The symbol as BrokerSync's last successful poll saw it (None before any poll)."""
+        return await self._view.read(ref.symbol)
+
+
+def _needs_telling(route: PositionRoute, told: str | None) -> bool:
+    """Changed since the trade was last told, or still uncovered (it may be waiting to rescue)."""
+    return told != route.digest or not route.covered
+
+
+def _update_of(route: PositionRoute) -> PositionUpdate:
+    return PositionUpdate(
+        symbol=route.symbol,
+        qty=route.qty,
+        observed_at=route.observed_at,
+        open_orders=list(route.open_orders),
+    )
+
+
+def _symbol_views(
+    positions: list[BrokerPosition], orders: list[BrokerOrder], trades: list[OpenTradeRef]
+) -> list[SymbolView]:
+    """Every symbol with a position, an open order or an open trade, fingerprinted."""
+    qty = {p.symbol: p.qty for p in positions}
+    by_symbol: dict[str, list[BrokerOrder]] = {}
+    for order in orders:
+        by_symbol.setdefault(order.symbol, []).append(order)
+    symbols = set(qty) | set(by_symbol) | {t.symbol for t in trades}
+    views = []
+    for symbol in sorted(symbols):
+        held, listed = qty.get(symbol, Decimal(0)), tuple(by_symbol.get(symbol, []))
+        views.append(SymbolView(symbol, held, listed, view_digest(held, listed)))
+    return views
+
+
+async def _ask_for_a_poll() -> None:
+    """The stream (re)connected: events may have been missed, so BrokerSync polls now."""
+    try:
+        handle = activity.client().get_workflow_handle(activity.info().workflow_id)
+        await handle.signal(broker_sync.POLL_NOW.name)
+    except Exception as exc:  # the poll's own interval still comes
+        activity.logger.warning("could not ask BrokerSync to poll: %s", exc)
+
+
+def _log_forwarded(event: OrderEvent, owners: list[str]) -> None:
+    activity.logger.info(
+        "trade update %s for %s (%s) -> %s",
+        event.event,
+        event.order.client_order_id,
+        event.order.symbol,
+        owners or "no open trade",
+    )
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:

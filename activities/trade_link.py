@@ -118,6 +118,8 @@ class TradeLink:
             found[trade_id] = status.name.lower() if status is not None else "missing"
             if status is not WorkflowExecutionStatus.RUNNING:
                 continue
+            if not request.signal_running:
+                return GuardOutcome(action=GuardAction.RUNNING, trade_id=trade_id, found=found)
             if request.update is not None and not await self.signal(
                 trade_id, trade.POSITION_UPDATE, request.update
             ):

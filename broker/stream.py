@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
@@ -109,8 +109,13 @@ class TradeUpdateStream:
         open_timeout_s: float = 10.0,
         reply_timeout_s: float = 10.0,
         close_timeout_s: float = 1.0,
+        on_listening: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._endpoint = endpoint
+        # Called (in the background) each time a connection is listening: events sent while
+        # nobody listened are lost, so the owner can look at the broker's state again.
+        self._on_listening = on_listening
+        self._callbacks: set[asyncio.Task[None]] = set()
         self._backoff = backoff or ReconnectBackoff()
         self._open_timeout_s = open_timeout_s
         self._reply_timeout_s = reply_timeout_s
@@ -231,7 +236,19 @@ class TradeUpdateStream:
                 self._endpoint.stream_url,
                 self._reconnects,
             )
+            self._listening_now()
             return connection
+
+    def _listening_now(self) -> None:
+        if self._on_listening is None:
+            return
+
+        async def notify(callback: Callable[[], Awaitable[None]]) -> None:
+            await callback()
+
+        task = asyncio.ensure_future(notify(self._on_listening))
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
 
     async def _connect_and_listen(self) -> ClientConnection:
         try:

@@ -13,7 +13,7 @@ class ListenRequest(Frozen):
     """How long one listener activity holds the stream before handing over."""
 
     listen_for: timedelta = timedelta(minutes=30)
-    heartbeat_every: timedelta = timedelta(seconds=5)
+    heartbeat_every: timedelta = timedelta(seconds=1)
 
 
 class ListenSummary(Frozen):
@@ -23,6 +23,7 @@ class ListenSummary(Frozen):
     forwarded: int
     missed: int
     last_event_at: datetime | None = None
+    position_reads: int = 0  # positions reads attached to events that ended an order
 
 
 class SyncRequest(Frozen):
@@ -39,6 +40,7 @@ class SyncSummary(Frozen):
     open_orders: int
     open_trades: int
     signalled: int
+    unchanged: int = 0  # trades not signalled: nothing changed for them since they were told
     untracked_symbols: list[str] = Field(default_factory=list)
     broker_calls: int
 
@@ -48,6 +50,8 @@ class BrokerSyncInput(Frozen):
 
     poll_interval: timedelta = timedelta(seconds=15)
     closed_poll_interval: timedelta = timedelta(minutes=5)
+    # After a failed poll: poll again this soon, so a recovery is seen within about this long.
+    outage_poll_interval: timedelta = timedelta(seconds=1)
     clock_check_interval: timedelta = timedelta(minutes=1)
     listen: bool = True
     listen_for: timedelta = timedelta(minutes=30)

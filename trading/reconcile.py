@@ -16,10 +16,11 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from trading.broker_models import BrokerOrder, BrokerPosition, BrokerTruth, OrderSide, OrderType
+from trading.broker_models import BrokerOrder, BrokerPosition, BrokerTruth, OrderType
 from trading.ids import new_trade_id
 from trading.ledger_records import CloseReason, TradeRecord, TradeStatus
 from trading.models import Frozen
+from trading.routing import covering_stop_of
 from trading.ticks import protective_stop_price
 from trading.trade_models import PositionUpdate, TradeSpec
 
@@ -104,18 +105,7 @@ def _orders_with_legs(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
 
 def covering_stop(truth: BrokerTruth, symbol: str, qty: Decimal) -> BrokerOrder | None:
     """An active sell stop in the symbol whose unfilled quantity covers `qty`, if any."""
-    candidates = [
-        o
-        for o in _orders_with_legs(truth.open_orders)
-        if o.symbol == symbol
-        and o.side is OrderSide.SELL
-        and o.type in _STOP_TYPES
-        and o.is_active
-        and (o.qty or Decimal(0)) - o.filled_qty >= qty
-    ]
-    # Prefer an exact cover (the guard would otherwise resize it), then the oldest.
-    candidates.sort(key=lambda o: ((o.qty or Decimal(0)) - o.filled_qty != qty, o.created_at))
-    return candidates[0] if candidates else None
+    return covering_stop_of(truth.open_orders, symbol, qty)
 
 
 def default_stop_price(position: BrokerPosition, distance: Decimal) -> Decimal:

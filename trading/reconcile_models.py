@@ -51,6 +51,7 @@ class GuardAction(StrEnum):
     """What the guard activity did for a trade workflow."""
 
     SIGNALLED = "signalled"  # it was running and heard the snapshot
+    RUNNING = "running"  # it was running and had nothing to hear (a covered position)
     STARTED = "started"  # none was running: a protect-only guard was started
     NOT_RUNNING = "not_running"  # none was running and no restart was asked for
 
@@ -61,6 +62,9 @@ class GuardRequest(Frozen):
     trade_ids: list[str]
     update: PositionUpdate | None = None
     restart: TradeSpec | None = None
+    # False: a running guard is left alone (its stop covers the position; BrokerSync tells
+    # it of any change), so a sweep writes nothing into quiet trades' histories.
+    signal_running: bool = True
 
 
 class GuardOutcome(Frozen):
@@ -96,6 +100,7 @@ class AutoManageResult(Frozen):
     error: str | None = None
     positions: int = 0
     signalled: int = 0
+    running: int = 0  # running guards of covered positions, left alone
     started: int = 0
     uncovered: int = 0  # positions the snapshot showed without a covering stop
     guards: list[SymbolGuard] = Field(default_factory=list)
@@ -114,6 +119,7 @@ def sweep_result(guards: list[SymbolGuard]) -> AutoManageResult:
         error="; ".join(f"{g.symbol}: {g.error}" for g in failed)[:1000] or None,
         positions=len(guards),
         signalled=sum(g.action is GuardAction.SIGNALLED for g in guards),
+        running=sum(g.action is GuardAction.RUNNING for g in guards),
         started=sum(g.action is GuardAction.STARTED for g in guards),
         uncovered=sum(not g.covered for g in guards),
         guards=guards,

@@ -7,13 +7,17 @@ symbol, and each trade ignores orders it does not recognise.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from trading.broker_models import BrokerOrder, BrokerPosition
+from trading.broker_models import BrokerOrder, BrokerPosition, OrderSide, OrderType
 from trading.ids import trade_id_of
+
+_STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,44 @@ class PositionRoute:
     qty: Decimal
     open_orders: tuple[BrokerOrder, ...]
     observed_at: datetime
+
+    @property
+    def digest(self) -> str:
+        """What this trade would be told, fingerprinted (see view_digest)."""
+        return view_digest(self.qty, self.open_orders)
+
+    @property
+    def covered(self) -> bool:
+        """No long position, or an active sell stop covers all of it."""
+        return (
+            self.qty <= 0 or covering_stop_of(self.open_orders, self.symbol, self.qty) is not None
+        )
+
+
+def covering_stop_of(
+    orders: Iterable[BrokerOrder], symbol: str, qty: Decimal
+) -> BrokerOrder | None:
+    """An active sell stop in the symbol whose unfilled quantity covers `qty`, if any."""
+    candidates = [
+        o
+        for order in orders
+        for o in (order, *order.legs)
+        if o.symbol == symbol
+        and o.side is OrderSide.SELL
+        and o.type in _STOP_TYPES
+        and o.is_active
+        and (o.qty or Decimal(0)) - o.filled_qty >= qty
+    ]
+    # Prefer an exact cover (the guard would otherwise resize it), then the oldest.
+    candidates.sort(key=lambda o: ((o.qty or Decimal(0)) - o.filled_qty != qty, o.created_at))
+    return candidates[0] if candidates else None
+
+
+def view_digest(qty: Decimal, open_orders: Iterable[BrokerOrder]) -> str:
+    """A short fingerprint of a symbol's position and open orders: equal iff nothing changed."""
+    orders = sorted((o.model_dump(mode="json") for o in open_orders), key=lambda o: o["id"])
+    text = json.dumps([str(qty.normalize()), orders], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def owners_of_order(order: BrokerOrder, open_trades: Iterable[OpenTradeRef]) -> list[str]:

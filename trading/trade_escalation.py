@@ -90,6 +90,7 @@ def rescue_failed(
     counted.consecutive_failures = failures
     counted.last_status = "failed"
     counted.last_error = f"{error_type}: {message}"
+    counted.last_failure_kind = error_type
     counted.next_at = now + rescue_backoff(
         failures, spec.rescue_backoff_initial, spec.rescue_backoff_max
     )

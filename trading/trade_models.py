@@ -63,6 +63,9 @@ class TradeSpec(Frozen):
     # the stop if a rescue is needed)
     existing_take_profit_order_id: str | None = None
     check_interval: timedelta = timedelta(seconds=60)
+    # A protected trade whose BrokerSync view is fresh only checks itself this often (with
+    # jitter): BrokerSync's events and changed snapshots wake it when something happens.
+    idle_check_interval: timedelta = timedelta(minutes=10)
     snapshot_max_age: timedelta = timedelta(seconds=45)  # trust BrokerSync data this young
     rescue_backoff_initial: timedelta = timedelta(seconds=2)
     rescue_backoff_max: timedelta = timedelta(seconds=60)
@@ -99,6 +102,7 @@ class RescueTelemetry(BaseModel):
     last_at: datetime | None = None
     last_status: str | None = None
     last_error: str | None = None
+    last_failure_kind: str | None = None  # the last failure's error type
     next_at: datetime | None = None  # backoff: no new rescue before this
     alerted: bool = False
     last_gap_ms: int | None = None  # first missing-stop sighting to accepted rescue
@@ -161,6 +165,13 @@ class TradeWorkflowInput(BaseModel):
     state: TradeState | None = None
 
 
+class PositionSeen(Frozen):
+    """A position's size as read from the broker at a moment (0 = flat)."""
+
+    qty: Decimal
+    observed_at: AwareDatetime
+
+
 class OrderEvent(Frozen):
     """One trade_updates event for an order of this trade (from BrokerSync)."""
 
@@ -170,6 +181,8 @@ class OrderEvent(Frozen):
     price: Decimal | None = None
     qty: Decimal | None = None
     position_qty: Decimal | None = None
+    # the symbol's position as the listener read it after receiving this event (when it did)
+    position_seen: PositionSeen | None = None
 
 
 class PositionUpdate(Frozen):

@@ -2,9 +2,10 @@
 
 Its interface is contracts/auto_manage.py. For each long broker position, the trade workflow
 of the ledger's open trade in that symbol must be running: a running one is signalled the
-snapshot (it checks its stop at once and rescues it if needed); a missing, failed, terminated
-or timed-out one is restarted as a protect-only guard. An unclaimed position gets the adoption
-id reconcile would give it.
+snapshot when no stop covers the position (it checks its stop at once and rescues it if
+needed; a covered one is left alone, so the sweep costs quiet trades nothing); a missing,
+failed, terminated or timed-out one is restarted as a protect-only guard. An unclaimed
+position gets the adoption id reconcile would give it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ class AutoManageWorkflow:
             outcome = await call(
                 TradeLinkActivities.guard_trade,
                 GuardRequest(
-                    trade_ids=target.trade_ids, update=target.update, restart=target.restart
+                    trade_ids=target.trade_ids,
+                    update=target.update,
+                    restart=target.restart,
+                    signal_running=not target.covered,
                 ),
                 TRADE_LINK,
                 f"guard {target.symbol} x{target.qty}: signal or start its trade",
@@ -79,6 +83,7 @@ class AutoManageWorkflow:
                 "ok": result.ok,
                 "positions": result.positions,
                 "signalled": result.signalled,
+                "running": result.running,
                 "started": result.started,
                 "uncovered": result.uncovered,
                 "restarted": ",".join(result.restarted),

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.calls import call, failure
     from workflows.details import Details
-    from workflows.policies import BROKER_READ, broker_snapshot, stream_listener
+    from workflows.policies import BROKER_READ_ONCE, broker_snapshot, stream_listener
 
 
 @workflow.defn(name=broker_sync.WORKFLOW.name)
@@ -57,11 +57,7 @@ class BrokerSyncWorkflow:
                 break
             if workflow.info().is_continue_as_new_suggested():
                 break
-            interval = (
-                self._settings.poll_interval
-                if self._state.market_open is not False
-                else self._settings.closed_poll_interval
-            )
+            interval = self._interval()
             self._poll_requested = False
             # wait_condition raises TimeoutError when the interval passes: that is the poll.
             with contextlib.suppress(TimeoutError):
@@ -82,6 +78,15 @@ class BrokerSyncWorkflow:
             workflow.continue_as_new(BrokerSyncRun(settings=self._settings, state=self._state))
         self._describe()
         return self._state
+
+    def _interval(self) -> timedelta:
+        """Until the next poll: short while the broker fails (see its recovery at once)."""
+        settings = self._settings
+        if self._state.last_poll_error is not None:
+            return settings.outage_poll_interval
+        if self._state.market_open is False:
+            return settings.closed_poll_interval
+        return settings.poll_interval
 
     async def _listen_forever(self) -> None:
         while True:
@@ -111,7 +116,7 @@ class BrokerSyncWorkflow:
             return
         try:
             clock = await call(
-                BrokerActivities.get_clock, None, BROKER_READ, "broker clock: market open?"
+                BrokerActivities.get_clock, None, BROKER_READ_ONCE, "broker clock: market open?"
             )
         except ActivityError as err:
             self._state.market_open = None  # unknown: keep polling at the market-hours pace
@@ -125,8 +130,8 @@ class BrokerSyncWorkflow:
             summary = await call(
                 BrokerSyncActivities.sync_positions,
                 SyncRequest(),
-                broker_snapshot(BROKER_READ.retry.maximum_attempts),
-                "poll positions and open orders; tell each trade",
+                broker_snapshot(1),  # no retry backoff: the next poll comes in a second
+                "poll positions and open orders; tell the trades whose view changed",
             )
         except ActivityError as err:
             # A failed snapshot tells nobody anything: unknown is never absent.
@@ -148,7 +153,7 @@ class BrokerSyncWorkflow:
             lines.append(
                 f"last poll {last.observed_at:%H:%M:%S}: {last.positions} positions, "
                 f"{last.open_orders} open orders, {last.open_trades} open trades, "
-                f"{last.signalled} signalled"
+                f"{last.signalled} signalled, {last.unchanged} unchanged (not signalled)"
             )
             if last.untracked_symbols:
                 lines.append(f"untracked positions: {', '.join(last.untracked_symbols)}")

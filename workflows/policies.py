@@ -49,6 +49,9 @@ LEDGER_READ = LEDGER_WRITE
 # Broker reads: short deadline (HTTP timeouts are 3 s connect + 7 s read), a handful of
 # retries with backoff; non-retryable failures are the ones no retry can fix.
 BROKER_READ = ActivityPolicy(start_to_close=timedelta(seconds=12), retry=_BROKER_RETRY)
+# One try: for loops that ask again soon anyway (BrokerSync during an outage), where a retry
+# backoff would only sleep past the broker's recovery.
+BROKER_READ_ONCE = replace(BROKER_READ, retry=replace(_BROKER_RETRY, maximum_attempts=1))
 # Submits may post, time out and then look the order up by client_order_id: two calls.
 BROKER_SUBMIT = ActivityPolicy(
     start_to_close=timedelta(seconds=25), retry=replace(_BROKER_RETRY, maximum_attempts=6)
@@ -58,6 +61,12 @@ BROKER_WRITE = ActivityPolicy(start_to_close=timedelta(seconds=25), retry=_BROKE
 # A rescue retries in the workflow (with telemetry and backoff between attempts), so each
 # attempt's activity gives up sooner than a normal submit.
 RESCUE_SUBMIT = replace(BROKER_SUBMIT, retry=replace(BROKER_SUBMIT.retry, maximum_attempts=2))
+# A trade reading BrokerSync's stored snapshot (a local activity): quick, few tries; on
+# failure the trade asks the broker itself, as it would with no snapshot.
+STORED_VIEW = ActivityPolicy(
+    start_to_close=timedelta(seconds=3),
+    retry=_backoff(timedelta(milliseconds=100), timedelta(seconds=1), 2),
+)
 # Reaching a trade workflow through the Temporal client (signal, start, start-or-signal).
 TRADE_LINK = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=_BROKER_RETRY)
 # Reading trading control for the entry gate: a few tries, then the gate holds entries.
@@ -83,9 +92,13 @@ def broker_snapshot(attempts: int) -> ActivityPolicy:
 
 
 def stream_listener(listen_for: timedelta) -> ActivityPolicy:
-    """The trade_updates listener: holds the stream `listen_for`, heartbeats, retried forever."""
+    """The trade_updates listener: holds the stream `listen_for`, heartbeats, retried forever.
+
+    It heartbeats every second; a worker that dies is noticed within the heartbeat timeout
+    and the listener restarts on another (or the restarted) worker.
+    """
     return ActivityPolicy(
         start_to_close=listen_for + timedelta(minutes=1),
-        heartbeat=timedelta(seconds=30),
+        heartbeat=timedelta(seconds=4),
         retry=_backoff(timedelta(seconds=1), timedelta(seconds=30), None),
     )

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from trading.errors import TradingInputError
     from trading.ledger_records import ExitUrgency, TradeStatus
     from trading.trade_escalation import merge_force_exit
+    from trading.trade_knowledge import Knowledge, broker_answers_again
     from trading.trade_logic import confirmed_by_snapshot, validate_tighten
     from trading.trade_models import (
         ForceExit,
@@ -73,9 +74,14 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         self._wake = False
         self._in_flight = False
         # BrokerSync's latest snapshot and the orders the stream said ended since: they let
-        # a healthy trade skip its own broker calls (see confirmed_by_snapshot).
+        # a healthy trade skip its own broker calls (see confirmed_by_snapshot; runs before
+        # the quiet-guard patch).
         self._snapshot: PositionUpdate | None = None
         self._ended_orders: set[str] = set()
+        # Quiet guards: everything events, snapshots and our own orders said (trade_knowledge).
+        self._known = Knowledge()
+        self._idle = False
+        self._published_attributes: tuple[str, ...] | None = None
 
     # --- run loop ----------------------------------------------------------------------
 
@@ -119,6 +125,10 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         """The idle check interval, shortened for anything due sooner."""
         now = workflow.now()
         delay = self._spec.check_interval
+        if self._idle and self._quiet_guard():
+            # Protected, and BrokerSync wakes it on any change: only a slow, jittered self-check.
+            jitter = 0.9 + 0.2 * workflow.random().random()
+            delay = max(delay, self._spec.idle_check_interval * jitter)
         if self._in_flight:
             # Alpaca cancels and replaces asynchronously: follow our own request closely.
             delay = min(delay, IN_FLIGHT_POLL)
@@ -146,23 +156,15 @@ class TradeWorkflow(EntrySteps, ExitSteps):
     async def _step(self) -> None:
         state = self._state
         self._in_flight = False
+        self._idle = False
         state.last_check_at = workflow.now()
         if state.status is TradeStatus.PENDING_ENTRY:
             await self._advance_entry()
             return
-        if state.exit is None and confirmed_by_snapshot(
-            self._snapshot,
-            workflow.now(),
-            self._spec.snapshot_max_age,
-            state.position_qty,
-            state.stop_order_id,
-            frozenset(self._ended_orders),
-        ):
-            state.last_check_note = (
-                f"protected: stop {state.stop_order_id} covers {state.position_qty} "
-                "(BrokerSync snapshot)"
-            )
-            state.snapshot_checks += 1
+        if state.exit is None and self._quiet_guard():
+            if await self._protect_from_knowledge():
+                return
+        elif state.exit is None and self._confirmed_by_snapshot():
             return
         state.broker_checks += 1
         position = await call(
@@ -187,6 +189,25 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             return
         await self._protect(position)
 
+    def _confirmed_by_snapshot(self) -> bool:
+        """Before the quiet-guard patch: a fresh snapshot alone could settle a check."""
+        state = self._state
+        if not confirmed_by_snapshot(
+            self._snapshot,
+            workflow.now(),
+            self._spec.snapshot_max_age,
+            state.position_qty,
+            state.stop_order_id,
+            frozenset(self._ended_orders),
+        ):
+            return False
+        state.last_check_note = (
+            f"protected: stop {state.stop_order_id} covers {state.position_qty} "
+            "(BrokerSync snapshot)"
+        )
+        state.snapshot_checks += 1
+        return True
+
     # --- signals, update, query ----------------------------------------------------------
 
     @workflow.signal(name=trade.ORDER_EVENT.name)
@@ -195,6 +216,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         self._state.events_received += 1
         if event.order.is_terminal:
             self._ended_orders.add(event.order.id)
+        self._known.saw_event(event, workflow.now())
         self._wake = True
 
     @workflow.signal(name=trade.POSITION_UPDATE.name)
@@ -203,6 +225,14 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         self._state.events_received += 1
         if self._snapshot is None or update.observed_at >= self._snapshot.observed_at:
             self._snapshot = update
+        self._known.saw_snapshot(update)
+        rescue = self._state.rescue
+        if (
+            rescue.next_at is not None
+            and broker_answers_again(rescue.last_failure_kind, rescue.last_at, update.observed_at)
+            and self._quiet_guard()
+        ):
+            rescue.next_at = None  # the broker answers again: no backoff past its recovery
         self._wake = True
 
     @workflow.signal(name=trade.FORCE_EXIT.name)

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         terminal_status_for,
     )
     from trading.models import JsonScalar
+    from trading.trade_knowledge import Knowledge
     from trading.trade_logic import close_reason_for, exit_price_of, realized_pnl
     from trading.trade_models import ExitPlan, TradeSpec, TradeState
     from workflows.calls import call, failure_kind, ledger
@@ -53,6 +54,9 @@ TRADE_ID = SearchAttributeKey.for_keyword("TradeId")
 TRADE_SYMBOL = SearchAttributeKey.for_keyword("TradeSymbol")
 TRADE_STATUS = SearchAttributeKey.for_keyword("TradeStatus")
 TRADE_ORIGIN = SearchAttributeKey.for_keyword("TradeOrigin")
+# Patch id: runs before it woke on every BrokerSync poll, checked every check_interval,
+# upserted search attributes on every check and knew nothing from events (see _quiet_guard).
+QUIET_GUARD = "quiet-guard"
 
 
 def millis(delta: timedelta) -> int:
@@ -68,6 +72,16 @@ class TradeBase:
     _wake: bool
     # Something of ours is in flight at the broker (a cancel, a replace): look again soon.
     _in_flight: bool
+    # What events, snapshots and our own orders said (quiet guards decide with it).
+    _known: Knowledge
+    # The last check found the trade protected: it may sleep until idle_check_interval.
+    _idle: bool
+    _published_attributes: tuple[str, ...] | None
+
+    def _quiet_guard(self) -> bool:
+        """This run decides from what it knows, sleeps long while protected, writes no
+        unchanged search attributes, and lets a fresh snapshot end a transient backoff."""
+        return workflow.patched(QUIET_GUARD)
 
     # --- ledger and broker helpers -------------------------------------------------------
 
@@ -273,16 +287,20 @@ class TradeBase:
     def _publish(self) -> None:
         """Search attributes and the Web UI's current details."""
         state, spec = self._state, self._spec
-        workflow.upsert_search_attributes(
-            [
-                TRADE_ID.value_set(spec.trade_id),
-                TRADE_SYMBOL.value_set(spec.symbol),
-                TRADE_STATUS.value_set(state.status.value),
-                TRADE_ORIGIN.value_set(
-                    (TradeOrigin.EXTERNAL if spec.protect_only else TradeOrigin.INTERNAL).value
-                ),
-            ]
-        )
+        origin = TradeOrigin.EXTERNAL if spec.protect_only else TradeOrigin.INTERNAL
+        attributes = (spec.trade_id, spec.symbol, state.status.value, origin.value)
+        if not self._quiet_guard() or attributes != self._published_attributes:
+            workflow.upsert_search_attributes(
+                [
+                    key.value_set(value)
+                    for key, value in zip(
+                        (TRADE_ID, TRADE_SYMBOL, TRADE_STATUS, TRADE_ORIGIN),
+                        attributes,
+                        strict=True,
+                    )
+                ]
+            )
+            self._published_attributes = attributes
         rescue = state.rescue
         page = Details(f"{spec.symbol} `{spec.trade_id}` — **{state.status.value}**").bullets(
             [

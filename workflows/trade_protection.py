@@ -11,14 +11,18 @@ from workflows.trade_base import TradeBase, millis
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
+    from activities.broker_sync import BrokerSyncActivities
     from contracts import control
     from trading.broker_models import (
         BrokerOrder,
         ClientOrderRef,
         OrderClass,
         OrderIntent,
+        OrderProbe,
         PositionProbe,
+        ProbeOutcome,
         ReplaceRequest,
+        SymbolRef,
     )
     from trading.control import RescueAlert
     from trading.ids import Leg, client_order_id
@@ -32,18 +36,20 @@ with workflow.unsafe.imports_passed_through():
         replace_state,
         rescue_failed,
     )
+    from trading.trade_knowledge import Known
     from trading.trade_logic import (
         Flat,
         Follow,
         Keep,
+        ProtectionAction,
         Rescue,
         Resize,
         protection_action,
         protective_legs,
         rescue_intent,
     )
-    from workflows.calls import call, failure_kind
-    from workflows.policies import BROKER_READ, BROKER_WRITE, RESCUE_SUBMIT
+    from workflows.calls import call, failure_kind, local
+    from workflows.policies import BROKER_READ, BROKER_WRITE, RESCUE_SUBMIT, STORED_VIEW
 
 
 # Patch ids: trades before them took a replace's first answer as the new stop, and rescued
@@ -56,9 +62,58 @@ REPLACE_POLL = timedelta(milliseconds=500)
 class ProtectionSteps(TradeBase):
     """Keeps the position covered by a working stop, rescuing it when it is gone."""
 
-    async def _protect(self, position: PositionProbe) -> None:
+    async def _protect_from_knowledge(self) -> bool:
+        """Check protection with what signals (or BrokerSync's stored view) already say.
+
+        False when the position is not known fresh enough (or is flat, or needs adopting):
+        the caller then asks the broker, as before. Otherwise at most the stop is probed, and
+        a rescue needs only its submit.
+        """
+        state, spec = self._state, self._spec
+        if spec.protect_only and state.entry_price is None:
+            return False  # adopting needs the broker's average entry price
+        known = self._knows()
+        if not known.complete:
+            await self._read_stored_view()
+            known = self._knows()
+        probe = known.position
+        if probe is None or probe.outcome is not ProbeOutcome.EXISTS or probe.position is None:
+            return False  # unknown or flat: closing asks the broker itself
+        state.snapshot_checks += 1
+        state.position_qty = probe.position.qty
+        action = await self._protect(probe, known.stop)
+        self._idle = isinstance(action, Keep)
+        return True
+
+    def _knows(self) -> Known:
+        return self._known.known(
+            self._spec.symbol,
+            self._state.stop_order_id,
+            workflow.now(),
+            self._spec.snapshot_max_age,
+        )
+
+    async def _read_stored_view(self) -> None:
+        """BrokerSync's last snapshot of the symbol from the ledger (no broker call)."""
+        symbol = self._spec.symbol
+        try:
+            update = await local(
+                BrokerSyncActivities.stored_view,
+                SymbolRef(symbol=symbol),
+                STORED_VIEW,
+                f"BrokerSync's stored view of {symbol} (self-check, no broker call)",
+            )
+        except ActivityError:
+            return  # unknown: the trade asks the broker itself
+        if update is not None:
+            self._known.saw_snapshot(update)
+
+    async def _protect(
+        self, position: PositionProbe, stop: OrderProbe | None = None
+    ) -> ProtectionAction:
         state = self._state
-        stop = await self._probe(state.stop_order_id)
+        if stop is None:
+            stop = await self._probe(state.stop_order_id)
         action = protection_action(state.stop_price, state.stop_order_id, position, stop)
         now = workflow.now()
         if isinstance(action, Keep):
@@ -73,20 +128,21 @@ class ProtectionSteps(TradeBase):
                 )
             except ApplicationError as exc:
                 state.last_check_note = f"resize to {action.qty} failed: {exc.message}"
-                return
+                return action
             await self._after_replace(outcome, f"resize to {action.qty}")
         elif isinstance(action, Rescue):
             if state.stop_missing_since is None:
                 state.stop_missing_since = now
             if state.rescue.next_at is not None and now < state.rescue.next_at:
                 state.last_check_note = f"{action.why}; next rescue at {state.rescue.next_at}"
-                return
-            await self._rescue(action)
+            else:
+                await self._rescue(action)
         elif isinstance(action, Flat):
             await self._close_flat()
         else:
             state.last_check_note = action.reason
             self._in_flight = action.in_transition  # a stop in pending_*: look again soon
+        return action
 
     async def _rescue(self, action: Rescue) -> None:
         state, spec = self._state, self._spec
@@ -142,7 +198,9 @@ class ProtectionSteps(TradeBase):
         telemetry.last_error = None
         telemetry.next_at = None
         telemetry.last_gap_ms = millis(workflow.now() - now + gap)
+        telemetry.last_failure_kind = None
         stop_leg, _ = protective_legs(order)
+        self._known.saw_order(stop_leg or order, workflow.now())
         if intent.order_class is OrderClass.OCO and stop_leg is not None:
             state.take_profit_order_id = order.id  # the OCO's limit leg is the take-profit
         await self._adopt_stop(stop_leg.id if stop_leg is not None else order.id)
