@@ -42,9 +42,10 @@ def build_activities(
     """
     ledger = LedgerActivities(pool)
     budget = BrokerBudget.for_endpoint(pool, endpoint, budget_config or BudgetConfig())
-    broker = BrokerActivities(MeteredGateway(gateway, budget), asyncio.get_running_loop())
+    metered = MeteredGateway(gateway, budget)
+    broker = BrokerActivities(metered, asyncio.get_running_loop())
     link = TradeLink(client, task_queue)
-    sync = BrokerSyncActivities(gateway, endpoint, link, pool)
+    sync = BrokerSyncActivities(metered, endpoint, link, pool)
     entries = EntryActivities(client, pool)
     trades = TradeLinkActivities(link)
     scoring = ScoringActivities(pool)

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
@@ -30,9 +28,8 @@ from activities.listener_positions import ListenerPositions
 from activities.trade_link import TradeLink
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError
-from broker.gateway import BrokerGateway
+from broker.metered import MeteredGateway
 from broker.stream import TradeUpdateStream
-from broker.truth import broker_truth
 from contracts import broker_sync, trade
 from ledger.broker_view import BrokerView, SymbolView
 from ledger.trades import Trades
@@ -74,12 +71,12 @@ class BrokerSyncActivities:
 
     def __init__(
         self,
-        gateway: BrokerGateway,
+        broker: MeteredGateway,
         endpoint: BrokerEndpoint,
         link: TradeLink,
         pool: asyncpg.Pool,
     ) -> None:
-        self._gateway = gateway
+        self._broker = broker
         self._endpoint = endpoint
         self._link = link
         self._trades = Trades(pool)
@@ -102,9 +99,10 @@ class BrokerSyncActivities:
         # heartbeats go on while the stream waits out a dropped connection.
         progress = _Progress(events=0, forwarded=0, missed=0, reconnects=0, last_event_at=None)
         stream = TradeUpdateStream(self._endpoint, on_listening=_ask_for_a_poll)
-        positions = ListenerPositions(lambda: _in_thread(self._gateway.get_positions))
+        positions = ListenerPositions(self._broker.get_positions)
         forwarding = asyncio.create_task(self._forward_order_events(stream, positions, progress))
         started = time.monotonic()
+        drain_s = FORWARDER_DRAIN_S
         try:
             while not forwarding.done():
                 progress.reconnects = stream.reconnects
@@ -114,9 +112,12 @@ class BrokerSyncActivities:
                     break
                 timeout = min(request.heartbeat_every.total_seconds(), remaining)
                 await asyncio.wait({forwarding}, timeout=timeout)
+        except asyncio.CancelledError:
+            drain_s = 0.0  # cancelled (the worker stops): do not finish the event in hand
+            raise
         finally:
             await stream.close()
-            await _stop(forwarding, within_s=FORWARDER_DRAIN_S)
+            await _stop(forwarding, within_s=drain_s)
         error = None if forwarding.cancelled() else forwarding.exception()
         if isinstance(error, BrokerError):
             raise as_application_error(error) from None
@@ -176,7 +177,7 @@ class BrokerSyncActivities:
         """
         self._adopting.add(symbol)
         try:
-            truth = await _in_thread(lambda: broker_truth(self._gateway))
+            truth = await self._broker.broker_truth()
             records = await self._trades.list_open(symbol)
             for target in protection_sweep(truth, records):
                 if target.symbol != symbol:
@@ -206,8 +207,8 @@ class BrokerSyncActivities:
         """
         observed_at = datetime.now(UTC)  # the snapshot reflects the broker at or after this
         try:
-            positions = await _in_thread(self._gateway.get_positions)
-            orders = await _in_thread(self._gateway.get_open_orders)
+            positions = await self._broker.get_positions()
+            orders = await self._broker.get_open_orders()
         except BrokerError as exc:
             raise as_application_error(exc) from None
         trades = await self._open_trades(fresh=True)
@@ -273,7 +274,8 @@ def _symbol_views(
 async def _ask_for_a_poll() -> None:
     """The stream (re)connected: events may have been missed, so BrokerSync polls now."""
     try:
-        handle = activity.client().get_workflow_handle(activity.info().workflow_id)
+        workflow_id = activity.info().workflow_id or broker_sync.WORKFLOW_ID
+        handle = activity.client().get_workflow_handle(workflow_id)
         await handle.signal(broker_sync.POLL_NOW.name)
     except Exception as exc:  # the poll's own interval still comes
         activity.logger.warning("could not ask BrokerSync to poll: %s", exc)
@@ -287,10 +289,6 @@ def _log_forwarded(event: OrderEvent, owners: list[str]) -> None:
         event.order.symbol,
         owners or "no open trade",
     )
-
-
-async def _in_thread(fn: Callable[[], Any]) -> Any:
-    return await asyncio.to_thread(fn)
 
 
 async def _stop(task: asyncio.Task[None], within_s: float) -> None:

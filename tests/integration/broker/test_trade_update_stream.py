@@ -27,6 +27,7 @@ from broker.stream import ReconnectBackoff, TradeUpdateStream
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from tests.conftest import endpoint_for, free_port
+from tests.integration.helpers import metered
 from trading.broker_models import BrokerOrder, OrderIntent, OrderSide, OrderStatus
 from trading.broker_sync_models import ListenRequest
 from trading.trade_models import OrderEvent
@@ -175,7 +176,8 @@ async def test_the_listener_activity_fails_non_retryably_on_a_wrong_secret(
 ) -> None:
     wrong = "wrong-" + uuid.uuid4().hex
     link = TradeLink(client, "tq-unused")
-    listener = BrokerSyncActivities(gateway, endpoint_for(paper_broker, wrong), link, pool)
+    endpoint = endpoint_for(paper_broker, wrong)
+    listener = BrokerSyncActivities(metered(gateway, pool, endpoint), endpoint, link, pool)
     request = ListenRequest(listen_for=timedelta(seconds=30), heartbeat_every=timedelta(seconds=1))
     with pytest.raises(ApplicationError) as failed:
         await asyncio.wait_for(
