@@ -25,10 +25,12 @@ from ledger.orders import Orders
 from ledger.risk import RiskEvents
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
+from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun
 from trading.ledger_records import OrderRecord, RiskEventRecord, TradeRecord
 from trading.ticks import protective_stop_price
 from trading.trade_models import TradeSpec, TradeStatusView, TradeWorkflowInput
 from worker import create_worker
+from workflows.broker_sync import BrokerSyncWorkflow
 from workflows.trade import TradeWorkflow
 
 logger = logging.getLogger("tests.trade")
@@ -139,3 +141,55 @@ async def trades(
                     history = await handle.fetch_history()
                     name = request.node.name.removeprefix("test_")[:60]
                     (HISTORIES / f"trade_{name}.json").write_text(history.to_json())
+
+
+@dataclass
+class Synced:
+    """Trades on the production worker with a BrokerSync listening and polling beside them."""
+
+    harness: TradeHarness
+    sync: WorkflowHandle[Any, Any]
+
+
+SYNC_POLL_INTERVAL = timedelta(seconds=2)
+
+
+@pytest_asyncio.fixture
+async def synced(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    activity_executor: ThreadPoolExecutor,
+    broker_admin: AdminClient,
+    gateway: AlpacaGateway,
+) -> AsyncIterator[Synced]:
+    """The production worker (BrokerSync activities included) with BrokerSync listening."""
+    harness = TradeHarness(client, task_queue, broker_admin, gateway, pool)
+    async with create_worker(client, pool, task_queue, activity_executor, gateway.endpoint):
+        sync = await client.start_workflow(
+            BrokerSyncWorkflow.run,
+            BrokerSyncRun(settings=BrokerSyncInput(poll_interval=SYNC_POLL_INTERVAL)),
+            id=f"broker-sync-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+        try:
+            await eventually(lambda: broker_admin.state()["stream_listening"] == 1)
+            yield Synced(harness, sync)
+        finally:
+            await sync.signal(BrokerSyncWorkflow.stop)
+            await sync.result()
+            for handle in harness.handles:
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("test finished")
+    await pool.execute(
+        "UPDATE trades SET status = 'CLOSED', closed_at = now(), "
+        "close_reason = 'GHOST' WHERE closed_at IS NULL"
+    )
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 20) -> None:
+    """Wait until `check()` holds."""
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)

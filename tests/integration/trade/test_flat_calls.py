@@ -11,80 +11,27 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
-import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowHandle
 
 from broker.alpaca import AlpacaGateway
 from contracts import broker_sync
 from contracts import trade as trade_contract
 from paperbroker.admin_client import AdminClient
-from paperbroker.testing import RunningBroker
-from tests.conftest import endpoint_for
-from tests.integration.trade.conftest import TradeHarness
-from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun, BrokerSyncState
+from tests.integration.trade.conftest import Synced
+from trading.broker_sync_models import BrokerSyncState
 from trading.ticks import protective_stop_price
 from trading.trade_models import TradeStatusView
-from worker import create_worker
-from workflows.broker_sync import BrokerSyncWorkflow
 
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ("AAPL", "MSFT", "KO")
-POLL_INTERVAL = timedelta(seconds=2)
 # BrokerSync's own calls: positions + open orders per poll, the clock now and then.
 BROKER_SYNC_ROUTES = {"GET /v2/positions", "GET /v2/orders", "GET /v2/clock"}
-
-
-@pytest_asyncio.fixture
-async def synced_trades(
-    client: Client,
-    pool: asyncpg.Pool,
-    task_queue: str,
-    activity_executor: ThreadPoolExecutor,
-    paper_broker: RunningBroker,
-    broker_admin: AdminClient,
-    gateway: AlpacaGateway,
-) -> AsyncIterator[tuple[TradeHarness, WorkflowHandle[Any, Any]]]:
-    """The production worker (BrokerSync activities included) with BrokerSync listening."""
-    for symbol in SYMBOLS:
-        broker_admin.set_price(symbol, volatility=0)
-    harness = TradeHarness(client, task_queue, broker_admin, gateway, pool)
-    endpoint = endpoint_for(paper_broker)
-    async with create_worker(client, pool, task_queue, activity_executor, endpoint):
-        sync = await client.start_workflow(
-            BrokerSyncWorkflow.run,
-            BrokerSyncRun(settings=BrokerSyncInput(poll_interval=POLL_INTERVAL)),
-            id=f"broker-sync-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
-        try:
-            await _eventually(lambda: broker_admin.state()["stream_listening"] == 1)
-            yield harness, sync
-        finally:
-            await sync.signal(BrokerSyncWorkflow.stop)
-            await sync.result()
-            for handle in harness.handles:
-                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test finished")
-    await pool.execute(
-        "UPDATE trades SET status = 'CLOSED', closed_at = now(), "
-        "close_reason = 'GHOST' WHERE closed_at IS NULL"
-    )
-
-
-async def _eventually(check: Callable[[], bool], within_s: float = 20) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 async def _views(handles: list[WorkflowHandle[Any, Any]]) -> list[TradeStatusView]:
@@ -115,12 +62,12 @@ async def _history_lengths(handles: list[WorkflowHandle[Any, Any]]) -> list[int]
 
 
 async def test_quiet_trades_write_nothing_between_polls_and_a_dead_stop_costs_one_call(
-    synced_trades: tuple[TradeHarness, WorkflowHandle[Any, Any]],
-    broker_admin: AdminClient,
-    gateway: AlpacaGateway,
+    synced: Synced, broker_admin: AdminClient, gateway: AlpacaGateway
 ) -> None:
-    harness, sync = synced_trades
+    harness, sync = synced.harness, synced.sync
     handles = []
+    for symbol in SYMBOLS:
+        broker_admin.set_price(symbol, volatility=0)
     for symbol in SYMBOLS:
         handle, _ = await harness.open_trade(
             trade_id=f"{symbol.lower()}-{uuid.uuid4().hex[:8]}",
