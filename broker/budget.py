@@ -231,11 +231,14 @@ class BrokerBudget:
                     f"{call} not sent ({priority.value}): {verdict.reason}; a slot frees in "
                     f"{verdict.retry_after.total_seconds():.1f} s",
                     retry_after=verdict.retry_after,
+                    broker_limited=verdict.broker_limited,
                 )
             await asyncio.sleep(wait_s)
 
     async def charge(self, priority: Priority, call: str, slots: int) -> None:
         """Count requests already sent without asking (a call that made more than it took)."""
+        if slots <= 0:
+            return
         await self._local.charge(priority, slots, call)
         await self._on_shared(lambda shared: shared.charge(priority, slots, call))
 

@@ -42,9 +42,12 @@ class BudgetExhausted(BrokerError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: timedelta) -> None:
+    def __init__(
+        self, message: str, *, retry_after: timedelta, broker_limited: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.broker_limited = broker_limited  # the broker's limit holds, not only our window
 
 
 class AuthFailed(BrokerError):

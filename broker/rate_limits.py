@@ -30,6 +30,7 @@ class RateLimitObserver:
         self._lock = threading.Lock()
         self._latest: BrokerLimitSeen | None = None
         self._calls = threading.local()
+        self._requests_sent = 0
 
     @contextmanager
     def tallying(self, tally: RequestTally) -> Iterator[RequestTally]:
@@ -45,6 +46,14 @@ class RateLimitObserver:
         tally: RequestTally | None = getattr(self._calls, "tally", None)
         if tally is not None:
             tally.sent += 1
+        with self._lock:
+            self._requests_sent += 1
+
+    @property
+    def requests_sent(self) -> int:
+        """Every request sent so far, tallied or not."""
+        with self._lock:
+            return self._requests_sent
 
     def answered(self, headers: Mapping[str, str]) -> None:
         """Keep the rate-limit headers of an answer, if it has any."""

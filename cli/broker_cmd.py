@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import textwrap
 
+from broker.alpaca import AlpacaGateway
 from broker.endpoint import broker_endpoint
+from broker.errors import BrokerError
 from broker.verify import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -19,9 +22,11 @@ from broker.verify import (
     normalized_symbol,
     run_verify,
 )
-from broker.verify_session import Verdict
+from broker.verify_session import READ_TIMEOUT_S, Verdict
+from cli.broker_calls import broker_failed, cli_broker
 from cli.output import emit_model, fail, market_state, say, table
 from settings import Settings
+from trading.broker_budget import Priority
 
 # Column widths of the human table (assumption, expected, observed, verdict).
 WIDTHS = (34, 40, 60, 7)
@@ -72,9 +77,18 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return fail(refusal, code=EXIT_BAD_INPUT)
     options = VerifyOptions(symbol=symbol, with_position=args.with_position)
     try:
-        report = run_verify(endpoint, options, progress=None if args.json else _progress)
+        asyncio.run(_wait_for_the_broker(settings))
+    except BrokerError as exc:
+        return broker_failed(exc, settings)
+    gateway = AlpacaGateway(endpoint, read_timeout_s=READ_TIMEOUT_S)
+    try:
+        report = run_verify(
+            endpoint, options, progress=None if args.json else _progress, gateway=gateway
+        )
     except VerifyRefused as exc:
         return fail(str(exc), code=EXIT_BAD_INPUT)
+    finally:
+        asyncio.run(_count_the_run(settings, gateway))
     code = exit_code(report)
     if args.json:
         emit_model(report)
@@ -84,6 +98,23 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         cleaned = "cleanup complete" if report.cleanup.complete else "cleanup INCOMPLETE"
         return fail(f"interrupted after {len(report.checks)} checks; {cleaned}", code=code)
     return code
+
+
+async def _wait_for_the_broker(settings: Settings) -> None:
+    """Start only when the broker answers: a rate limit is waited out as by every CLI read."""
+    async with cli_broker(settings) as broker:
+        await broker.get_clock()
+
+
+async def _count_the_run(settings: Settings, gateway: AlpacaGateway) -> None:
+    """The run's calls (sent synchronously by its checks) go into the shared budget afterwards,
+    with the broker's last count, so the workers see the minute as it was spent."""
+    async with cli_broker(settings) as broker:
+        await broker.budget.charge(
+            Priority.TRADE, "broker verify", gateway.rate_limits.requests_sent
+        )
+        if gateway.rate_limits.latest is not None:
+            await broker.budget.learn(gateway.rate_limits.latest)
 
 
 def _progress(result: CheckResult) -> None:

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.control_link import ensure_control
-from broker.alpaca import AlpacaGateway
-from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
+from cli.broker_calls import broker_failed, cli_broker
 from cli.output import confirm, emit_json, fail, say, table
 from clients import make_client
 from contracts import control
 from contracts.base import Signal
 from settings import Settings
+from trading.broker_models import BrokerOrder, BrokerPosition
 from trading.control import (
     ControlCommand,
     ControlRequest,
@@ -129,12 +129,10 @@ def cmd_change(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
     """Confirm (unless --yes; exit 2 when refused), then run the flatten update and report."""
-    gateway = AlpacaGateway(broker_endpoint(settings))
     try:
-        positions = [p for p in gateway.get_positions() if p.qty != 0]
-        orders = list(working_orders(gateway.get_open_orders()))
+        positions, orders = asyncio.run(_flatten_scope(settings))
     except BrokerError as exc:
-        return fail(f"the broker could not be asked ({type(exc).__name__}: {exc.message})")
+        return broker_failed(exc, settings)
     symbols = ", ".join(sorted(p.symbol for p in positions)) or "none"
     if not args.yes:
         refusal = confirm(
@@ -170,6 +168,14 @@ def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
         say(f"  error: {error}")
     say("trading is HALTED; `resume` allows new entries again")
     return 0 if report.done else 1
+
+
+async def _flatten_scope(settings: Settings) -> tuple[list[BrokerPosition], list[BrokerOrder]]:
+    """What flatten would act on: the positions held and the working orders."""
+    async with cli_broker(settings) as broker:
+        positions = [p for p in await broker.get_positions() if p.qty != 0]
+        orders = list(working_orders(await broker.get_open_orders()))
+    return positions, orders
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,10 +14,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.control_link import read_control_now
-from broker.alpaca import AlpacaGateway
-from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
-from broker.truth import broker_truth
+from cli.broker_calls import metered_broker
 from cli.output import emit_json, market_state, say, table
 from clients import make_client, make_pool
 from contracts.schedules import SCHEDULE_PREFIX
@@ -25,6 +23,7 @@ from ledger.risk import RiskEvents
 from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signals import Signals
 from settings import ConfigError, Settings
+from trading.broker_budget import BudgetView
 from trading.broker_models import BrokerTruth
 from trading.entry_gate import ControlPresence, ControlView, EntryLimits, run_gate
 from trading.ledger_records import EntryRunRecord
@@ -40,6 +39,7 @@ from trading.ops_status import (
     health,
 )
 
+BROKER_READ_TIMEOUT_S = 5.0  # a status that waits long on one read is no status
 RESCUE_KINDS = {
     "stop_rescued": "rescued",
     "stop_rescue_failed": "failed",
@@ -58,14 +58,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.set_defaults(handler=cmd_status)
 
 
-def _broker(settings: Settings) -> tuple[BrokerSection, BrokerTruth | None]:
-    """The broker section, and the truth snapshot the entry gate judges (None: unavailable)."""
+async def _broker(
+    settings: Settings, pool: asyncpg.Pool | None
+) -> tuple[BrokerSection, BrokerTruth | None, BudgetView | None]:
+    """The broker section, the truth snapshot the entry gate judges (None: unavailable) and
+    the broker-call budget after this command's own calls."""
+    budget: BudgetView | None = None
     try:
-        gateway = AlpacaGateway(broker_endpoint(settings), read_timeout_s=5.0)
-        truth = broker_truth(gateway)
-        clock = gateway.get_clock()
+        broker = metered_broker(settings, pool, read_timeout_s=BROKER_READ_TIMEOUT_S)
+        try:
+            truth = await broker.broker_truth()
+            clock = await broker.get_clock()
+        finally:
+            budget = await broker.budget.view()
     except (BrokerError, ConfigError) as exc:
-        return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}"), None
+        return BrokerSection(connected=False, error=f"{type(exc).__name__}: {exc}"), None, budget
     section = BrokerSection(
         connected=True,
         fetched_at=truth.fetched_at,
@@ -74,7 +81,7 @@ def _broker(settings: Settings) -> tuple[BrokerSection, BrokerTruth | None]:
         positions=truth.positions,
         open_orders=truth.open_orders,
     )
-    return section, truth
+    return section, truth, budget
 
 
 async def _schedules(client: Client) -> list[ScheduleView]:
@@ -129,7 +136,23 @@ async def _ledger(
 
 async def gather(settings: Settings) -> OpsStatus:
     """Collect every section; a failing source leaves its section empty with the error."""
-    broker, truth = await asyncio.to_thread(_broker, settings)
+    pool: asyncpg.Pool | None = None
+    ledger_error: str | None = None
+    try:
+        pool = await make_pool(settings, min_size=1, max_size=2)
+    except ConfigError as exc:
+        ledger_error = str(exc)
+    try:
+        return await _gather(settings, pool, ledger_error)
+    finally:
+        if pool is not None:
+            await pool.close()
+
+
+async def _gather(
+    settings: Settings, pool: asyncpg.Pool | None, ledger_error: str | None
+) -> OpsStatus:
+    broker, truth, budget = await _broker(settings, pool)
     temporal_error: str | None = None
     control = ControlView(presence=ControlPresence.UNREACHABLE, detail="Temporal unreachable")
     schedules: list[ScheduleView] | None = None
@@ -141,15 +164,11 @@ async def gather(settings: Settings) -> OpsStatus:
         temporal_error = str(exc)
     scoring = reconcile = rescues = None
     last_run: EntryRunRecord | None = None
-    ledger_error: str | None = None
-    try:
-        pool = await make_pool(settings, min_size=1, max_size=2)
+    if pool is not None:
         try:
             scoring, reconcile, rescues, last_run = await _ledger(pool)
-        finally:
-            await pool.close()
-    except (ConfigError, asyncpg.PostgresError, OSError) as exc:
-        ledger_error = str(exc)
+        except (asyncpg.PostgresError, OSError) as exc:
+            ledger_error = str(exc)
     # The market loop's own gate, on the same inputs it reads: one answer, never two.
     limits = EntryLimits(max_open_positions=settings.max_open_positions)
     answer = run_gate(control, truth, limits)
@@ -157,6 +176,7 @@ async def gather(settings: Settings) -> OpsStatus:
     return OpsStatus(
         generated_at=datetime.now(UTC),
         broker=broker,
+        budget=budget,
         control=control_section(control),
         entries=entries,
         scoring=scoring,
@@ -211,6 +231,9 @@ def _print(status: OpsStatus) -> None:
         say(f"  open orders: {len(b.open_orders)}")
     else:
         say(f"broker: UNAVAILABLE ({b.error})")
+    if status.budget is not None:
+        for line in budget_lines(status.budget):
+            say(line)
     c, e = status.control, status.entries
     mode = c.mode.value if c.mode else c.presence.value
     say(f"control: {mode}{f' ({c.reason or c.detail})' if c.reason or c.detail else ''}")
@@ -256,3 +279,25 @@ def _print(status: OpsStatus) -> None:
     for label, error in (("ledger", status.ledger_error), ("temporal", status.temporal_error)):
         if error:
             say(f"{label}: UNAVAILABLE ({error})")
+
+
+def budget_lines(budget: BudgetView) -> list[str]:
+    """The broker-call budget in a few lines: usage by priority, reserves, the broker's count."""
+    used = budget.used_by_priority
+    where = "shared by every process" if budget.shared else "this process only: no PostgreSQL"
+    lines = [
+        f"broker-call budget ({where}): {budget.used_last_60s} of {budget.limit_per_min} used "
+        f"in the last 60 s (protect {used.protect}, trade {used.trade}, read {used.read}), "
+        f"{budget.remaining} left; reads stop at {budget.read_reserve} left, trades at "
+        f"{budget.trade_reserve}"
+    ]
+    if budget.broker_remaining is not None:
+        reset = f" until {budget.broker_reset_at:%H:%M:%S} UTC" if budget.broker_reset_at else ""
+        lines.append(
+            f"  broker's own count: {budget.broker_remaining} of {budget.broker_limit} left{reset}"
+        )
+    if budget.blocked_until is not None:
+        lines.append(
+            f"  BLOCKED until {budget.blocked_until:%H:%M:%S} UTC: {budget.blocked_reason}"
+        )
+    return lines

@@ -13,10 +13,9 @@ from typing import Any, TypeVar
 from temporalio.client import WorkflowUpdateFailedError
 
 from activities.trade_link import TradeLink
-from broker.alpaca import AlpacaGateway
-from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
-from broker.gateway import find_asset
+from broker.metered import MeteredGateway
+from cli.broker_calls import broker_failed, cli_broker
 from cli.output import emit_json, fail, say, table
 from clients import make_client
 from contracts import trade
@@ -109,7 +108,7 @@ def _ui_link(settings: Settings, workflow_id: str) -> str:
     )
 
 
-def validate_open(args: argparse.Namespace, gateway: AlpacaGateway) -> TradeSpec:
+async def validate_open(args: argparse.Namespace, broker: MeteredGateway) -> TradeSpec:
     """Check the order against the broker before anything starts; raise CliInputError."""
     symbol = args.symbol.strip().upper()
     qty = _decimal(args.qty, "--qty")
@@ -118,12 +117,12 @@ def validate_open(args: argparse.Namespace, gateway: AlpacaGateway) -> TradeSpec
     stop = _price(args.stop, "--stop")
     limit = _price(args.limit, "--limit") if args.limit else None
     take_profit = _price(args.take_profit, "--take-profit") if args.take_profit else None
-    asset = find_asset(gateway, symbol)
+    asset = await broker.find_asset(symbol)
     if asset is None:
         raise CliInputError(f"unknown symbol {symbol!r}: the broker has no such asset")
     if not asset.tradable:
         raise CliInputError(f"{symbol} is not tradable at the broker (status {asset.status})")
-    quote = gateway.latest_quotes([symbol])[0]
+    quote = (await broker.latest_quotes([symbol]))[0]
     reference = limit or quote.ask
     if stop >= reference:
         raise CliInputError(
@@ -147,14 +146,18 @@ def validate_open(args: argparse.Namespace, gateway: AlpacaGateway) -> TradeSpec
 
 
 def cmd_open(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate, then start TradeWorkflow(trade-<id>)."""
-    gateway = AlpacaGateway(broker_endpoint(settings))
+    """Validate against the broker (waiting out a rate limit), then start TradeWorkflow."""
+
+    async def validated() -> TradeSpec:
+        async with cli_broker(settings) as broker:
+            return await validate_open(args, broker)
+
     try:
-        spec = validate_open(args, gateway)
+        spec = asyncio.run(validated())
     except CliInputError as exc:
         return fail(str(exc), code=2)
     except BrokerError as exc:
-        return fail(f"the broker could not be asked ({type(exc).__name__}: {exc.message})")
+        return broker_failed(exc, settings)
     workflow_id = trade.workflow_id(spec.trade_id)
 
     async def start() -> None:

@@ -118,6 +118,7 @@ class Verdict(Frozen):
     granted: bool
     retry_after: timedelta = timedelta(0)
     reason: str = ""
+    broker_limited: bool = False  # the broker's own limit holds (a 429, or its count at 0)
 
 
 class UsedByPriority(Frozen):
@@ -191,6 +192,7 @@ def decide(
             granted=False,
             retry_after=until - now,
             reason=f"the broker's rate limit holds until {until:%H:%M:%S} UTC ({reason})",
+            broker_limited=True,
         )
     recent = in_window(calls, now)
     used = sum(c.slots for c in recent)

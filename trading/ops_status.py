@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from trading.broker_budget import BudgetView
 from trading.broker_models import BrokerAccount, BrokerOrder, BrokerPosition
 from trading.entry_gate import ControlView, EntryReason, GateAnswer, control_gate
 from trading.ledger_records import EntryRunRecord, ReconcileRunRecord, SignalCounts
@@ -120,6 +121,9 @@ class OpsStatus(BaseModel):
     schema_version: int = STATUS_SCHEMA_VERSION
     generated_at: datetime
     broker: BrokerSection
+    budget: BudgetView | None = Field(
+        None, description="the broker-call budget of the last 60 s; null when it was not read"
+    )
     control: ControlSection
     entries: EntrySection
     scoring: ScoringSection | None
