@@ -133,14 +133,19 @@ async def trades(
         try:
             yield harness
         finally:
-            for handle in harness.handles:
-                description = await handle.describe()
-                if description.status == WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test finished")
-                elif SAVE_HISTORIES:
-                    history = await handle.fetch_history()
-                    name = request.node.name.removeprefix("test_")[:60]
-                    (HISTORIES / f"trade_{name}.json").write_text(history.to_json())
+            await finish(harness, request)
+
+
+async def finish(harness: TradeHarness, request: pytest.FixtureRequest) -> None:
+    """Terminate the trades still running; with SAVE_HISTORIES, save the finished ones."""
+    for handle in harness.handles:
+        description = await handle.describe()
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate("test finished")
+        elif SAVE_HISTORIES:
+            history = await handle.fetch_history()
+            name = request.node.name.removeprefix("test_")[:60]
+            (HISTORIES / f"trade_{name}.json").write_text(history.to_json())
 
 
 @dataclass
@@ -162,6 +167,7 @@ async def synced(
     activity_executor: ThreadPoolExecutor,
     broker_admin: AdminClient,
     gateway: AlpacaGateway,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Synced]:
     """The production worker (BrokerSync activities included) with BrokerSync listening."""
     harness = TradeHarness(client, task_queue, broker_admin, gateway, pool)
@@ -178,9 +184,7 @@ async def synced(
         finally:
             await sync.signal(BrokerSyncWorkflow.stop)
             await sync.result()
-            for handle in harness.handles:
-                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    await handle.terminate("test finished")
+            await finish(harness, request)
     await pool.execute(
         "UPDATE trades SET status = 'CLOSED', closed_at = now(), "
         "close_reason = 'GHOST' WHERE closed_at IS NULL"

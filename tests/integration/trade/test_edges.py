@@ -19,8 +19,8 @@ from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
 from tests.integration.trade.conftest import Synced
 from trading.broker_models import OrderIntent, OrderSide
-from trading.ledger_records import TradeOrigin, TradeRecord
-from trading.trade_models import TradeStatusView
+from trading.ledger_records import ExitUrgency, TradeOrigin, TradeRecord
+from trading.trade_models import ForceExit, TradeStatusView
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +84,10 @@ async def test_a_stop_that_died_in_an_outage_is_replaced_when_the_broker_answers
     landed_at: datetime | None = rescued.state.rescue.last_at
     assert landed_at is not None and landed_at < backoff_until  # backoff cut short
     assert rescued.state.stop_order_id not in (None, old_stop)
+
+    # Close it, so its history (quiet guard, outage, rescue, exit) is a replayable record.
+    await handle.signal(
+        trade_contract.FORCE_EXIT.name, ForceExit(urgency=ExitUrgency.IMMEDIATE, reason="test done")
+    )
+    closed = await harness.wait_for(handle, lambda v: v.status == "CLOSED")
+    assert closed.state.close_reason is not None
