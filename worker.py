@@ -37,6 +37,7 @@ from workflows.registry import ALL_WORKFLOWS
 logger = logging.getLogger("durable_trader.worker")
 STICKY_TIMEOUT = timedelta(seconds=1)
 MAX_CACHED_WORKFLOWS = 2_500
+GRACEFUL_SHUTDOWN = timedelta(seconds=3)
 
 
 def create_worker(
@@ -58,7 +59,10 @@ def create_worker(
         workflows=ALL_WORKFLOWS,
         activities=activities,
         activity_executor=executor,
-        graceful_shutdown_timeout=timedelta(seconds=15),
+        # On SIGTERM/SIGINT in-flight activities get this long to finish; the rest (the
+        # 30-minute trade_updates listener) are cancelled and retried by Temporal. Short, so
+        # Ctrl-C on `dev up` stops the whole stack within 10 s (devstack/stack.py).
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # A worker that dies holds its cached workflows' next tasks on its sticky queue until
         # this passes; the default (10 s) left positions unguarded that long after a crash.
         sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
