@@ -16,6 +16,7 @@ from temporalio.exceptions import FailureError
 from cli.output import emit_json, fail, say, table
 from clients import make_client
 from devstack.config import DevConfig, load_dev_config
+from devstack.down import stop_recorded_stack
 from devstack.processes import pid_alive, wait_until
 from devstack.services import (
     apply_schedules,
@@ -23,9 +24,12 @@ from devstack.services import (
     open_demo_trades,
     start_singletons,
 )
-from devstack.stack import DevStack, StackError, stop_recorded_stack
+from devstack.stack import DevStack, StackError
 from devstack.state import StackState, read_state
 from settings import ROOT, Settings
+
+# Not handed to the background `dev up`: --detach itself, and argparse's own --help.
+SKIPPED_UP_OPTIONS = frozenset({"detach", "help"})
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +43,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="start in the background and return once the stack is ready",
     )
     demo_flag(up)
-    up.set_defaults(handler=cmd_up)
+    up.set_defaults(handler=cmd_up, up_parser=up)
     status = sub.add_parser("status", help="what runs where (exit 1 when the stack is down)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
@@ -83,37 +87,58 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the stack in the foreground (Ctrl-C stops it) or detached."""
     config = load_dev_config(settings.dev_config)
     if args.detach:
-        return _up_detached(settings)
+        return _up_detached(settings, foreground_argv(args.up_parser, args))
     stack = DevStack(settings, config, say)
     running = stack.preflight()
     if running is not None:
         say(f"the dev stack is already running (supervisor pid {running.supervisor_pid}):")
         _print_stack(running, settings)
         return 0
+
+    def services() -> None:
+        state = read_state(settings.state_dir)
+        assert state is not None
+        say("")
+        say("durable-trader dev stack is running:")
+        _print_stack(state, settings)
+        _run_stack_check(settings)
+        _run_services(settings, demo=not args.no_demo and settings.uses_paper_broker)
+        say("Press Ctrl-C to stop everything.")
+
     try:
-        stack.start()
-    except (StackError, KeyboardInterrupt) as exc:
-        stack.stop()
-        return fail(str(exc) or "interrupted during start")
-    except BaseException:
-        stack.stop()
-        raise
-    state = read_state(settings.state_dir)
-    assert state is not None
-    say("")
-    say("durable-trader dev stack is running:")
-    _print_stack(state, settings)
-    _run_stack_check(settings)
-    _run_services(settings, demo=not args.no_demo and settings.uses_paper_broker)
-    say("Press Ctrl-C to stop everything.")
-    return stack.supervise()
+        return stack.run(services)
+    except StackError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted during start; the dev stack is stopped")
 
 
-def _up_detached(settings: Settings) -> int:
+def foreground_argv(up: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The `dev up` options that reproduce `args` without --detach: the background run's argv.
+
+    Read from the parser, so an option added to `dev up` later survives --detach too.
+    """
+    argv: list[str] = []
+    for action in up._actions:
+        if not action.option_strings or action.dest in SKIPPED_UP_OPTIONS:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        option = action.option_strings[-1]  # the long form
+        if action.nargs == 0:  # a flag: store_true, store_false, store_const
+            argv.append(option)
+        else:
+            values = value if isinstance(value, list) else [value]
+            argv += [option, *map(str, values)]
+    return argv
+
+
+def _up_detached(settings: Settings, options: list[str]) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log = (settings.state_dir / "stack.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "starter.py"), "dev", "up"],
+        [sys.executable, str(ROOT / "starter.py"), "dev", "up", *options],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

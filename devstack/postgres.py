@@ -156,13 +156,22 @@ class EmbeddedPostgres:
             timeout=90,
         )
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown); a stopped server is fine."""
+    def stop(self, within_s: int = 60) -> None:
+        """Stop the server (fast shutdown; immediate after within_s); a stopped server is fine."""
         if self.pid() is None:
             return
+        try:
+            self._pg_ctl_stop("fast", within_s)
+        except EmbeddedPostgresError:
+            # Immediate skips the shutdown checkpoint; the next start replays the WAL instead.
+            self._pg_ctl_stop("immediate", 10)
+
+    def _pg_ctl_stop(self, mode: str, within_s: int) -> None:
+        data_dir = str(self.data_dir)
         self._run(
-            "pg_ctl", "stop", "-w", "-t", "60", "-m", "fast", "-D", str(self.data_dir), timeout=90
-        )
+            "pg_ctl", "stop", "-w", "-t", str(within_s), "-m", mode, "-D", data_dir,
+            timeout=within_s + 5,
+        )  # fmt: skip
 
     def destroy(self) -> None:
         """Stop the server and delete its data."""

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -33,6 +35,13 @@ from ledger.migrate import apply_migrations
 from settings import ROOT, ConfigError, Settings
 
 WORKER_RESTART_LIMIT = 5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Ctrl-C stops the whole stack within 10 s. A worker gets its graceful shutdown (worker.py,
+# 3 s) plus time to hand back cancelled activities and close its pool before SIGKILL; the
+# paper broker, Temporal and PostgreSQL then stop side by side.
+WORKER_STOP_S = 5.0
+SERVICE_STOP_S = 3.0
+POSTGRES_STOP_S = 3  # fast shutdown, then immediate
 
 
 class StackError(Exception):
@@ -52,6 +61,7 @@ class DevStack:
         self.components: list[Component] = []
         self.postgres: EmbeddedPostgres | None = None
         self._stopping = False
+        self._ready = False
         self._logs: list[IO[bytes]] = []
 
     # ----------------------------------------------------------------- preflight
@@ -87,16 +97,40 @@ class DevStack:
                 )
         return None
 
+    # ----------------------------------------------------------------------- run
+    def run(self, services: Callable[[], None]) -> int:
+        """Start everything, run `services`, supervise until SIGINT/SIGTERM; always stop it all.
+
+        From the first process on, SIGINT and SIGTERM mean "stop": during the start (and
+        `services`) they raise KeyboardInterrupt, which reaches the caller once the stack is
+        stopped; while supervising they end it (exit 0). A signal during the stop is ignored,
+        so the stop always finishes and leaves no process, record or port behind.
+        """
+        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
+        try:
+            self.start()
+            services()
+            self._ready = True
+            self._record()
+            return self._supervise()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stopping:
+            raise KeyboardInterrupt
+
     # --------------------------------------------------------------------- start
     def start(self) -> None:
-        """Start every component in order and record the stack."""
+        """Start every component in order and record the stack (ready once services run)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._record(ready=False)
+        self._record()
         self._start_temporal()
         self._start_postgres()
         self._start_paper_broker()
         self._start_workers()
-        self._record(ready=True)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> int:
         log_path = self.log_dir / f"{name}.log"
@@ -155,7 +189,7 @@ class DevStack:
                 port=port,
             )
         )
-        self._record(ready=False)
+        self._record()
 
     def _start_temporal(self) -> None:
         cfg = self.config.temporal
@@ -197,7 +231,7 @@ class DevStack:
             )
         applied = asyncio.run(_migrate(url))
         self.say(f"ledger migrations: {', '.join(applied) if applied else 'up to date'}")
-        self._record(ready=False)
+        self._record()
 
     @staticmethod
     def _paper_broker_available() -> bool:
@@ -256,63 +290,83 @@ class DevStack:
         self._wait(name, lambda: _log_says(log, pid, "worker running"), 60)
         self.components = [c for c in self.components if c.name != name]
         self.components.append(Component(name=name, pid=pid, log=str(log)))
-        self._record(ready=not self._stopping and len(self.processes) > 0)
+        self._record()
 
-    def _record(self, ready: bool) -> None:
+    def _record(self) -> None:
         write_state(
             self.state_dir,
             StackState(
                 supervisor_pid=os.getpid(),
                 started_at=datetime.now(UTC),
-                ready=ready,
+                ready=self._ready,
                 components=self.components,
             ),
         )
 
     # ----------------------------------------------------------------- supervise
-    def supervise(self) -> int:
-        """Block until SIGINT/SIGTERM; restart crashed workers; stop everything at the end."""
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            self._stopping = True
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+    def _supervise(self) -> int:
+        """Restart crashed workers until a stop signal (0) or a component dies for good (1)."""
         restarts = 0
-        while not self._stopping:
-            time.sleep(0.5)
-            for name, process in list(self.processes.items()):
-                if process.poll() is None or self._stopping:
-                    continue
-                if name.startswith("worker") and restarts < WORKER_RESTART_LIMIT:
-                    restarts += 1
-                    self.say(f"{name} exited (code {process.returncode}); restarting")
-                    self._start_worker(name)
-                else:
-                    self.say(f"{name} exited (code {process.returncode}); stopping the stack")
-                    self.stop()
-                    return 1
-        self.say("stopping the dev stack ...")
-        self.stop()
-        return 0
+        try:
+            while True:
+                time.sleep(0.5)
+                for name, process in list(self.processes.items()):
+                    if process.poll() is None:
+                        continue
+                    if name.startswith("worker") and restarts < WORKER_RESTART_LIMIT:
+                        restarts += 1
+                        self.say(f"{name} exited (code {process.returncode}); restarting")
+                        self._start_worker(name)
+                    else:
+                        self.say(f"{name} exited (code {process.returncode}); stopping the stack")
+                        return 1
+        except KeyboardInterrupt:
+            self.say("stopping the dev stack ...")
+            return 0
 
     def stop(self) -> None:
-        """Stop workers, paper broker, PostgreSQL and Temporal, in that order."""
+        """Stop the workers, then the paper broker, Temporal and PostgreSQL side by side.
+
+        Workers go first: during their short graceful shutdown, in-flight activities can still
+        reach Temporal, the broker and the ledger. Safe to call more than once.
+        """
         self._stopping = True
-        order = sorted(
-            self.processes, key=lambda n: (not n.startswith("worker"), n != "paperbroker", n)
-        )
-        for name in order:
-            process = self.processes[name]
-            stop_process(process.pid, grace=20 if name.startswith("worker") else 10)
-            process.wait(timeout=5)
-            self.say(f"  stopped {name}")
+        began = time.monotonic()
+        workers = [name for name in self.processes if name.startswith("worker")]
+        services = [name for name in self.processes if name not in workers]
+        self._stop_together({name: self._stopper(name, WORKER_STOP_S) for name in workers})
+        last = {name: self._stopper(name, SERVICE_STOP_S) for name in services}
         if self.postgres is not None:
-            self.postgres.stop()
-            self.say("  stopped postgres")
+            last["postgres"] = partial(self.postgres.stop, POSTGRES_STOP_S)
+        self._stop_together(last)
+        self.processes, self.postgres = {}, None
         for log in self._logs:
             log.close()
+        self._logs = []
         clear_state(self.state_dir)
+        if workers or last:
+            self.say(f"dev stack stopped in {time.monotonic() - began:.1f} s")
+
+    def _stopper(self, name: str, grace: float) -> Callable[[], None]:
+        process = self.processes[name]
+
+        def stop() -> None:
+            stop_process(process.pid, grace=grace)
+            process.wait(timeout=5)  # reap it: no zombie stays behind
+
+        return stop
+
+    def _stop_together(self, stops: dict[str, Callable[[], None]]) -> None:
+        if not stops:
+            return
+        with ThreadPoolExecutor(max_workers=len(stops), thread_name_prefix="stop") as pool:
+            pending = {pool.submit(stop): name for name, stop in stops.items()}
+            for done in as_completed(pending):
+                error = done.exception()
+                if error is None:
+                    self.say(f"  stopped {pending[done]}")
+                else:  # the others still stop; `dev down` can finish this one
+                    self.say(f"  could not stop {pending[done]}: {error}")
 
 
 async def _migrate(url: str) -> list[str]:
@@ -337,30 +391,3 @@ def _log_says(log: Path, pid: int, marker: str) -> bool:
     except OSError:
         return False
     return f"{marker} pid={pid}" in text
-
-
-def stop_recorded_stack(settings: Settings, config: DevConfig, out: Callable[[str], None]) -> bool:
-    """`dev down`: stop a running supervisor, or the leftovers of a crashed one."""
-    state = read_state(settings.state_dir)
-    stopped_any = False
-    if state is not None and pid_alive(state.supervisor_pid):
-        out(f"stopping the dev stack (supervisor pid {state.supervisor_pid}) ...")
-        os.kill(state.supervisor_pid, signal.SIGTERM)
-        if not wait_until(lambda: not pid_alive(state.supervisor_pid), 90):
-            out("supervisor did not stop in 90 s; stopping its processes directly")
-        stopped_any = True
-    if state is not None:
-        for component in state.components:
-            if component.managed and component.pid and pid_alive(component.pid):
-                if component.name == "postgres":
-                    continue
-                stop_process(component.pid)
-                out(f"  stopped leftover {component.name} (pid {component.pid})")
-                stopped_any = True
-    postgres = EmbeddedPostgres(config.resolve(config.postgres.data_dir), config.postgres.port)
-    if postgres.pid() is not None:
-        postgres.stop()
-        out("  stopped embedded PostgreSQL")
-        stopped_any = True
-    clear_state(settings.state_dir)
-    return stopped_any

@@ -71,8 +71,10 @@ def write_state(state_dir: Path, state: StackState) -> None:
 
 
 def clear_state(state_dir: Path) -> None:
-    """Forget the stack record."""
-    state_file(state_dir).unlink(missing_ok=True)
+    """Forget the stack record (and a half-written one an interrupted write left)."""
+    path = state_file(state_dir)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".tmp").unlink(missing_ok=True)
 
 
 class PaperBrokerCredentials(BaseModel):
