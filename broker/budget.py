@@ -53,8 +53,7 @@ SHARED_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interfa
 
 _NOW = "SELECT clock_timestamp()"
 _WINDOW = """
-SELECT at, priority, slots FROM broker_calls
-WHERE account = $1 AND at > $2 - make_interval(secs => $3)
+SELECT at, priority, slots FROM broker_calls WHERE account = $1 AND at > $2
 """
 _STATE = """
 SELECT blocked_until, blocked_reason, broker_limit, broker_remaining, broker_reset_at, observed_at
@@ -63,7 +62,7 @@ FROM broker_budget WHERE account = $1
 _INSERT_CALL = """
 INSERT INTO broker_calls (account, at, priority, slots, call) VALUES ($1, $2, $3, $4, $5)
 """
-_PRUNE = "DELETE FROM broker_calls WHERE account = $1 AND at < $2 - make_interval(secs => $3)"
+_PRUNE = "DELETE FROM broker_calls WHERE account = $1 AND at < $2"
 _LEARN = """
 INSERT INTO broker_budget
     (account, broker_limit, broker_remaining, broker_reset_at, observed_at)
@@ -104,7 +103,7 @@ class _SharedWindow:
                 await conn.execute(_INSERT_CALL, self._account, now, priority.value, slots, call)
                 self._grants += 1
                 if self._grants % PRUNE_EVERY == 1:
-                    await conn.execute(_PRUNE, self._account, now, KEEP_CALLS.total_seconds())
+                    await conn.execute(_PRUNE, self._account, now - KEEP_CALLS)
         return verdict
 
     async def charge(self, priority: Priority, slots: int, call: str) -> None:
@@ -129,7 +128,7 @@ class _SharedWindow:
 
     async def _read(self, conn: Connection) -> tuple[datetime, list[SpentCall], BudgetState]:
         now: datetime = await conn.fetchval(_NOW)
-        rows = await conn.fetch(_WINDOW, self._account, now, WINDOW.total_seconds())
+        rows = await conn.fetch(_WINDOW, self._account, now - WINDOW)
         calls = [
             SpentCall(at=r["at"], priority=Priority(r["priority"]), slots=r["slots"]) for r in rows
         ]
