@@ -21,14 +21,12 @@ if __name__ == "__main__":
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities import build_activities
+from activities import build_activities, sync_at_start
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
 from clients import make_client, make_pool
-from contracts import broker_sync
 from ledger.migrate import apply_migrations
 from settings import ConfigError, Settings, load_settings
 from trading.broker_budget import BudgetConfig
@@ -71,15 +69,32 @@ def create_worker(
     )
 
 
-async def ask_broker_sync_to_poll(client: Client) -> None:
-    """A worker (re)starting may follow a crash: BrokerSync polls now, not at its interval.
+async def guard_at_start(settings: Settings, client: Client, pool: asyncpg.Pool) -> None:
+    """Look at the broker once before anything else: a start may follow a crash.
 
-    Stops that died while no worker ran are then seen (and rescued) within seconds.
+    Positions whose stop died while no worker ran are signalled (their trades rescue them)
+    within a second of this worker being up; failing here only delays that to BrokerSync's
+    next poll, so a failure is logged, never fatal.
     """
+    endpoint = broker_endpoint(settings)
     try:
-        await client.get_workflow_handle(broker_sync.WORKFLOW_ID).signal(broker_sync.POLL_NOW.name)
-    except RPCError as err:
-        logger.info("BrokerSync not asked to poll (%s)", err.message)
+        summary = await sync_at_start(
+            pool,
+            AlpacaGateway(endpoint),
+            client,
+            endpoint,
+            settings.temporal_task_queue,
+            budget_config=settings.broker_budget,
+        )
+    except Exception as exc:  # the broker or Temporal may be down at start: BrokerSync retries
+        logger.warning("start-up broker check failed (BrokerSync's polls go on): %s", exc)
+        return
+    logger.info(
+        "start-up broker check: %d positions, %d trades woken, %d unchanged",
+        summary.positions,
+        summary.signalled,
+        summary.unchanged,
+    )
 
 
 async def run_worker(settings: Settings) -> None:
@@ -105,7 +120,7 @@ async def run_worker(settings: Settings) -> None:
                 budget=settings.broker_budget,
             )
             async with worker:
-                await ask_broker_sync_to_poll(client)
+                await guard_at_start(settings, client, pool)
                 logger.info(
                     "worker running pid=%s task_queue=%s namespace=%s",
                     os.getpid(),

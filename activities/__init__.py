@@ -23,6 +23,7 @@ from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
 from broker.metered import MeteredGateway, ObservedGateway
 from trading.broker_budget import BudgetConfig
+from trading.broker_sync_models import SyncRequest, SyncSummary
 
 
 def build_activities(
@@ -41,8 +42,7 @@ def build_activities(
     (`budget_config`: the settings' limit and reserves; the defaults when not given).
     """
     ledger = LedgerActivities(pool)
-    budget = BrokerBudget.for_endpoint(pool, endpoint, budget_config or BudgetConfig())
-    metered = MeteredGateway(gateway, budget)
+    metered = _metered(pool, gateway, endpoint, budget_config)
     broker = BrokerActivities(metered, asyncio.get_running_loop())
     link = TradeLink(client, task_queue)
     sync = BrokerSyncActivities(metered, endpoint, link, pool)
@@ -94,3 +94,35 @@ def build_activities(
         trades.guard_trade,
         scoring.score_signals,
     ]
+
+
+async def sync_at_start(
+    pool: asyncpg.Pool,
+    gateway: ObservedGateway,
+    client: Client,
+    endpoint: BrokerEndpoint,
+    task_queue: str,
+    *,
+    budget_config: BudgetConfig | None = None,
+) -> SyncSummary:
+    """A worker that starts - perhaps after one crashed - polls the broker once itself.
+
+    Stops that died while no worker listened are seen now, not at BrokerSync's next poll
+    (which would first wait for BrokerSync's own task to leave the dead worker's queue); the
+    trades it wakes are unstuck from the dead worker's sticky queue first.
+    """
+    link = TradeLink(client, task_queue)
+    sync = BrokerSyncActivities(
+        _metered(pool, gateway, endpoint, budget_config), endpoint, link, pool
+    )
+    return await sync.sync_positions(SyncRequest(reason="worker start", unstick=True))
+
+
+def _metered(
+    pool: asyncpg.Pool,
+    gateway: ObservedGateway,
+    endpoint: BrokerEndpoint,
+    budget_config: BudgetConfig | None,
+) -> MeteredGateway:
+    budget = BrokerBudget.for_endpoint(pool, endpoint, budget_config or BudgetConfig())
+    return MeteredGateway(gateway, budget)

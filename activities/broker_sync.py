@@ -218,6 +218,8 @@ class BrokerSyncActivities:
         due = [r for r in routes if _needs_telling(r, told.get(r.trade_id))]
         delivered: dict[str, str] = {}
         for route in due:
+            if request.unstick:
+                await self._link.unstick(route.trade_id)
             if await self._link.signal(route.trade_id, trade.POSITION_UPDATE, _update_of(route)):
                 delivered[route.trade_id] = route.digest
         await self._view.mark_delivered(delivered, observed_at)

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -64,6 +66,22 @@ class TradeLink:
                 return False
             raise
         return True
+
+    async def unstick(self, trade_id: str) -> None:
+        """Send the trade's next workflow task to the task queue, not to its last worker's cache.
+
+        After a worker died, its cached trades' tasks would wait out the sticky timeout on
+        its queue; a (re)started worker unsticks the trades it is about to wake.
+        """
+        request = ResetStickyTaskQueueRequest(
+            namespace=self._client.namespace,
+            execution=WorkflowExecution(workflow_id=trade.workflow_id(trade_id)),
+        )
+        try:
+            await self._client.workflow_service.reset_sticky_task_queue(request)
+        except RPCError as err:
+            if err.status not in _GONE:
+                raise
 
     async def update(
         self, trade_id: str, message: Update[PayloadT, ResultT], payload: PayloadT

@@ -30,6 +30,9 @@ class SyncRequest(Frozen):
     """One broker-truth poll."""
 
     reason: str = "poll"
+    # A worker starting after a crash: the trades it wakes get their next task on the task
+    # queue at once, not after their dead worker's sticky timeout.
+    unstick: bool = False
 
 
 class SyncSummary(Frozen):

@@ -4,6 +4,7 @@ set of orders at the broker and a correct ledger."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -266,3 +267,30 @@ async def test_killed_during_an_exit(
     row = await Trades(pool).get(spec.trade_id)
     assert row is not None and row.status is TradeStatus.CLOSED
     assert row.close_reason is CloseReason.FORCE_EXIT
+
+
+async def test_a_stop_that_died_while_no_worker_ran_is_rescued_by_the_start_up_check(
+    client: Client,
+    settings: Settings,
+    gateway: AlpacaGateway,
+    broker_admin: AdminClient,
+    worker: WorkerProcess,
+    handles: list[Any],
+) -> None:
+    # No BrokerSync, and a self-check ten minutes away: only the new worker's own look at the
+    # broker can wake this trade in time.
+    _, handle = await _start(
+        client, settings, gateway, handles, check_interval=timedelta(minutes=10)
+    )
+    view = await _until(handle, _open)
+    old_stop = view.state.stop_order_id or ""
+    worker.kill()
+    broker_admin.cancel_order(old_stop)  # dies while no worker listens
+    worker.start()
+    rescued = await _until(
+        handle, lambda v: v.state.rescue.ok >= 1 and v.state.stop_order_id != old_stop, within=30
+    )
+    assert gateway.get_order(rescued.state.stop_order_id or "").is_active
+    log = (worker.log_dir / f"worker-{worker.starts}.log").read_text(errors="replace")
+    woken = re.search(r"start-up broker check: \d+ positions, (\d+) trades woken", log)
+    assert woken is not None and int(woken.group(1)) >= 1, log[-2000:]
