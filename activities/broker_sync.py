@@ -54,6 +54,7 @@ from trading.trade_models import OrderEvent, PositionUpdate
 
 OPEN_TRADES_MAX_AGE_S = 5.0
 FORWARDER_DRAIN_S = 10.0
+SHUTDOWN_DRAIN_S = 1.0
 
 
 class _Progress(BaseModel):
@@ -101,21 +102,29 @@ class BrokerSyncActivities:
         stream = TradeUpdateStream(self._endpoint, on_listening=_ask_for_a_poll)
         positions = ListenerPositions(self._broker.get_positions)
         forwarding = asyncio.create_task(self._forward_order_events(stream, positions, progress))
+        # A worker shutting down ends the run at once (the next run starts on a live worker)
+        # instead of holding the stream until its graceful-shutdown timeout cancels it.
+        shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
         started = time.monotonic()
         drain_s = FORWARDER_DRAIN_S
         try:
-            while not forwarding.done():
+            while not forwarding.done() and not shutdown.done():
                 progress.reconnects = stream.reconnects
                 activity.heartbeat(progress.model_dump(mode="json"))
                 remaining = request.listen_for.total_seconds() - (time.monotonic() - started)
                 if remaining <= 0:
                     break
                 timeout = min(request.heartbeat_every.total_seconds(), remaining)
-                await asyncio.wait({forwarding}, timeout=timeout)
+                await asyncio.wait(
+                    {forwarding, shutdown}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            if shutdown.done():
+                drain_s = SHUTDOWN_DRAIN_S
         except asyncio.CancelledError:
             drain_s = 0.0  # cancelled (the worker stops): do not finish the event in hand
             raise
         finally:
+            shutdown.cancel()
             await stream.close()
             await _stop(forwarding, within_s=drain_s)
         error = None if forwarding.cancelled() else forwarding.exception()
