@@ -40,7 +40,7 @@ class BudgetConfig(Frozen):
     calls_per_min: int = Field(190, ge=MAX_CALL_SLOTS)
     read_reserve: int = Field(40, ge=0)
     trade_reserve: int = Field(10, ge=0)
-    read_wait: timedelta = timedelta(seconds=2)
+    read_wait: timedelta = timedelta(seconds=1)
     trade_wait: timedelta = timedelta(seconds=5)
     protect_wait: timedelta = timedelta(seconds=10)
 
