@@ -72,27 +72,29 @@ def rate_limited(broker_admin: AdminClient) -> Iterator[AdminClient]:
         broker_admin.configure(rate_limit=0, rate_window_s=60)
 
 
+def _spent_outside_the_budget(
+    admin: AdminClient, gateway: AlpacaGateway, limit: int, window_s: float
+) -> None:
+    """The broker allows `limit` requests per `window_s`; another program on the key uses them."""
+    admin.configure(rate_limit=limit, rate_window_s=window_s)
+    for _ in range(limit):
+        gateway.get_clock()
+
+
+def _order(symbol: str, leg: str, **fields: Any) -> OrderIntent:
+    return OrderIntent(client_order_id=f"t{uuid.uuid4().hex[:10]}.{leg}.0", symbol=symbol, **fields)
+
+
 def _stop(symbol: str, leg: str = "sl") -> OrderIntent:
-    return OrderIntent(
-        client_order_id=f"t{uuid.uuid4().hex[:10]}.{leg}.0",
-        symbol=symbol,
-        qty=Decimal(5),
-        side=OrderSide.SELL,
-        type=OrderType.STOP,
-        stop_price=Decimal("1.00"),
-        time_in_force=TimeInForce.GTC,
-    )
+    """A protective GTC stop for 5 shares, far below the market."""
+    stop = {"type": OrderType.STOP, "stop_price": Decimal("1.00"), "time_in_force": TimeInForce.GTC}
+    return _order(symbol, leg, qty=Decimal(5), side=OrderSide.SELL, **stop)
 
 
 def _entry(symbol: str) -> OrderIntent:
-    return OrderIntent(
-        client_order_id=f"t{uuid.uuid4().hex[:10]}.en.0",
-        symbol=symbol,
-        qty=Decimal(1),
-        side=OrderSide.BUY,
-        type=OrderType.LIMIT,
-        limit_price=Decimal("1.00"),
-    )
+    """A one-share limit buy far below the market (it stays working)."""
+    limit = {"type": OrderType.LIMIT, "limit_price": Decimal("1.00")}
+    return _order(symbol, "en", qty=Decimal(1), side=OrderSide.BUY, **limit)
 
 
 async def test_two_processes_share_one_window(
@@ -153,9 +155,7 @@ async def test_after_a_429_every_process_waits_for_the_reset(
     account: str,
 ) -> None:
     rate_limited.open_position("AAPL", 5)
-    rate_limited.configure(rate_limit=3, rate_window_s=4)
-    for _ in range(3):  # calls the budget cannot count: another program on the same key
-        gateway.get_clock()
+    _spent_outside_the_budget(rate_limited, gateway, limit=3, window_s=4)
     first = _process(pool, paper_broker, account, BudgetConfig())
     with pytest.raises(RateLimited) as hit:
         await first.get_clock()
@@ -212,9 +212,7 @@ async def test_a_cli_read_that_meets_a_429_waits_for_the_reset_and_says_so(
     rate_limited: AdminClient,
     gateway: AlpacaGateway,
 ) -> None:
-    rate_limited.configure(rate_limit=4, rate_window_s=5)
-    for _ in range(4):
-        gateway.get_clock()
+    _spent_outside_the_budget(rate_limited, gateway, limit=4, window_s=5)
     env = stack_env(settings, paper_broker, database_url)
     done = await asyncio.to_thread(run_cli, "status", "--json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -237,9 +235,7 @@ async def test_a_cli_command_still_limited_after_its_wait_fails_and_says_when_to
     rate_limited: AdminClient,
     gateway: AlpacaGateway,
 ) -> None:
-    rate_limited.configure(rate_limit=2, rate_window_s=60)
-    for _ in range(2):
-        gateway.get_clock()
+    _spent_outside_the_budget(rate_limited, gateway, limit=2, window_s=60)
     env = stack_env(settings, paper_broker, database_url, BROKER_CLI_WAIT_S="1")
     done = await asyncio.to_thread(
         run_cli, "trade", "open", "AAPL", "--qty", "1", "--stop", "1.00", env=env
