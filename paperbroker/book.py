@@ -58,6 +58,9 @@ class Book:
     seq: int = 0
     listeners: list[Callable[[TradeUpdate], None]] = field(default_factory=list)
     open_ids: dict[UUID, None] = field(default_factory=dict)
+    # The same ids by symbol: a symbol's open orders (positions, reservations, per-symbol
+    # rules) are read without walking every open order of the account.
+    open_ids_by_symbol: dict[str, dict[UUID, None]] = field(default_factory=dict)
 
     def add(self, order: OrderRecord) -> None:
         """Register a new order."""
@@ -65,8 +68,13 @@ class Book:
         order.seq = self.seq
         self.orders[order.id] = order
         self.client_ids.setdefault(order.client_order_id, order.id)
+        self.track_open(order)
+
+    def track_open(self, order: OrderRecord) -> None:
+        """Index a registered order as open (a no-op for one that is not)."""
         if order.is_open:
             self.open_ids[order.id] = None
+            self.open_ids_by_symbol.setdefault(order.symbol, {})[order.id] = None
 
     def emit(self, event: str, order: OrderRecord, when: datetime, **fill: Any) -> None:
         """Send a trade update to every listener."""
@@ -79,16 +87,15 @@ class Book:
 
     def open_orders(self, symbol: str | None = None) -> list[OrderRecord]:
         """Return open orders (optionally for one symbol) in submission order."""
+        ids = self.open_ids if symbol is None else self.open_ids_by_symbol.get(symbol, {})
         found: list[OrderRecord] = []
-        closed: list[UUID] = []
-        for order_id in self.open_ids:
+        closed: list[OrderRecord] = []
+        for order_id in ids:
             order = self.orders[order_id]
-            if not order.is_open:
-                closed.append(order_id)
-            elif symbol is None or order.symbol == symbol:
-                found.append(order)
-        for order_id in closed:
-            del self.open_ids[order_id]
+            (found if order.is_open else closed).append(order)
+        for order in closed:
+            self.open_ids.pop(order.id, None)
+            self.open_ids_by_symbol.get(order.symbol, {}).pop(order.id, None)
         return found
 
     def set_status(

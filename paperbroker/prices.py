@@ -77,11 +77,15 @@ class SymbolPath:
             Segment(start=origin, log_price=first + self.base_log(origin), vol_scale=1.0)
         ]
         self._starts = [origin.timestamp()]
+        # The last quote and its instant: a manual clock asks for the same instant over and
+        # over (every position valued at every submit). Cleared whenever the path changes.
+        self._last_quote: Quote | None = None
 
     def restore_segments(self, segments: list[Segment]) -> None:
         """Replace the path's segments (used when restoring a snapshot)."""
         self.segments = sorted(segments, key=lambda s: s.start)
         self._starts = [s.start.timestamp() for s in self.segments]
+        self._last_quote = None
 
     def set_price(self, when: datetime, price: Decimal) -> None:
         """Make the path pass through `price` at `when`, keeping the walk afterwards."""
@@ -109,6 +113,9 @@ class SymbolPath:
 
     def quote(self, when: datetime) -> Quote:
         """Return the bid/ask around the mid at `when`."""
+        last = self._last_quote
+        if last is not None and last.time == when:
+            return last
         mid = self.mid(when)
         half = mid * Decimal(repr(self.params.spread_bps)) / Decimal(20000)
         bid = floor_price(mid - half)
@@ -117,7 +124,8 @@ class SymbolPath:
             bid, ask = bid - CENT if bid == mid else bid, ask + CENT if ask == mid else ask
             if ask - bid < CENT:
                 ask = bid + CENT
-        return Quote(time=when, bid=max(bid, Decimal("0.0001")), ask=ask, mid=mid)
+        self._last_quote = Quote(time=when, bid=max(bid, Decimal("0.0001")), ask=ask, mid=mid)
+        return self._last_quote
 
     def minute_series(self, start: datetime, minutes: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (prices at minute boundaries [minutes+1], volumes [minutes]) from `start`."""
@@ -155,6 +163,7 @@ class SymbolPath:
             self._starts.pop()
         self.segments.append(Segment(start=when, log_price=log_price, vol_scale=scale))
         self._starts.append(ts)
+        self._last_quote = None
 
     def _segment_at(self, ts: float) -> Segment:
         i = bisect.bisect_right(self._starts, ts) - 1

@@ -55,8 +55,7 @@ def restore_snapshot(broker: Broker, snapshot: BrokerSnapshot) -> None:
     for order in sorted(snapshot.orders, key=lambda o: o.seq):
         book.orders[order.id] = order
         book.client_ids.setdefault(order.client_order_id, order.id)
-        if order.is_open:
-            book.open_ids[order.id] = None
+        book.track_open(order)
     book.positions = {p.symbol: p for p in snapshot.positions}
     book.seq = snapshot.seq
     broker.reset(snapshot.account.cash, prices, book)
