@@ -76,12 +76,12 @@ def symbols_for(count: int) -> list[str]:
     letters = string.ascii_uppercase
     three = (f"Q{a}{b}" for a in letters for b in letters)
     four = (f"Z{a}{b}{c}" for a in letters for b in letters for c in letters)
-    symbols: list[str] = []
+    symbols: dict[str, None] = {}  # made-up ones may be real (QQQ): each symbol once
     for symbol in (*DEFAULT_UNIVERSE, *three, *four):
         if len(symbols) == count:
             break
-        symbols.append(symbol)
-    return symbols
+        symbols[symbol] = None
+    return list(symbols)
 
 
 def paper_endpoint(broker: RunningBroker) -> BrokerEndpoint:

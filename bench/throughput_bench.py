@@ -15,8 +15,9 @@ design this system replaces.
    scorer and records SCORED or ERROR, then takes the next; no Temporal in the loop at all.
 2. Reconcile. `--trades` OPEN trades go into a fresh ledger through the Trades repository,
    each in its own symbol and older than reconcile's grace. The paper broker holds a
-   matching position (same symbol and quantity) for all but `--ghosts` of them; those are
-   ghosts (no position, no order, no workflow) that reconcile must close. The figure is one
+   matching position (same symbol and quantity) with its protective GTC stop for all but
+   `--ghosts` of them, and the ledger records that stop; the rest are ghosts (no position,
+   no order, no workflow) that reconcile must close. The figure is one
    ReconcileWorkflow run end to end (start to result), with its checks and closes.
    Baseline - per-trade broker lookups: a loop over a second ledger with the same trades that
    asks the broker for each trade's position (GET /v2/positions/{symbol}, one call per
@@ -61,7 +62,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderClass, TimeInForce
 from alpaca.trading.enums import OrderSide as SdkOrderSide
 from alpaca.trading.models import TradeUpdate
-from alpaca.trading.requests import MarketOrderRequest, StopLossRequest
+from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, StopOrderRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -97,6 +98,7 @@ from trading.ledger_records import (
     SignalScored,
     TradeClose,
     TradeCreate,
+    TradeProtection,
     TradeStatus,
 )
 from trading.reconcile import DEFAULT_GRACE
@@ -334,8 +336,8 @@ async def bench_drain(
 # --- 2. reconcile ------------------------------------------------------------------------------
 
 
-def _trade_id(symbol: str, index: int) -> str:
-    return f"rc-{symbol.lower()}-{index:05d}"
+def _trade_id(symbol: str) -> str:
+    return f"rc-{symbol.lower()}"
 
 
 async def seed_trades(pool: asyncpg.Pool, symbols: list[str], as_of: datetime) -> None:
@@ -348,31 +350,64 @@ async def seed_trades(pool: asyncpg.Pool, symbols: list[str], as_of: datetime) -
     await bounded(
         trades.create(
             TradeCreate(
-                trade_id=_trade_id(symbol, i),
+                trade_id=_trade_id(symbol),
                 symbol=symbol,
-                workflow_id=trade_workflow_id(_trade_id(symbol, i)),
+                workflow_id=trade_workflow_id(_trade_id(symbol)),
                 status=TradeStatus.OPEN,
                 qty=QTY,
                 entry_price=Decimal(100),
                 as_of=as_of,
             )
         )
-        for i, symbol in enumerate(symbols)
+        for symbol in symbols
     )
     await pool.execute("UPDATE trades SET created_at = $1, updated_at = $1", as_of)
 
 
-def seed_positions(broker: RunningBroker, symbols: list[str]) -> None:
-    """A position of QTY in each symbol, bought outside the system (eight admin clients)."""
+def seed_positions(broker: RunningBroker, symbols: list[str]) -> dict[str, tuple[str, Decimal]]:
+    """A position of QTY in each symbol with its protective GTC sell stop (10 % under the
+    fill), as a guarded trade has; (stop order id, stop price) by symbol. Eight threads."""
     local = threading.local()
 
-    def open_one(symbol: str) -> None:
+    def open_one(symbol: str) -> tuple[str, tuple[str, Decimal]]:
         if not hasattr(local, "admin"):
             local.admin = AdminClient(broker.trading_url, broker.key_id, broker.secret_key)
-        local.admin.open_position(symbol, QTY)
+            local.trading = TradingClient(
+                broker.key_id, broker.secret_key, paper=True, url_override=broker.trading_url
+            )
+        fill = local.admin.open_position(symbol, QTY)
+        stop_price = protective_stop_price(Decimal(fill["filled_avg_price"]) * Decimal("0.9"))
+        stop: Any = local.trading.submit_order(
+            StopOrderRequest(
+                symbol=symbol,
+                qty=float(QTY),
+                side=SdkOrderSide.SELL,
+                time_in_force=TimeInForce.GTC,
+                stop_price=float(stop_price),
+            )
+        )
+        return symbol, (str(stop.id), stop_price)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(open_one, symbols))
+        return dict(pool.map(open_one, symbols))
+
+
+async def record_stops(
+    pool: asyncpg.Pool, stops: dict[str, tuple[str, Decimal]], as_of: datetime
+) -> None:
+    """Each held trade's stop in the ledger, as its guard would have recorded it."""
+    trades = Trades(pool)
+    await bounded(
+        trades.record_protection(
+            TradeProtection(
+                trade_id=_trade_id(symbol),
+                stop_price=stops[symbol][1],
+                stop_order_id=stops[symbol][0],
+                as_of=as_of,
+            )
+        )
+        for symbol in stops
+    )
 
 
 async def reconcile_by_lookups(pool: asyncpg.Pool, gateway: AlpacaGateway) -> dict[str, Any]:
@@ -418,7 +453,9 @@ async def bench_reconcile(
         with run_paper_broker(
             start=SESSION_START, rate_limit=0, volatility=0.0, cash=Decimal(10**9)
         ) as broker:
-            await asyncio.to_thread(seed_positions, broker, held)
+            stops = await asyncio.to_thread(seed_positions, broker, held)
+            await record_stops(pool, stops, as_of)
+            await record_stops(baseline_pool, stops, as_of)
             gateway = AlpacaGateway(paper_endpoint(broker))
 
             print("... reconcile: baseline, one position lookup per trade", flush=True)
