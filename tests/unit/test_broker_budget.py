@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from cli.status import budget_lines
 from trading.broker_budget import (
     UNKNOWN_RESET_BLOCK,
     WINDOW,
@@ -193,3 +194,19 @@ def test_reserves_must_fit_the_limit() -> None:
         BudgetConfig(calls_per_min=190, read_reserve=5, trade_reserve=10)
     with pytest.raises(ValidationError, match="read reserve"):
         BudgetConfig(calls_per_min=190, read_reserve=189, trade_reserve=10)
+
+
+def test_status_prints_the_budget_its_brokers_count_and_a_block() -> None:
+    seen = BrokerLimitSeen(
+        limit=200, remaining=0, reset_at=NOW + timedelta(seconds=9), observed_at=NOW
+    )
+    view = budget_view(
+        _spent(12, Priority.PROTECT), BudgetState(broker=seen), NOW, CONFIG, shared=True
+    )
+    lines = budget_lines(view)
+    assert lines[0].startswith("broker-call budget (shared by every process): 12 of 190 used")
+    assert (
+        "(protect 12, trade 0, read 0), 178 left; reads stop at 40 left, trades at 10" in lines[0]
+    )
+    assert lines[1] == "  broker's own count: 0 of 200 left until 15:30:09 UTC"
+    assert lines[2].startswith("  BLOCKED until 15:30:09 UTC: the broker's X-RateLimit-Remaining")
