@@ -181,8 +181,9 @@ async def test_auto_manage_restarts_protection_for_a_terminated_trade(
     assert stop.is_active and stop.qty == Decimal(10)
     assert stop.stop_price == opened.state.stop_price
 
+    # Now covered and running: the sweep leaves the guard alone (nothing in its history).
     second = await harness.auto_manage()
-    assert second.ok and second.started == 0 and second.signalled == 1
+    assert second.ok and second.started == 0 and second.running == 1 and second.signalled == 0
 
 
 async def test_a_ghost_with_a_running_workflow_is_told_and_closes_itself(
