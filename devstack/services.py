@@ -14,8 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.control_link import ensure_control
 from activities.trade_link import TradeLink
-from broker.alpaca import AlpacaGateway
-from broker.endpoint import broker_endpoint
+from cli.broker_calls import cli_broker
 from contracts import broker_sync, control, trade
 from settings import Settings
 from trading.broker_sync_models import BrokerSyncRun
@@ -60,12 +59,14 @@ async def open_demo_trades(
     client: Client, settings: Settings, say: Callable[[str], None], count: int = 2
 ) -> list[str]:
     """Open a few small guarded trades so the Web UI has live trade workflows to show."""
-    gateway = AlpacaGateway(broker_endpoint(settings))
     link = TradeLink(client, settings.temporal_task_queue)
-    held = {p.symbol for p in gateway.get_positions()}
+    async with cli_broker(settings) as broker:  # paid for from the account's shared budget
+        held = {p.symbol for p in await broker.get_positions()}
+        wanted = [s for s in DEMO_SYMBOLS if s not in held][:count]
+        asks = {q.symbol: q.ask for q in await broker.latest_quotes(wanted)} if wanted else {}
     started: list[str] = []
-    for symbol in [s for s in DEMO_SYMBOLS if s not in held][:count]:
-        ask = gateway.latest_quotes([symbol])[0].ask
+    for symbol in wanted:
+        ask = asks[symbol]
         spec = TradeSpec(
             trade_id=new_trade_id(symbol, datetime.now(UTC), uuid.uuid4().hex),
             symbol=symbol,
