@@ -121,6 +121,7 @@ GOAL_START_P50_MS = 150.0
 QTY = Decimal(10)
 SEED_CONCURRENCY = 16
 ACCEPT_TIMEOUT_S = 30.0
+SAME_INSTANT = 400  # orders seeded per manual-clock instant (under the listing's page of 500)
 
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -388,8 +389,14 @@ def seed_positions(broker: RunningBroker, symbols: list[str]) -> dict[str, tuple
         )
         return symbol, (str(stop.id), stop_price)
 
+    stops: dict[str, tuple[str, Decimal]] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return dict(pool.map(open_one, symbols))
+        for start in range(0, len(symbols), SAME_INSTANT):
+            stops.update(pool.map(open_one, symbols[start : start + SAME_INSTANT]))
+            # The manual clock stands still: step it, so that no more orders share one instant
+            # than a page of the open-orders listing holds (it pages by submission time).
+            broker.admin.advance(1)
+    return stops
 
 
 async def record_stops(
