@@ -54,6 +54,7 @@ GIB = 1024**3
 # The SDK sends an activity heartbeat at most every 80 % of its heartbeat timeout (4 s).
 LISTENER_HEARTBEATS_PER_S = 1 / (0.8 * 4.0)
 BIG_COUNT = 1000
+STARTUP_CHECK_LINE = "start-up broker check"
 
 
 # --- 3. idle cost ------------------------------------------------------------------------------
@@ -365,8 +366,7 @@ class StreamLog:
         self.changes: list[tuple[float, int]] = []  # (wall, listening)
         self._task: asyncio.Task[None] | None = None
 
-    async def _run(self) -> None:
-        last = self._watch.listening()
+    async def _run(self, last: int) -> None:
         while True:
             now = self._watch.listening()
             if now != last:
@@ -375,7 +375,8 @@ class StreamLog:
             await asyncio.sleep(0.005)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        """Start watching; the state now is the one changes are measured from."""
+        self._task = asyncio.create_task(self._run(self._watch.listening()))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -437,7 +438,12 @@ async def _crash_round(stack: EdgeStack, symbols: list[str], delay_s: float) -> 
     spawned = stack.worker.start()
     ready = await stack.worker.wait_ready()
     found = await watch.wait_working_stops(symbols, mono, 60.0, set(ids))
-    await asyncio.sleep(1.0)
+    # The rest of the recovery (listener back, BrokerSync's poll) for the breakdown.
+    for _ in range(150):  # up to 15 s
+        if stream.first(1, killed) is not None:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.0)
     await stream.stop()
     sync_events = await _events_after(
         stack.client.get_workflow_handle(broker_sync.WORKFLOW_ID), killed
@@ -457,6 +463,9 @@ async def _crash_round(stack: EdgeStack, symbols: list[str], delay_s: float) -> 
         "not_protected_within_60_s": sum(1 for v in back if v is None),
         "breakdown_s_after_kill": {
             "worker_spawned": _rel(spawned, killed),
+            "worker_startup_broker_check_logged": _rel(
+                stack.worker.logged_at(STARTUP_CHECK_LINE), killed
+            ),
             "worker_ready_logged": _rel(ready, killed),
             "stream_dropped": _rel(stream.first(0, killed), killed),
             "stream_listening_again": _rel(stream.first(1, killed), killed),
@@ -487,6 +496,7 @@ async def _crash_round(stack: EdgeStack, symbols: list[str], delay_s: float) -> 
             ),
             "stops_working": _spread(back, killed),
         },
+        "stream_changes_s": [(_rel(t, killed), n) for t, n in stream.changes],
         "signals_after_kill": sorted(
             {x for e in trade_events for _, n, x in e if n == "WORKFLOW_EXECUTION_SIGNALED"}
         ),

@@ -159,6 +159,11 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def logged_at(self, needle: str) -> float | None:
+        """When the current log first wrote a line containing `needle` (its own timestamp)."""
+        lines = self.log_lines(needle)
+        return _log_time(lines[0]) if lines else None
+
     def log_lines(self, needle: str) -> list[str]:
         """Lines of the current log that contain `needle`."""
         if self.log_path is None or not self.log_path.exists():
