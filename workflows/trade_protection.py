@@ -79,7 +79,10 @@ class ProtectionSteps(TradeBase):
         probe = known.position
         if probe is None or probe.outcome is not ProbeOutcome.EXISTS or probe.position is None:
             return False  # unknown or flat: closing asks the broker itself
-        state.snapshot_checks += 1
+        if known.stop is None and state.stop_order_id is not None:
+            state.broker_checks += 1  # the stop is probed at the broker
+        else:
+            state.snapshot_checks += 1
         state.position_qty = probe.position.qty
         action = await self._protect(probe, known.stop)
         self._idle = isinstance(action, Keep)
