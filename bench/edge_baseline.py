@@ -136,14 +136,17 @@ async def run(book_path: Path, period_s: float, align: str) -> None:
     guard = CronGuard(client, book_path)
     origin = time.time()
     _say("started", period_s=period_s, align=align)
+    index = 0  # align "now": pass k is due at origin + k * period (the first one at once)
     while True:
         now = time.time()
         if align == "wall":
             tick = math.ceil(now / period_s) * period_s
         else:
-            tick = origin + math.ceil(max(0.0, now - origin) / period_s) * period_s
+            tick = origin + index * period_s
         await asyncio.sleep(max(0.0, tick - now))
         await guard.one_pass()
+        # A pass that overran skips the ticks it ran through.
+        index = max(index + 1, math.ceil((time.time() - origin) / period_s))
 
 
 def main() -> None:
