@@ -3,9 +3,11 @@
 The system runs as `dev up` runs it: a Temporal dev server (temporal-dev.yaml's search
 attributes and dynamic config), an embedded PostgreSQL, `python worker.py` as its own process
 (production settings: broker-call budget, sticky timeout, BrokerSync under its singleton id)
-and an in-process paper broker (manual clock inside a regular session, flat prices, 50 ms
-asynchronous cancels like Alpaca's). Trades are protect-only guards over positions opened
-outside the system; each places its own GTC stop. Stops are cancelled from outside through
+and an in-process paper broker (its clock running in real time from 10:30 New York in a
+regular session, flat prices, 50 ms asynchronous cancels like Alpaca's). Trades are
+protect-only guards over positions opened outside the system; each places its own GTC stop.
+The in-process broker is the benchmark's Alpaca: its CPU is not the system's. Stops are
+cancelled from outside through
 the broker's own cancel path, and the new stop is timed from the broker's trade update - the
 benchmark never sends a /v2 request of its own while measuring, so the broker's request
 counter (by route) and its 429s belong to the system alone.
