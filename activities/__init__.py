@@ -17,6 +17,7 @@ from activities.broker import BrokerActivities
 from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
+from activities.reconcile import ReconcileActivities
 from activities.scoring import ScoringActivities
 from activities.trade_link import TradeLink, TradeLinkActivities
 from broker.budget import BrokerBudget
@@ -49,6 +50,7 @@ def build_activities(
     entries = EntryActivities(client, pool)
     trades = TradeLinkActivities(link)
     scoring = ScoringActivities(pool)
+    reconcile = ReconcileActivities(metered, pool)
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -58,6 +60,7 @@ def build_activities(
         ledger.record_protection,
         ledger.record_exit_intent,
         ledger.close_trade,
+        ledger.close_trades_audited,
         ledger.list_open_trades,
         ledger.upsert_order,
         ledger.insert_signal,
@@ -92,7 +95,9 @@ def build_activities(
         trades.start_trade,
         trades.force_exit_trade,
         trades.guard_trade,
+        trades.guard_trades,
         scoring.score_signals,
+        reconcile.plan_reconcile,
     ]
 
 

@@ -22,6 +22,7 @@ from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signals import Signals
 from ledger.trades import Trades
 from trading.ledger_records import (
+    AuditedTradeCloses,
     EntryRunCreate,
     EntryRunWriteResult,
     ExpiredSignals,
@@ -47,6 +48,7 @@ from trading.ledger_records import (
     TradeProtection,
     TradeTransition,
     TradeWriteResult,
+    TradeWriteResults,
 )
 from trading.models import AuditEntry, AuditLookup, AuditRow
 
@@ -162,6 +164,22 @@ class LedgerActivities:
             f"trade {cmd.trade_id} close {cmd.close_reason} pnl {cmd.realized_pnl}",
             lambda r: f"closed as {r.trade.close_reason}",
         )
+
+    @activity.defn
+    async def close_trades_audited(self, cmd: AuditedTradeCloses) -> TradeWriteResults:
+        """Close trades, each with the closer's audit row, in one transaction; first close wins."""
+        with _missing_is_final():
+            written = await self._trades.close_all([(c.close, c.audit) for c in cmd.closes])
+        for close, result in zip(cmd.closes, written, strict=True):
+            activity.logger.info(
+                "trade %s close %s (%s): %s (closed as %s)",
+                close.close.trade_id,
+                close.close.close_reason,
+                close.audit.action,
+                "applied" if result.applied else "unchanged",
+                result.trade.close_reason,
+            )
+        return TradeWriteResults(results=written)
 
     @activity.defn
     async def list_open_trades(self, query: OpenTradesQuery) -> OpenTrades:

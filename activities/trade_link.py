@@ -11,6 +11,7 @@ and a definitive "not running" is what allows a ledger close or a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, TypeVar
 
@@ -26,7 +27,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import trade
 from contracts.base import Query, Signal, Update
 from trading.entry import TradeStart, TradeStartOutcome
-from trading.reconcile_models import GuardAction, GuardOutcome, GuardRequest
+from trading.reconcile_models import (
+    GuardAction,
+    GuardOutcome,
+    GuardOutcomes,
+    GuardRequest,
+    GuardRequests,
+)
 from trading.trade_models import SignalDelivery, TradeExitRequest, TradeSpec
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
@@ -203,3 +210,10 @@ class TradeLinkActivities:
     async def guard_trade(self, request: GuardRequest) -> GuardOutcome:
         """Signal a running guard of the position, or start one (see TradeLink.guard)."""
         return await self._link.guard(request)
+
+    @activity.defn
+    async def guard_trades(self, batch: GuardRequests) -> GuardOutcomes:
+        """guard_trade for each request at once; one failure fails the batch (retried whole:
+        a repeated signal is a fresh look, a repeated start finds the guard running)."""
+        outcomes = await asyncio.gather(*(self._link.guard(r) for r in batch.requests))
+        return GuardOutcomes(outcomes=list(outcomes))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from ledger.audit import insert_audit
-from ledger.codec import dump_json, load_json
+from ledger.codec import Connection, dump_json, load_json
 from ledger.repository import Repository, write_or_current
 from trading import ledger_records as records
 from trading.models import AuditEntry, JsonScalar
@@ -172,25 +172,23 @@ class Trades(Repository):
 
     async def close(self, cmd: records.TradeClose) -> records.TradeWriteResult:
         """Close the trade; when it is already closed, return the first close unchanged."""
-        status = records.terminal_status_for(cmd.close_reason)
-        args = (
-            cmd.trade_id,
-            status.value,
-            cmd.exit_price,
-            cmd.close_reason.value,
-            cmd.realized_pnl,
-            cmd.closed_at,
-        )
-        detail: dict[str, JsonScalar] = {
-            "status": status.value,
-            "exit_price": None if cmd.exit_price is None else str(cmd.exit_price),
-            "realized_pnl": None if cmd.realized_pnl is None else str(cmd.realized_pnl),
-        }
-        return await self._write(
-            _CLOSE,
-            args,
-            lambda trade: _audit(trade, "trade_closed", cmd.close_reason.value, detail, "closed"),
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await _close_on(conn, cmd, None)
+
+    async def close_all(
+        self, closes: Sequence[tuple[records.TradeClose, AuditEntry | None]]
+    ) -> list[records.TradeWriteResult]:
+        """Close several trades in one transaction, each as `close` would; results in order.
+
+        Each may carry the closer's own audit row, appended with the trade's when that close
+        applies. Rows are written in trade-id order, so two batches never deadlock.
+        """
+        order = sorted(range(len(closes)), key=lambda i: closes[i][0].trade_id)
+        written: dict[int, records.TradeWriteResult] = {}
+        async with self._pool.acquire() as conn, conn.transaction():
+            for i in order:
+                written[i] = await _close_on(conn, *closes[i])
+        return [written[i] for i in range(len(closes))]
 
     async def get(self, trade_id: str) -> records.TradeRecord | None:
         """The trade with this id, or None."""
@@ -209,8 +207,48 @@ class Trades(Repository):
     ) -> records.TradeWriteResult:
         """Run one trade write; when it applies, append its audit row in the same transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
-            record, applied = await write_or_current(conn, sql, _BY_ID, args, "trade")
-            trade = _trade(record)
-            if applied and audit is not None:
-                await insert_audit(conn, audit(trade))
-        return records.TradeWriteResult(trade=trade, applied=applied)
+            return await _write_on(conn, sql, args, audit)
+
+
+async def _write_on(
+    conn: Connection,
+    sql: str,
+    args: Sequence[object],
+    audit: Callable[[records.TradeRecord], AuditEntry] | None = None,
+    also: AuditEntry | None = None,
+) -> records.TradeWriteResult:
+    """One trade write on `conn`; when it applies, its audit row (and `also`) go with it."""
+    record, applied = await write_or_current(conn, sql, _BY_ID, args, "trade")
+    trade = _trade(record)
+    if applied and audit is not None:
+        await insert_audit(conn, audit(trade))
+    if applied and also is not None:
+        await insert_audit(conn, also)
+    return records.TradeWriteResult(trade=trade, applied=applied)
+
+
+async def _close_on(
+    conn: Connection, cmd: records.TradeClose, also: AuditEntry | None
+) -> records.TradeWriteResult:
+    """Close on `conn`: the first close wins and is audited (with `also`, the closer's row)."""
+    status = records.terminal_status_for(cmd.close_reason)
+    args = (
+        cmd.trade_id,
+        status.value,
+        cmd.exit_price,
+        cmd.close_reason.value,
+        cmd.realized_pnl,
+        cmd.closed_at,
+    )
+    detail: dict[str, JsonScalar] = {
+        "status": status.value,
+        "exit_price": None if cmd.exit_price is None else str(cmd.exit_price),
+        "realized_pnl": None if cmd.realized_pnl is None else str(cmd.realized_pnl),
+    }
+    return await _write_on(
+        conn,
+        _CLOSE,
+        args,
+        lambda trade: _audit(trade, "trade_closed", cmd.close_reason.value, detail, "closed"),
+        also,
+    )

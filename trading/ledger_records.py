@@ -15,7 +15,7 @@ from typing import TypeAlias
 from pydantic import AwareDatetime, Field, model_validator
 
 from trading.broker_models import OrderSide, OrderStatus, OrderType
-from trading.models import Frozen, JsonScalar
+from trading.models import AuditEntry, Frozen, JsonScalar
 
 
 class LedgerRecordMissing(LookupError):
@@ -238,6 +238,19 @@ class TradeClose(Frozen):
     closed_at: AwareDatetime
 
 
+class AuditedTradeClose(Frozen):
+    """Close a trade and, in the same transaction, append `audit` if this close applies."""
+
+    close: TradeClose
+    audit: AuditEntry
+
+
+class AuditedTradeCloses(Frozen):
+    """Several audited closes in one transaction (each applies or not on its own)."""
+
+    closes: list[AuditedTradeClose] = Field(min_length=1)
+
+
 class OpenTradesQuery(Frozen):
     """Trades not yet closed, optionally for one symbol."""
 
@@ -283,6 +296,12 @@ class TradeWriteResult(Frozen):
 
     trade: TradeRecord
     applied: bool
+
+
+class TradeWriteResults(Frozen):
+    """Several writes' results, in the order they were asked for."""
+
+    results: list[TradeWriteResult]
 
 
 class OpenTrades(Frozen):

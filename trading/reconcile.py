@@ -137,6 +137,28 @@ def position_update_for(truth: BrokerTruth, symbol: str) -> PositionUpdate:
     )
 
 
+def position_updates(truth: BrokerTruth, symbols: Iterable[str]) -> dict[str, PositionUpdate]:
+    """`position_update_for` each of `symbols`, reading the snapshot once (not once a symbol)."""
+    wanted = set(symbols)
+    qty: dict[str, Decimal] = {}
+    for position in truth.positions:
+        if position.symbol in wanted:
+            qty.setdefault(position.symbol, position.qty)
+    orders: dict[str, list[BrokerOrder]] = {}
+    for order in truth.open_orders:
+        if order.symbol in wanted:
+            orders.setdefault(order.symbol, []).append(order)
+    return {
+        symbol: PositionUpdate(
+            symbol=symbol,
+            qty=qty.get(symbol, Decimal(0)),
+            observed_at=truth.fetched_at,
+            open_orders=orders.get(symbol, []),
+        )
+        for symbol in sorted(wanted)
+    }
+
+
 def protect_only_spec(
     trade_id: str,
     position: BrokerPosition,
@@ -248,9 +270,12 @@ def reconcile_plan(
     ]
 
     syncs: list[QuantitySync] = []
-    settled = [t for t in live if t.status is not TradeStatus.PENDING_ENTRY]
-    for symbol in sorted({t.symbol for t in settled} & set(positions)):
-        owners = [t for t in settled if t.symbol == symbol]
+    settled: dict[str, list[TradeRecord]] = {}  # by symbol, in the ledger's order
+    for trade in live:
+        if trade.status is not TradeStatus.PENDING_ENTRY:
+            settled.setdefault(trade.symbol, []).append(trade)
+    for symbol in sorted(settled.keys() & positions.keys()):
+        owners = settled[symbol]
         position = positions[symbol]
         if sum((t.qty for t in owners), Decimal(0)) == position.qty:
             continue

@@ -28,6 +28,35 @@ class ReconcileInput(Frozen):
     snapshot_attempts: int = Field(default=5, ge=1)  # broker-truth activity attempts
 
 
+class ReconcilePlanRequest(Frozen):
+    """Diff one broker snapshot against the ledger's open trades, as of `as_of`."""
+
+    as_of: AwareDatetime  # the run's now: trades changed within `grace` of it are left alone
+    grace: timedelta = DEFAULT_GRACE
+    max_actions: int | None = Field(default=None, ge=0)
+    close_reason: CloseReason = CloseReason.GHOST
+    stop_distance: Decimal = Field(default=DEFAULT_STOP_DISTANCE, gt=0, lt=1)
+
+
+class PlannedReconcile(Frozen):
+    """The plan over one snapshot, and the snapshot's view of each symbol a sync tells.
+
+    The snapshot itself (every position and open order) stays in the activity that read it:
+    at a few thousand trades it outgrows a Temporal payload. A ghost's symbol needs no view
+    carried - it has no position and no open order in the snapshot, or it would not be a ghost.
+    """
+
+    fetched_at: AwareDatetime
+    plan: ReconcilePlan
+    sync_updates: dict[str, PositionUpdate] = Field(default_factory=dict)
+
+    def update_for(self, symbol: str) -> PositionUpdate:
+        """What the snapshot says about `symbol`, as the trade workflow's signal (0 = flat)."""
+        return self.sync_updates.get(symbol) or PositionUpdate(
+            symbol=symbol, qty=Decimal(0), observed_at=self.fetched_at
+        )
+
+
 class ReconcileResult(Frozen):
     """What a run saw, planned and did; with dry_run the plan only."""
 
@@ -73,6 +102,18 @@ class GuardOutcome(Frozen):
     action: GuardAction
     trade_id: str | None  # the trade signalled or started
     found: dict[str, str] = Field(default_factory=dict)  # trade id -> workflow status seen
+
+
+class GuardRequests(Frozen):
+    """Several guard requests (each for its own position or trade), answered together."""
+
+    requests: list[GuardRequest] = Field(min_length=1)
+
+
+class GuardOutcomes(Frozen):
+    """Each request's outcome, in the order asked."""
+
+    outcomes: list[GuardOutcome]
 
 
 class AutoManageInput(Frozen):

@@ -23,6 +23,26 @@ def event_key(kind: str, key: str) -> str:
     return f"{info.workflow_id}/{info.first_execution_run_id}:{kind}:{key}"
 
 
+def audit_entry(
+    action: str,
+    reason: str,
+    detail: dict[str, JsonScalar],
+    *,
+    key: str,
+    trade_id: str | None = None,
+    actor: str | None = None,
+) -> AuditEntry:
+    """An audit row by this workflow (or `actor`), for a write that carries it along."""
+    return AuditEntry(
+        actor=actor or workflow.info().workflow_id,
+        action=action,
+        reason=reason,
+        trade_id=trade_id,
+        detail=detail,
+        event_key=event_key(action, key),
+    )
+
+
 async def audit(
     action: str,
     reason: str,
@@ -35,14 +55,7 @@ async def audit(
     """Append an audit row by this workflow (or `actor`, who asked for it)."""
     await ledger(
         LedgerActivities.append_audit,
-        AuditEntry(
-            actor=actor or workflow.info().workflow_id,
-            action=action,
-            reason=reason,
-            trade_id=trade_id,
-            detail=detail,
-            event_key=event_key(action, key),
-        ),
+        audit_entry(action, reason, detail, key=key, trade_id=trade_id, actor=actor),
         f"audit {action}" + (f" for trade {trade_id}" if trade_id else ""),
     )
 

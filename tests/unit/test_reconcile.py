@@ -15,9 +15,12 @@ from trading.ledger_records import CloseReason, TradeOrigin, TradeRecord, TradeS
 from trading.reconcile import (
     DEFAULT_GRACE,
     adoption_trade_id,
+    position_update_for,
+    position_updates,
     protection_sweep,
     reconcile_plan,
 )
+from trading.reconcile_models import PlannedReconcile
 from trading.ticks import is_on_tick
 
 NOW = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
@@ -285,3 +288,25 @@ def test_the_sweep_guards_every_long_position_exactly_once(
         assert set(target.trade_ids) == {t.id for t in trades if t.symbol == target.symbol}
         if target.trade_ids:
             assert target.restart.trade_id == target.trade_ids[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(positions, order_symbols, trade_rows)
+def test_the_plan_carries_the_snapshot_of_every_symbol_an_action_tells(
+    position_map: dict[str, tuple[Decimal, Decimal]],
+    symbols_with_orders: list[str],
+    rows: list[tuple[str, TradeStatus, Decimal, int]],
+) -> None:
+    # The snapshot stays in the planning activity; what a ghost's or a sync's trade is told
+    # must still be exactly what the snapshot says of its symbol (a ghost's: flat, no orders).
+    truth, trades = _world(position_map, symbols_with_orders, rows)
+    plan = reconcile_plan(truth, trades, NOW)
+    planned = PlannedReconcile(
+        fetched_at=truth.fetched_at,
+        plan=plan,
+        sync_updates=position_updates(truth, {s.symbol for s in plan.quantity_syncs}),
+    )
+    for step in [*plan.ghost_closes, *plan.quantity_syncs]:
+        assert planned.update_for(step.symbol) == position_update_for(truth, step.symbol)
+    every = position_updates(truth, SYMBOLS)
+    assert every == {symbol: position_update_for(truth, symbol) for symbol in SYMBOLS}

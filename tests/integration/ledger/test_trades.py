@@ -23,6 +23,7 @@ from trading.ledger_records import (
     TradeStatus,
     TradeTransition,
 )
+from trading.models import AuditEntry
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +147,61 @@ async def test_closing_twice_returns_the_first_close(pool: asyncpg.Pool) -> None
     )
     audit = "SELECT reason FROM audit_log WHERE trade_id = $1 AND action = 'trade_closed'"
     assert [r["reason"] for r in await pool.fetch(audit, trade_id)] == ["TAKE_PROFIT"]
+
+
+async def test_closing_several_appends_each_closers_row_only_with_the_close_that_applies(
+    pool: asyncpg.Pool,
+) -> None:
+    trades = Trades(pool)
+    ids = [(await trades.create(new_trade())).trade.id for _ in range(3)]
+    stopped = TradeClose(trade_id=ids[1], close_reason=CloseReason.STOP_FILLED, closed_at=at(5))
+    await trades.close(stopped)
+
+    def closer_row(trade_id: str) -> AuditEntry:
+        return AuditEntry(
+            actor="reconcile-1",
+            action="ghost_closed",
+            reason="no position, no order, no workflow",
+            trade_id=trade_id,
+            event_key=f"reconcile-1:ghost_closed:{trade_id}",
+        )
+
+    # Given out of id order: results come back in the order asked.
+    asked = [ids[2], ids[1], ids[0]]
+
+    def ghost(trade_id: str) -> TradeClose:
+        return TradeClose(trade_id=trade_id, close_reason=CloseReason.GHOST, closed_at=at(10))
+
+    written = await trades.close_all([(ghost(i), closer_row(i)) for i in asked])
+
+    assert [w.trade.id for w in written] == asked
+    assert [w.applied for w in written] == [True, False, True]
+    assert written[1].trade.close_reason is CloseReason.STOP_FILLED  # the first close stands
+    audit = "SELECT action FROM audit_log WHERE trade_id = $1 AND action LIKE '%closed'"
+    for trade_id, actions in (
+        (ids[0], ["trade_closed", "ghost_closed"]),
+        (ids[1], ["trade_closed"]),  # already closed: no ghost_closed row for it
+        (ids[2], ["trade_closed", "ghost_closed"]),
+    ):
+        assert sorted(r["action"] for r in await pool.fetch(audit, trade_id)) == sorted(actions)
+    again = await trades.close_all(
+        [(TradeClose(trade_id=ids[0], close_reason=CloseReason.GHOST, closed_at=at(20)), None)]
+    )
+    assert not again[0].applied
+
+
+async def test_a_batch_close_naming_an_unknown_trade_closes_none(pool: asyncpg.Pool) -> None:
+    trades = Trades(pool)
+    known = (await trades.create(new_trade())).trade.id
+    with pytest.raises(LedgerRecordMissing):
+        await trades.close_all(
+            [
+                (TradeClose(trade_id=t, close_reason=CloseReason.GHOST, closed_at=at(1)), None)
+                for t in (known, "nope")
+            ]
+        )
+    trade = await trades.get(known)
+    assert trade is not None and not trade.is_closed  # one transaction: all or nothing
 
 
 async def test_a_cancelled_entry_ends_in_entry_cancelled(pool: asyncpg.Pool) -> None:

@@ -260,3 +260,40 @@ async def test_a_larger_broker_quantity_is_synced_into_an_unguarded_trade(
     assert result.ok and result.synced == 1 and result.closed == 0 and result.adopted == 0
     row = await harness.trade(trade_id)
     assert row is not None and row.qty == Decimal(12) and row.status is TradeStatus.OPEN
+
+
+async def test_a_large_account_reconciles_from_its_plan_alone_and_audits_each_ghost(
+    harness: ReconcileHarness,
+) -> None:
+    # 200 held trades, each with its stop at the broker, and 20 ghosts. The snapshot and the
+    # open trades (hundreds of kilobytes here, megabytes at a few thousand trades) must stay
+    # out of the run's history: only the plan enters it.
+    held = [f"RH{a}{b}" for a in "ABCDEFGHIJ" for b in "ABCDEFGHIJKLMNOPQRST"]
+    for symbol in held:
+        await harness.ledger_trade(symbol=symbol, qty=Decimal(10))
+        fill = harness.admin.open_position(symbol, 10)
+        harness.gateway.submit_order(
+            OrderIntent(
+                client_order_id=f"outside-stop-{symbol.lower()}",
+                symbol=symbol,
+                qty=Decimal(10),
+                side=OrderSide.SELL,
+                type=OrderType.STOP,
+                stop_price=protective_stop_price(Decimal(fill["filled_avg_price"]) * 9 / 10),
+                time_in_force=TimeInForce.GTC,
+            )
+        )
+    ghosts = {await harness.ledger_trade(symbol=f"RG{a}") for a in "ABCDEFGHIJKLMNOPQRST"}
+
+    result = await harness.reconcile()
+
+    assert result.ok and result.closed == len(ghosts) and result.failed_actions == 0
+    assert (result.adopted, result.synced, result.checked) == (0, 0, 2 * len(held) + len(ghosts))
+    assert {t.id for t in await harness.open_trades()} & ghosts == set()
+    rows = await harness.pool.fetch(
+        "SELECT trade_id, action FROM audit_log WHERE trade_id = ANY($1::text[])", list(ghosts)
+    )
+    audited = {(r["trade_id"], r["action"]) for r in rows}
+    assert audited >= {(g, a) for g in ghosts for a in ("trade_closed", "ghost_closed")}
+    history = await harness.client.get_workflow_handle(result.run_id).fetch_history()
+    assert sum(event.ByteSize() for event in history.events) < 64_000
