@@ -121,6 +121,10 @@ GOAL_START_P50_MS = 150.0
 QTY = Decimal(10)
 SEED_CONCURRENCY = 16
 ACCEPT_TIMEOUT_S = 30.0
+ACTIVITY_CLOSED = frozenset(
+    f"activity_task_{end}_event_attributes"
+    for end in ("completed", "failed", "timed_out", "canceled")
+)
 SAME_INSTANT = 400  # orders seeded per manual-clock instant (under the listing's page of 500)
 
 
@@ -139,17 +143,35 @@ async def bounded(jobs: Iterable[Awaitable[T]], concurrency: int = SEED_CONCURRE
 
 
 async def activity_counts(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    """What a finished workflow did: activities scheduled by type, events, history bytes."""
+    """What a finished workflow did: activities by type (how many, how long from scheduled
+    to closed, and the span from the first scheduled to the last closed), events, bytes."""
     by_type: Counter[str] = Counter()
+    busy_s: dict[str, float] = {}
+    span: dict[str, list[datetime]] = {}
+    scheduled: dict[int, tuple[str, datetime]] = {}
     events = size = 0
     async for event in handle.fetch_history_events():
         events += 1
         size += event.ByteSize()
+        at = event.event_time.ToDatetime(UTC)
         if event.HasField("activity_task_scheduled_event_attributes"):
-            by_type[event.activity_task_scheduled_event_attributes.activity_type.name] += 1
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            by_type[name] += 1
+            scheduled[event.event_id] = (name, at)
+            continue
+        kind = event.WhichOneof("attributes")
+        if kind in ACTIVITY_CLOSED:
+            name, began = scheduled[getattr(event, kind).scheduled_event_id]
+            busy_s[name] = busy_s.get(name, 0.0) + (at - began).total_seconds()
+            first, last = span.setdefault(name, [began, at])
+            span[name] = [min(first, began), max(last, at)]
     return {
         "activities": sum(by_type.values()),
         "activities_by_type": dict(sorted(by_type.items())),
+        "activity_seconds_by_type": {n: round(v, 3) for n, v in sorted(busy_s.items())},
+        "activity_span_seconds_by_type": {
+            n: round((last - first).total_seconds(), 3) for n, (first, last) in sorted(span.items())
+        },
         "history_events": events,
         "history_bytes": size,
     }
