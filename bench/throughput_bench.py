@@ -9,7 +9,7 @@ design this system replaces.
    (every `--invalid-every`-th lacks its momentum feature and must end ERROR, the rest are
    scored). ScoreDrainWorkflow runs until none is PENDING; the figure is signals/s and the
    time from the workflow's start to its result, checked against the ledger (no PENDING
-   left, how many SCORED / ERROR).
+   left; each signal of the round ended SCORED or ERROR in this drain).
    Baseline - one scoring call per signal, sequentially: a loop over a second ledger with the
    same signals that claims one signal (the same leased claim), scores it with the same
    scorer and records SCORED or ERROR, then takes the next; no Temporal in the loop at all.
@@ -17,7 +17,8 @@ design this system replaces.
    each in its own symbol and older than reconcile's grace. The paper broker holds a
    matching position (same symbol and quantity) with its protective GTC stop for all but
    `--ghosts` of them, and the ledger records that stop; the rest are ghosts (no position,
-   no order, no workflow) that reconcile must close. The figure is one
+   no order, no workflow) that reconcile must close. Each later round adds `--ghosts` new
+   ghosts in place of those closed, so every run faces the same account. The figure is one
    ReconcileWorkflow run end to end (start to result), with its checks and closes.
    Baseline - per-trade broker lookups: a loop over a second ledger with the same trades that
    asks the broker for each trade's position (GET /v2/positions/{symbol}, one call per
@@ -31,6 +32,10 @@ design this system replaces.
    `new` event). Samples alternate between the two, `--gap` seconds apart, after
    `--warmup` uncounted ones of each.
 
+Drain and reconcile run `--rounds` times, each round baseline first and then the system on
+its own copy of the same data; their figures are the medians. The machine may be shared:
+compare a figure with its baseline from the same run rather than across runs.
+
 Usage: python bench/throughput_bench.py [--signals 10000] [--trades 5000] [--ghosts 50]
                                         [--starts 30] [--only drain,reconcile,start]
 """
@@ -42,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import statistics
 import sys
 import threading
 import time
@@ -105,6 +111,7 @@ from trading.reconcile import DEFAULT_GRACE
 from trading.reconcile_models import ReconcileInput
 from trading.scoring import (
     DrainInput,
+    DrainResult,
     MomentumVolumeScorer,
     ScoringError,
     SignalToScore,
@@ -121,6 +128,7 @@ GOAL_START_P50_MS = 150.0
 QTY = Decimal(10)
 SEED_CONCURRENCY = 16
 ACCEPT_TIMEOUT_S = 30.0
+ACTIVITY_COMPLETED = "activity_task_completed_event_attributes"
 ACTIVITY_CLOSED = frozenset(
     f"activity_task_{end}_event_attributes"
     for end in ("completed", "failed", "timed_out", "canceled")
@@ -288,70 +296,102 @@ async def score_one_at_a_time(pool: asyncpg.Pool) -> float:
     return time.perf_counter() - started
 
 
+async def _drain_once(
+    client: Client, task_queue: str, request: DrainInput
+) -> tuple[float, DrainResult | None, str | None, WorkflowHandle[Any, Any]]:
+    started = time.perf_counter()
+    handle = await client.start_workflow(
+        ScoreDrainWorkflow.run,
+        request,
+        id=f"bench-drain-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+    result, failure = await outcome(handle)
+    return time.perf_counter() - started, result, failure, handle
+
+
 async def bench_drain(
-    env: WorkflowEnvironment, postgres: EmbeddedPostgres, count: int, invalid_every: int, batch: int
+    env: WorkflowEnvironment,
+    postgres: EmbeddedPostgres,
+    count: int,
+    invalid_every: int,
+    batch: int,
+    rounds: int,
 ) -> Section:
-    """Drain `count` signals with ScoreDrainWorkflow, and one at a time as the baseline."""
+    """Drain `count` signals with ScoreDrainWorkflow, and one at a time as the baseline;
+    `rounds` times, each over `count` freshly seeded signals (the figure is the median)."""
     section = Section("drain")
     expected_error = 0 if invalid_every <= 0 else len(range(0, count, invalid_every))
-    print(f"... drain: seeding 2 x {count} signals", flush=True)
+    request = DrainInput(limit=max(count, DrainInput().limit), batch=batch)
+    samples: list[dict[str, Any]] = []
     async with (
         migrated_pool(postgres, "bench_drain") as pool,
         migrated_pool(postgres, "bench_drain_baseline") as baseline_pool,
     ):
-        await seed_signals(pool, count, invalid_every)
-        await seed_signals(baseline_pool, count, invalid_every)
-
-        print("... drain: baseline, one signal at a time", flush=True)
-        baseline_s = await score_one_at_a_time(baseline_pool)
-        baseline_counts = await status_counts(baseline_pool)
-
-        print("... drain: ScoreDrainWorkflow", flush=True)
         with run_paper_broker(start=SESSION_START, rate_limit=0, volatility=0.0) as broker:
             async with running_worker(env.client, pool, broker) as task_queue:
-                request = DrainInput(limit=max(count, DrainInput().limit), batch=batch)
-                started = time.perf_counter()
-                handle = await env.client.start_workflow(
-                    ScoreDrainWorkflow.run,
-                    request,
-                    id=f"bench-drain-{uuid.uuid4().hex[:8]}",
-                    task_queue=task_queue,
-                )
-                result, failure = await outcome(handle)
-                drain_s = time.perf_counter() - started
+                for round_no in range(1, rounds + 1):
+                    print(f"... drain {round_no}/{rounds}: seeding 2 x {count} signals", flush=True)
+                    await seed_signals(pool, count, invalid_every)
+                    await seed_signals(baseline_pool, count, invalid_every)
+                    print(f"... drain {round_no}/{rounds}: baseline, then the workflow", flush=True)
+                    baseline_s = await score_one_at_a_time(baseline_pool)
+                    drain_s, result, failure, handle = await _drain_once(
+                        env.client, task_queue, request
+                    )
+                    pending = (await status_counts(pool)).get("PENDING", 0)
+                    samples.append(
+                        {
+                            "seconds": round(drain_s, 3),
+                            "baseline_seconds": round(baseline_s, 3),
+                            "pending_after": pending,
+                            "baseline_pending_after": (await status_counts(baseline_pool)).get(
+                                "PENDING", 0
+                            ),
+                            "result": result.model_dump(mode="json", exclude={"funnel"})
+                            if result
+                            else None,
+                            "failure": failure,
+                            # each signal of the round ended SCORED or ERROR in this drain
+                            "all_final": result is not None
+                            and pending == 0
+                            and result.scored + result.error == count,
+                        }
+                    )
                 history = await activity_counts(handle)
         counts = await status_counts(pool)
+        baseline_counts = await status_counts(baseline_pool)
 
-    done = failure is None and counts.get("PENDING", 0) == 0
+    done = all(sample["all_final"] for sample in samples)
+    median_s = statistics.median(s["seconds"] for s in samples) if done else None
+    baseline_s = statistics.median(s["baseline_seconds"] for s in samples)
+    met = done and median_s is not None and median_s <= GOAL_DRAIN_S
     section.figures = [
         Figure(
-            f"drain {count} signals: time",
-            "s",
-            drain_s if failure is None else None,
-            baseline_s,
-            f"<= {GOAL_DRAIN_S:g} s",
-            done and drain_s <= GOAL_DRAIN_S,
+            f"drain {count} signals: time", "s", median_s, baseline_s, f"<= {GOAL_DRAIN_S:g} s", met
         ),
         Figure(
             "drain: signals/s",
             "1/s",
-            count / drain_s if failure is None else None,
+            count / median_s if median_s else None,
             count / baseline_s,
             f">= {count / GOAL_DRAIN_S:.0f}/s",
-            done and drain_s <= GOAL_DRAIN_S,
+            met,
             higher_is_better=True,
         ),
     ]
+    failures = [s["failure"] for s in samples if s["failure"]]
     section.details = {
         "signals": count,
-        "expected_error": expected_error,
+        "rounds": rounds,
+        "expected_error_per_round": expected_error,
         "ledger_after": counts,
         "baseline_ledger_after": baseline_counts,
-        "seconds": round(drain_s, 3),
-        "result": result.model_dump(mode="json", exclude={"funnel"}) if result else None,
-        "failure": failure,
+        "seconds": samples[-1]["seconds"],
+        "failure": failures[0] if failures else None,
         "request": {"batch": request.batch, "limit": request.limit},
-        **history,
+        "samples": samples,
+        "last_run": history,
     }
     return section
 
@@ -464,72 +504,99 @@ async def reconcile_by_lookups(pool: asyncpg.Pool, gateway: AlpacaGateway) -> di
     }
 
 
+async def _reconcile_once(client: Client, task_queue: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    handle = await client.start_workflow(
+        ReconcileWorkflow.run,
+        ReconcileInput(run_source="bench"),
+        id=f"bench-reconcile-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+    result, failure = await outcome(handle)
+    return {
+        "seconds": round(time.perf_counter() - started, 3),
+        "result": result.model_dump(mode="json", exclude={"plan"}) if result else None,
+        "failure": failure,
+        "handle": handle,
+    }
+
+
 async def bench_reconcile(
-    env: WorkflowEnvironment, postgres: EmbeddedPostgres, count: int, ghosts: int
+    env: WorkflowEnvironment, postgres: EmbeddedPostgres, count: int, ghosts: int, rounds: int
 ) -> Section:
-    """One ReconcileWorkflow over `count` open trades, and per-trade lookups as the baseline."""
+    """One ReconcileWorkflow over `count` open trades, and per-trade lookups as the baseline;
+    `rounds` times, each facing `ghosts` new ghosts (the figure is the median)."""
     section = Section("reconcile")
-    symbols = symbols_for(count)
+    symbols = symbols_for(count + ghosts * (rounds - 1))
     held = symbols[: count - ghosts]
+    # Each round's ghosts: the first round's fill the count, later ones replace those closed.
+    ghost_rounds = [symbols[count - ghosts + r * ghosts :][:ghosts] for r in range(rounds)]
     as_of = datetime.now(UTC) - timedelta(hours=1)
     print(f"... reconcile: seeding 2 x {count} trades, {len(held)} broker positions", flush=True)
+    samples: list[dict[str, Any]] = []
     async with (
         migrated_pool(postgres, "bench_reconcile") as pool,
         migrated_pool(postgres, "bench_reconcile_baseline") as baseline_pool,
     ):
-        await seed_trades(pool, symbols, as_of)
-        await seed_trades(baseline_pool, symbols, as_of)
+        for ledger_pool in (pool, baseline_pool):
+            await seed_trades(ledger_pool, held, as_of)
         with run_paper_broker(
             start=SESSION_START, rate_limit=0, volatility=0.0, cash=Decimal(10**9)
         ) as broker:
             stops = await asyncio.to_thread(seed_positions, broker, held)
-            await record_stops(pool, stops, as_of)
-            await record_stops(baseline_pool, stops, as_of)
+            for ledger_pool in (pool, baseline_pool):
+                await record_stops(ledger_pool, stops, as_of)
             gateway = AlpacaGateway(paper_endpoint(broker))
-
-            print("... reconcile: baseline, one position lookup per trade", flush=True)
-            baseline = await reconcile_by_lookups(baseline_pool, gateway)
-
-            print("... reconcile: ReconcileWorkflow", flush=True)
             async with running_worker(env.client, pool, broker) as task_queue:
-                await asyncio.to_thread(broker.admin.reset_requests)
-                started = time.perf_counter()
-                handle = await env.client.start_workflow(
-                    ReconcileWorkflow.run,
-                    ReconcileInput(run_source="bench"),
-                    id=f"bench-reconcile-{uuid.uuid4().hex[:8]}",
-                    task_queue=task_queue,
-                )
-                result, failure = await outcome(handle)
-                reconcile_s = time.perf_counter() - started
-                broker_calls = await asyncio.to_thread(broker.admin.requests)
+                for round_no, round_ghosts in enumerate(ghost_rounds, start=1):
+                    for ledger_pool in (pool, baseline_pool):
+                        await seed_trades(ledger_pool, round_ghosts, as_of)
+                    print(f"... reconcile {round_no}/{rounds}: baseline, then the workflow")
+                    baseline = await reconcile_by_lookups(baseline_pool, gateway)
+                    await asyncio.to_thread(broker.admin.reset_requests)
+                    sample = await _reconcile_once(env.client, task_queue)
+                    calls = await asyncio.to_thread(broker.admin.requests)
+                    handle = sample.pop("handle")
+                    result = sample["result"]
+                    samples.append(
+                        sample
+                        | {
+                            "baseline": {**baseline, "broker_calls": baseline["checked"]},
+                            "broker_calls": calls.get("total"),
+                            "broker_calls_by_route": calls.get("by_route"),
+                            # the ghosts have no workflow: a converged run closes each one
+                            "converged": result is not None
+                            and result["ok"]
+                            and result["closed"] == ghosts,
+                        }
+                    )
                 history = await activity_counts(handle)
         still_open = len(await Trades(pool).list_open())
 
-    # The ghosts have no workflow: a converged run closes each of them in the ledger.
-    converged = result is not None and result.ok and result.closed == ghosts
+    converged = all(sample["converged"] for sample in samples)
+    reconcile_s = statistics.median(s["seconds"] for s in samples) if converged else None
     section.figures = [
         Figure(
             f"reconcile {count} trades ({ghosts} ghosts): one run",
             "s",
-            reconcile_s if failure is None else None,
-            baseline["seconds"],
+            reconcile_s,
+            statistics.median(s["baseline"]["seconds"] for s in samples),
             f"<= {GOAL_RECONCILE_S:g} s",
-            converged and reconcile_s <= GOAL_RECONCILE_S,
+            reconcile_s is not None and reconcile_s <= GOAL_RECONCILE_S,
         )
     ]
+    failures = [s["failure"] for s in samples if s["failure"]]
     section.details = {
         "trades": count,
         "broker_positions": len(held),
+        "broker_open_orders": len(stops),
         "ghosts": ghosts,
-        "seconds": round(reconcile_s, 3),
-        "result": result.model_dump(mode="json", exclude={"plan"}) if result else None,
-        "failure": failure,
+        "rounds": rounds,
+        "seconds": samples[-1]["seconds"],
+        "failure": failures[0] if failures else None,
         "open_after": still_open,
-        "broker_calls": broker_calls.get("total"),
-        "broker_calls_by_route": broker_calls.get("by_route"),
-        "baseline": {**baseline, "broker_calls": baseline["checked"]},
-        **history,
+        "samples": samples,
+        "last_run": history,
     }
     return section
 
@@ -566,6 +633,33 @@ class StartSamples:
     trade_ms: list[float] = field(default_factory=list)
     direct_ms: list[float] = field(default_factory=list)
     trade_ids: list[str] = field(default_factory=list)
+
+
+async def entry_path(handle: WorkflowHandle[Any, Any]) -> dict[str, float]:
+    """Milliseconds from the trade workflow's start to each step before its entry is sent,
+    by the server's event times: the first workflow task, the ledger row, the submit."""
+    steps: dict[str, float] = {}
+    scheduled: dict[int, str] = {}
+    began: datetime | None = None
+    async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime(UTC)
+        began = began or at
+        kind = event.WhichOneof("attributes")
+        name = ""
+        if kind == "workflow_task_started_event_attributes":
+            name = "first workflow task started"
+        elif kind == "activity_task_scheduled_event_attributes":
+            activity_name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = activity_name
+            name = f"{activity_name} scheduled"
+        elif kind in ("activity_task_started_event_attributes", ACTIVITY_COMPLETED):
+            ref = getattr(event, kind).scheduled_event_id
+            name = f"{scheduled[ref]} {kind.split('_')[2]}"
+        if name and name not in steps:
+            steps[name] = (at - began).total_seconds() * 1000
+        if name == "submit_order completed":
+            return steps
+    return steps
 
 
 async def _time_trade(
@@ -661,9 +755,12 @@ async def bench_start(
                             samples.direct_ms.append(direct_ms)
                             samples.trade_ms.append(trade_ms)
                         await asyncio.sleep(gap_s)
-                    history = await activity_counts(
-                        env.client.get_workflow_handle(trade_workflow_id(samples.trade_ids[-1]))
-                    )
+                    handles = [
+                        env.client.get_workflow_handle(trade_workflow_id(t))
+                        for t in samples.trade_ids[warmup:]
+                    ]
+                    paths = [await entry_path(h) for h in handles]
+                    history = await activity_counts(handles[-1])
                 finally:
                     await _terminate(env.client, samples.trade_ids)
 
@@ -686,6 +783,11 @@ async def bench_start(
         "gap_s": gap_s,
         "trade_ms": [round(v, 1) for v in samples.trade_ms],
         "direct_ms": [round(v, 1) for v in samples.direct_ms],
+        # median over the counted trades; each step once, in the order it happened
+        "entry_path_ms": {
+            step: round(statistics.median(p[step] for p in paths if step in p), 1)
+            for step in paths[-1]
+        },
         "last_trade_history": history,
     }
     return section
@@ -702,9 +804,11 @@ async def run(args: argparse.Namespace, parts: list[str]) -> list[Section]:
     async with bench_servers("throughput-bench-") as (env, postgres):
         benches: dict[str, Callable[[], Awaitable[Section]]] = {
             "drain": lambda: bench_drain(
-                env, postgres, args.signals, args.invalid_every, args.drain_batch
+                env, postgres, args.signals, args.invalid_every, args.drain_batch, args.rounds
             ),
-            "reconcile": lambda: bench_reconcile(env, postgres, args.trades, args.ghosts),
+            "reconcile": lambda: bench_reconcile(
+                env, postgres, args.trades, args.ghosts, args.rounds
+            ),
             "start": lambda: bench_start(env, postgres, args.starts, args.warmup, args.gap),
         }
         for part in parts:
@@ -771,6 +875,12 @@ def main() -> None:
     parser.add_argument(
         "--ghosts", type=int, default=50, help="of those, trades with no broker position"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="drain and reconcile runs (each with its baseline; the figures are the medians)",
+    )
     parser.add_argument("--starts", type=int, default=30, help="trade starts to time")
     parser.add_argument("--warmup", type=int, default=2, help="uncounted starts first")
     parser.add_argument("--gap", type=float, default=0.3, help="seconds between start samples")
@@ -783,8 +893,8 @@ def main() -> None:
         parser.error(f"unknown part(s): {', '.join(unknown)}")
     if not 0 <= args.ghosts <= args.trades:
         parser.error("--ghosts must be between 0 and --trades")
-    if args.starts < 1 or args.signals < 1 or args.trades < 1:
-        parser.error("--starts, --signals and --trades must be positive")
+    if min(args.starts, args.signals, args.trades, args.rounds) < 1:
+        parser.error("--starts, --signals, --trades and --rounds must be positive")
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     try:
         sections = asyncio.run(run(args, parts))
