@@ -30,6 +30,8 @@ from trading.broker_models import (
 from trading.trade_models import OrderEvent, PositionSeen, PositionUpdate
 
 FILL_EVENTS = frozenset({"fill", "partial_fill"})
+# How fresh a position read must be to place or resize a stop from it without asking again.
+ACT_MAX_AGE = timedelta(seconds=5)
 # Broker failures after which a fresh snapshot means "the broker answers again".
 TRANSIENT_FAILURES = frozenset(
     {"BrokerUnavailable", "RateLimited", "BudgetExhausted", "TimeoutError", "ActivityError"}
@@ -42,11 +44,26 @@ class Known:
 
     position: PositionProbe | None
     stop: OrderProbe | None
+    position_seen_at: datetime | None = None
 
     @property
     def complete(self) -> bool:
         """Both answers are known: the check needs no broker call."""
         return self.position is not None and self.stop is not None
+
+    def fit_to_act(self, now: datetime) -> bool:
+        """The position was read moments ago (ACT_MAX_AGE): enough to size a new stop on.
+
+        Keeping a stop may rest on older knowledge (doing nothing is always safe); placing or
+        resizing one may not - a stale size could sell more than the account holds.
+        """
+        seen = self.position_seen_at
+        return seen is not None and now - seen <= ACT_MAX_AGE
+
+
+def moved_by_its_fill(stop: OrderProbe | None) -> bool:
+    """The stop (partly) filled: the position changed by a size no snapshot saw yet."""
+    return stop is not None and stop.order is not None and stop.order.filled_qty > 0
 
 
 @dataclass
@@ -103,9 +120,11 @@ class Knowledge:
         self, symbol: str, stop_order_id: str | None, now: datetime, max_age: timedelta
     ) -> Known:
         """What is known now about the position in `symbol` and the stop."""
+        position = self._position_probe(symbol, now, max_age)
         return Known(
-            position=self._position_probe(symbol, now, max_age),
+            position=position,
             stop=self._stop_probe(stop_order_id, now, max_age),
+            position_seen_at=self.position.observed_at if position and self.position else None,
         )
 
     def _position_probe(

@@ -24,9 +24,8 @@ from workflows.trade_entry import EntrySteps
 from workflows.trade_exits import ExitSteps
 
 with workflow.unsafe.imports_passed_through():
-    from activities.broker import BrokerActivities
     from contracts import trade
-    from trading.broker_models import ProbeOutcome, ReplaceRequest, SymbolRef
+    from trading.broker_models import ProbeOutcome, ReplaceRequest
     from trading.errors import TradingInputError
     from trading.ledger_records import ExitUrgency, TradeStatus
     from trading.trade_escalation import merge_force_exit
@@ -44,8 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TradeStatusView,
         TradeWorkflowInput,
     )
-    from workflows.calls import call, failure
-    from workflows.policies import BROKER_READ
+    from workflows.calls import failure
 
 # While an exit order works, look more often than the idle check interval.
 EXITING_POLL = timedelta(seconds=1)
@@ -167,12 +165,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         elif state.exit is None and self._confirmed_by_snapshot():
             return
         state.broker_checks += 1
-        position = await call(
-            BrokerActivities.probe_position,
-            SymbolRef(symbol=self._spec.symbol),
-            BROKER_READ,
-            f"broker position in {self._spec.symbol} for trade {self._spec.trade_id}",
-        )
+        position = await self._position_now()
         if position.outcome is ProbeOutcome.UNKNOWN:
             state.last_check_note = f"position unknown: {position.error}"
             return

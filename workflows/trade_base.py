@@ -20,9 +20,11 @@ with workflow.unsafe.imports_passed_through():
         OrderIntent,
         OrderProbe,
         OrderRef,
+        PositionProbe,
         ProbeOutcome,
         Quote,
         QuotesRequest,
+        SymbolRef,
     )
     from trading.ledger_records import (
         CloseReason,
@@ -209,6 +211,15 @@ class TradeBase:
             f"latest quote of {self._spec.symbol} ({why})",
         )
         return quotes[0] if quotes else None
+
+    async def _position_now(self) -> PositionProbe:
+        """The broker's answer now: the trade's position exists, is absent, or is unknown."""
+        return await call(
+            BrokerActivities.probe_position,
+            SymbolRef(symbol=self._spec.symbol),
+            BROKER_READ,
+            f"broker position in {self._spec.symbol} for trade {self._spec.trade_id}",
+        )
 
     async def _cancel_quietly(self, order_id: str) -> None:
         try:

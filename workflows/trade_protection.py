@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         replace_state,
         rescue_failed,
     )
-    from trading.trade_knowledge import Known
+    from trading.trade_knowledge import Known, moved_by_its_fill
     from trading.trade_logic import (
         Flat,
         Follow,
@@ -76,15 +76,24 @@ class ProtectionSteps(TradeBase):
         if not known.complete:
             await self._read_stored_view()
             known = self._knows()
-        probe = known.position
+        probe, stop = known.position, known.stop
         if probe is None or probe.outcome is not ProbeOutcome.EXISTS or probe.position is None:
             return False  # unknown or flat: closing asks the broker itself
-        if known.stop is None and state.stop_order_id is not None:
-            state.broker_checks += 1  # the stop is probed at the broker
-        else:
+        if stop is None and state.stop_order_id is not None:
+            state.broker_checks += 1
+            stop = await self._probe(state.stop_order_id)
+        if moved_by_its_fill(stop):
+            return False  # the stop's fill moved the position: ask the broker for it
+        planned = protection_action(state.stop_price, state.stop_order_id, probe, stop)
+        if isinstance(planned, Rescue | Resize) and not known.fit_to_act(workflow.now()):
+            state.broker_checks += 1  # size a new stop only on a position read just now
+            probe = await self._position_now()
+        elif stop is known.stop:
             state.snapshot_checks += 1
+        if probe.outcome is not ProbeOutcome.EXISTS or probe.position is None:
+            return False  # unknown or flat after all: the careful path decides
         state.position_qty = probe.position.qty
-        action = await self._protect(probe, known.stop)
+        action = await self._protect(probe, stop)
         self._idle = isinstance(action, Keep)
         return True
 
