@@ -70,7 +70,7 @@ def create_worker(
 
 
 async def guard_at_start(settings: Settings, client: Client, pool: asyncpg.Pool) -> None:
-    """Look at the broker once before anything else: a start may follow a crash.
+    """Look at the broker once, as soon as the worker polls: a start may follow a crash.
 
     Positions whose stop died while no worker ran are signalled (their trades rescue them)
     within a second of this worker being up; failing here only delays that to BrokerSync's
@@ -120,7 +120,8 @@ async def run_worker(settings: Settings) -> None:
                 budget=settings.broker_budget,
             )
             async with worker:
-                await guard_at_start(settings, client, pool)
+                # In the background: a slow broker at start must not hold up a SIGTERM.
+                start_check = asyncio.create_task(guard_at_start(settings, client, pool))
                 logger.info(
                     "worker running pid=%s task_queue=%s namespace=%s",
                     os.getpid(),
@@ -128,6 +129,7 @@ async def run_worker(settings: Settings) -> None:
                     settings.temporal_namespace,
                 )
                 await stop.wait()
+                start_check.cancel()
                 logger.info("worker stopping pid=%s (draining in-flight work)", os.getpid())
         logger.info("worker stopped pid=%s", os.getpid())
     finally:

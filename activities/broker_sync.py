@@ -22,6 +22,7 @@ from decimal import Decimal
 import asyncpg
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.service import RPCError
 
 from activities.broker import as_application_error
 from activities.listener_positions import ListenerPositions
@@ -54,6 +55,8 @@ from trading.trade_models import OrderEvent, PositionUpdate
 
 OPEN_TRADES_MAX_AGE_S = 5.0
 FORWARDER_DRAIN_S = 10.0
+SIGNALS_AT_ONCE = 16
+ADOPTION_MEMORY_S = 60.0  # by then the adopted guard's ledger row claims its symbol
 SHUTDOWN_DRAIN_S = 1.0
 
 
@@ -83,7 +86,8 @@ class BrokerSyncActivities:
         self._trades = Trades(pool)
         self._view = BrokerView(pool)
         self._open_cache: tuple[float, list[OpenTradeRef]] = (0.0, [])
-        self._adopting: set[str] = set()
+        # symbol -> (trade id of the guard the listener started, when); None while starting
+        self._adopted: dict[str, tuple[str | None, float]] = {}
 
     async def _open_trades(self, fresh: bool = False) -> list[OpenTradeRef]:
         loaded_at, cached = self._open_cache
@@ -144,47 +148,73 @@ class BrokerSyncActivities:
         self, stream: TradeUpdateStream, positions: ListenerPositions, progress: _Progress
     ) -> None:
         adoptions: set[asyncio.Task[None]] = set()
-        async for event in stream:
-            progress.events += 1
-            progress.last_event_at = event.timestamp
-            order = event.order
-            try:
-                owners = await self._owners(order)
-                if owners:
-                    event = await positions.attach(event)
-                elif event.event in FILL_EVENTS and order.symbol not in self._adopting:
-                    task = asyncio.create_task(self._adopt(order.symbol))
-                    adoptions.add(task)
-                    task.add_done_callback(adoptions.discard)
-                delivered = [await self._link.signal(t, trade.ORDER_EVENT, event) for t in owners]
-            except Exception:
-                # Losing this one event is covered by the broker-truth poll; ending the run
-                # would drop the connection and every event until the next run.
-                progress.missed += 1
-                activity.logger.exception(
-                    "trade update %s for %s (%s) not forwarded",
-                    event.event,
-                    order.client_order_id,
-                    order.symbol,
-                )
-                continue
-            progress.forwarded += sum(delivered)
-            progress.missed += delivered.count(False)
-            _log_forwarded(event, owners)
+        try:
+            async for event in stream:
+                await self._forward_one(event, positions, progress, adoptions)
+        finally:
+            for task in adoptions:  # a guard start cut short is finished by reconcile
+                task.cancel()
+
+    async def _forward_one(
+        self,
+        event: OrderEvent,
+        positions: ListenerPositions,
+        progress: _Progress,
+        adoptions: set[asyncio.Task[None]],
+    ) -> None:
+        progress.events += 1
+        progress.last_event_at = event.timestamp
+        order = event.order
+        try:
+            owners = await self._owners(order)
+            if owners:
+                event = await positions.attach(event)
+            elif event.event in FILL_EVENTS and not self._adoption_of(order.symbol):
+                self._adopted[order.symbol] = (None, time.monotonic())  # one at a time
+                task = asyncio.create_task(self._adopt(order.symbol))
+                adoptions.add(task)
+                task.add_done_callback(adoptions.discard)
+            delivered = [await self._link.signal(t, trade.ORDER_EVENT, event) for t in owners]
+        except Exception:
+            # Losing this one event is covered by the broker-truth poll; ending the run
+            # would drop the connection and every event until the next run.
+            progress.missed += 1
+            activity.logger.exception(
+                "trade update %s for %s (%s) not forwarded",
+                event.event,
+                order.client_order_id,
+                order.symbol,
+            )
+            return
+        progress.forwarded += sum(delivered)
+        progress.missed += delivered.count(False)
+        _log_forwarded(event, owners)
 
     async def _owners(self, order: BrokerOrder) -> list[str]:
         owners = owners_of_order(order, await self._open_trades())
         if not owners and order.symbol:
             owners = owners_of_order(order, await self._open_trades(fresh=True))
+        adopted = self._adoption_of(order.symbol)
+        if not owners and adopted is not None and adopted[0] is not None:
+            owners = [adopted[0]]  # adopted moments ago; its ledger row may not exist yet
         return owners
+
+    def _adoption_of(self, symbol: str) -> tuple[str | None, float] | None:
+        """The guard this listener started for `symbol` lately (None id: being started)."""
+        adopted = self._adopted.get(symbol)
+        if adopted is not None and time.monotonic() - adopted[1] > ADOPTION_MEMORY_S:
+            del self._adopted[symbol]
+            return None
+        return adopted
 
     async def _adopt(self, symbol: str) -> None:
         """An order nobody owns filled: guard the position now instead of at the next reconcile.
 
         Starts the protect-only guard reconcile and auto-manage would start (same trade id,
-        same stop rule), so whichever comes first, there is one guard.
+        same stop rule). Later fills in the symbol go to that guard (it resizes its stop)
+        rather than to a second adoption, until its ledger row claims the symbol.
         """
-        self._adopting.add(symbol)
+        started: str | None = None
         try:
             truth = await self._broker.broker_truth()
             records = await self._trades.list_open(symbol)
@@ -195,6 +225,7 @@ class BrokerSyncActivities:
                     trade_ids=target.trade_ids, update=target.update, restart=target.restart
                 )
                 outcome = await self._link.guard(request)
+                started = outcome.trade_id
                 activity.logger.warning(
                     "fill in %s outside the system: guard %s (%s)",
                     symbol,
@@ -205,7 +236,10 @@ class BrokerSyncActivities:
         except Exception:
             activity.logger.exception("adopting %s from the stream failed; reconcile will", symbol)
         finally:
-            self._adopting.discard(symbol)
+            if started is None:
+                self._adopted.pop(symbol, None)  # nothing started: the next fill tries again
+            else:
+                self._adopted[symbol] = (started, time.monotonic())
 
     @activity.defn
     async def sync_positions(self, request: SyncRequest) -> SyncSummary:
@@ -225,12 +259,7 @@ class BrokerSyncActivities:
         routes = route_positions(positions, orders, trades, observed_at)
         told = await self._view.delivered([r.trade_id for r in routes])
         due = [r for r in routes if _needs_telling(r, told.get(r.trade_id))]
-        delivered: dict[str, str] = {}
-        for route in due:
-            if request.unstick:
-                await self._link.unstick(route.trade_id)
-            if await self._link.signal(route.trade_id, trade.POSITION_UPDATE, _update_of(route)):
-                delivered[route.trade_id] = route.digest
+        delivered = await self._tell(due, unstick=request.unstick)
         await self._view.mark_delivered(delivered, observed_at)
         await self._view.forget_except([t.trade_id for t in trades])
         claimed = {t.symbol for t in trades}
@@ -245,6 +274,29 @@ class BrokerSyncActivities:
             untracked_symbols=untracked,
             broker_calls=2,
         )
+
+    async def _tell(self, routes: list[PositionRoute], *, unstick: bool) -> dict[str, str]:
+        """Signal each trade its view, a few at a time; trade id -> digest of those told.
+
+        One trade that cannot be told (a Temporal hiccup) is left for the next poll, which
+        tells it again (its digest is not marked); it never fails the whole poll.
+        """
+        gate = asyncio.Semaphore(SIGNALS_AT_ONCE)
+        delivered: dict[str, str] = {}
+
+        async def tell(route: PositionRoute) -> None:
+            async with gate:
+                try:
+                    if unstick:
+                        await self._link.unstick(route.trade_id)
+                    update = _update_of(route)
+                    if await self._link.signal(route.trade_id, trade.POSITION_UPDATE, update):
+                        delivered[route.trade_id] = route.digest
+                except RPCError as err:
+                    activity.logger.warning("trade %s not told: %s", route.trade_id, err.message)
+
+        await asyncio.gather(*(tell(r) for r in routes))
+        return delivered
 
     @activity.defn
     async def stored_view(self, ref: SymbolRef) -> PositionUpdate | None:

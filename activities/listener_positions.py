@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class ListenerPositions:
-    """Positions as last read, refreshed (once for many callers) when an ending event needs them."""
+    """Positions as last read, refreshed (once for many events) when an ending event needs them."""
 
     def __init__(
         self, read: Callable[[], Awaitable[list[BrokerPosition]]], max_age_s: float = 2.0

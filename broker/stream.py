@@ -180,6 +180,8 @@ class TradeUpdateStream:
     async def close(self) -> None:
         """End iteration and close the connection (waits at most close_timeout_s)."""
         self._closing.set()
+        for callback in self._callbacks:
+            callback.cancel()
         await self._disconnect()
 
     async def _unless_closing(self, step: Coroutine[Any, Any, T]) -> T:

@@ -1,8 +1,8 @@
 """BrokerView repository: BrokerSync's last snapshot and what each trade was last told.
 
 A poll writes only the symbols whose digest changed; a trade's self-check reads its symbol
-and the poll time (no broker call); BrokerSync signals a trade only when its digest differs
-from the one it was last told.
+and the poll time (no broker call); BrokerSync signals a trade when its digest differs from
+the one it was last told, or while no stop covers its position.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _POLL = """
 INSERT INTO broker_view_poll (id, observed_at) VALUES (1, $1)
 ON CONFLICT (id) DO UPDATE SET observed_at = GREATEST(broker_view_poll.observed_at, $1)
 """
+_LATEST = "SELECT observed_at FROM broker_view_poll WHERE id = 1 FOR UPDATE"
 _DIGESTS = "SELECT symbol, digest FROM broker_view_symbols"
 _UPSERT_SYMBOL = """
 INSERT INTO broker_view_symbols (symbol, qty, open_orders, digest) VALUES ($1, $2, $3::jsonb, $4)
@@ -35,6 +36,7 @@ _DELIVERED = "SELECT trade_id, digest FROM broker_view_deliveries WHERE trade_id
 _DELIVER = """
 INSERT INTO broker_view_deliveries (trade_id, digest, delivered_at) VALUES ($1, $2, $3)
 ON CONFLICT (trade_id) DO UPDATE SET digest = $2, delivered_at = $3
+WHERE broker_view_deliveries.delivered_at <= $3
 """
 _FORGET = "DELETE FROM broker_view_deliveries WHERE NOT (trade_id = ANY($1::text[]))"
 
@@ -53,9 +55,16 @@ class BrokerView(Repository):
     """Read and write BrokerSync's stored snapshot and the trades' delivered digests."""
 
     async def store(self, observed_at: datetime, views: Iterable[SymbolView]) -> int:
-        """Record a successful poll: rewrite changed symbols, drop vanished ones; rows written."""
+        """Record a successful poll: rewrite changed symbols, drop vanished ones; rows written.
+
+        Polls may overlap (a starting worker, a poll-now, a timed-out poll still running): one
+        older than the stored poll writes nothing, so no row is stamped newer than its data.
+        """
         by_symbol = {v.symbol: v for v in views}
         async with self._pool.acquire() as conn, conn.transaction():
+            latest = await conn.fetchval(_LATEST)
+            if latest is not None and observed_at < latest:
+                return 0
             stored = {r["symbol"]: r["digest"] for r in await conn.fetch(_DIGESTS)}
             changed = [v for s, v in by_symbol.items() if stored.get(s) != v.digest]
             gone = [s for s in stored if s not in by_symbol]

@@ -32,6 +32,8 @@ from trading.trade_models import OrderEvent, PositionSeen, PositionUpdate
 FILL_EVENTS = frozenset({"fill", "partial_fill"})
 # How fresh a position read must be to place or resize a stop from it without asking again.
 ACT_MAX_AGE = timedelta(seconds=5)
+# Broker and workflow clocks further apart than this are not compared (see event_time).
+COMPARABLE_CLOCKS = timedelta(minutes=5)
 # Broker failures after which a fresh snapshot means "the broker answers again".
 TRANSIENT_FAILURES = frozenset(
     {"BrokerUnavailable", "RateLimited", "BudgetExhausted", "TimeoutError", "ActivityError"}
@@ -48,7 +50,7 @@ class Known:
 
     @property
     def complete(self) -> bool:
-        """Both answers are known: the check needs no broker call."""
+        """Both answers are known: keeping the stop needs no broker call."""
         return self.position is not None and self.stop is not None
 
     def fit_to_act(self, now: datetime) -> bool:
@@ -95,14 +97,15 @@ class Knowledge:
 
     def saw_event(self, event: OrderEvent, received_at: datetime) -> None:
         """Take a stream event: the order's status, and what it says about the position."""
-        self.saw_order(event.order, received_at)
+        at = event_time(event, received_at)
+        self.saw_order(event.order, at)
         if event.event in FILL_EVENTS:
             if event.position_qty is None:
                 self.position = None  # the position moved by an amount we cannot tell
                 self.snapshot = None
                 self.moved_at = received_at
             else:
-                self._saw_position(PositionSeen(qty=event.position_qty, observed_at=received_at))
+                self._saw_position(PositionSeen(qty=event.position_qty, observed_at=at))
         if event.position_seen is not None:
             self._saw_position(event.position_seen)
 
@@ -114,7 +117,11 @@ class Knowledge:
 
     def ended(self) -> frozenset[str]:
         """Orders the stream said are over."""
-        return frozenset(i for i, (o, _) in (self.orders or {}).items() if o.is_terminal)
+        return frozenset(o.id for o in self.ended_orders())
+
+    def ended_orders(self) -> list[BrokerOrder]:
+        """The orders known to be over (carried across continue-as-new: that is final)."""
+        return [o for o, _ in (self.orders or {}).values() if o.is_terminal]
 
     def known(
         self, symbol: str, stop_order_id: str | None, now: datetime, max_age: timedelta
@@ -156,6 +163,19 @@ class Knowledge:
             return OrderProbe(outcome=ProbeOutcome.EXISTS, order=seen[0])
         listed = _find(snapshot.open_orders, stop_order_id) if snapshot is not None else None
         return OrderProbe(outcome=ProbeOutcome.EXISTS, order=listed) if listed else None
+
+
+def event_time(event: OrderEvent, received_at: datetime) -> datetime:
+    """When an event's news dates from: when it happened, if that is earlier than its arrival.
+
+    An event delivered late (a backlog, a worker restart) must not pass for newer than a
+    snapshot taken after it. A broker timestamp far from our clock (a simulated paper clock)
+    says nothing comparable: then the arrival time is all there is.
+    """
+    happened = event.timestamp
+    if abs(received_at - happened) > COMPARABLE_CLOCKS:
+        return received_at
+    return min(happened, received_at)
 
 
 def _find(orders: list[BrokerOrder], order_id: str) -> BrokerOrder | None:

@@ -154,6 +154,9 @@ class TradeState(BaseModel):
     last_check_at: datetime | None = None
     last_check_note: str = ""
     events_received: int = 0
+    # Orders known to have ended (stream events): carried across continue-as-new, so a stop
+    # cancelled just before it is not believed alive from an older snapshot.
+    ended_orders: list[BrokerOrder] = Field(default_factory=list)
     snapshot_checks: int = 0  # checks settled by a BrokerSync snapshot (no broker call)
     broker_checks: int = 0  # checks that asked the broker
 

@@ -46,6 +46,7 @@ class BrokerSyncWorkflow:
             listener = asyncio.create_task(self._listen_forever())
         polls_this_run = 0
         while not self._state.stop_requested:
+            self._poll_requested = False  # a request arriving during this poll asks for another
             await self._check_clock()
             await self._poll()
             polls_this_run += 1
@@ -58,7 +59,6 @@ class BrokerSyncWorkflow:
             if workflow.info().is_continue_as_new_suggested():
                 break
             interval = self._interval()
-            self._poll_requested = False
             # wait_condition raises TimeoutError when the interval passes: that is the poll.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -84,7 +84,8 @@ class BrokerSyncWorkflow:
         settings = self._settings
         if self._state.last_poll_error is not None:
             return settings.outage_poll_interval
-        if self._state.market_open is False:
+        if self._state.market_open is False and self._state.listener_error is None:
+            # Closed market: events carry the news; without the stream, poll at the open pace.
             return settings.closed_poll_interval
         return settings.poll_interval
 

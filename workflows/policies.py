@@ -94,11 +94,13 @@ def broker_snapshot(attempts: int) -> ActivityPolicy:
 def stream_listener(listen_for: timedelta) -> ActivityPolicy:
     """The trade_updates listener: holds the stream `listen_for`, heartbeats, retried forever.
 
-    It heartbeats every second; a worker that dies is noticed within the heartbeat timeout
-    and the listener restarts on another (or the restarted) worker.
+    A worker that dies is noticed within the heartbeat timeout and the listener restarts on
+    another (or the restarted) worker; the SDK sends heartbeats at most every 0.8 x timeout,
+    so 10 s leaves room for a loaded worker. The events missed meanwhile are covered by the
+    poll the new listener asks for, and by a starting worker's own look at the broker.
     """
     return ActivityPolicy(
         start_to_close=listen_for + timedelta(minutes=1),
-        heartbeat=timedelta(seconds=4),
+        heartbeat=timedelta(seconds=10),
         retry=_backoff(timedelta(seconds=1), timedelta(seconds=30), None),
     )

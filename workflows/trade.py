@@ -1,9 +1,10 @@
 """TradeWorkflow: one durable guard per trade (entry, an always-present stop, exits).
 
 Its interface (id `trade-<trade_id>`, messages, models, who sends what) is contracts/trade.py.
-Each step asks the broker (position, the stop's real status)
-and lets trading/trade_logic.py decide; BrokerSync's signals only wake the next check, and a
-timer checks anyway in case events stop arriving.
+Each step learns the position and the stop's real status - from what BrokerSync's events and
+snapshots already said while that is fresh (trading/trade_knowledge.py), else from the broker -
+and lets trading/trade_logic.py decide; a slow, jittered timer checks anyway in case events
+stop arriving.
 
 This module is the Temporal surface (run loop, signals, update, query); the steps live in
 trade_entry.EntrySteps, trade_protection.ProtectionSteps and trade_exits.ExitSteps, over
@@ -78,6 +79,8 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         self._ended_orders: set[str] = set()
         # Quiet guards: everything events, snapshots and our own orders said (trade_knowledge).
         self._known = Knowledge()
+        for ended in self._state.ended_orders:
+            self._known.saw_order(ended, workflow.now())
         self._idle = False
         self._published_attributes: tuple[str, ...] | None = None
 
@@ -92,6 +95,7 @@ class TradeWorkflow(EntrySteps, ExitSteps):
         while not self._state.status.is_terminal:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                self._state.ended_orders = self._known.ended_orders()
                 workflow.continue_as_new(TradeWorkflowInput(spec=self._spec, state=self._state))
             self._wake = False
             async with self._lock:

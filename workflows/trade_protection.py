@@ -65,9 +65,11 @@ class ProtectionSteps(TradeBase):
     async def _protect_from_knowledge(self) -> bool:
         """Check protection with what signals (or BrokerSync's stored view) already say.
 
-        False when the position is not known fresh enough (or is flat, or needs adopting):
-        the caller then asks the broker, as before. Otherwise at most the stop is probed, and
-        a rescue needs only its submit.
+        False when the position is not known fresh enough (or is flat, or needs adopting, or
+        the stop filled): the caller then asks the broker, as before. Otherwise keeping the
+        stop needs no call (or one stop probe); placing or resizing one also reads the position
+        unless it was read in the last ACT_MAX_AGE - a rescue after a stream event that carried
+        the position needs only its submit.
         """
         state, spec = self._state, self._spec
         if spec.protect_only and state.entry_price is None:
@@ -367,6 +369,11 @@ class ProtectionSteps(TradeBase):
         # Final: place the new stop now (its gap is measured from here), not at the next check.
         state.stop_missing_since = workflow.now()
         qty = state.position_qty
+        if self._quiet_guard():  # state.position_qty may come from older knowledge: read it
+            position = await self._position_now()
+            if position.outcome is not ProbeOutcome.EXISTS or position.position is None:
+                return  # flat or unknown: the next check decides
+            qty = state.position_qty = position.position.qty
         if qty > 0:
             await self._rescue(
                 Rescue(qty=qty, stop_price=state.stop_price, why=f"{what}: {outcome.reason}")

@@ -18,6 +18,7 @@ from trading.trade_knowledge import (
     ACT_MAX_AGE,
     Knowledge,
     broker_answers_again,
+    event_time,
     moved_by_its_fill,
 )
 from trading.trade_models import OrderEvent, PositionSeen, PositionUpdate
@@ -188,3 +189,15 @@ def test_a_failed_positions_read_attaches_nothing() -> None:
         assert ended.position_seen is None
 
     asyncio.run(scenario())
+
+
+def test_a_late_event_dates_from_when_it_happened_unless_the_clocks_are_not_comparable() -> None:
+    late = event("fill", OrderStatus.FILLED, position_qty=Decimal(100))  # happened at NOW
+    arrived = NOW + timedelta(seconds=90)
+    assert event_time(late, arrived) == NOW
+    simulated = NOW + timedelta(days=3)  # a paper broker's clock days away
+    assert event_time(late, simulated) == simulated
+    knowledge = Knowledge()
+    knowledge.saw_snapshot(snapshot(60, at_s=30))  # taken after the fill
+    knowledge.saw_event(late, arrived)
+    assert knowledge.position is not None and knowledge.position.qty == Decimal(60)
