@@ -23,7 +23,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import build_activities, sync_at_start
+from activities import ActivityDeps, build_activities, sync_at_start
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
 from clients import make_client, make_pool
@@ -48,9 +48,8 @@ def create_worker(
     budget: BudgetConfig | None = None,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
-    activities = build_activities(
-        pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget_config=budget
-    )
+    deps = ActivityDeps(pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget)
+    activities = build_activities(deps)
     return Worker(
         client,
         task_queue=task_queue,
@@ -78,14 +77,9 @@ async def guard_at_start(settings: Settings, client: Client, pool: asyncpg.Pool)
     """
     endpoint = broker_endpoint(settings)
     try:
-        summary = await sync_at_start(
-            pool,
-            AlpacaGateway(endpoint),
-            client,
-            endpoint,
-            settings.temporal_task_queue,
-            budget_config=settings.broker_budget,
-        )
+        gateway = AlpacaGateway(endpoint)
+        queue, budget = settings.temporal_task_queue, settings.broker_budget
+        summary = await sync_at_start(ActivityDeps(pool, gateway, client, endpoint, queue, budget))
     except Exception as exc:  # the broker or Temporal may be down at start: BrokerSync retries
         logger.warning("start-up broker check failed (BrokerSync's polls go on): %s", exc)
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -27,26 +28,43 @@ from trading.broker_budget import BudgetConfig
 from trading.broker_sync_models import SyncRequest, SyncSummary
 
 
-def build_activities(
-    pool: asyncpg.Pool,
-    gateway: ObservedGateway,
-    client: Client,
-    endpoint: BrokerEndpoint,
-    task_queue: str,
-    *,
-    budget_config: BudgetConfig | None = None,
-) -> list[Callable[..., Any]]:
-    """All activity callables a worker on `task_queue` registers, bound to their clients.
+@dataclass(frozen=True)
+class ActivityDeps:
+    """What a worker's activities are built with: ledger pool, broker, Temporal, queue, budget.
 
-    Called on the worker's event loop. Broker calls go through one MeteredGateway, whose
-    budget every process using the same keys shares through the ledger's PostgreSQL
-    (`budget_config`: the settings' limit and reserves; the defaults when not given).
+    Broker calls go through one MeteredGateway, whose budget every process using the same
+    keys shares through the ledger's PostgreSQL (`budget_config`: the settings' limit and
+    reserves; the defaults when not given).
     """
+
+    pool: asyncpg.Pool
+    gateway: ObservedGateway
+    client: Client
+    endpoint: BrokerEndpoint
+    task_queue: str
+    budget_config: BudgetConfig | None = None
+
+    def metered(self) -> MeteredGateway:
+        """The gateway behind the account's shared budget."""
+        budget = BrokerBudget.for_endpoint(
+            self.pool, self.endpoint, self.budget_config or BudgetConfig()
+        )
+        return MeteredGateway(self.gateway, budget)
+
+    def broker_sync(self, metered: MeteredGateway) -> BrokerSyncActivities:
+        """The listener and poller, telling trades through a TradeLink on this queue."""
+        link = TradeLink(self.client, self.task_queue)
+        return BrokerSyncActivities(metered, self.endpoint, link, self.pool)
+
+
+def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
+    """All activity callables a worker registers, bound to their clients (on its event loop)."""
+    pool, client = deps.pool, deps.client
     ledger = LedgerActivities(pool)
-    metered = _metered(pool, gateway, endpoint, budget_config)
+    metered = deps.metered()
     broker = BrokerActivities(metered, asyncio.get_running_loop())
-    link = TradeLink(client, task_queue)
-    sync = BrokerSyncActivities(metered, endpoint, link, pool)
+    link = TradeLink(client, deps.task_queue)
+    sync = deps.broker_sync(metered)
     entries = EntryActivities(client, pool)
     trades = TradeLinkActivities(link)
     scoring = ScoringActivities(pool)
@@ -101,33 +119,12 @@ def build_activities(
     ]
 
 
-async def sync_at_start(
-    pool: asyncpg.Pool,
-    gateway: ObservedGateway,
-    client: Client,
-    endpoint: BrokerEndpoint,
-    task_queue: str,
-    *,
-    budget_config: BudgetConfig | None = None,
-) -> SyncSummary:
+async def sync_at_start(deps: ActivityDeps) -> SyncSummary:
     """A worker that starts - perhaps after one crashed - polls the broker once itself.
 
     Stops that died while no worker listened are seen now, not at BrokerSync's next poll
     (which would first wait for BrokerSync's own task to leave the dead worker's queue); the
     trades it wakes are unstuck from the dead worker's sticky queue first.
     """
-    link = TradeLink(client, task_queue)
-    sync = BrokerSyncActivities(
-        _metered(pool, gateway, endpoint, budget_config), endpoint, link, pool
-    )
+    sync = deps.broker_sync(deps.metered())
     return await sync.sync_positions(SyncRequest(reason="worker start", unstick=True))
-
-
-def _metered(
-    pool: asyncpg.Pool,
-    gateway: ObservedGateway,
-    endpoint: BrokerEndpoint,
-    budget_config: BudgetConfig | None,
-) -> MeteredGateway:
-    budget = BrokerBudget.for_endpoint(pool, endpoint, budget_config or BudgetConfig())
-    return MeteredGateway(gateway, budget)

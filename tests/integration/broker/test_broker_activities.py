@@ -22,7 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Worker
 
-from activities import build_activities
+from activities import ActivityDeps, build_activities
 from broker.alpaca import AlpacaGateway
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
@@ -124,7 +124,9 @@ async def harness(
         client,
         task_queue=task_queue,
         workflows=[BrokerCallWorkflow],
-        activities=build_activities(pool, gateway, client, gateway.endpoint, task_queue),
+        activities=build_activities(
+            ActivityDeps(pool, gateway, client, gateway.endpoint, task_queue)
+        ),
         activity_executor=activity_executor,
     )
     async with combined:

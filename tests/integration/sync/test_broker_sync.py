@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
-from activities import build_activities
+from activities import ActivityDeps, build_activities
 from broker.alpaca import AlpacaGateway
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
@@ -48,7 +48,7 @@ async def sync_worker(
         client,
         task_queue=task_queue,
         workflows=[BrokerSyncWorkflow, RecordingTradeWorkflow],
-        activities=build_activities(pool, gateway, client, endpoint, task_queue),
+        activities=build_activities(ActivityDeps(pool, gateway, client, endpoint, task_queue)),
         activity_executor=activity_executor,
     ):
         yield gateway
