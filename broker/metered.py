@@ -41,6 +41,7 @@ from trading.broker_models import (
 )
 
 T = TypeVar("T")
+P = TypeVar("P", OrderProbe, PositionProbe)
 # Blocking alpaca-py calls of every metered gateway in the process (asyncio's default pool
 # has min(32, cores + 4) threads, too few for a worker's concurrent broker activities).
 BROKER_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="broker-call")
@@ -133,21 +134,15 @@ class MeteredGateway:
 
     async def probe_order(self, order_id: str) -> OrderProbe:
         """exists / absent / unknown; a probe the budget does not allow now is unknown."""
-        try:
-            return await self._call(
-                Priority.READ, "probe_order", lambda: self._gateway.probe_order(order_id)
-            )
-        except BudgetExhausted as exc:
-            return OrderProbe(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
+        return await self._probe(
+            OrderProbe, "probe_order", lambda: self._gateway.probe_order(order_id)
+        )
 
     async def probe_position(self, symbol: str) -> PositionProbe:
         """exists / absent / unknown; a probe the budget does not allow now is unknown."""
-        try:
-            return await self._call(
-                Priority.READ, "probe_position", lambda: self._gateway.probe_position(symbol)
-            )
-        except BudgetExhausted as exc:
-            return PositionProbe(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
+        return await self._probe(
+            PositionProbe, "probe_position", lambda: self._gateway.probe_position(symbol)
+        )
 
     async def latest_quotes(self, symbols: list[str]) -> list[Quote]:
         """Latest quote per symbol."""
@@ -201,6 +196,13 @@ class MeteredGateway:
         )
 
     # ---- metering ----------------------------------------------------------------------
+    async def _probe(self, kind: type[P], call: str, fn: Callable[[], P]) -> P:
+        """A read whose answer may be unknown: a spent budget answers UNKNOWN, not an error."""
+        try:
+            return await self._call(Priority.READ, call, fn)
+        except BudgetExhausted as exc:
+            return kind(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
+
     async def _call(self, priority: Priority, call: str, fn: Callable[[], T], slots: int = 1) -> T:
         return await self._patiently(lambda: self._once(priority, call, fn, slots))
 
