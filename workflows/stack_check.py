@@ -12,7 +12,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from contracts import stack_check
     from trading.models import (
-        AuditEntry,
         AuditLookup,
         StackCheckInput,
         StackCheckResult,
@@ -21,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calls import call, ledger
     from workflows.details import Details
     from workflows.policies import BROKER_READ
-    from workflows.records import event_key
+    from workflows.records import audit_entry
 
 
 @workflow.defn(name=stack_check.WORKFLOW.name)
@@ -35,12 +34,11 @@ class StackCheckWorkflow:
         # The row is written here rather than through records.audit: the check reads it back.
         written = await ledger(
             LedgerActivities.append_audit,
-            AuditEntry(
-                actor=info.workflow_id,
-                action="stack_check",
-                reason=f"requested by {request.requested_by}",
-                detail={"run_id": info.run_id},
-                event_key=event_key("stack_check", info.run_id),
+            audit_entry(
+                "stack_check",
+                f"requested by {request.requested_by}",
+                {"run_id": info.run_id},
+                key=info.run_id,
             ),
             "ledger: write an audit row",
         )
