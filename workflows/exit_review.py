@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.details import Details
     from workflows.policies import BROKER_READ, TRADE_LINK
     from workflows.records import audit
-    from workflows.run_base import RunWorkflow
+    from workflows.run_base import RunWorkflow, current_run_id
 
 
 @workflow.defn(name=exit_review.WORKFLOW.name)
@@ -53,8 +53,7 @@ class EodExitReviewWorkflow(RunWorkflow[ExitReviewResult]):
 
     @workflow.init
     def __init__(self, request: ExitReviewInput) -> None:
-        info = workflow.info()
-        self._run_id = f"{info.workflow_id}:{info.run_id}"
+        self._run_id = current_run_id()
         self._progress = ExitReviewResult(run_id=self._run_id)
 
     @workflow.run

@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.reconcile import ReconcileWorkflow
     from workflows.records import audit
-    from workflows.run_base import RunWorkflow
+    from workflows.run_base import RunWorkflow, current_run_id
 
 
 @workflow.defn(name=market_loop.WORKFLOW.name)
@@ -78,9 +78,8 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
 
     @workflow.init
     def __init__(self, request: MarketLoopInput) -> None:
-        info = workflow.info()
         self._request = request
-        self._run_id = f"{info.workflow_id}:{info.run_id}"
+        self._run_id = current_run_id()
         self._progress = MarketLoopResult(run_id=self._run_id)
         self._phase = "starting"
 

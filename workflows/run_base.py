@@ -19,6 +19,12 @@ with workflow.unsafe.imports_passed_through():
 ProgressT = TypeVar("ProgressT", bound=BaseModel)
 
 
+def current_run_id() -> str:
+    """`<workflow id>:<run id>`: names this run in its ledger record and audit rows."""
+    info = workflow.info()
+    return f"{info.workflow_id}:{info.run_id}"
+
+
 class RunWorkflow(Generic[ProgressT]):
     """A workflow that runs once to a result, with progress the Web UI and queries can see."""
 
