@@ -56,6 +56,7 @@ from trading.trade_models import OrderEvent, PositionUpdate
 OPEN_TRADES_MAX_AGE_S = 5.0
 FORWARDER_DRAIN_S = 10.0
 SIGNALS_AT_ONCE = 16
+OPEN_ORDERS_PAGE = 500  # Alpaca's largest page of orders
 ADOPTION_MEMORY_S = 60.0  # by then the adopted guard's ledger row claims its symbol
 SHUTDOWN_DRAIN_S = 1.0
 
@@ -272,7 +273,7 @@ class BrokerSyncActivities:
             signalled=len(delivered),
             unchanged=len(routes) - len(due),
             untracked_symbols=untracked,
-            broker_calls=2,
+            broker_calls=1 + len(orders) // OPEN_ORDERS_PAGE + 1,  # positions, order pages
         )
 
     async def _tell(self, routes: list[PositionRoute], *, unstick: bool) -> dict[str, str]:

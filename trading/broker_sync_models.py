@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 
 from trading.models import Frozen
 
+POLL_CALLS = 2  # a poll's broker calls for an account with under 500 open orders
+
 
 class ListenRequest(Frozen):
     """How long one listener activity holds the stream before handing over."""
@@ -59,6 +61,13 @@ class BrokerSyncInput(Frozen):
     listen: bool = True
     listen_for: timedelta = timedelta(minutes=30)
     max_polls: int | None = None  # tests: stop after this many polls
+
+    def open_interval(self, calls_per_poll: int) -> timedelta:
+        """Between polls while the market is open: poll_interval for a poll of two calls
+        (positions, one page of open orders), stretched in proportion for a costlier one -
+        a large account (orders come 500 a page) spends no more calls a minute on polls;
+        the stream still brings every change at once."""
+        return self.poll_interval * max(1.0, calls_per_poll / POLL_CALLS)
 
 
 class BrokerSyncState(BaseModel):

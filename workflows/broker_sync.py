@@ -87,7 +87,8 @@ class BrokerSyncWorkflow:
         if self._state.market_open is False and self._state.listener_error is None:
             # Closed market: events carry the news; without the stream, poll at the open pace.
             return settings.closed_poll_interval
-        return settings.poll_interval
+        calls = self._state.last_poll.broker_calls if self._state.last_poll else 2
+        return settings.open_interval(calls)
 
     async def _listen_forever(self) -> None:
         while True:

@@ -13,6 +13,7 @@ from activities.listener_positions import ListenerPositions
 from broker.errors import BrokerUnavailable
 from tests.unit.test_trade_logic import NOW, order
 from trading.broker_models import BrokerPosition, OrderStatus, ProbeOutcome
+from trading.broker_sync_models import BrokerSyncInput
 from trading.routing import PositionRoute, view_digest
 from trading.trade_knowledge import (
     ACT_MAX_AGE,
@@ -201,3 +202,10 @@ def test_a_late_event_dates_from_when_it_happened_unless_the_clocks_are_not_comp
     knowledge.saw_snapshot(snapshot(60, at_s=30))  # taken after the fill
     knowledge.saw_event(late, arrived)
     assert knowledge.position is not None and knowledge.position.qty == Decimal(60)
+
+
+def test_broker_sync_polls_a_large_account_less_often_to_stay_within_its_calls() -> None:
+    settings = BrokerSyncInput()
+    assert settings.open_interval(2) == timedelta(seconds=15)  # positions + one orders page
+    assert settings.open_interval(4) == timedelta(seconds=30)  # 1,000 open orders: 3 pages
+    assert 60 / settings.open_interval(4).total_seconds() * 4 + 1 <= 10  # with the clock
