@@ -417,18 +417,37 @@ class StreamLog:
 async def _events_after(handle: Any, after: float) -> list[tuple[float, str, str]]:
     """(wall time, event type, activity type or signal name) of events after `after`."""
     found = []
+    activity_types: dict[int, str] = {}
     async for event in handle.fetch_history_events():
-        at = event.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
-        if at < after:
-            continue
-        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        kind = event.event_type
         extra = ""
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             extra = event.activity_task_scheduled_event_attributes.activity_type.name
-        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            activity_types[event.event_id] = extra
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            extra = activity_types.get(
+                event.activity_task_started_event_attributes.scheduled_event_id, ""
+            )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            extra = activity_types.get(
+                event.activity_task_completed_event_attributes.scheduled_event_id, ""
+            )
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             extra = event.workflow_execution_signaled_event_attributes.signal_name
-        found.append((at, name, extra))
+        at = event.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
+        if at >= after:
+            found.append((at, EventType.Name(kind).removeprefix("EVENT_TYPE_"), extra))
     return found
+
+
+def _trade_path(events: list[tuple[float, str, str]], killed: float) -> list[str]:
+    """One trade's events after the kill up to its rescue submit, as `+s EVENT [what]`."""
+    path = []
+    for at, name, extra in events:
+        path.append(f"+{at - killed:.3f} {name}" + (f" {extra}" if extra else ""))
+        if name == "ACTIVITY_TASK_SCHEDULED" and extra == "submit_order":
+            break
+    return path
 
 
 def _first(
@@ -516,6 +535,9 @@ async def _crash_round(stack: EdgeStack, symbols: list[str], delay_s: float) -> 
             "trades_first_task_started": _spread(
                 [_first(e, "WORKFLOW_TASK_STARTED") for e in trade_events], killed
             ),
+            "trades_first_task_completed": _spread(
+                [_first(e, "WORKFLOW_TASK_COMPLETED") for e in trade_events], killed
+            ),
             "trades_rescue_submit_scheduled": _spread(
                 [_first(e, "ACTIVITY_TASK_SCHEDULED", "submit_order") for e in trade_events],
                 killed,
@@ -523,6 +545,15 @@ async def _crash_round(stack: EdgeStack, symbols: list[str], delay_s: float) -> 
             "stops_working": _spread(back, killed),
         },
         "stream_changes_s": [(_rel(t, killed), n) for t, n in stream.changes],
+        "slowest_trade_path": _trade_path(
+            max(
+                trade_events,
+                key=lambda e: _first(e, "ACTIVITY_TASK_SCHEDULED", "submit_order") or 0,
+            ),
+            killed,
+        )
+        if trade_events
+        else [],
         "signals_after_kill": sorted(
             {x for e in trade_events for _, n, x in e if n == "WORKFLOW_EXECUTION_SIGNALED"}
         ),
