@@ -198,6 +198,11 @@ async def idle_round(stack_factory: Any, config: EdgeConfig, say: Say, n: int) -
                 "listener_heartbeat_actions_estimated": round(
                     LISTENER_HEARTBEATS_PER_S * measured_s
                 ),
+                "per_hour": {
+                    "events": round(sync_costs.events / hours),
+                    "actions_in_history": round(sync_costs.actions / hours),
+                    "listener_heartbeat_actions": round(LISTENER_HEARTBEATS_PER_S * 3600),
+                },
             },
             "probe_ms": [round(s.value, 1) for s in probes],
             "probe_censored": sum(1 for s in probes if s.censored),
@@ -356,6 +361,8 @@ async def idle(stack_factory: Any, config: EdgeConfig, say: Say) -> Section:
         "baseline: the cron job's own process (no Temporal, no PostgreSQL), first pass at once, "
         f"watched {config.baseline_idle_window:.0f} s; its stops cancelled 5 s in, one every 2 s",
         "the 1,000-trade goals (CPU, RSS, calls/min, replacement p99) are judged at 1,000 only",
+        "the dev server keeps history in memory: its RSS includes the (terminated) workflows of "
+        "the scenarios and counts run before this one",
     ]
     section.details = {
         "rounds": [
