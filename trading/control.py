@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from trading.broker_models import BrokerOrder, BrokerPosition, OrderSide, OrderType
 from trading.models import Frozen
+from trading.risk import AccountView, RiskLimits, daily_loss_breach
 
 HISTORY_KEPT = 50  # changes kept in the state (the audit log keeps them all)
 
@@ -89,7 +90,8 @@ class LossCheck(Frozen):
     equity: Decimal | None = None
     last_equity: Decimal | None = None
     daily_pnl: Decimal | None = None
-    limit: Decimal | None = None
+    limit: Decimal | None = None  # dollars
+    limit_pct: Decimal | None = None  # of last_equity
     error: str | None = None
 
 
@@ -147,6 +149,8 @@ class ControlInput(BaseModel):
     """Settings of the singleton control workflow, plus the state carried over."""
 
     daily_loss_limit: Decimal | None = Field(default=None, gt=0)  # in dollars; None: no check
+    # A fraction of the previous close's equity; None: no check. Either limit halts.
+    daily_loss_limit_pct: Decimal | None = Field(default=None, gt=0, lt=1)
     loss_check_interval: timedelta = timedelta(seconds=60)
     rescue_alert_threshold: int = Field(default=2, ge=1)
     rescue_alert_window: timedelta = timedelta(hours=1)
@@ -197,15 +201,37 @@ def daily_pnl(equity: Decimal, last_equity: Decimal) -> Decimal:
     return equity - last_equity
 
 
+def loss_limit_breach(
+    daily_pnl: Decimal,
+    last_equity: Decimal | None,
+    loss_limit: Decimal | None,
+    loss_limit_pct: Decimal | None = None,
+) -> str | None:
+    """Why today's P&L breaches the dollar or percentage limit, or None (risk's one rule).
+
+    Without `last_equity` only the dollar limit can be judged.
+    """
+    if loss_limit is None and loss_limit_pct is None:
+        return None
+    base = last_equity if last_equity is not None else Decimal(0)
+    account = AccountView(equity=base + daily_pnl, last_equity=base, buying_power=Decimal(0))
+    limits = RiskLimits(daily_loss_limit_usd=loss_limit, daily_loss_limit_pct=loss_limit_pct)
+    return daily_loss_breach(account, limits)
+
+
 def should_auto_halt(
     daily_pnl: Decimal | None,
     loss_limit: Decimal | None,
     recent_rescue_alerts: int,
     threshold: int,
+    last_equity: Decimal | None = None,
+    loss_limit_pct: Decimal | None = None,
 ) -> str | None:
     """Why trading must halt now, or None: a breached daily loss limit or repeated rescue alerts."""
-    if daily_pnl is not None and loss_limit is not None and daily_pnl <= -loss_limit:
-        return f"daily loss {-daily_pnl} reached the limit {loss_limit}"
+    if daily_pnl is not None:
+        breach = loss_limit_breach(daily_pnl, last_equity, loss_limit, loss_limit_pct)
+        if breach is not None:
+            return breach
     if recent_rescue_alerts >= threshold:
         return f"{recent_rescue_alerts} stop rescue alerts (threshold {threshold})"
     return None
@@ -258,11 +284,19 @@ def loss_outcome(
     limit: Decimal | None,
     threshold: int,
     now: datetime,
+    limit_pct: Decimal | None = None,
 ) -> LossOutcome:
-    """The day's P&L against the loss limit, and what the control workflow does about it."""
+    """The day's P&L against the loss limits, and what the control workflow does about it."""
     pnl = daily_pnl(equity, last_equity)
-    check = LossCheck(at=now, equity=equity, last_equity=last_equity, daily_pnl=pnl, limit=limit)
-    reason = should_auto_halt(pnl, limit, 0, threshold)
+    check = LossCheck(
+        at=now,
+        equity=equity,
+        last_equity=last_equity,
+        daily_pnl=pnl,
+        limit=limit,
+        limit_pct=limit_pct,
+    )
+    reason = loss_limit_breach(pnl, last_equity, limit, limit_pct)
     first = reason is not None and not state.loss_breached
     halt = reason if first and decide(state.mode, ControlCommand.AUTO_HALT) is not None else None
     return LossOutcome(

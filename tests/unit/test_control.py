@@ -23,6 +23,7 @@ from trading.control import (
     HISTORY_KEPT,
     ControlChange,
     ControlCommand,
+    ControlInput,
     ControlMode,
     ControlState,
     RescueAlertSeen,
@@ -183,6 +184,34 @@ def test_the_loss_limit_halts_on_the_first_breach_only() -> None:
     assert again.breached and not again.first_breach and again.halt_reason is None
     no_limit = loss_outcome(ControlState(), Decimal(1), Decimal(10_000), None, 2, NOW)
     assert not no_limit.breached
+
+
+def test_the_loss_limit_in_percent_of_the_previous_close() -> None:
+    state = ControlState()
+    ok = loss_outcome(state, Decimal("9_701"), Decimal(10_000), None, 2, NOW, Decimal("0.03"))
+    assert not ok.breached and ok.check.limit_pct == Decimal("0.03")
+    edge = loss_outcome(state, Decimal(9_700), Decimal(10_000), None, 2, NOW, Decimal("0.03"))
+    assert edge.breached and edge.halt_reason is not None and "3%" in edge.halt_reason
+    # either limit halts: the dollar limit first here
+    both = loss_outcome(
+        state, Decimal(9_800), Decimal(10_000), Decimal(200), 2, NOW, Decimal("0.5")
+    )
+    assert both.breached
+
+
+def test_control_input_replays_without_a_percent_limit() -> None:
+    saved = ControlInput.model_validate({"daily_loss_limit": "500"})
+    assert saved.daily_loss_limit_pct is None
+    with pytest.raises(ValueError):
+        ControlInput(daily_loss_limit_pct=Decimal("1.5"))
+
+
+@given(
+    st.decimals(min_value=-20_000, max_value=20_000, places=2),
+    st.decimals(min_value=1, max_value=5_000, places=2),
+)
+def test_the_dollar_limit_is_the_old_rule(pnl: Decimal, limit: Decimal) -> None:
+    assert (should_auto_halt(pnl, limit, 0, 2) is not None) == (pnl <= -limit)
 
 
 # --- automatic halt ----------------------------------------------------------------------
