@@ -112,6 +112,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         entries.control_view,
         trades.start_trade,
         trades.force_exit_trade,
+        trades.add_on,
         trades.guard_trade,
         trades.guard_trades,
         scoring.score_signals,

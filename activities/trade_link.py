@@ -19,9 +19,14 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import trade
@@ -34,7 +39,13 @@ from trading.reconcile_models import (
     GuardRequest,
     GuardRequests,
 )
-from trading.trade_models import SignalDelivery, TradeExitRequest, TradeSpec
+from trading.trade_models import (
+    AddOnRequest,
+    AddOnResult,
+    SignalDelivery,
+    TradeExitRequest,
+    TradeSpec,
+)
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -91,11 +102,19 @@ class TradeLink:
                 raise
 
     async def update(
-        self, trade_id: str, message: Update[PayloadT, ResultT], payload: PayloadT
+        self,
+        trade_id: str,
+        message: Update[PayloadT, ResultT],
+        payload: PayloadT,
+        update_id: str | None = None,
     ) -> ResultT:
-        """Ask a trade an update and wait for its answer."""
+        """Ask a trade an update and wait for its answer.
+
+        With `update_id`, asking again (a retried activity) while the run that took it lives
+        gets that first answer: Temporal runs an update id once per run.
+        """
         result: ResultT = await self.handle(trade_id).execute_update(
-            message.name, payload, result_type=message.result
+            message.name, payload, id=update_id, result_type=message.result
         )
         return result
 
@@ -205,6 +224,53 @@ class TradeLinkActivities:
             delivered=delivered,
             note="" if delivered else "no running trade workflow",
         )
+
+    @activity.defn
+    async def add_on(self, request: AddOnRequest) -> AddOnResult:
+        """Ask a running trade to buy more (its ADD_ON update, update id = the signal key).
+
+        A retry never adds twice: the update id and the trade's own memory of the signal key
+        answer it. A refusal (the validator's or the handler's) is final: a non-retryable
+        ApplicationError of the refusal's type and message; a trade not running, likewise.
+        """
+        add_on = request.add_on
+        try:
+            result = await self._link.update(
+                request.trade_id, trade.ADD_ON, add_on, update_id=add_on.signal_key
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            refusal = cause if isinstance(cause, ApplicationError) else None
+            kind = refusal.type if refusal is not None and refusal.type else "AddOnFailed"
+            message = refusal.message if refusal is not None else str(cause or err)
+            activity.logger.warning(
+                "trade %s: add-on %s refused: %s: %s",
+                request.trade_id,
+                add_on.signal_key,
+                kind,
+                message,
+            )
+            raise ApplicationError(message, type=kind, non_retryable=True) from None
+        except RPCError as err:
+            if err.status in _GONE:
+                raise ApplicationError(
+                    f"trade {request.trade_id} has no running workflow",
+                    type="TradeNotRunning",
+                    non_retryable=True,
+                ) from None
+            raise
+        activity.logger.info(
+            "trade %s: add-on %s filled %s @ %s (order %s); position %s, stop %s covers %s",
+            request.trade_id,
+            result.client_order_id,
+            result.filled_qty,
+            result.avg_price,
+            result.order_id,
+            result.position_qty,
+            result.stop_order_id,
+            result.stop_qty,
+        )
+        return result
 
     @activity.defn
     async def guard_trade(self, request: GuardRequest) -> GuardOutcome:

@@ -5,7 +5,8 @@ Who talks to it (all through activities/trade_link.py's TradeLink, the one way i
 - reconcile and auto-manage send POSITION_UPDATE, or start it protect-only (`guard`);
 - the market loop starts it for an entered signal;
 - the exit review (NEXT_OPEN), trading control's flatten (IMMEDIATE) and the CLI send FORCE_EXIT;
-- the CLI asks TIGHTEN_STOP and STATUS.
+- the CLI asks TIGHTEN_STOP and STATUS;
+- the market loop asks ADD_ON (through TradeLinkActivities.add_on, update id = signal_key).
 The models live beside the trade logic that computes them (trading/trade_models.py).
 """
 
@@ -33,6 +34,12 @@ TIGHTEN_STOP = Update(
     models.TightenResult,
     "raise the stop (replaced at the broker)",
 )
+ADD_ON = Update(
+    "add_on",
+    models.AddOn,
+    models.AddOnResult,
+    "buy more of this trade's symbol as an OTO; the stop is resized to the whole position",
+)
 STATUS = Query("trade.status", models.TradeStatusView, "the trade's status and full state")
 
 WORKFLOW = WorkflowContract(
@@ -42,7 +49,7 @@ WORKFLOW = WorkflowContract(
     state=models.TradeState,
     signals=(ORDER_EVENT, POSITION_UPDATE, FORCE_EXIT),
     queries=(STATUS,),
-    updates=(TIGHTEN_STOP,),
+    updates=(TIGHTEN_STOP, ADD_ON),
     fixed_ids=(ID_PREFIX,),
 )
 

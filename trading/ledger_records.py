@@ -107,6 +107,7 @@ class OrderRole(StrEnum):
     STOP = "stop"
     TAKE_PROFIT = "take_profit"
     EXIT = "exit"
+    ADD_ON = "add_on"  # a buy that adds to an open trade (an OTO carrying the trade's stop)
 
 
 class UnsubmittedStatus(StrEnum):

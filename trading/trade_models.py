@@ -57,6 +57,8 @@ class TradeSpec(Frozen):
     partial_fill_grace: timedelta = timedelta(seconds=5)
     # How long a tighten or resize waits for a replace to settle before leaving it to the guard.
     replace_settle: timedelta = timedelta(seconds=5)
+    # How long an add-on's market buy may work before the rest of it is cancelled.
+    add_on_fill_timeout: timedelta = timedelta(seconds=30)
     protect_only: bool = False  # adopted external position: no entry, guard what is there
     existing_stop_order_id: str | None = None  # an adopted position's stop, if it has one
     # a restarted guard's take-profit that still works at the broker (kept, and restored with
@@ -124,6 +126,76 @@ class ExitPlan(BaseModel):
     gap_ms: int | None = None  # confirmed stop cancel -> exit accepted (the unprotected gap)
 
 
+class AddOn(Frozen):
+    """Buy `qty` more of the trade's symbol; the stop is then resized to the whole position.
+
+    `signal_key` names the add-on: the same key never buys twice (it is the update id, and the
+    trade remembers it across continue-as-new). `max_notional` refuses the buy when qty at the
+    current ask would cost more.
+    """
+
+    qty: Decimal = Field(gt=0)
+    signal_key: str = Field(min_length=1, max_length=200)
+    reason: str = ""
+    max_notional: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _whole_shares(self) -> AddOn:
+        if self.qty != self.qty.to_integral_value():
+            raise ValueError(f"an add-on buys whole shares, not {self.qty}")
+        return self
+
+
+class AddOnResult(Frozen):
+    """What an add-on did: its fill, the position now and the stop that covers it.
+
+    `filled_qty` / `avg_price` are the add-on's own fill (0 / None when nothing filled);
+    `entry_price` is the trade's average entry after it. `stop_qty` is what the trade's stop
+    covers when the update answers (a resize the broker still settles says so in `note`; the
+    guard finishes it).
+    """
+
+    filled_qty: Decimal
+    avg_price: Decimal | None
+    position_qty: Decimal
+    stop_order_id: str | None
+    stop_qty: Decimal
+    order_id: str | None
+    client_order_id: str
+    entry_price: Decimal | None = None
+    note: str = ""
+
+
+class AddOnRequest(Frozen):
+    """Ask trade `trade_id` for an add-on (the market loop, through TradeLinkActivities)."""
+
+    trade_id: str = Field(min_length=1)
+    add_on: AddOn
+
+
+class AddOnRecord(BaseModel):
+    """One add-on buy of the trade, by the signal that asked for it; kept in the trade's state.
+
+    The trade knows every add-on order it placed, so the guard can finish one left half done
+    (cancel its stop leg, which holds shares a whole-position stop needs) and a repeated
+    request with the same signal_key answers from here instead of buying again.
+    """
+
+    signal_key: str
+    qty: Decimal
+    client_order_id: str
+    requested_at: datetime
+    deadline: datetime  # an unfilled rest is cancelled after this
+    order_id: str | None = None
+    stop_leg_id: str | None = None
+    filled_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    fill_recorded: bool = False  # its fill is in filled_qty / entry_price and the ledger
+    done: bool = False  # the order and its stop leg are over at the broker
+    refused: str | None = None  # why it was refused (a repeat is refused the same way)
+    result: AddOnResult | None = None  # the answer given (a repeat gets the same)
+
+
 class TradeState(BaseModel):
     """Everything the workflow knows; carried whole across continue-as-new."""
 
@@ -159,6 +231,15 @@ class TradeState(BaseModel):
     ended_orders: list[BrokerOrder] = Field(default_factory=list)
     snapshot_checks: int = 0  # checks settled by a BrokerSync snapshot (no broker call)
     broker_checks: int = 0  # checks that asked the broker
+    add_ons: list[AddOnRecord] = Field(default_factory=list)
+
+    def add_on_of(self, signal_key: str) -> AddOnRecord | None:
+        """The add-on this signal asked for, if any."""
+        return next((a for a in self.add_ons if a.signal_key == signal_key), None)
+
+    def unfinished_add_ons(self) -> list[AddOnRecord]:
+        """Add-ons whose order or stop leg may still work at the broker."""
+        return [a for a in self.add_ons if not a.done]
 
 
 class TradeWorkflowInput(BaseModel):

@@ -20,6 +20,7 @@ import contracts
 from contracts import schedules
 from contracts.base import RUN_PROGRESS
 from settings import ROOT
+from trading.ledger_records import OrderRole
 from workflows.registry import ALL_WORKFLOWS
 
 PRODUCTION = [
@@ -84,10 +85,16 @@ def count_literals(files: list[Path], names: set[str]) -> Counter[str]:
     return counts
 
 
+# A ledger order role may share its word with the message that places such an order (the
+# `add_on` update places `add_on` orders): that word is written once more, as the role.
+SHARED_WITH_ORDER_ROLES = frozenset(role.value for role in OrderRole)
+
+
 def test_every_interface_name_is_written_exactly_once() -> None:
     names = _interface_names()
     counts = count_literals(_production_files(), names)
-    wrong = {name: counts[name] for name in sorted(names) if counts[name] != 1}
+    expected = {name: 1 + (name in SHARED_WITH_ORDER_ROLES) for name in names}
+    wrong = {name: counts[name] for name in sorted(names) if counts[name] != expected[name]}
     assert not wrong, f"written other than once in production code: {wrong}"
 
 
