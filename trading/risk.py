@@ -67,31 +67,16 @@ class RiskLimits(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        """Refuse settings that contradict each other (every entry refused, or one loss halts)."""
+        """Refuse settings that contradict each other."""
         if (
             self.max_order_qty is not None
             and self.max_order_qty != self.max_order_qty.to_integral()
         ):
             raise ValueError(f"max_order_qty must be whole shares, got {self.max_order_qty}")
-        if self.risk_per_trade_usd is None:
-            if self.risk_per_trade_pct > self.max_heat_pct:
-                raise ValueError(
-                    f"risk_per_trade_pct {self.risk_per_trade_pct} is above max_heat_pct "
-                    f"{self.max_heat_pct}: no full-size entry could pass the heat cap"
-                )
-            daily = self.daily_loss_limit_pct
-            if daily is not None and self.risk_per_trade_pct > daily:
-                raise ValueError(
-                    f"risk_per_trade_pct {self.risk_per_trade_pct} is above daily_loss_limit_pct "
-                    f"{daily}: one stopped trade would halt the day"
-                )
-        elif (
-            self.daily_loss_limit_usd is not None
-            and self.risk_per_trade_usd > self.daily_loss_limit_usd
-        ):
+        if self.risk_per_trade_usd is None and self.risk_per_trade_pct > self.max_heat_pct:
             raise ValueError(
-                f"risk_per_trade_usd {self.risk_per_trade_usd} is above daily_loss_limit_usd "
-                f"{self.daily_loss_limit_usd}: one stopped trade would halt the day"
+                f"risk_per_trade_pct {self.risk_per_trade_pct} is above max_heat_pct "
+                f"{self.max_heat_pct}: no full-size entry could pass the heat cap"
             )
         return self
 
