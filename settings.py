@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trading.broker_budget import MAX_CALL_SLOTS, BudgetConfig
+from trading.risk import RiskLimits
+from trading.strategies import StrategyConfigs
 
 ROOT = Path(__file__).resolve().parent
 LIVE_CONFIRMATION = "I-ACCEPT-REAL-MONEY-RISK"
@@ -93,6 +95,73 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a CLI command waits out a broker rate limit or a spent budget",
     )
+    # --- strategies (trading/strategies/) -----------------------------------------------
+    strategies: str = Field(
+        "orb,trend_pullback,momentum",
+        description="Strategies the market loop scans, comma-separated (orb, trend_pullback, "
+        "momentum)",
+    )
+    orb_range_minutes: int = Field(15, ge=1, le=120, description="ORB: opening range minutes")
+    orb_cutoff: str = Field("11:30", description="ORB: no signal after this New York time")
+    orb_volume_factor: Decimal = Field(
+        Decimal(1), ge=0, description="ORB: breakout volume over its recent average, at least"
+    )
+    orb_stop_mode: Literal["range_low", "fraction"] = Field(
+        "range_low", description="ORB: stop at the range low, or a fraction of the range"
+    )
+    orb_stop_fraction: Decimal = Field(
+        Decimal("0.5"), gt=0, le=1, description="ORB: stop this fraction of the range below high"
+    )
+    orb_target_r: Decimal = Field(Decimal(2), gt=0, description="ORB: target at this R multiple")
+    pullback_timeframe: str = Field("15Min", description="Trend pullback: bar timeframe")
+    pullback_long_ma: int = Field(50, ge=2, description="Trend pullback: trend moving average")
+    pullback_short_ma: int = Field(10, ge=1, description="Trend pullback: pullback average")
+    pullback_rsi_oversold: Decimal = Field(
+        Decimal(20), ge=0, le=100, description="Trend pullback: RSI(3) at or under is oversold"
+    )
+    pullback_target_r: Decimal = Field(
+        Decimal(2), gt=0, description="Trend pullback: target R multiple without a swing high"
+    )
+    momentum_lookback: int = Field(10, ge=1, description="Momentum: daily bars of the return")
+    # --- risk engine (trading/risk.py) -------------------------------------------------
+    risk_per_trade_pct: Decimal = Field(
+        Decimal("0.005"), gt=0, lt=1, description="Equity fraction lost at the stop, per trade"
+    )
+    risk_per_trade_usd: Decimal | None = Field(
+        None, gt=0, description="Dollars lost at the stop per trade (wins over the pct)"
+    )
+    default_stop_distance: Decimal = Field(
+        Decimal("0.05"), gt=0, lt=1, description="Stop below entry for a signal without one"
+    )
+    max_heat_pct: Decimal = Field(
+        Decimal("0.06"), gt=0, lt=1, description="Open risk to all stops, at most this x equity"
+    )
+    daily_loss_limit_pct: Decimal | None = Field(
+        Decimal("0.03"),
+        gt=0,
+        lt=1,
+        description="Halt entries when today's loss reaches this fraction of last equity",
+    )
+    max_order_qty: Decimal | None = Field(None, ge=1, description="Freeze quantity per order")
+    max_order_notional: Decimal | None = Field(
+        None, gt=0, description="Largest order value in dollars"
+    )
+    split_oversized_orders: bool = Field(
+        False, description="Slice an order over the freeze limits instead of refusing it"
+    )
+    max_allocation_pct: Decimal = Field(
+        Decimal("0.05"), gt=0, lt=1, description="Position value per symbol, at most x equity"
+    )
+    max_consecutive_losses: int = Field(
+        3, ge=1, description="System guard: pause entries after this many losses in a row"
+    )
+    max_drawdown_pct: Decimal = Field(
+        Decimal("0.10"), gt=0, lt=1, description="System guard: pause at this drawdown"
+    )
+    addons_enabled: bool = Field(False, description="Add-on buys into our own open trades")
+    addon_min_confidence: int = Field(
+        5, ge=1, le=5, description="Add-ons need a strategy confidence of at least this (1-5)"
+    )
     dev_config: Path = Field(ROOT / "temporal-dev.yaml", description="Dev stack settings file")
     state_dir: Path = Field(ROOT / ".state", description="Dev stack runtime state folder")
     log_level: str = Field("INFO", description="Python log level")
@@ -162,12 +231,91 @@ class Settings(BaseSettings):
                 raise ValueError("TRADING_MODE=live needs ALPACA_API_KEY and ALPACA_SECRET_KEY")
         elif not self.alpaca_paper:
             raise ValueError("ALPACA_PAPER=false points at a live account; set TRADING_MODE=live")
+        self._check_trading_brain()
         try:
             self.broker_budget  # noqa: B018 - validated here so a bad budget fails at start
         except ValidationError as exc:
             reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise ValueError(f"BROKER_CALLS_PER_MIN / BROKER_*_RESERVE: {reasons}") from None
         return self
+
+    def _check_trading_brain(self) -> None:
+        """Strategies, their parameters and the risk limits, each bad value named."""
+        known = {"orb", "trend_pullback", "momentum"}
+        unknown = [name for name in self.strategy_names if name not in known]
+        if unknown or not self.strategy_names:
+            raise ValueError(
+                f"STRATEGIES: unknown {', '.join(unknown) or '(none given)'}; choose from "
+                f"{', '.join(sorted(known))}"
+            )
+        for what, build in (("risk", lambda: self.risk_limits), ("strategy", self._configs)):
+            try:
+                build()
+            except ValidationError as exc:
+                reasons = "; ".join(
+                    ".".join(str(p) for p in e["loc"])
+                    + ": " * bool(e["loc"])
+                    + str(e["msg"]).removeprefix("Value error, ")
+                    for e in exc.errors()
+                )
+                raise ValueError(f"{what} settings: {reasons}") from None
+
+    def _configs(self) -> StrategyConfigs:
+        return self.strategy_configs
+
+    @property
+    def strategy_names(self) -> list[str]:
+        """STRATEGIES as names."""
+        return [s.strip().lower() for s in self.strategies.split(",") if s.strip()]
+
+    @property
+    def strategy_configs(self) -> StrategyConfigs:
+        """The strategies' parameters from ORB_*, PULLBACK_* and MOMENTUM_*."""
+        hour, _, minute = self.orb_cutoff.partition(":")
+        if not (hour.isdigit() and minute.isdigit()) or not (
+            0 <= int(hour) < 24 and 0 <= int(minute) < 60
+        ):
+            raise ValueError(f"ORB_CUTOFF: expected HH:MM (New York time), got {self.orb_cutoff!r}")
+        return StrategyConfigs.model_validate(
+            {
+                "orb": {
+                    "range_minutes": self.orb_range_minutes,
+                    "cutoff": f"{int(hour):02d}:{int(minute):02d}",
+                    "volume_factor": self.orb_volume_factor,
+                    "stop_mode": self.orb_stop_mode,
+                    "stop_fraction": self.orb_stop_fraction,
+                    "target_r": self.orb_target_r,
+                },
+                "trend_pullback": {
+                    "timeframe": self.pullback_timeframe,
+                    "long_ma": self.pullback_long_ma,
+                    "short_ma": self.pullback_short_ma,
+                    "rsi_oversold": self.pullback_rsi_oversold,
+                    "target_r": self.pullback_target_r,
+                },
+                "momentum": {"lookback": self.momentum_lookback},
+            }
+        )
+
+    @property
+    def risk_limits(self) -> RiskLimits:
+        """The risk engine's limits from RISK_*, MAX_*, DAILY_LOSS_LIMIT* and ADDON* settings."""
+        return RiskLimits(
+            risk_per_trade_pct=self.risk_per_trade_pct,
+            risk_per_trade_usd=self.risk_per_trade_usd,
+            default_stop_distance=self.default_stop_distance,
+            max_heat_pct=self.max_heat_pct,
+            daily_loss_limit_pct=self.daily_loss_limit_pct,
+            daily_loss_limit_usd=self.daily_loss_limit,
+            max_order_qty=self.max_order_qty,
+            max_order_notional=self.max_order_notional,
+            split_oversized=self.split_oversized_orders,
+            max_allocation_pct=self.max_allocation_pct,
+            max_consecutive_losses=self.max_consecutive_losses,
+            max_drawdown_pct=self.max_drawdown_pct,
+            addons_enabled=self.addons_enabled,
+            addon_min_confidence=self.addon_min_confidence,
+        )
 
     @property
     def broker_budget(self) -> BudgetConfig:

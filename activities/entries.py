@@ -1,5 +1,7 @@
-"""EntryActivities: the market loop's reads - entry candidates, symbols entered today, and
-trading control as the entry gate sees it (the ledger reads are ledger/entries.py's)."""
+"""EntryActivities: what the market loop reads and records around its entries - candidates,
+the entry context, trading control as the gate sees it, orders to trading control (a halt
+or a pause the risk engine asks for) and each signal's decision (ledger/entries.py and
+ledger/signal_paths.py hold the SQL)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,17 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.control_link import read_control
+from contracts import control
 from ledger.entries import EntryReads
+from ledger.signal_paths import SignalPathsRepository
+from trading.control import ControlRequest
 from trading.entry import (
-    EnteredSymbols,
-    EnteredSymbolsQuery,
     EntryCandidates,
     EntryCandidatesQuery,
 )
+from trading.entry_context import ControlOrder, EntryContext, EntryContextQuery
 from trading.entry_gate import ControlView
+from trading.signal_path import SignalDecisions, SignalPathQuery, SignalPaths
 
 
 class EntryActivities:
@@ -24,6 +29,7 @@ class EntryActivities:
     def __init__(self, client: Client, pool: asyncpg.Pool) -> None:
         self._client = client
         self._reads = EntryReads(pool)
+        self._paths = SignalPathsRepository(pool)
 
     @activity.defn
     async def list_entry_candidates(self, query: EntryCandidatesQuery) -> EntryCandidates:
@@ -33,13 +39,30 @@ class EntryActivities:
         )
 
     @activity.defn
-    async def symbols_entered_since(self, query: EnteredSymbolsQuery) -> EnteredSymbols:
-        """Symbols that already have a trade since the start of the session day."""
-        return EnteredSymbols(
-            symbols=await self._reads.symbols_entered_since(query.symbols, query.since)
-        )
-
-    @activity.defn
     async def control_view(self) -> ControlView:
         """Trading control as the entry gate sees it (never started, running in a mode, ...)."""
         return await read_control(self._client)
+
+    @activity.defn
+    async def entry_context(self, query: EntryContextQuery) -> EntryContext:
+        """Symbols entered today, open trades of the symbols, P&L of trades closed since."""
+        return await self._reads.context(query)
+
+    @activity.defn
+    async def record_signal_decisions(self, batch: SignalDecisions) -> int:
+        """Store each decision on its signal (rank, verdict, entered/added/skipped)."""
+        return await self._paths.record(batch.decisions)
+
+    @activity.defn
+    async def signal_paths(self, query: SignalPathQuery) -> SignalPaths:
+        """Recent signals' paths and the decisions counted by reason."""
+        return await self._paths.paths(query)
+
+    @activity.defn
+    async def tell_control(self, order: ControlOrder) -> None:
+        """Ask trading control to halt or pause entries (it keeps the mode; repeats are no-ops)."""
+        message = control.HALT if order.halt else control.PAUSE_ENTRIES
+        handle = self._client.get_workflow_handle(control.WORKFLOW_ID)
+        await handle.signal(
+            message.name, ControlRequest(reason=order.reason[:500], actor=order.actor)
+        )

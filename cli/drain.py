@@ -18,12 +18,14 @@ from cli.run import with_client
 from clients import make_pool
 from contracts import drain
 from ledger.runs import EntryRuns
+from ledger.signal_paths import SignalPathsRepository
 from ledger.signals import Signals
 from settings import Settings
 from trading.broker_models import OrderSide
 from trading.ledger_records import SignalCounts, SignalCreate
 from trading.models import JsonScalar
 from trading.scoring import DEFAULT_SCORER, DrainInput, DrainProgress
+from trading.signal_path import SignalPathQuery
 from workflows.drain import ScoreDrainWorkflow
 
 DrainHandle = WorkflowHandle[ScoreDrainWorkflow, Any]
@@ -56,8 +58,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--key", help="idempotency key (default: a new one)")
     add.add_argument("--json", action="store_true", help="print JSON")
     add.set_defaults(handler=cmd_signals_add)
-    funnel = sub.add_parser("funnel", help="signals created, scored, errored; last entry pass")
+    funnel = sub.add_parser(
+        "funnel",
+        help="signals created, scored, errored; each one's path (rank, verdict, decision)",
+    )
     funnel.add_argument("--window-hours", type=int, default=24, help="recent window (default 24)")
+    funnel.add_argument(
+        "--limit",
+        type=int,
+        choices=range(1, 501),
+        metavar="1-500",
+        default=20,
+        help="newest signal paths shown (default 20)",
+    )
     funnel.add_argument("--json", action="store_true", help="print JSON")
     funnel.set_defaults(handler=cmd_signals_funnel)
 
@@ -207,20 +220,28 @@ def _counts_row(label: str, counts: SignalCounts) -> tuple[str, ...]:
 
 
 def cmd_signals_funnel(args: argparse.Namespace, settings: Settings) -> int:
-    """Signals created / scored / error / pending, and the last entry pass's entered/skipped."""
+    """Signals created / scored / error / pending, each recent signal's path (strategy ->
+    score -> rank -> verdict -> decision), decisions by reason, and the last entry pass."""
 
     async def go() -> Any:
         pool = await make_pool(settings, max_size=2)
         try:
-            return await Signals(pool).funnel(args.window_hours), await EntryRuns(pool).last()
+            query = SignalPathQuery(window_hours=args.window_hours, limit=args.limit)
+            return (
+                await Signals(pool).funnel(args.window_hours),
+                await SignalPathsRepository(pool).paths(query),
+                await EntryRuns(pool).last(),
+            )
         finally:
             await pool.close()
 
-    funnel, entry = asyncio.run(go())
+    funnel, paths, entry = asyncio.run(go())
     if args.json:
         emit_json(
             {
                 "signals": funnel.model_dump(mode="json"),
+                "decisions": paths.reasons,
+                "paths": [p.model_dump(mode="json") for p in paths.paths],
                 "last_entry_run": entry.model_dump(mode="json") if entry else None,
             }
         )
@@ -234,6 +255,45 @@ def cmd_signals_funnel(args: argparse.Namespace, settings: Settings) -> int:
             header=("signals", "created", "scored", "error", "pending"),
         )
     )
+    if paths.reasons:
+        say("")
+        say(
+            table(
+                [(reason, str(n)) for reason, n in paths.reasons.items()],
+                header=(f"decisions (last {paths.window_hours} h)", "signals"),
+            )
+        )
+    if paths.paths:
+        say("")
+        say(
+            table(
+                [
+                    (
+                        p.signal_key,
+                        p.strategy,
+                        p.status.value,
+                        "-" if p.score is None else str(p.score),
+                        "-" if p.rank is None else str(p.rank),
+                        p.decision.value if p.decision else "-",
+                        p.reason or "-",
+                        (p.detail or "")[:80],
+                        p.trade_id or "-",
+                    )
+                    for p in paths.paths
+                ],
+                header=(
+                    "signal",
+                    "strategy",
+                    "status",
+                    "score",
+                    "rank",
+                    "decision",
+                    "reason",
+                    "detail",
+                    "trade",
+                ),
+            )
+        )
     if entry is None:
         say("entry: no entry pass yet")
     else:

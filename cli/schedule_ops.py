@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
+from pydantic import JsonValue
 from temporalio.client import (
     Client,
     Schedule,
@@ -135,10 +136,24 @@ async def _memo_of(client: Client, description: ScheduleDescription, key: str) -
 def plan_for(
     settings: Settings, profile: ScheduleProfile, prefix: str = SCHEDULE_PREFIX
 ) -> SchedulePlan:
-    """The plan `schedules apply` and `dev up` install: entry limit and watchlist from settings."""
+    """The plan `schedules apply` and `dev up` install: the market loop's entry limit,
+    watchlist, strategies and risk limits from the settings."""
     return schedule_plan(
-        profile, prefix, settings.max_open_positions, watchlist=settings.watchlist_symbols
+        profile,
+        prefix,
+        settings.max_open_positions,
+        watchlist=settings.watchlist_symbols,
+        market_loop=market_loop_settings(settings),
     )
+
+
+def market_loop_settings(settings: Settings) -> dict[str, JsonValue]:
+    """The market loop's strategies, their parameters and the risk limits, as input JSON."""
+    return {
+        "strategies": list[JsonValue](settings.strategy_names),
+        "strategy_configs": settings.strategy_configs.model_dump(mode="json"),
+        "risk": settings.risk_limits.model_dump(mode="json"),
+    }
 
 
 async def apply_plan(

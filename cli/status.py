@@ -21,6 +21,7 @@ from clients import make_client, make_pool
 from contracts.schedules import SCHEDULE_PREFIX
 from ledger.risk import RiskEvents
 from ledger.runs import EntryRuns, ReconcileRuns
+from ledger.signal_paths import SignalPathsRepository
 from ledger.signals import Signals
 from settings import ConfigError, Settings
 from trading.broker_budget import BudgetView
@@ -38,6 +39,7 @@ from trading.ops_status import (
     entry_section,
     health,
 )
+from trading.signal_path import SignalPathQuery
 
 BROKER_READ_TIMEOUT_S = 5.0  # a status that waits long on one read is no status
 RESCUE_KINDS = {
@@ -107,10 +109,12 @@ async def _ledger(
     pool: asyncpg.Pool,
 ) -> tuple[ScoringSection, ReconcileSection, RescueSection, EntryRunRecord | None]:
     funnel = await Signals(pool).funnel(6)
+    paths = await SignalPathsRepository(pool).paths(SignalPathQuery(window_hours=6, limit=1))
     scoring = ScoringSection(
         last_6h=funnel.recent,
         all_time=funnel.all_time,
         oldest_pending_age_s=await Signals(pool).oldest_pending_age_s(),
+        decisions_6h=paths.reasons,
     )
     runs = await ReconcileRuns(pool).recent(200)
     reconcile = ReconcileSection(
@@ -256,6 +260,11 @@ def _print(status: OpsStatus) -> None:
             f"{s.last_6h.error} error / {s.last_6h.pending} pending; all time "
             f"{s.all_time.pending} pending"
         )
+        if s.decisions_6h:
+            say(
+                "  decisions (6 h): "
+                + ", ".join(f"{reason} {n}" for reason, n in s.decisions_6h.items())
+            )
     if status.reconcile:
         r = status.reconcile
         say(f"reconcile: {r.runs_total} runs, {r.failed_total} failed")

@@ -1,20 +1,38 @@
-"""Entry reads for the market loop: SCORED signals no trade took yet, symbols entered today."""
+"""Entry reads for the market loop: SCORED signals no trade took yet, and the entry context
+(symbols entered today, open trades by symbol, realized P&L of recent closes)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from ledger.codec import load_json_object
 from ledger.repository import Repository
 from trading.broker_models import OrderSide
 from trading.entry import EntrySignal
+from trading.entry_context import EntryContext, EntryContextQuery, LedgerTrade
+from trading.ledger_records import TradeOrigin
 
 _CANDIDATES = """
-SELECT s.id, s.signal_key, s.symbol, s.strategy, s.side, s.score, s.confidence, s.created_at
+SELECT s.id, s.signal_key, s.symbol, s.strategy, s.side, s.score, s.confidence, s.created_at,
+       s.features
 FROM signals AS s
 WHERE s.status = 'SCORED' AND s.created_at >= $1 AND s.score IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM trades AS t WHERE t.signal_id = s.id)
+  AND (s.decision IS NULL OR s.decision = 'skipped')
 ORDER BY s.score DESC, s.created_at, s.id
 LIMIT $2
+"""
+
+_OPEN_TRADES = """
+SELECT id, symbol, origin, qty, stop_price FROM trades
+WHERE symbol = ANY($1::text[]) AND closed_at IS NULL
+ORDER BY symbol, id
+"""
+
+_CLOSED_PNLS = """
+SELECT realized_pnl FROM trades
+WHERE closed_at >= $1 AND realized_pnl IS NOT NULL
+ORDER BY closed_at, id
 """
 
 _ENTERED = """
@@ -40,6 +58,7 @@ class EntryReads(Repository):
                 score=r["score"],
                 confidence=r["confidence"],
                 created_at=r["created_at"],
+                features=load_json_object(r["features"]),
             )
             for r in rows
         ]
@@ -49,3 +68,23 @@ class EntryReads(Repository):
         if not symbols:
             return []
         return [r["symbol"] for r in await self._pool.fetch(_ENTERED, symbols, since)]
+
+    async def context(self, query: EntryContextQuery) -> EntryContext:
+        """Symbols entered today, the open trades of `symbols`, P&L of trades closed since."""
+        entered = await self.symbols_entered_since(query.symbols, query.since)
+        trades = await self._pool.fetch(_OPEN_TRADES, query.symbols) if query.symbols else []
+        pnls = await self._pool.fetch(_CLOSED_PNLS, query.closed_since)
+        return EntryContext(
+            entered_symbols=entered,
+            open_trades=[
+                LedgerTrade(
+                    trade_id=r["id"],
+                    symbol=r["symbol"],
+                    origin=TradeOrigin(r["origin"]),
+                    qty=r["qty"],
+                    stop_price=r["stop_price"],
+                )
+                for r in trades
+            ],
+            closed_pnls=[r["realized_pnl"] for r in pnls],
+        )

@@ -1,10 +1,9 @@
-"""The market loop's entry gate: one decision per SCORED signal, with a reason and a detail.
+"""The market loop's values: its input, the signals it gates, its decisions and its result.
 
-Pure: `check_entry(signal, control, truth, limits, entered_today, quote)` first asks the shared
-entry gate (trading/entry_gate.py: the trading control's mode, the broker's real open-position
-count, never the ledger's), then one entry per symbol per day, the score threshold and a basic
-risk check (size from the stop distance and the risk per trade). The market loop records every
-decision and one entry-run row per run.
+Pure. trading/entry_decision.py decides each signal (the shared gate of trading/entry_gate.py,
+then the risk engine of trading/risk.py); this module holds what those decisions are made of
+and turns an entered decision into the trade's spec. The market loop records every decision
+on its signal and one entry-run row per run.
 """
 
 from __future__ import annotations
@@ -12,26 +11,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from pydantic import AwareDatetime, Field
 
-from trading.broker_models import BrokerTruth, OrderSide, Quote
-from trading.entry_gate import (
-    ControlView,
-    EntryLimits,
-    EntryReason,
-    GateAnswer,
-    pending_entry_symbols,
-    run_gate,
-)
+from trading.broker_models import OrderSide
+from trading.entry_gate import ControlView, EntryLimits, EntryReason, GateAnswer
 from trading.ids import new_trade_id
 from trading.models import Frozen, JsonScalar
+from trading.risk import RiskLimits
 from trading.scoring import DEFAULT_SCORER
-from trading.strategies import DEFAULT_STRATEGY
-from trading.ticks import protective_stop_price
+from trading.strategies import StrategyConfigs
 from trading.trade_models import TradeSpec
 
+# Every built-in strategy, in the order the market loop scans them (names of trading/strategies).
+DEFAULT_STRATEGIES = ("orb", "trend_pullback", "momentum")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -46,10 +40,45 @@ class EntrySignal(Frozen):
     score: Decimal
     confidence: Decimal | None = None
     created_at: datetime
+    features: dict[str, JsonScalar] = Field(default_factory=dict)
+
+    def _price(self, name: str) -> Decimal | None:
+        value = self.features.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            return None
+        return Decimal(str(value))
+
+    @property
+    def entry(self) -> Decimal | None:
+        """The strategy's reference entry (feature `entry`), if it proposed one."""
+        return self._price("entry")
+
+    @property
+    def stop(self) -> Decimal | None:
+        """The strategy's protective stop (feature `stop`), if it proposed one."""
+        return self._price("stop")
+
+    @property
+    def target(self) -> Decimal | None:
+        """The strategy's target (feature `target`), if it proposed one."""
+        return self._price("target")
+
+    @property
+    def setup_confidence(self) -> int | None:
+        """The strategy's confidence 1-5 (feature `confidence`), if it gave one."""
+        value = self.features.get("confidence")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return int(value) if 1 <= value <= 5 else None
+
+    @property
+    def liquidity(self) -> Decimal | None:
+        """Average dollar volume of the bars the strategy read (feature `dollar_volume`)."""
+        return self._price("dollar_volume")
 
 
 class EntryDecision(Frozen):
-    """Enter (with qty and stop) or skip, with a stable reason and a detail for people."""
+    """Enter (a new trade, or an add-on to ours) or skip, with a stable reason and a detail."""
 
     enter: bool
     reason: str
@@ -57,6 +86,12 @@ class EntryDecision(Frozen):
     qty: Decimal | None = None
     stop_price: Decimal | None = None
     entry_price: Decimal | None = None
+    target_price: Decimal | None = None
+    slices: list[Decimal] = Field(default_factory=list)  # order sizes when split (sum = qty)
+    add_on: bool = False  # buy into the open trade `trade_id` instead of starting one
+    trade_id: str | None = None
+    rank: int | None = None
+    rank_score: Decimal | None = None
 
 
 def _skip(reason: EntryReason | str, detail: str = "") -> EntryDecision:
@@ -66,67 +101,6 @@ def _skip(reason: EntryReason | str, detail: str = "") -> EntryDecision:
 def gate_skip(gate: GateAnswer) -> EntryDecision:
     """The skip decision of a closed gate (every signal of the run shares it)."""
     return _skip(gate.reason or EntryReason.BROKER_TRUTH_UNAVAILABLE, gate.detail)
-
-
-def size_position(entry_price: Decimal, limits: EntryLimits) -> tuple[Decimal, Decimal]:
-    """(whole-share qty, tick-normalised stop): floor(risk_per_trade / (entry - stop))."""
-    stop = protective_stop_price(entry_price * (1 - limits.stop_distance))
-    per_share = entry_price - stop
-    if per_share <= 0:
-        return Decimal(0), stop
-    qty = (limits.risk_per_trade / per_share).to_integral_value(rounding=ROUND_FLOOR)
-    return qty, stop
-
-
-def check_entry(
-    signal: EntrySignal,
-    control: ControlView,
-    truth: BrokerTruth | None,
-    limits: EntryLimits,
-    entered_today: bool,
-    quote: Quote | None,
-    started_this_run: int = 0,
-) -> EntryDecision:
-    """Enter this signal now, or skip it with the first reason that applies."""
-    gate = run_gate(control, truth, limits, started_this_run)
-    if not gate.open or truth is None:
-        return gate_skip(gate)
-    if signal.side is not OrderSide.BUY:
-        return _skip(EntryReason.SIDE_NOT_SUPPORTED, f"{signal.side.value} entries: long only")
-    if entered_today:
-        return _skip(EntryReason.ALREADY_ENTERED_TODAY, f"symbol={signal.symbol}")
-    held = {p.symbol: p.qty for p in truth.positions if p.qty != 0}
-    if signal.symbol in held or signal.symbol in pending_entry_symbols(truth):
-        qty = held.get(signal.symbol, Decimal(0))
-        return _skip(EntryReason.POSITION_OPEN, f"symbol={signal.symbol} brokerQty={qty}")
-    if signal.score < limits.score_threshold:
-        return _skip(
-            EntryReason.BELOW_THRESHOLD,
-            f"score={signal.score} scoreThreshold={limits.score_threshold}",
-        )
-    if quote is None or quote.ask <= 0:
-        return _skip(EntryReason.NO_QUOTE, f"symbol={signal.symbol}")
-    entry_price = quote.ask
-    qty, stop = size_position(entry_price, limits)
-    if qty < 1:
-        return _skip(
-            EntryReason.RISK_TOO_SMALL,
-            f"riskPerTrade={limits.risk_per_trade} entry={entry_price} stop={stop}",
-        )
-    cost = qty * entry_price
-    if cost > truth.account.buying_power:
-        return _skip(
-            EntryReason.INSUFFICIENT_BUYING_POWER,
-            f"cost={cost} buyingPower={truth.account.buying_power}",
-        )
-    return EntryDecision(
-        enter=True,
-        reason=EntryReason.ENTERED.value,
-        detail=f"qty={qty} entry={entry_price} stop={stop} score={signal.score}",
-        qty=qty,
-        stop_price=stop,
-        entry_price=entry_price,
-    )
 
 
 def _base36(number: int) -> str:
@@ -144,17 +118,27 @@ def trade_id_for_signal(signal: EntrySignal) -> str:
     return new_trade_id(signal.symbol, signal.created_at, f"s{_base36(signal.signal_id)}")
 
 
-def trade_spec_for(signal: EntrySignal, decision: EntryDecision) -> TradeSpec:
-    """The TradeWorkflow spec of an entered decision (market entry, stop from the sizing)."""
-    if not decision.enter or decision.qty is None or decision.stop_price is None:
-        raise ValueError("only an entered decision has a trade spec")
-    return TradeSpec(
-        trade_id=trade_id_for_signal(signal),
-        symbol=signal.symbol,
-        qty=decision.qty,
-        stop_price=decision.stop_price,
-        signal_id=signal.signal_id,
-    )
+def trade_specs_for(signal: EntrySignal, decision: EntryDecision) -> list[TradeSpec]:
+    """The TradeWorkflow specs of an entered decision: one trade, or one per order slice.
+
+    A market entry with the risk engine's stop and the strategy's target (when above the
+    entry); slices after the first get `-2`, `-3` ... so each still starts at most once.
+    """
+    if not decision.enter or decision.add_on or decision.qty is None or decision.stop_price is None:
+        raise ValueError("only an entered decision (not an add-on) has trade specs")
+    trade_id = trade_id_for_signal(signal)
+    sizes = decision.slices or [decision.qty]
+    return [
+        TradeSpec(
+            trade_id=trade_id if n == 1 else f"{trade_id}-{n}",
+            symbol=signal.symbol,
+            qty=qty,
+            stop_price=decision.stop_price,
+            take_profit_price=decision.target_price,
+            signal_id=signal.signal_id,
+        )
+        for n, qty in enumerate(sizes, start=1)
+    ]
 
 
 def session_day_start(clock_now: datetime) -> datetime:
@@ -198,12 +182,13 @@ class MarketLoopInput(EntryLimits):
     """One market-loop run: its entry limits, plus what to scan and score, and how."""
 
     watchlist: list[str] = Field(default_factory=list)
-    strategy: str = Field(default=DEFAULT_STRATEGY, min_length=1)
+    strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES), min_length=1)
+    risk: RiskLimits = Field(default_factory=RiskLimits)
     scorer: str = Field(default=DEFAULT_SCORER, min_length=1)
     run_source: str = Field(default="manual", min_length=1)
+    strategy_configs: StrategyConfigs = Field(default_factory=StrategyConfigs)
     reconcile: bool = True
     truth_attempts: int = Field(default=3, ge=1)
-    bars_lookback_days: int = Field(default=40, ge=1)
 
 
 class SignalOutcome(Frozen):
@@ -211,9 +196,11 @@ class SignalOutcome(Frozen):
 
     signal_key: str
     symbol: str
+    strategy: str = ""
     score: Decimal | None = None
     decision: EntryDecision
     trade_id: str | None = None
+    trade_ids: list[str] = Field(default_factory=list)  # every slice started
 
 
 class MarketLoopResult(Frozen):
@@ -230,8 +217,10 @@ class MarketLoopResult(Frozen):
     reconcile: str = ""
     scanned: int = 0
     signals_created: int = 0
+    signals_by_strategy: dict[str, int] = Field(default_factory=dict)
     drain: str = ""
-    entered: int = 0
+    entered: int = 0  # new trades and add-ons
+    added: int = 0  # of which add-ons
     skipped: int = 0
     decisions: list[SignalOutcome] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -248,19 +237,6 @@ class EntryCandidates(Frozen):
     """Signals to gate, best score first."""
 
     signals: list[EntrySignal]
-
-
-class EnteredSymbolsQuery(Frozen):
-    """Which of these symbols already have a trade created since `since`."""
-
-    symbols: list[str]
-    since: AwareDatetime
-
-
-class EnteredSymbols(Frozen):
-    """Symbols that already have a trade today."""
-
-    symbols: list[str]
 
 
 class TradeStart(Frozen):

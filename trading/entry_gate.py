@@ -42,6 +42,8 @@ class EntryReason(StrEnum):
     ALREADY_STARTED = "already_started"
     START_FAILED = "start_failed"
     NO_SIGNALS = "no_signals"
+    ADD_ON_FAILED = "add_on_failed"
+    SIGNAL_STALE = "signal_stale"
 
 
 class ControlPresence(StrEnum):
@@ -109,11 +111,10 @@ def control_gate(view: ControlView) -> ControlGate:
 
 
 class EntryLimits(Frozen):
-    """How much the loop may enter: positions, risk per trade, stop distance, score threshold."""
+    """How many entries the loop may make, and how good a signal must be (the risk engine's
+    limits are MarketLoopInput.risk)."""
 
     max_open_positions: int = Field(default=3, ge=0)  # the MAX_OPEN_POSITIONS default
-    risk_per_trade: Decimal = Field(default=Decimal(100), gt=0)  # dollars lost at the stop
-    stop_distance: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)  # below the entry
     score_threshold: Decimal = Field(default=Decimal("0.5"), ge=-1, le=1)
     max_entries_per_run: int = Field(default=3, ge=0)
 

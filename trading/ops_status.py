@@ -78,6 +78,9 @@ class ScoringSection(BaseModel):
     last_6h: SignalCounts
     all_time: SignalCounts
     oldest_pending_age_s: float | None = None
+    # What the market loop did with the signals it decided in the last 6 hours, by reason:
+    # "entered", "added", "skipped:<reason>" (each signal counted once, its latest decision).
+    decisions_6h: dict[str, int] = Field(default_factory=dict)
 
 
 class ReconcileSection(BaseModel):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -257,13 +258,17 @@ def schedule_plan(
     prefix: str = SCHEDULE_PREFIX,
     max_open_positions: int | None = None,
     watchlist: list[str] | None = None,
+    market_loop: Mapping[str, JsonValue] | None = None,
 ) -> SchedulePlan:
-    """The schedules `schedules apply` installs for `profile` (entry limit from the settings)."""
+    """The schedules `schedules apply` installs for `profile` (entry limit from the settings;
+    `market_loop`: more of the market loop's input - strategies, their configs, risk limits)."""
     inputs = {name: dict(value) for name, value in _INPUTS.items()}
     if max_open_positions is not None:
         inputs[MARKET_LOOP]["max_open_positions"] = max_open_positions
     if watchlist:
         inputs[MARKET_LOOP]["watchlist"] = list(watchlist)
+    if market_loop:
+        inputs[MARKET_LOOP].update(market_loop)
     cadences = _cadences(profile)
     operations = tuple(
         ScheduledOperation(

@@ -1,12 +1,19 @@
-"""MarketLoopWorkflow: broker truth -> reconcile -> scan -> drain -> gated auto-entry.
+"""MarketLoopWorkflow: truth -> reconcile -> scan -> drain -> rank -> risk-gated entries.
 
 Its interface is contracts/market_loop.py. Every run first asks the broker clock and ends early
 when the market is closed (holidays, early closes), writing nothing but its entry-run record.
-Entries are gated by trading/entry_gate.py (the trading control's mode, the broker's real
-open-position count - never the ledger's) and trading/entry.py (one entry per symbol per day, a
-basic risk check); each entered signal starts `trade-<id>` with an id derived from the signal,
-so a signal is entered at most once. Every decision is audited and each run records one
-entry-run row (`status` shows its reason).
+It scans the watchlist with every configured strategy (trading/strategies/, bars read once per
+timeframe), scores the signals (the drain), ranks them (trading/ranker.py) and decides each,
+best first (trading/entry_decision.py: the shared gate of trading/entry_gate.py - trading
+control, the broker's real open-position count - then the risk engine of trading/risk.py).
+A breached daily loss limit halts and the system guard pauses entries through trading control,
+the one place that holds the mode. An entered signal starts `trade-<id>` (one per order slice)
+with an id derived from the signal, so it is entered at most once; an approved add-on goes to
+the trade that holds the symbol. Each signal's path (rank, verdict, decision) is stored on it,
+every decision is audited and each run records one entry-run row (`status` shows its reason).
+
+Deliberate change (issue 12, no workflow.patched): a run lasts seconds and no saved history of
+the earlier loop existed; tests/histories/market_loop_*.json records this one.
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         QuotesRequest,
     )
     from trading.entry import (
-        EnteredSymbolsQuery,
         EntryCandidatesQuery,
         EntryDecision,
         EntrySignal,
@@ -45,18 +51,36 @@ with workflow.unsafe.imports_passed_through():
         SignalOutcome,
         TradeStart,
         audit_detail,
-        check_entry,
         gate_skip,
         ledger_day_start,
         summarize,
-        trade_spec_for,
+        trade_specs_for,
     )
-    from trading.entry_gate import ControlPresence, ControlView, EntryReason, run_gate
+    from trading.entry_context import ControlOrder, EntryContext, EntryContextQuery
+    from trading.entry_decision import (
+        EntryBook,
+        SignalAge,
+        account_view,
+        decide_entry,
+        ranked_signals,
+    )
+    from trading.entry_gate import (
+        ControlPresence,
+        ControlView,
+        EntryReason,
+        GateAnswer,
+        run_gate,
+    )
     from trading.exits import bars_by_symbol
-    from trading.ledger_records import EntryRunCreate, SignalCreate
+    from trading.ledger_records import EntryRunCreate
+    from trading.market_scan import bars_start, by_timeframe, signal_for
+    from trading.ranker import Ranked
     from trading.reconcile_models import ReconcileInput
+    from trading.risk import GuardInput, RiskReason, daily_loss_breach, system_guard
     from trading.scoring import DrainInput
-    from trading.strategies import Strategy, UnknownStrategy, builtin_strategies, signal_key
+    from trading.signal_path import DecisionKind, SignalDecision, SignalDecisions
+    from trading.strategies import Strategy, UnknownStrategy, builtin_strategies
+    from trading.trade_models import AddOn, AddOnRequest
     from workflows.broker_reads import broker_truth
     from workflows.calls import Failed, attempt, call, failure, ledger
     from workflows.details import Details
@@ -66,10 +90,14 @@ with workflow.unsafe.imports_passed_through():
         CONTROL_READ,
         LEDGER_READ,
         TRADE_LINK,
+        TRADE_UPDATE,
     )
     from workflows.reconcile import ReconcileWorkflow
     from workflows.records import audit
     from workflows.run_base import RunWorkflow, current_run_id
+
+SYSTEM_GUARD_ACTOR = "system-guard"
+RISK_ENGINE_ACTOR = "risk-engine"
 
 
 @workflow.defn(name=market_loop.WORKFLOW.name)
@@ -82,14 +110,18 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         self._run_id = current_run_id()
         self._progress = MarketLoopResult(run_id=self._run_id)
         self._phase = "starting"
+        self._ranked: list[tuple[EntrySignal, Ranked]] = []
+        self._max_age: dict[str, timedelta] = {}
 
     @workflow.run
     async def run(self, request: MarketLoopInput) -> MarketLoopResult:
-        """Clock, truth, reconcile, scan, drain, entry; record the entry run."""
+        """Clock, truth, reconcile, scan, drain, rank, entries; record the entry run."""
+        registry = builtin_strategies(request.strategy_configs)
         try:
-            strategy = builtin_strategies().get(request.strategy)
+            strategies = [registry.get(name) for name in request.strategies]
         except UnknownStrategy as exc:
             raise ApplicationError(str(exc), type="UnknownStrategy", non_retryable=True) from None
+        self._max_age = {n: registry.get(n).max_signal_age for n in registry.names()}
 
         self._set_phase("asking the broker clock")
         try:
@@ -107,7 +139,7 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         truth = await self._truth(request)
         if request.reconcile and truth is not None:
             await self._reconcile(request)
-        await self._scan(request, strategy, clock)
+        await self._scan(request, strategies, clock)
         await self._drain(request)
         await self._enter(request, truth, clock)
         self._set_phase("done")
@@ -144,39 +176,49 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         )
         self._update(reconcile=summary)
 
-    async def _scan(self, request: MarketLoopInput, strategy: Strategy, clock: MarketClock) -> None:
+    async def _scan(
+        self, request: MarketLoopInput, strategies: list[Strategy], clock: MarketClock
+    ) -> None:
         if not request.watchlist:
             return
-        self._set_phase(f"scanning {len(request.watchlist)} symbols with {strategy.name}")
-        try:
-            bars: list[Bar] = await call(
-                BrokerActivities.get_bars,
-                BarsRequest(
-                    symbols=request.watchlist,
-                    timeframe="1Day",
-                    start=clock.timestamp - timedelta(days=request.bars_lookback_days),
-                ),
-                BROKER_READ,
-                f"daily bars of the watchlist ({len(request.watchlist)} symbols)",
-            )
-        except ActivityError as err:
-            self._note(f"bars unavailable, no scan: {failure(err)}")
-            return
+        names = ", ".join(s.name for s in strategies)
+        self._set_phase(f"scanning {len(request.watchlist)} symbols with {names}")
         created = 0
-        for candidate in strategy.scan(bars_by_symbol(bars), clock.timestamp):
-            written = await ledger(
-                LedgerActivities.insert_signal,
-                SignalCreate(
-                    signal_key=signal_key(strategy.name, candidate.symbol, clock.timestamp.date()),
-                    symbol=candidate.symbol,
-                    strategy=strategy.name,
-                    side=candidate.side,
-                    features=candidate.features,
-                ),
-                f"ledger: {strategy.name} signal for {candidate.symbol}",
-            )
-            created += int(written.applied)
-        self._update(scanned=len(request.watchlist), signals_created=created)
+        per_strategy: dict[str, int] = {}
+        for timeframe, group in by_timeframe(strategies).items():
+            lookback = max(s.lookback_bars for s in group)
+            try:
+                bars: list[Bar] = await call(
+                    BrokerActivities.get_bars,
+                    BarsRequest(
+                        symbols=request.watchlist,
+                        timeframe=timeframe,
+                        start=bars_start(timeframe, lookback, clock.timestamp),
+                        end=clock.timestamp,
+                    ),
+                    BROKER_READ,
+                    f"{timeframe} bars of the watchlist ({len(request.watchlist)} symbols) "
+                    f"for {', '.join(s.name for s in group)}",
+                )
+            except ActivityError as err:
+                self._note(f"{timeframe} bars unavailable, no {timeframe} scan: {failure(err)}")
+                continue
+            by_symbol = bars_by_symbol(bars)
+            for strategy in group:
+                for candidate in strategy.scan(by_symbol, clock.timestamp):
+                    bars_read = by_symbol.get(candidate.symbol, [])
+                    written = await ledger(
+                        LedgerActivities.insert_signal,
+                        signal_for(strategy, candidate, bars_read, clock.timestamp),
+                        f"ledger: {strategy.name} signal for {candidate.symbol}",
+                    )
+                    created += int(written.applied)
+                    per_strategy[strategy.name] = per_strategy.get(strategy.name, 0) + 1
+        self._update(
+            scanned=len(request.watchlist),
+            signals_created=created,
+            signals_by_strategy=per_strategy,
+        )
 
     async def _drain(self, request: MarketLoopInput) -> None:
         self._set_phase("scoring pending signals")
@@ -211,38 +253,123 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
                 "ledger: today's scored signals",
             )
         ).signals
+        self._set_phase(f"ranking {len(candidates)} scored signals")
+        self._ranked = ranked_signals(candidates)
         symbols = sorted({s.symbol for s in candidates})
-        entered: set[str] = set()
+        context = await self._context(symbols, since, control)
+        run_skip = await self._account_checks(request, truth, context, control, gate)
         quotes: dict[str, Quote] = {}
-        if gate.open and symbols:
-            entered = await self._entered_symbols(symbols, since)
+        if run_skip is None and gate.open and symbols:
             quotes = await self._quotes(symbols)
+        self._set_phase(f"deciding {len(candidates)} signals, best first")
+        book = EntryBook()
         outcomes: list[SignalOutcome] = []
-        for signal in candidates:
-            started = self._progress.entered
-            decision = check_entry(
-                signal,
-                control,
-                truth,
-                request,
-                signal.symbol in entered,
-                quotes.get(signal.symbol),
-                started,
-            )
+        decisions: list[SignalDecision] = []
+        for signal, ranked in self._ranked:
+            if run_skip is not None:
+                decision = run_skip.model_copy(
+                    update={"rank": ranked.rank, "rank_score": ranked.rank_score}
+                )
+            else:
+                decision = decide_entry(
+                    signal,
+                    ranked,
+                    control,
+                    truth,
+                    request,
+                    context,
+                    quotes.get(signal.symbol),
+                    book,
+                    self._age(signal),
+                )
             outcome = await self._decide(signal, decision)
-            if outcome.decision.enter:
-                entered.add(signal.symbol)
+            book = book.after(signal, outcome.decision)
             outcomes.append(outcome)
+            decisions.append(self._path(signal, outcome))
+            entered = sum(1 for o in outcomes if o.decision.enter)
             self._update(
                 decisions=outcomes,
-                entered=started + int(outcome.decision.enter),
-                skipped=len(outcomes) - started - int(outcome.decision.enter),
+                entered=entered,
+                added=sum(1 for o in outcomes if o.decision.enter and o.decision.add_on),
+                skipped=len(outcomes) - entered,
             )
-        reason, detail = summarize(
-            [o.decision for o in outcomes], None if gate.open else gate_skip(gate)
-        )
+        if decisions:
+            await ledger(
+                EntryActivities.record_signal_decisions,
+                SignalDecisions(decisions=decisions),
+                f"ledger: the path of {len(decisions)} signals (rank, verdict, decision)",
+            )
+        closed = run_skip if run_skip is not None else (None if gate.open else gate_skip(gate))
+        reason, detail = summarize([o.decision for o in outcomes], closed)
         self._update(reason=reason, detail=detail)
         await self._record_run()
+
+    def _age(self, signal: EntrySignal) -> SignalAge | None:
+        max_age = self._max_age.get(signal.strategy)
+        return None if max_age is None else SignalAge(now=workflow.now(), max_age=max_age)
+
+    async def _context(
+        self, symbols: list[str], since: datetime, control: ControlView
+    ) -> EntryContext:
+        """Entered today, open trades, and the closes the system guard counts (since the
+        control last changed mode - a resume - or today's start, whichever is later)."""
+        guard_since = since
+        if control.presence is ControlPresence.RUNNING and control.since is not None:
+            guard_since = max(since, control.since)
+        return await call(
+            EntryActivities.entry_context,
+            EntryContextQuery(symbols=symbols, since=since, closed_since=guard_since),
+            LEDGER_READ,
+            "ledger: entries today, open trades, recent closes",
+        )
+
+    async def _account_checks(
+        self,
+        request: MarketLoopInput,
+        truth: BrokerTruth | None,
+        context: EntryContext,
+        control: ControlView,
+        gate: GateAnswer,
+    ) -> EntryDecision | None:
+        """The daily loss limit (halts) and the system guard (pauses), through trading control.
+
+        Returns the skip every signal of this run shares, or None when entries may go on.
+        """
+        if truth is None or not gate.open:
+            return None
+        account = account_view(truth, EntryBook())
+        breach = daily_loss_breach(account, request.risk)
+        if breach is not None:
+            await self._tell_control(True, f"daily loss limit: {breach}", RISK_ENGINE_ACTOR)
+            return EntryDecision(
+                enter=False, reason=RiskReason.DAILY_LOSS_LIMIT.value, detail=breach
+            )
+        unrealized = sum(
+            (p.unrealized_pl or 0 for p in truth.positions if p.qty != 0), start=account.equity * 0
+        )
+        pause = system_guard(
+            GuardInput(
+                closed_pnls=context.closed_pnls, unrealized=unrealized, equity=account.equity
+            ),
+            request.risk,
+        )
+        if pause is not None:
+            await self._tell_control(False, f"system guard: {pause}", SYSTEM_GUARD_ACTOR)
+            return EntryDecision(enter=False, reason=RiskReason.SYSTEM_GUARD.value, detail=pause)
+        return None
+
+    async def _tell_control(self, halt: bool, reason: str, actor: str) -> None:
+        self._note(f"{'halt' if halt else 'pause entries'} asked of trading control: {reason}")
+        outcome = await attempt(
+            call(
+                EntryActivities.tell_control,
+                ControlOrder(halt=halt, reason=reason, actor=actor),
+                CONTROL_READ,
+                f"trading control: {'halt' if halt else 'pause entries'} ({actor})",
+            )
+        )
+        if isinstance(outcome, Failed):
+            self._note(f"trading control not told: {outcome.why}")
 
     async def _control(self) -> ControlView:
         try:
@@ -251,15 +378,6 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
             )
         except ActivityError as err:
             return ControlView(presence=ControlPresence.UNREACHABLE, detail=failure(err))
-
-    async def _entered_symbols(self, symbols: list[str], since: datetime) -> set[str]:
-        found = await call(
-            EntryActivities.symbols_entered_since,
-            EnteredSymbolsQuery(symbols=symbols, since=since),
-            LEDGER_READ,
-            "ledger: symbols entered today",
-        )
-        return set(found.symbols)
 
     async def _quotes(self, symbols: list[str]) -> dict[str, Quote]:
         try:
@@ -275,12 +393,19 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         return {q.symbol: q for q in found}
 
     async def _decide(self, signal: EntrySignal, decision: EntryDecision) -> SignalOutcome:
-        """Start the trade of an entered decision; audit the decision either way."""
-        trade_id: str | None = None
+        """Carry out an entered decision (start the trade, or the add-on); audit it either way."""
+        trade_ids: list[str] = []
+        if decision.enter and decision.add_on:
+            decision = await self._add_on(signal, decision)
+            trade_ids = [decision.trade_id] if decision.trade_id else []
+        elif decision.enter:
+            decision, trade_ids = await self._start(signal, decision)
+        trade_id = trade_ids[0] if trade_ids else None
+        action = "entry_skipped"
         if decision.enter:
-            decision, trade_id = await self._start(signal, decision)
+            action = "entry_added" if decision.add_on else "entry_started"
         await audit(
-            "entry_started" if decision.enter else "entry_skipped",
+            action,
             decision.reason,
             {"run_id": self._run_id, **audit_detail(signal, decision)},
             key=signal.signal_key,
@@ -289,35 +414,99 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         return SignalOutcome(
             signal_key=signal.signal_key,
             symbol=signal.symbol,
+            strategy=signal.strategy,
             score=signal.score,
             decision=decision,
             trade_id=trade_id,
+            trade_ids=trade_ids,
         )
 
     async def _start(
         self, signal: EntrySignal, decision: EntryDecision
-    ) -> tuple[EntryDecision, str | None]:
-        spec = trade_spec_for(signal, decision)
+    ) -> tuple[EntryDecision, list[str]]:
+        specs = trade_specs_for(signal, decision)
+        started: list[str] = []
+        for spec in specs:
+            outcome = await attempt(
+                call(
+                    TradeLinkActivities.start_trade,
+                    TradeStart(spec=spec),
+                    TRADE_LINK,
+                    f"start trade {spec.trade_id}: buy {spec.qty} {spec.symbol}",
+                )
+            )
+            if isinstance(outcome, Failed):
+                if started:
+                    self._note(f"slice {spec.trade_id} not started: {outcome.why}")
+                    break
+                failed = decision.model_copy(
+                    update={
+                        "enter": False,
+                        "reason": EntryReason.START_FAILED.value,
+                        "detail": outcome.why,
+                    }
+                )
+                return failed, [spec.trade_id]
+            if not outcome.started and not started:
+                return decision.model_copy(
+                    update={
+                        "enter": False,
+                        "reason": EntryReason.ALREADY_STARTED.value,
+                        "detail": f"workflow {outcome.workflow_id} exists",
+                    }
+                ), [spec.trade_id]
+            started.append(spec.trade_id)
+        return decision.model_copy(update={"trade_id": started[0]}), started
+
+    async def _add_on(self, signal: EntrySignal, decision: EntryDecision) -> EntryDecision:
+        """Ask the trade that holds the symbol to buy more (an OTO; its stop resized)."""
+        assert decision.trade_id is not None and decision.qty is not None
         outcome = await attempt(
             call(
-                TradeLinkActivities.start_trade,
-                TradeStart(spec=spec),
-                TRADE_LINK,
-                f"start trade {spec.trade_id}: buy {spec.qty} {spec.symbol}",
+                TradeLinkActivities.add_on,
+                AddOnRequest(
+                    trade_id=decision.trade_id,
+                    add_on=AddOn(
+                        qty=decision.qty,
+                        signal_key=signal.signal_key,
+                        reason=f"{signal.strategy} signal, rank {decision.rank}",
+                    ),
+                ),
+                TRADE_UPDATE,
+                f"add-on: buy {decision.qty} {signal.symbol} into {decision.trade_id}",
             )
         )
         if isinstance(outcome, Failed):
-            failed = EntryDecision(
-                enter=False, reason=EntryReason.START_FAILED.value, detail=outcome.why
+            return decision.model_copy(
+                update={
+                    "enter": False,
+                    "reason": EntryReason.ADD_ON_FAILED.value,
+                    "detail": outcome.why,
+                }
             )
-            return failed, spec.trade_id
-        if not outcome.started:
-            return EntryDecision(
-                enter=False,
-                reason=EntryReason.ALREADY_STARTED.value,
-                detail=f"workflow {outcome.workflow_id} exists",
-            ), spec.trade_id
-        return decision, spec.trade_id
+        return decision.model_copy(
+            update={
+                "detail": f"{decision.detail}; filled {outcome.filled_qty} @ "
+                f"{outcome.avg_price}, stop {outcome.stop_order_id} covers {outcome.stop_qty}"
+            }
+        )
+
+    def _path(self, signal: EntrySignal, outcome: SignalOutcome) -> SignalDecision:
+        decision = outcome.decision
+        kind = DecisionKind.SKIPPED
+        if decision.enter:
+            kind = DecisionKind.ADDED if decision.add_on else DecisionKind.ENTERED
+        return SignalDecision(
+            signal_key=signal.signal_key,
+            decision=kind,
+            reason=decision.reason,
+            detail=decision.detail,
+            rank=decision.rank,
+            rank_score=decision.rank_score,
+            run_id=self._run_id,
+            trade_id=outcome.trade_id,
+            at=workflow.now(),
+        )
 
     # --- records ---------------------------------------------------------------------------
 
@@ -354,28 +543,62 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
 
     def _publish(self) -> None:
         r, request = self._progress, self._request
+        risk = request.risk
         page = Details(f"Market loop: {self._phase}").line(
-            f"session {r.session_date or '-'}, strategy `{request.strategy}`, watchlist "
-            f"{len(request.watchlist)}, max positions {request.max_open_positions}, "
+            f"session {r.session_date or '-'}, strategies `{', '.join(request.strategies)}`, "
+            f"watchlist {len(request.watchlist)}, max positions {request.max_open_positions}, "
             f"threshold {request.score_threshold}"
         )
+        page.line(
+            f"risk: {risk.risk_per_trade_usd or risk.risk_per_trade_pct} per trade, heat cap "
+            f"{risk.max_heat_pct}, allocation cap {risk.max_allocation_pct}, daily loss "
+            f"{risk.daily_loss_limit_usd or risk.daily_loss_limit_pct}, add-ons "
+            f"{'on' if risk.addons_enabled else 'off'}"
+        )
         page.table(
-            ("broker positions", "reconcile", "signals created", "drain", "entered", "skipped"),
+            (
+                "broker positions",
+                "reconcile",
+                "signals created",
+                "drain",
+                "entered",
+                "added",
+                "skipped",
+            ),
             [
                 (
                     "unknown" if r.broker_positions is None else r.broker_positions,
                     r.reconcile or "-",
-                    r.signals_created,
+                    ", ".join(f"{k} {v}" for k, v in r.signals_by_strategy.items())
+                    or r.signals_created,
                     r.drain or "-",
-                    r.entered,
+                    r.entered - r.added,
+                    r.added,
                     r.skipped,
                 )
             ],
         )
         if r.reason:
             page.line("").line(f"**{r.reason}** {r.detail}")
-        page.table(
-            ("signal", "decision", "detail"),
-            [(o.signal_key, o.decision.reason, o.decision.detail) for o in r.decisions[-20:]],
-        )
+        decided = {o.signal_key: o for o in r.decisions}
+        rows = []
+        for signal, ranked in self._ranked[:25]:
+            outcome = decided.get(signal.signal_key)
+            verdict = "-"
+            if outcome is not None:
+                verdict = ("ENTER " if outcome.decision.enter else "skip ") + (
+                    outcome.decision.reason
+                )
+            rows.append(
+                (
+                    ranked.rank,
+                    signal.signal_key,
+                    signal.strategy,
+                    signal.score,
+                    ranked.rank_score,
+                    verdict,
+                    outcome.decision.detail[:120] if outcome else "",
+                )
+            )
+        page.table(("rank", "signal", "strategy", "score", "rank score", "verdict", "detail"), rows)
         page.bullets(r.notes).publish()

@@ -69,6 +69,11 @@ STORED_VIEW = ActivityPolicy(
 )
 # Reaching a trade workflow through the Temporal client (signal, start, start-or-signal).
 TRADE_LINK = ActivityPolicy(start_to_close=timedelta(seconds=20), retry=_BROKER_RETRY)
+# An add-on update waits for its market buy to fill and its stop to be resized (the update id
+# is the signal key, so a retry never buys twice).
+TRADE_UPDATE = ActivityPolicy(
+    start_to_close=timedelta(minutes=2), retry=replace(_BROKER_RETRY, maximum_attempts=3)
+)
 # Reading trading control for the entry gate: a few tries, then the gate holds entries.
 CONTROL_READ = ActivityPolicy(
     start_to_close=timedelta(seconds=15), retry=replace(_BROKER_RETRY, maximum_attempts=3)

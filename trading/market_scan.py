@@ -1,0 +1,83 @@
+"""The market loop's scan, pure: which bars each strategy needs, and a candidate as a signal.
+
+Strategies that read the same timeframe share one bars request. A request reaches back far
+enough for the strategy with the longest lookback: whole sessions of 6.5 hours, spread over
+calendar days with weekends and holidays to spare. A candidate's setup (entry, stop, target,
+confidence) and the liquidity of its symbol go into the signal's features, so the ranker and
+the risk engine read them from the ledger exactly as the strategy proposed them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from trading.broker_models import Bar
+from trading.ledger_records import SignalCreate
+from trading.models import JsonScalar
+from trading.strategies import SignalCandidate, Strategy, signal_key
+from trading.strategies.base import timeframe_delta
+
+SESSION_MINUTES = 390
+LIQUIDITY_BARS = 20  # dollar volume: the mean of close x volume over the last bars read
+_PLACES = Decimal("0.0001")
+
+
+def bars_start(timeframe: str, lookback_bars: int, now: datetime) -> datetime:
+    """How far back to ask for `lookback_bars` closed bars of `timeframe` before `now`."""
+    step = timeframe_delta(timeframe)
+    if step >= timedelta(days=1):
+        days = math.ceil(lookback_bars * step / timedelta(days=1) * 7 / 5) + 4
+        return now - timedelta(days=days)
+    sessions = math.ceil(lookback_bars * step / timedelta(minutes=SESSION_MINUTES)) + 1
+    return now - timedelta(days=math.ceil(sessions * 7 / 5) + 3)
+
+
+def by_timeframe(strategies: Iterable[Strategy]) -> dict[str, list[Strategy]]:
+    """Strategies grouped by the timeframe they read, in the order given."""
+    groups: dict[str, list[Strategy]] = {}
+    for strategy in strategies:
+        groups.setdefault(strategy.timeframe, []).append(strategy)
+    return groups
+
+
+def dollar_volume(bars: Sequence[Bar]) -> Decimal | None:
+    """Mean close x volume of the last LIQUIDITY_BARS bars (None without bars)."""
+    recent = bars[-LIQUIDITY_BARS:]
+    if not recent:
+        return None
+    total = sum((b.close * b.volume for b in recent), Decimal(0))
+    return (total / len(recent)).quantize(_PLACES)
+
+
+def _number(value: Decimal) -> float:
+    return float(value.quantize(_PLACES))
+
+
+def signal_for(
+    strategy: Strategy,
+    candidate: SignalCandidate,
+    bars: Sequence[Bar],
+    session: datetime,
+) -> SignalCreate:
+    """The ledger row of a candidate: its features plus its setup and its symbol's liquidity."""
+    features: dict[str, JsonScalar] = dict(candidate.features)
+    for name, value in (
+        ("entry", candidate.entry),
+        ("stop", candidate.stop),
+        ("target", candidate.target),
+        ("dollar_volume", dollar_volume(bars)),
+    ):
+        if value is not None:
+            features[name] = _number(value)
+    if candidate.confidence is not None:
+        features["confidence"] = candidate.confidence
+    return SignalCreate(
+        signal_key=signal_key(strategy.name, candidate.symbol, session.date()),
+        symbol=candidate.symbol,
+        strategy=strategy.name,
+        side=candidate.side,
+        features=features,
+    )
