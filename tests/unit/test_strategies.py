@@ -69,9 +69,9 @@ def test_too_few_bars_and_future_bars_are_ignored() -> None:
 
 def test_registry_and_signal_key() -> None:
     registry = builtin_strategies()
-    assert registry.names() == ["momentum"]
-    assert isinstance(registry.get("momentum"), Strategy)
-    with pytest.raises(UnknownStrategy, match="registered: momentum"):
+    assert registry.names() == ["momentum", "orb", "trend_pullback"]
+    assert all(isinstance(registry.get(name), Strategy) for name in registry.names())
+    with pytest.raises(UnknownStrategy, match="registered: momentum, orb, trend_pullback"):
         registry.get("nope")
     assert signal_key("momentum", "AAPL", date(2024, 3, 5)) == "momentum:AAPL:2024-03-05"
 
