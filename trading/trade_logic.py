@@ -7,8 +7,10 @@ of it, judged by the stop's real status at the broker; nothing is decided on UNK
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Collection
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from trading.broker_models import (
     BrokerOrder,
@@ -24,8 +26,8 @@ from trading.broker_models import (
     TimeInForce,
 )
 from trading.errors import TradingInputError
-from trading.ids import Leg, client_order_id
-from trading.ledger_records import CloseReason, ExitUrgency
+from trading.ids import MAX_ATTEMPT, Leg, client_order_id
+from trading.ledger_records import CloseReason, ExitUrgency, TradeStatus
 from trading.models import Frozen, evolve
 from trading.ticks import normalize_price, protective_stop_price, tick_size
 from trading.trade_models import EntryType, PositionUpdate, TradeSpec
@@ -248,6 +250,93 @@ def entry_step(
     ):
         return EntryDue(partial=True)
     return EntryWorking(filled_qty=order.filled_qty)
+
+
+# --- add-ons ---------------------------------------------------------------------------
+
+# An add-on is a further entry of its trade: its client_order_id is an entry id whose attempt
+# comes from the signal key, at ADD_ON_FIRST_ATTEMPT or above (the entry's own attempts stay
+# below), so BrokerSync routes its events to the trade like the entry's.
+ADD_ON_FIRST_ATTEMPT = 10_000
+ENTRY_PRICE_PLACES = Decimal("0.0001")
+
+
+def add_on_refusal(
+    status: TradeStatus, exit_planned: bool, protect_only: bool, qty: Decimal
+) -> str | None:
+    """Why a trade cannot take an add-on now, or None: only an open, entered trade can."""
+    if protect_only:
+        return "cannot add to an external position"
+    if status is not TradeStatus.OPEN:
+        return f"cannot add to a trade in {status.value}"
+    if exit_planned:
+        return "cannot add to a trade with an exit planned"
+    if not qty.is_finite() or qty <= 0 or qty != qty.to_integral_value():
+        return f"an add-on buys a whole number of shares above 0, not {qty}"
+    return None
+
+
+def add_on_client_order_id(trade_id: str, signal_key: str, taken: Collection[str]) -> str:
+    """The add-on's client_order_id: the same trade and signal key always give the same one.
+
+    The attempt is a digest of the signal key; when an earlier add-on of the trade (`taken`)
+    already has it, the next free attempt is used - `taken` only grows, so the choice is stable.
+    """
+    span = MAX_ATTEMPT - ADD_ON_FIRST_ATTEMPT + 1
+    digest = hashlib.sha256(signal_key.encode()).digest()
+    start = int.from_bytes(digest[:8], "big") % span
+    for step in range(span):
+        attempt = ADD_ON_FIRST_ATTEMPT + (start + step) % span
+        candidate = client_order_id(trade_id, Leg.ENTRY, attempt)
+        if candidate not in taken:
+            return candidate
+    raise TradingInputError(f"trade {trade_id} has no add-on client_order_id left")
+
+
+def add_on_intent(
+    client_order_id: str, symbol: str, qty: Decimal, stop_price: Decimal
+) -> OrderIntent:
+    """A day market buy whose OTO stop-loss leg sells the bought shares at the trade's stop.
+
+    Alpaca refuses a simple buy while the trade's sell stop is open (wash-trade rule: "potential
+    wash trade detected. use complex orders"); bracket, OCO and OTO orders are exempt.
+    """
+    return OrderIntent(
+        client_order_id=client_order_id,
+        symbol=symbol,
+        qty=qty,
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        order_class=OrderClass.OTO,
+        stop_loss_stop_price=stop_price,
+    )
+
+
+def add_on_too_large(qty: Decimal, ask: Decimal | None, max_notional: Decimal | None) -> str | None:
+    """Why `qty` at the ask would cost more than `max_notional` (None: within it, or no cap).
+
+    With a cap but no ask the cost cannot be bounded: refused.
+    """
+    if max_notional is None:
+        return None
+    if ask is None or ask <= 0:
+        return f"no ask to bound the add-on's cost by {max_notional}"
+    cost = qty * ask
+    if cost > max_notional:
+        return f"add-on of {qty} at {ask} costs {cost}, above max_notional {max_notional}"
+    return None
+
+
+def average_entry(
+    qty: Decimal, price: Decimal | None, added_qty: Decimal, added_price: Decimal
+) -> Decimal:
+    """The average entry price of `qty` at `price` plus `added_qty` at `added_price`."""
+    if price is None or qty <= 0:
+        return added_price
+    total = qty + added_qty
+    average = (qty * price + added_qty * added_price) / total
+    return average.quantize(ENTRY_PRICE_PLACES, rounding=ROUND_HALF_EVEN)
 
 
 # --- exits -----------------------------------------------------------------------------

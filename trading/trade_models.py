@@ -195,6 +195,13 @@ class AddOnRecord(BaseModel):
     refused: str | None = None  # why it was refused (a repeat is refused the same way)
     result: AddOnResult | None = None  # the answer given (a repeat gets the same)
 
+    @property
+    def progress(self) -> str:
+        """Where the add-on stands, in words (the trade's details page)."""
+        if self.refused is not None:
+            return f"refused: {self.refused}"
+        return "done" if self.done else "working"
+
 
 class TradeState(BaseModel):
     """Everything the workflow knows; carried whole across continue-as-new."""

@@ -6,9 +6,10 @@ snapshots already said while that is fresh (trading/trade_knowledge.py), else fr
 and lets trading/trade_logic.py decide; a slow, jittered timer checks anyway in case events
 stop arriving.
 
-This module is the Temporal surface (run loop, signals, update, query); the steps live in
-trade_entry.EntrySteps, trade_protection.ProtectionSteps and trade_exits.ExitSteps, over
-trade_base.TradeBase (state, ledger records, closing, published details).
+This module is the Temporal surface (run loop, signals, updates, query); the steps live in
+trade_entry.EntrySteps, trade_protection.ProtectionSteps, trade_exits.ExitSteps and
+trade_add_on.AddOnSteps, over trade_base.TradeBase (state, ledger records, closing, published
+details).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from decimal import Decimal
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.trade_add_on import AddOnSteps
 from workflows.trade_entry import EntrySteps
 from workflows.trade_exits import ExitSteps
 
@@ -33,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
     from trading.trade_knowledge import Knowledge, broker_answers_again
     from trading.trade_logic import confirmed_by_snapshot, validate_tighten
     from trading.trade_models import (
+        AddOn,
+        AddOnResult,
         ForceExit,
         OrderEvent,
         PositionUpdate,
@@ -54,7 +58,7 @@ EXIT_WINDOW_PATCH = "exit-window-normal-poll"
 
 
 @workflow.defn(name=trade.WORKFLOW.name)
-class TradeWorkflow(EntrySteps, ExitSteps):
+class TradeWorkflow(EntrySteps, ExitSteps, AddOnSteps):
     """Enters a long, keeps an active stop on it at the broker, and exits it once."""
 
     @workflow.init
@@ -280,6 +284,23 @@ class TradeWorkflow(EntrySteps, ExitSteps):
             validate_tighten(self._state.stop_price, request.price, None)
         except TradingInputError as exc:
             raise ApplicationError(str(exc), type="TradingInputError") from None
+
+    @workflow.update(name=trade.ADD_ON.name)
+    async def add_on(self, request: AddOn) -> AddOnResult:
+        """Buy more as an OTO carrying the stop; then one stop covers the whole position."""
+        async with self._lock:
+            try:
+                return await self._add_on(request)
+            finally:
+                self._publish()
+
+    @add_on.validator
+    def _validate_add_on(self, request: AddOn) -> None:
+        if self._state.add_on_of(request.signal_key) is not None:
+            return  # a repeat of a known signal key: answered from what the trade remembers
+        refusal = self._add_on_refusal(request)
+        if refusal is not None:
+            raise ApplicationError(refusal, type="AddOnRefused")
 
     @workflow.query(name=trade.STATUS.name)
     def status(self) -> TradeStatusView:

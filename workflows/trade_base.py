@@ -332,4 +332,18 @@ class TradeBase:
             )
         if state.close_reason is not None:
             page.bullets([f"closed: {state.close_reason.value} at {state.exit_price}"])
+        page.table(
+            ["add-on (signal)", "order", "qty", "filled", "avg price", "status"],
+            [
+                [
+                    a.signal_key,
+                    f"`{a.client_order_id}`",
+                    a.qty,
+                    a.filled_qty,
+                    a.avg_price,
+                    a.progress,
+                ]
+                for a in state.add_ons
+            ],
+        )
         page.publish()
