@@ -153,3 +153,26 @@ async def test_an_add_on_to_an_external_position_is_refused_and_nothing_is_submi
     assert position is not None and position.qty == 10
     status = await handle.query(TradeWorkflow.status)
     assert status.state.add_ons == []
+
+
+async def test_an_add_on_left_half_done_is_finished_by_the_guard(
+    trades: TradeHarness, paper_broker: RunningBroker
+) -> None:
+    handle, _ = await trades.open_trade()
+    # Every try of the first cancel (the OTO's stop leg, after the fill) fails: the update
+    # gives up with its leg still holding the added shares.
+    trades.admin.add_fault(method="DELETE", path="/v2/orders/*", status=500, times=5)
+    add_on = AddOn(qty=Decimal(4), signal_key="sig-half")
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await handle.execute_update(TradeWorkflow.add_on, add_on, id=add_on.signal_key)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "AddOnIncomplete"
+    # The guard cancels the leg, then sizes one stop for the whole position.
+    view = await trades.wait_for(
+        handle,
+        lambda v: v.state.add_ons[0].done and v.state.last_check_note.startswith("protected"),
+        within=45,
+    )
+    assert view.state.filled_qty == 14
+    assert open_sell_stops(trades) == [(view.state.stop_order_id, Decimal(14))]
+    assert len([o for o in all_orders(paper_broker) if o.side.value == "buy"]) == 2
