@@ -7,7 +7,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import broker_cmd, control, dev, drain, market, reconcile, schedules, status, trade
+from cli import (
+    backtest,
+    broker_cmd,
+    control,
+    dev,
+    drain,
+    market,
+    reconcile,
+    schedules,
+    status,
+    trade,
+)
 from cli.output import emit_json, fail, say, table
 from devstack.stack import StackError
 from settings import ROOT, ConfigError, Settings, load_settings
@@ -72,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.register(commands)
     market.register(commands)
     broker_cmd.register(commands)
+    backtest.register(commands)
 
     test = commands.add_parser("test", help="run the test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
