@@ -70,7 +70,7 @@ def test_one_signal_per_pullback_and_none_on_the_dip_itself() -> None:
     rows = [*climb(), DIP]
     assert STRATEGY.signals("AAPL", bars(rows)) == []
     # Two recoveries in a row: the second is not a new pullback (its low stays above SMA3).
-    both = [*rows, (106, "108.8", "105.2", "108.6"), (108.6, "109.8", "108.9", "109.5")]
+    both = [*rows, (106, "108.8", "105.2", "108.6"), ("108.6", "109.8", "108.9", "109.5")]
     assert len(STRATEGY.signals("AAPL", bars(both))) == 1
 
 
