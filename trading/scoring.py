@@ -1,5 +1,6 @@
-"""Signal scoring: the Scorer protocol, the default momentum/volume scorer, a registry by name,
-and the values the score drain passes around. Pure: no I/O, safe to import into workflows.
+"""Signal scoring: the Scorer protocol, the momentum/volume and setup scorers, the default that
+picks one by the signal's strategy, a registry by name, and the values the score drain passes
+around. Pure: no I/O, safe to import into workflows.
 
 A scorer turns one signal (symbol, strategy, side, features) into a ScoreResult or raises
 ScoringError with a reason; the drain records the first as SCORED and the second as ERROR.
@@ -109,7 +110,7 @@ def feature_number(
 
 
 class MomentumVolumeScorer:
-    """Default scorer: momentum in the signal's direction, weighted by relative volume.
+    """Momentum signals' scorer: momentum in the signal's direction, weighted by relative volume.
 
     Features: `momentum` (required; fractional return over the strategy's lookback,
     0.02 = +2 %), `volume_ratio` (volume / average volume, default 1) and `rsi` (optional,
@@ -156,7 +157,92 @@ class MomentumVolumeScorer:
         )
 
 
-DEFAULT_SCORER = MomentumVolumeScorer.name
+class SetupScorer:
+    """Scores a setup (an entry with a stop and a target) by its grade, reward and volume.
+
+    Features: `confidence` (required, the strategy's grade 1-5), `reward_risk` (required,
+    reward over risk to the stop, 3 or more is full) and `volume_ratio` (default 1, twice the
+    average is full). score = 0.4 x (confidence - 1) / 4 + 0.4 x min(reward_risk / 3, 1)
+    + 0.2 x min(volume_ratio / 2, 1), in [0, 1] whatever the side (a setup is already in its
+    side's direction); the result's confidence is the grade over 5.
+    """
+
+    FULL_REWARD_RISK = Decimal(3)
+    FULL_VOLUME = Decimal(2)
+    MAX_REWARD_RISK = Decimal(1000)
+    MAX_VOLUME_RATIO = Decimal(1000)
+    GRADE_WEIGHT = Decimal("0.4")
+    REWARD_WEIGHT = Decimal("0.4")
+    VOLUME_WEIGHT = Decimal("0.2")
+
+    name = "setup"
+
+    def score(self, signal: SignalToScore) -> ScoreResult:
+        """Score and confidence in [0, 1], rounded to 4 places."""
+        features = signal.features
+        grade = feature_number(features, "confidence", low=Decimal(1), high=Decimal(5))
+        reward_risk = feature_number(
+            features, "reward_risk", low=Decimal(0), high=self.MAX_REWARD_RISK
+        )
+        volume_ratio = feature_number(
+            features, "volume_ratio", default=Decimal(1), low=Decimal(0), high=self.MAX_VOLUME_RATIO
+        )
+        one = Decimal(1)
+        score = (
+            self.GRADE_WEIGHT * (grade - 1) / 4
+            + self.REWARD_WEIGHT * min(reward_risk / self.FULL_REWARD_RISK, one)
+            + self.VOLUME_WEIGHT * min(volume_ratio / self.FULL_VOLUME, one)
+        )
+        return ScoreResult(
+            score=_clamp(score, Decimal(0), one).quantize(SCORE_QUANTUM, ROUND_HALF_EVEN),
+            confidence=(grade / 5).quantize(SCORE_QUANTUM, ROUND_HALF_EVEN),
+        )
+
+
+# Which scorer reads which strategy's signals (the names of trading/strategies).
+STRATEGY_SCORERS: Mapping[str, str] = {
+    "momentum": MomentumVolumeScorer.name,
+    "orb": SetupScorer.name,
+    "trend_pullback": SetupScorer.name,
+}
+
+
+class StrategyScorer:
+    """The default: each signal scored by the scorer of the strategy that proposed it.
+
+    `momentum` signals go to MomentumVolumeScorer, `orb` and `trend_pullback` to SetupScorer.
+    A strategy not in STRATEGY_SCORERS is scored as a setup when its signal carries one
+    (`reward_risk` among its features) and by MomentumVolumeScorer otherwise, as every signal
+    was before setups existed.
+    """
+
+    name = "by_strategy"
+
+    def __init__(self, routes: Mapping[str, str] = STRATEGY_SCORERS) -> None:
+        self._routes = dict(routes)
+        self._scorers: dict[str, Scorer] = {
+            MomentumVolumeScorer.name: MomentumVolumeScorer(),
+            SetupScorer.name: SetupScorer(),
+        }
+        unknown = sorted(set(self._routes.values()) - set(self._scorers))
+        if unknown:
+            raise UnknownScorer(f"no scorer named {', '.join(map(repr, unknown))} to route to")
+
+    def scorer_for(self, signal: SignalToScore) -> Scorer:
+        """The scorer that reads this signal's strategy."""
+        routed = self._routes.get(signal.strategy)
+        if routed is None:
+            routed = (
+                SetupScorer.name if "reward_risk" in signal.features else MomentumVolumeScorer.name
+            )
+        return self._scorers[routed]
+
+    def score(self, signal: SignalToScore) -> ScoreResult:
+        """The score its strategy's scorer gives."""
+        return self.scorer_for(signal).score(signal)
+
+
+DEFAULT_SCORER = StrategyScorer.name
 
 
 class ScorerRegistry(NamedRegistry[Scorer]):
@@ -168,7 +254,7 @@ class ScorerRegistry(NamedRegistry[Scorer]):
 
 def builtin_scorers() -> ScorerRegistry:
     """A registry holding the scorers that ship with the system (add new ones here)."""
-    return ScorerRegistry([MomentumVolumeScorer()])
+    return ScorerRegistry([MomentumVolumeScorer(), SetupScorer(), StrategyScorer()])
 
 
 # --- the drain's values ---------------------------------------------------------------------

@@ -23,7 +23,9 @@ from trading.scoring import (
     ScoreResult,
     ScorerRegistry,
     ScoringError,
+    SetupScorer,
     SignalToScore,
+    StrategyScorer,
     UnknownScorer,
     builtin_scorers,
     next_batch_size,
@@ -32,9 +34,11 @@ from trading.scoring import (
 SCORER = MomentumVolumeScorer()
 
 
-def _signal(side: OrderSide = OrderSide.BUY, **features: JsonScalar) -> SignalToScore:
+def _signal(
+    side: OrderSide = OrderSide.BUY, strategy: str = "breakout", **features: JsonScalar
+) -> SignalToScore:
     return SignalToScore(
-        signal_key="s-1", symbol="AAPL", strategy="breakout", side=side, features=features
+        signal_key="s-1", symbol="AAPL", strategy=strategy, side=side, features=features
     )
 
 
@@ -165,11 +169,15 @@ class _FixedScorer:
 
 def test_the_registry_finds_scorers_by_name_and_names_the_known_ones() -> None:
     registry = builtin_scorers()
+    assert DEFAULT_SCORER == "by_strategy"
     assert registry.get(DEFAULT_SCORER).name == DEFAULT_SCORER
     registry.register(_FixedScorer())
-    assert registry.names() == ["fixed", DEFAULT_SCORER]
-    assert isinstance(registry.get("fixed"), Scorer)
-    with pytest.raises(UnknownScorer, match="no scorer named 'nope'; registered: fixed, momentum"):
+    assert registry.names() == ["by_strategy", "fixed", "momentum_volume", "setup"]
+    assert all(isinstance(registry.get(name), Scorer) for name in registry.names())
+    with pytest.raises(
+        UnknownScorer,
+        match="no scorer named 'nope'; registered: by_strategy, fixed, momentum_volume, setup",
+    ):
         registry.get("nope")
     with pytest.raises(ValueError, match="already registered"):
         registry.register(_FixedScorer())
@@ -206,3 +214,80 @@ def test_progress_adds_batches_and_error_codes() -> None:
     assert (progress.batches, progress.claimed, progress.scored, progress.error) == (2, 5, 2, 2)
     assert progress.retry_later == 1
     assert progress.error_codes == {"missing_feature": 2}
+
+
+# --- the setup scorer and the default that routes by strategy --------------------------------
+
+SETUP = SetupScorer()
+BY_STRATEGY = StrategyScorer()
+
+
+def test_a_setup_scores_its_grade_reward_and_volume() -> None:
+    # 0.4 x (4 - 1) / 4 + 0.4 x 2 / 3 + 0.2 x 1.5 / 2 = 0.3 + 0.26667 + 0.15
+    result = SETUP.score(_signal(confidence=4, reward_risk=2, volume_ratio=1.5))
+    assert result == ScoreResult(score=Decimal("0.7167"), confidence=Decimal("0.8000"))
+    best = SETUP.score(_signal(confidence=5, reward_risk=3, volume_ratio=2))
+    assert best == ScoreResult(score=Decimal(1), confidence=Decimal(1))
+    worst = SETUP.score(_signal(confidence=1, reward_risk=0, volume_ratio=0))
+    assert worst == ScoreResult(score=Decimal(0), confidence=Decimal("0.2"))
+    # volume_ratio defaults to 1 (half of full); a sell setup scores like a buy.
+    plain = SETUP.score(_signal(confidence=3, reward_risk=3))
+    assert plain.score == Decimal("0.7000")
+    assert SETUP.score(_signal(OrderSide.SELL, confidence=3, reward_risk=3)) == plain
+
+
+@pytest.mark.parametrize(
+    ("features", "code", "fragment"),
+    [
+        ({"reward_risk": 2}, "missing_feature", "'confidence' is required"),
+        ({"confidence": 3}, "missing_feature", "'reward_risk' is required"),
+        ({"confidence": 6, "reward_risk": 2}, "invalid_feature", "'confidence'=6 is outside"),
+        ({"confidence": 3, "reward_risk": -1}, "invalid_feature", "'reward_risk'=-1 is outside"),
+    ],
+)
+def test_an_incomplete_setup_is_a_scoring_error(
+    features: dict[str, JsonScalar], code: str, fragment: str
+) -> None:
+    with pytest.raises(ScoringError) as raised:
+        SETUP.score(_signal(**features))
+    assert raised.value.code == code and fragment in raised.value.reason
+
+
+@given(
+    grade=st.integers(min_value=1, max_value=5),
+    reward_risk=st.floats(min_value=0, max_value=1000, allow_nan=False),
+    volume_ratio=st.floats(min_value=0, max_value=1000, allow_nan=False),
+    side=sides,
+)
+def test_setup_scores_stay_in_range_and_grow_with_the_grade(
+    grade: int, reward_risk: float, volume_ratio: float, side: OrderSide
+) -> None:
+    result = SETUP.score(
+        _signal(side, confidence=grade, reward_risk=reward_risk, volume_ratio=volume_ratio)
+    )
+    assert 0 <= result.score <= 1 and result.confidence == Decimal(grade) / 5
+    if grade < 5:
+        better = SETUP.score(
+            _signal(side, confidence=grade + 1, reward_risk=reward_risk, volume_ratio=volume_ratio)
+        )
+        assert better.score > result.score
+
+
+def test_the_default_scores_each_signal_with_its_strategys_scorer() -> None:
+    momentum = _signal(strategy="momentum", momentum=0.025)
+    assert BY_STRATEGY.score(momentum) == SCORER.score(momentum)
+    for strategy in ("orb", "trend_pullback"):
+        setup = _signal(strategy=strategy, confidence=4, reward_risk=2, volume_ratio=1.5)
+        assert BY_STRATEGY.score(setup) == SETUP.score(setup)
+    # An orb signal without its setup is an error, not a momentum score.
+    with pytest.raises(ScoringError, match="'confidence' is required"):
+        BY_STRATEGY.score(_signal(strategy="orb", momentum=0.05))
+
+
+def test_other_strategies_are_setups_when_they_carry_one_and_momentum_otherwise() -> None:
+    setup = _signal(strategy="breakout", confidence=2, reward_risk=1)
+    assert BY_STRATEGY.score(setup) == SETUP.score(setup)
+    legacy = _signal(strategy="breakout", momentum=0.06, volume_ratio=2.5)
+    assert BY_STRATEGY.score(legacy) == SCORER.score(legacy)
+    with pytest.raises(UnknownScorer, match="no scorer named 'nope' to route to"):
+        StrategyScorer({"orb": "nope"})

@@ -327,6 +327,6 @@ async def test_an_unknown_scorer_fails_the_drain_without_touching_signals(
     assert isinstance(activity_error, ActivityError)
     cause = activity_error.cause
     assert isinstance(cause, ApplicationError) and cause.type == "UnknownScorer"
-    assert "registered: momentum_volume" in cause.message
+    assert "registered: by_strategy, momentum_volume, setup" in cause.message
     assert await fresh_pool.fetchval("SELECT sum(attempts) FROM signals") == 0
     assert await _status_counts(fresh_pool) == {"PENDING": 3}
