@@ -29,12 +29,16 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 async def ensure_control(
-    client: Client, task_queue: str, daily_loss_limit: Decimal | None
+    client: Client,
+    task_queue: str,
+    daily_loss_limit: Decimal | None,
+    daily_loss_limit_pct: Decimal | None = None,
 ) -> WorkflowHandle[Any, Any]:
-    """The running control workflow, started on first use (an existing one is kept)."""
+    """The running control workflow, started on first use (an existing one is kept); it
+    halts on its own when today's loss reaches the dollar or the percentage limit."""
     return await client.start_workflow(
         control.WORKFLOW.name,
-        ControlInput(daily_loss_limit=daily_loss_limit),
+        ControlInput(daily_loss_limit=daily_loss_limit, daily_loss_limit_pct=daily_loss_limit_pct),
         id=control.WORKFLOW_ID,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

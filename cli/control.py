@@ -82,7 +82,10 @@ def _with_control(
     async def go() -> T:
         client = await make_client(settings)
         handle = await ensure_control(
-            client, settings.temporal_task_queue, settings.daily_loss_limit
+            client,
+            settings.temporal_task_queue,
+            settings.daily_loss_limit,
+            settings.daily_loss_limit_pct,
         )
         return await action(handle)
 

@@ -37,7 +37,12 @@ async def start_singletons(client: Client, settings: Settings, say: Callable[[st
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
     say(f"  {broker_sync.WORKFLOW_ID}: trade_updates listener + broker-truth poll")
-    await ensure_control(client, settings.temporal_task_queue, settings.daily_loss_limit)
+    await ensure_control(
+        client,
+        settings.temporal_task_queue,
+        settings.daily_loss_limit,
+        settings.daily_loss_limit_pct,
+    )
     say(f"  {control.WORKFLOW_ID}: ACTIVE / REDUCING / HALTED switch")
 
 

@@ -29,7 +29,7 @@ from trading.entry import EntryDecision, EntrySignal, MarketLoopInput
 from trading.entry_context import EntryContext
 from trading.entry_gate import ControlView, EntryReason, pending_entry_symbols, run_gate
 from trading.ledger_records import TradeOrigin
-from trading.models import Frozen
+from trading.models import Frozen, evolve
 from trading.ranker import Ranked, RankInput, rank
 from trading.risk import (
     AccountView,
@@ -43,6 +43,7 @@ from trading.risk import (
     size_for_risk,
 )
 from trading.routing import covering_stop_of
+from trading.ticks import take_profit_price
 
 # Gate reasons an add-on does not hear: it opens no new position.
 _POSITION_CAPS = (EntryReason.MAX_OPEN_POSITIONS, EntryReason.MAX_ENTRIES_PER_RUN)
@@ -139,7 +140,7 @@ def _skip(reason: str, detail: str = "") -> EntryDecision:
 def _ranked(decision: EntryDecision, ranked: Ranked | None) -> EntryDecision:
     if ranked is None:
         return decision
-    return decision.model_copy(update={"rank": ranked.rank, "rank_score": ranked.rank_score})
+    return evolve(decision, rank=ranked.rank, rank_score=ranked.rank_score)
 
 
 def decide_entry(
@@ -205,7 +206,10 @@ def _decide(
     )
     if not verdict.approved or verdict.stop is None:
         return _skip(verdict.reason, verdict.detail)
-    target = signal.target if signal.target is not None and signal.target > quote.ask else None
+    # The strategy's target is a feature (4 places): on the tick grid, away from the market.
+    target = take_profit_price(signal.target) if signal.target is not None else None
+    if target is not None and target <= quote.ask:
+        target = None
     return EntryDecision(
         enter=True,
         reason=EntryReason.ENTERED.value,

@@ -74,7 +74,10 @@ class TradingControlWorkflow:
             self._state.since = workflow.now()
         self._publish()
         while not workflow.info().is_continue_as_new_suggested():
-            if self._input.daily_loss_limit is not None:
+            if (
+                self._input.daily_loss_limit is not None
+                or self._input.daily_loss_limit_pct is not None
+            ):
                 await self._check_loss()
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -260,7 +263,9 @@ class TradingControlWorkflow:
             )
         except ActivityError as err:
             # Unknown is not a breach: the next check asks again.
-            state.last_loss_check = LossCheck(at=now, limit=limit, error=failure(err))
+            state.last_loss_check = LossCheck(
+                at=now, limit=limit, limit_pct=self._input.daily_loss_limit_pct, error=failure(err)
+            )
             self._publish()
             return
         outcome = loss_outcome(
@@ -270,6 +275,7 @@ class TradingControlWorkflow:
             limit,
             self._input.rescue_alert_threshold,
             now,
+            limit_pct=self._input.daily_loss_limit_pct,
         )
         state.last_loss_check = outcome.check
         state.loss_breached = outcome.breached

@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from trading.exits import bars_by_symbol
     from trading.ledger_records import EntryRunCreate
     from trading.market_scan import bars_start, by_timeframe, signal_for
+    from trading.models import evolve
     from trading.ranker import Ranked
     from trading.reconcile_models import ReconcileInput
     from trading.risk import GuardInput, RiskReason, daily_loss_breach, system_guard
@@ -262,14 +263,28 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         if run_skip is None and gate.open and symbols:
             quotes = await self._quotes(symbols)
         self._set_phase(f"deciding {len(candidates)} signals, best first")
+        outcomes = await self._decide_all(request, truth, control, context, quotes, run_skip)
+        closed = run_skip if run_skip is not None else (None if gate.open else gate_skip(gate))
+        reason, detail = summarize([o.decision for o in outcomes], closed)
+        self._update(reason=reason, detail=detail)
+        await self._record_run()
+
+    async def _decide_all(
+        self,
+        request: MarketLoopInput,
+        truth: BrokerTruth | None,
+        control: ControlView,
+        context: EntryContext,
+        quotes: dict[str, Quote],
+        run_skip: EntryDecision | None,
+    ) -> list[SignalOutcome]:
+        """Each ranked signal, best first: decided, carried out, audited; paths recorded."""
         book = EntryBook()
         outcomes: list[SignalOutcome] = []
         decisions: list[SignalDecision] = []
         for signal, ranked in self._ranked:
             if run_skip is not None:
-                decision = run_skip.model_copy(
-                    update={"rank": ranked.rank, "rank_score": ranked.rank_score}
-                )
+                decision = evolve(run_skip, rank=ranked.rank, rank_score=ranked.rank_score)
             else:
                 decision = decide_entry(
                     signal,
@@ -299,10 +314,7 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
                 SignalDecisions(decisions=decisions),
                 f"ledger: the path of {len(decisions)} signals (rank, verdict, decision)",
             )
-        closed = run_skip if run_skip is not None else (None if gate.open else gate_skip(gate))
-        reason, detail = summarize([o.decision for o in outcomes], closed)
-        self._update(reason=reason, detail=detail)
-        await self._record_run()
+        return outcomes
 
     def _age(self, signal: EntrySignal) -> SignalAge | None:
         max_age = self._max_age.get(signal.strategy)
@@ -439,24 +451,22 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
                 if started:
                     self._note(f"slice {spec.trade_id} not started: {outcome.why}")
                     break
-                failed = decision.model_copy(
-                    update={
-                        "enter": False,
-                        "reason": EntryReason.START_FAILED.value,
-                        "detail": outcome.why,
-                    }
+                failed = evolve(
+                    decision,
+                    enter=False,
+                    reason=EntryReason.START_FAILED.value,
+                    detail=outcome.why,
                 )
                 return failed, [spec.trade_id]
             if not outcome.started and not started:
-                return decision.model_copy(
-                    update={
-                        "enter": False,
-                        "reason": EntryReason.ALREADY_STARTED.value,
-                        "detail": f"workflow {outcome.workflow_id} exists",
-                    }
+                return evolve(
+                    decision,
+                    enter=False,
+                    reason=EntryReason.ALREADY_STARTED.value,
+                    detail=f"workflow {outcome.workflow_id} exists",
                 ), [spec.trade_id]
             started.append(spec.trade_id)
-        return decision.model_copy(update={"trade_id": started[0]}), started
+        return evolve(decision, trade_id=started[0]), started
 
     async def _add_on(self, signal: EntrySignal, decision: EntryDecision) -> EntryDecision:
         """Ask the trade that holds the symbol to buy more (an OTO; its stop resized)."""
@@ -477,18 +487,16 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
             )
         )
         if isinstance(outcome, Failed):
-            return decision.model_copy(
-                update={
-                    "enter": False,
-                    "reason": EntryReason.ADD_ON_FAILED.value,
-                    "detail": outcome.why,
-                }
+            return evolve(
+                decision,
+                enter=False,
+                reason=EntryReason.ADD_ON_FAILED.value,
+                detail=outcome.why,
             )
-        return decision.model_copy(
-            update={
-                "detail": f"{decision.detail}; filled {outcome.filled_qty} @ "
-                f"{outcome.avg_price}, stop {outcome.stop_order_id} covers {outcome.stop_qty}"
-            }
+        return evolve(
+            decision,
+            detail=f"{decision.detail}; filled {outcome.filled_qty} @ "
+            f"{outcome.avg_price}, stop {outcome.stop_order_id} covers {outcome.stop_qty}",
         )
 
     def _path(self, signal: EntrySignal, outcome: SignalOutcome) -> SignalDecision:
@@ -580,8 +588,16 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         )
         if r.reason:
             page.line("").line(f"**{r.reason}** {r.detail}")
-        decided = {o.signal_key: o for o in r.decisions}
-        rows = []
+        page.table(
+            ("rank", "signal", "strategy", "score", "rank score", "verdict", "detail"),
+            self._ranked_rows(),
+        )
+        page.bullets(r.notes).publish()
+
+    def _ranked_rows(self) -> list[tuple[object, ...]]:
+        """The Web UI's funnel: rank, signal, strategy, score, rank score, verdict, detail."""
+        decided = {o.signal_key: o for o in self._progress.decisions}
+        rows: list[tuple[object, ...]] = []
         for signal, ranked in self._ranked[:25]:
             outcome = decided.get(signal.signal_key)
             verdict = "-"
@@ -600,5 +616,4 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
                     outcome.decision.detail[:120] if outcome else "",
                 )
             )
-        page.table(("rank", "signal", "strategy", "score", "rank score", "verdict", "detail"), rows)
-        page.bullets(r.notes).publish()
+        return rows

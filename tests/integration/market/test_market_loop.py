@@ -13,6 +13,7 @@ from trading.broker_models import OrderType
 from trading.control import ControlInput, ControlMode, ControlRequest
 from trading.entry_gate import ControlPresence
 from trading.ledger_records import SignalStatus, TradeStatus
+from trading.risk import RiskLimits
 from workflows.control import TradingControlWorkflow
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,13 @@ async def test_a_scored_signal_is_entered_and_its_trade_guarded_by_an_active_sto
     market: MarketHarness,
 ) -> None:
     signal = await market.scored_signal("AAPL", score="0.9")
-    result = await market.run_loop(risk_per_trade=Decimal(50), stop_distance=Decimal("0.05"))
+    result = await market.run_loop(
+        risk=RiskLimits(
+            risk_per_trade_usd=Decimal(50),
+            default_stop_distance=Decimal("0.05"),
+            daily_loss_limit_pct=None,
+        )
+    )
     assert (result.entered, result.skipped, result.reason) == (1, 0, "entered")
     (outcome,) = result.decisions
     assert outcome.signal_key == signal.signal_key and outcome.trade_id is not None
@@ -50,11 +57,11 @@ async def test_a_scored_signal_is_entered_and_its_trade_guarded_by_an_active_sto
     assert audit.trade_id == outcome.trade_id and audit.detail["signal_key"] == signal.signal_key
 
     # The same signal is never entered twice: the next run does not see it again, and a second
-    # signal for the symbol on the same day is skipped.
+    # signal for the symbol the trade holds is an add-on (off by default), never a new trade.
     await market.scored_signal("AAPL", score="0.95", strategy="other")
     again = await market.run_loop()
     assert again.entered == 0
-    assert [o.decision.reason for o in again.decisions] == ["already_entered_today"]
+    assert [o.decision.reason for o in again.decisions] == ["addon_disabled"]
 
 
 async def test_the_broker_position_count_gates_entries_even_when_the_ledger_shows_none(
