@@ -14,6 +14,7 @@ SESSION_START), inside ORB's 10-minute window.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -25,6 +26,7 @@ from ledger.signals import Signals
 from paperbroker.testing import RunningBroker, run_paper_broker
 from tests.conftest import SESSION_START
 from tests.integration.market.conftest import MarketHarness
+from tests.integration.trade.conftest import HISTORIES
 from tests.integration.trade.test_add_on import all_orders
 from trading.broker_models import OrderType
 from trading.ledger_records import SignalCreate, SignalScored, TradeStatus
@@ -155,6 +157,10 @@ async def test_an_orb_breakout_is_entered_at_the_risk_engines_size_and_heat_refu
         "skipped",
         "heat_cap",
     )
+    if os.environ.get("SAVE_MARKET_LOOP_HISTORY"):  # re-record the replay test's history
+        handle = market.client.get_workflow_handle(result.run_id.split(":")[0])
+        history = await handle.fetch_history()
+        (HISTORIES / "market_loop_orb_entry_and_heat_cap.json").write_text(history.to_json())
 
 
 async def test_an_approved_add_on_buys_one_oto_and_one_stop_covers_the_whole_position(
