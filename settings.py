@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -248,16 +249,14 @@ class Settings(BaseSettings):
                 f"STRATEGIES: unknown {', '.join(unknown) or '(none given)'}; choose from "
                 f"{', '.join(sorted(known))}"
             )
-        for what, build in (("risk", lambda: self.risk_limits), ("strategy", self._configs)):
+        for what, build, setting in (
+            ("risk", lambda: self.risk_limits, _risk_setting),
+            ("strategy", self._configs, _strategy_setting),
+        ):
             try:
                 build()
             except ValidationError as exc:
-                reasons = "; ".join(
-                    ".".join(str(p) for p in e["loc"])
-                    + ": " * bool(e["loc"])
-                    + str(e["msg"]).removeprefix("Value error, ")
-                    for e in exc.errors()
-                )
+                reasons = "; ".join(_brain_reason(e, setting) for e in exc.errors())
                 raise ValueError(f"{what} settings: {reasons}") from None
 
     def _configs(self) -> StrategyConfigs:
@@ -354,6 +353,41 @@ class Settings(BaseSettings):
                 text = str(value)
             shown[name.upper()] = text
         return shown
+
+
+# The settings behind RiskLimits fields named differently, and each strategy's setting prefix.
+_RISK_SETTINGS = {
+    "daily_loss_limit_usd": "DAILY_LOSS_LIMIT",
+    "split_oversized": "SPLIT_OVERSIZED_ORDERS",
+}
+_STRATEGY_PREFIXES = {"orb": "ORB", "trend_pullback": "PULLBACK", "momentum": "MOMENTUM"}
+
+
+def _risk_setting(loc: list[str]) -> str:
+    """The setting of a RiskLimits field (`max_heat_pct` -> MAX_HEAT_PCT)."""
+    return _RISK_SETTINGS.get(loc[0], loc[0].upper())
+
+
+def _strategy_setting(loc: list[str]) -> str:
+    """The setting of a StrategyConfigs field (`trend_pullback.timeframe` -> PULLBACK_TIMEFRAME);
+    a rule over the whole config names its settings as `ORB_*`."""
+    prefix = _STRATEGY_PREFIXES.get(loc[0], loc[0].upper())
+    return f"{prefix}_{'_'.join(loc[1:]).upper() or '*'}"
+
+
+def _brain_reason(error: Any, setting: Callable[[list[str]], str]) -> str:
+    """One validation error of the risk limits or strategy configs, naming the setting to fix
+    (the user sets MAX_HEAT_PCT, not RiskLimits.max_heat_pct)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    loc = [str(part) for part in error["loc"]]
+    if loc:
+        return f"{setting(loc)}: {message}"
+    # A rule across risk fields names them in its message: name their settings instead.
+    return re.sub(
+        r"\b[a-z_]+\b",
+        lambda m: _risk_setting([m[0]]) if m[0] in RiskLimits.model_fields else m[0],
+        message,
+    )
 
 
 def _mask_url(value: SecretStr) -> str:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import time
+from decimal import Decimal
+
 import pytest
 
+from cli.main import main
 from settings import LIVE_CONFIRMATION, ConfigError, load_settings
+from trading.risk import RiskLimits
+from trading.strategies import StrategyConfigs
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +114,115 @@ def test_a_password_in_the_query_is_masked_too(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("DATABASE_URL", "postgresql://db.example/ledger?user=t&password=qs-secret")
     shown = load_settings().masked()["DATABASE_URL"]
     assert "qs-secret" not in shown and "password=********" in shown
+
+
+# --- strategies and risk (issue 12) ------------------------------------------------------------
+
+TRADING_BRAIN = (
+    "STRATEGIES",
+    "ORB_CUTOFF",
+    "ORB_RANGE_MINUTES",
+    "PULLBACK_TIMEFRAME",
+    "MOMENTUM_LOOKBACK",
+    "RISK_PER_TRADE_PCT",
+    "RISK_PER_TRADE_USD",
+    "MAX_HEAT_PCT",
+    "MAX_ALLOCATION_PCT",
+    "MAX_ORDER_QTY",
+    "DAILY_LOSS_LIMIT",
+    "DAILY_LOSS_LIMIT_PCT",
+    "ADDONS_ENABLED",
+    "ADDON_MIN_CONFIDENCE",
+)
+
+
+@pytest.fixture
+def _no_brain_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in TRADING_BRAIN:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("_no_brain_env")
+def test_the_defaults_build_the_risk_limits_and_strategy_configs() -> None:
+    settings = load_settings()
+    assert settings.strategy_names == ["orb", "trend_pullback", "momentum"]
+    assert settings.risk_limits == RiskLimits()
+    assert settings.strategy_configs == StrategyConfigs()
+
+
+@pytest.mark.usefixtures("_no_brain_env")
+def test_the_new_settings_reach_the_risk_limits_and_strategy_configs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATEGIES", " ORB , momentum ")
+    monkeypatch.setenv("ORB_CUTOFF", "9:50")
+    monkeypatch.setenv("PULLBACK_TIMEFRAME", "5Min")
+    monkeypatch.setenv("MOMENTUM_LOOKBACK", "20")
+    monkeypatch.setenv("RISK_PER_TRADE_USD", "250")
+    monkeypatch.setenv("MAX_HEAT_PCT", "0.04")
+    monkeypatch.setenv("DAILY_LOSS_LIMIT", "1000")
+    monkeypatch.setenv("ADDONS_ENABLED", "true")
+    monkeypatch.setenv("ADDON_MIN_CONFIDENCE", "4")
+    settings = load_settings()
+    assert settings.strategy_names == ["orb", "momentum"]
+    configs = settings.strategy_configs
+    assert configs.orb.cutoff == time(9, 50)
+    assert configs.trend_pullback.timeframe == "5Min" and configs.momentum.lookback == 20
+    limits = settings.risk_limits
+    assert limits.risk_per_trade_usd == Decimal(250) and limits.max_heat_pct == Decimal("0.04")
+    assert limits.daily_loss_limit_usd == Decimal(1000)
+    assert limits.addons_enabled and limits.addon_min_confidence == 4
+
+
+@pytest.mark.usefixtures("_no_brain_env")
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("STRATEGIES", "foo", "STRATEGIES"),
+        ("STRATEGIES", " , ", "STRATEGIES"),
+        ("ORB_CUTOFF", "25:00", "ORB_CUTOFF"),
+        ("ORB_CUTOFF", "noon", "ORB_CUTOFF"),
+        ("ORB_CUTOFF", "09:40", "ORB_*"),  # inside the 15-minute opening range
+        ("MAX_HEAT_PCT", "0.001", "MAX_HEAT_PCT"),
+        ("MAX_ORDER_QTY", "1.5", "MAX_ORDER_QTY"),
+        ("PULLBACK_TIMEFRAME", "7Parsec", "PULLBACK_TIMEFRAME"),
+        ("PULLBACK_SHORT_MA", "60", "PULLBACK_*"),
+        ("ADDON_MIN_CONFIDENCE", "6", "ADDON_MIN_CONFIDENCE"),
+    ],
+)
+def test_a_bad_trading_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid configuration: ")
+    assert named in message and "\n" not in message
+    # the user sets environment names, not the risk engine's or the strategies' field names
+    assert "max_heat_pct" not in message and "trend_pullback." not in message
+
+
+@pytest.mark.usefixtures("_no_brain_env")
+def test_settings_show_lists_the_new_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MAX_HEAT_PCT", "0.05")
+    assert main(["settings", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    for name in TRADING_BRAIN:
+        assert name in shown, name
+    assert shown["STRATEGIES"] == "orb,trend_pullback,momentum"
+    assert shown["MAX_HEAT_PCT"] == "0.05" and shown["RISK_PER_TRADE_USD"] == "(unset)"
+
+
+@pytest.mark.usefixtures("_no_brain_env")
+def test_settings_show_exits_2_with_one_line_on_a_bad_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ORB_CUTOFF", "25:00")
+    assert main(["settings", "show", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: invalid configuration: ")
+    assert "ORB_CUTOFF" in captured.err and captured.err.count("\n") == 1
