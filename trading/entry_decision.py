@@ -10,8 +10,8 @@ The order of questions:
 2. long only; a signal older than its strategy's max_signal_age (a breakout of 10:02 is not
    bought at 14:00); the score threshold;
 3. a symbol the broker already holds: an add-on to our own trade, under the add-on rules
-   (trading/risk.py `addon_decision`), sized to the smaller of the remaining allocation and the
-   risk budget; an entry still on its way: skipped;
+   (trading/risk.py `addon_decision`), sized to the least of the remaining allocation, the
+   risk budget and the room under the heat cap; an entry still on its way: skipped;
 4. otherwise a new entry: the risk engine (`check_entry`) sizes it from the signal's stop (or
    the default stop distance) at the ask, and checks one signal per symbol a day, the daily
    loss limit, allocation, heat, buying power and the per-order caps.
@@ -40,6 +40,7 @@ from trading.risk import (
     addon_decision,
     check_entry,
     effective_stop,
+    portfolio_heat,
     size_for_risk,
 )
 from trading.routing import covering_stop_of
@@ -189,7 +190,7 @@ def _decide(
         return _skip(EntryReason.NO_QUOTE, f"symbol={signal.symbol}")
     account = account_view(truth, book)
     if signal.symbol in held:
-        return _add_on(signal, held[signal.symbol].qty, quote, request, context, account, book)
+        return _add_on(signal, held[signal.symbol].qty, quote, request, context, truth, book)
     if signal.symbol in pending_entry_symbols(truth):
         return _skip(EntryReason.POSITION_OPEN, f"symbol={signal.symbol} entry on its way")
     verdict = check_entry(
@@ -229,10 +230,12 @@ def _add_on(
     quote: Quote,
     request: MarketLoopInput,
     context: EntryContext,
-    account: AccountView,
+    truth: BrokerTruth,
     book: EntryBook,
 ) -> EntryDecision:
-    """An add-on into the trade that holds the symbol, under the user's add-on rules."""
+    """An add-on into the trade that holds the symbol, under the user's add-on rules, sized
+    to the least of the remaining allocation, the risk budget and the room under the heat cap."""
+    account = account_view(truth, book)
     trade = context.trade_of(signal.symbol)
     if signal.symbol in book.added:
         return _skip(RiskReason.ADDON_ALLOCATION, f"symbol={signal.symbol} added this run")
@@ -246,9 +249,19 @@ def _add_on(
     if not verdict.approved or trade is None:
         return _skip(verdict.reason, verdict.detail)
     stop = trade.stop_price or effective_stop(quote.ask, None, request.risk)
+    per_share = quote.ask - stop
     by_allocation = (verdict.max_notional / quote.ask).to_integral_value(rounding=ROUND_FLOOR)
     by_risk = size_for_risk(quote.ask, stop, account.equity, request.risk)
-    qty = min(by_allocation, by_risk)
+    heat = portfolio_heat(open_risks(truth, book))
+    cap = request.risk.max_heat_pct * account.equity
+    by_heat = ((cap - heat) / per_share).to_integral_value(rounding=ROUND_FLOOR)
+    if per_share > 0 and by_heat < 1:
+        return _skip(
+            RiskReason.HEAT_CAP,
+            f"add-on to {trade.trade_id}: heat={heat:.2f} cap={cap:.2f}, no room at "
+            f"ask={quote.ask} stop={stop}",
+        )
+    qty = min(by_allocation, by_risk, by_heat) if per_share > 0 else min(by_allocation, by_risk)
     if qty < 1:
         return _skip(
             RiskReason.RISK_TOO_SMALL,

@@ -1,18 +1,21 @@
 """The market loop's scan, pure: which bars each strategy needs, and a candidate as a signal.
 
 Strategies that read the same timeframe share one bars request. A request reaches back far
-enough for the strategy with the longest lookback: whole sessions of 6.5 hours, spread over
-calendar days with weekends and holidays to spare. A candidate's setup (entry, stop, target,
-confidence) and the liquidity of its symbol go into the signal's features, so the ranker and
-the risk engine read them from the ledger exactly as the strategy proposed them.
+enough for the strategy with the longest lookback, counted in whole 6.5-hour sessions spread
+over calendar days with weekends and holidays to spare - except that a group of `same_day`
+strategies (ORB) asks only for today's bars from 04:00 New York, not a week of minute bars.
+A candidate's setup (entry, stop, target, confidence) and the liquidity of its symbol go into
+the signal's features, so the ranker and the risk engine read them from the ledger exactly as
+the strategy proposed them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from trading.broker_models import Bar
 from trading.ledger_records import SignalCreate
@@ -21,12 +24,20 @@ from trading.strategies import SignalCandidate, Strategy, signal_key
 from trading.strategies.base import timeframe_delta
 
 SESSION_MINUTES = 390
+NEW_YORK = ZoneInfo("America/New_York")
+PRE_MARKET = time(4, 0)
 LIQUIDITY_BARS = 20  # dollar volume: the mean of close x volume over the last bars read
 _PLACES = Decimal("0.0001")
 
 
-def bars_start(timeframe: str, lookback_bars: int, now: datetime) -> datetime:
-    """How far back to ask for `lookback_bars` closed bars of `timeframe` before `now`."""
+def bars_start(
+    timeframe: str, lookback_bars: int, now: datetime, same_day: bool = False
+) -> datetime:
+    """How far back to ask for `lookback_bars` closed bars of `timeframe` before `now`
+    (`same_day`: today's pre-market start in New York)."""
+    if same_day:
+        local = now.astimezone(NEW_YORK)
+        return datetime.combine(local.date(), PRE_MARKET, tzinfo=NEW_YORK).astimezone(now.tzinfo)
     step = timeframe_delta(timeframe)
     if step >= timedelta(days=1):
         days = math.ceil(lookback_bars * step / timedelta(days=1) * 7 / 5) + 4

@@ -192,7 +192,8 @@ def _pct(fraction: Decimal) -> str:
 
 
 def _floor(value: Decimal) -> Decimal:
-    return value.to_integral_value(rounding=ROUND_FLOOR)
+    # quantize, not to_integral_value: 50 stays `50`, never `5E+1`, in details and JSON.
+    return value.quantize(_ONE, rounding=ROUND_FLOOR)
 
 
 # --- sizing, heat, daily loss, order caps -------------------------------------------------

@@ -188,13 +188,14 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         per_strategy: dict[str, int] = {}
         for timeframe, group in by_timeframe(strategies).items():
             lookback = max(s.lookback_bars for s in group)
+            same_day = all(s.same_day for s in group)
             try:
                 bars: list[Bar] = await call(
                     BrokerActivities.get_bars,
                     BarsRequest(
                         symbols=request.watchlist,
                         timeframe=timeframe,
-                        start=bars_start(timeframe, lookback, clock.timestamp),
+                        start=bars_start(timeframe, lookback, clock.timestamp, same_day),
                         end=clock.timestamp,
                     ),
                     BROKER_READ,

@@ -28,6 +28,7 @@ class FakeStrategy:
     timeframe: str
     lookback_bars: int = 10
     max_signal_age: timedelta = timedelta(minutes=30)
+    same_day: bool = False
 
     def signals(self, symbol: str, bars: Sequence[Bar]) -> list[SignalCandidate]:
         """No rule: the scan's plumbing is under test, not a strategy."""
@@ -114,8 +115,18 @@ def test_the_builtin_lookbacks_fit_their_windows() -> None:
     for name in builtin_strategies().names():
         strategy = builtin_strategies().get(name)
         step = timeframe_delta(strategy.timeframe)
-        start = bars_start(strategy.timeframe, strategy.lookback_bars, now)
-        assert _closed_bars_between(start, now, step) >= strategy.lookback_bars, name
+        start = bars_start(strategy.timeframe, strategy.lookback_bars, now, strategy.same_day)
+        if strategy.same_day:  # today's bars from 04:00 New York (08:00 UTC in EDT)
+            assert start == datetime(2024, 3, 11, 8, 0, tzinfo=UTC), name
+        else:
+            assert _closed_bars_between(start, now, step) >= strategy.lookback_bars, name
+
+
+def test_a_same_day_window_is_today_from_the_pre_market_in_new_york() -> None:
+    winter = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)  # 10:30 EST
+    assert bars_start("1Min", 450, winter, same_day=True) == datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
+    late = datetime(2024, 3, 6, 0, 30, tzinfo=UTC)  # 19:30 EST on the 5th
+    assert bars_start("1Min", 450, late, same_day=True) == datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
 
 
 # --- grouping and liquidity ---------------------------------------------------------------------

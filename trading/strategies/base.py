@@ -77,6 +77,12 @@ class Strategy(Named, Protocol):
         """A live signal older than this at `now` is not proposed."""
         ...
 
+    @property
+    def same_day(self) -> bool:
+        """True when the live scan needs only today's bars (from 04:00 New York), whatever
+        `lookback_bars` says: the market loop then asks for today's bars, not a week's."""
+        ...
+
     def signals(self, symbol: str, bars: Sequence[Bar]) -> list[SignalCandidate]:
         """Every signal the rule fires over closed `bars` (oldest first), each dated `at`.
 

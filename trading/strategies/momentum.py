@@ -120,6 +120,11 @@ class MomentumStrategy:
         return max(self.config.lookback, self.config.rsi_period) + 1
 
     @property
+    def same_day(self) -> bool:
+        """Its lookback is in daily bars."""
+        return False
+
+    @property
     def max_signal_age(self) -> timedelta:
         """How long a daily signal stays actionable."""
         return self.config.max_signal_age

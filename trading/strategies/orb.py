@@ -141,6 +141,11 @@ class OrbStrategy:
         return _minutes_of(self.config.cutoff) - _minutes_of(_PRE_MARKET)
 
     @property
+    def same_day(self) -> bool:
+        """The range, the volume average and the breakout are all today's."""
+        return True
+
+    @property
     def max_signal_age(self) -> timedelta:
         """A breakout older than this is not chased."""
         return self.config.max_signal_age

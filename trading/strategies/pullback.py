@@ -169,6 +169,11 @@ class PullbackStrategy:
         )
 
     @property
+    def same_day(self) -> bool:
+        """Its moving averages reach back across sessions."""
+        return False
+
+    @property
     def max_signal_age(self) -> timedelta:
         """One bar unless configured: a recovery is acted on while it is the newest bar."""
         return self.config.max_signal_age or self._bar
