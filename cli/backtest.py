@@ -190,24 +190,12 @@ def market_data(
         endpoint = broker_endpoint(settings)
         yield AlpacaGateway(endpoint), f"Alpaca market data ({endpoint.data_url})"
         return
-    from paperbroker.prices import Segment
     from paperbroker.testing import run_paper_broker
 
     # The clock stands after the window, so every bar of it is in the broker's past.
     with run_paper_broker(
         seed=seed, start=end, rate_limit=0, symbols=tuple(symbols), replay_csv=replay
     ) as broker:
-        if replay is not None:
-            # A replayed path is scaled so that it passes through the symbol's seed price at
-            # the broker's start; anchoring each one at its own recorded price keeps the CSV's
-            # prices as they are.
-            prices = broker.server.broker.prices
-            for symbol in sorted(_csv_symbols(replay)):
-                path = prices.path(symbol)
-                origin = path.segments[0].start
-                path.restore_segments(
-                    [Segment(start=origin, log_price=path.base_log(origin), vol_scale=1.0)]
-                )
         endpoint = BrokerEndpoint.for_paper_broker(
             broker.data_url, SecretStr(broker.key_id), SecretStr(broker.secret_key)
         )

@@ -72,10 +72,10 @@ class SymbolPath:
         self._origin_block = int(origin.timestamp() // 60) // MINUTES_PER_DAY
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._prefix: dict[int, float] = {self._origin_block: 0.0}
-        first = math.log(float(params.price)) - self.base_log(origin)
-        self.segments: list[Segment] = [
-            Segment(start=origin, log_price=first + self.base_log(origin), vol_scale=1.0)
-        ]
+        # A random walk starts at the symbol's price; a replay is the recorded prices as they
+        # are (never rescaled onto the seed price - a replayed 20.00 is 20.00).
+        start = self.base_log(origin) if replay is not None else math.log(float(params.price))
+        self.segments: list[Segment] = [Segment(start=origin, log_price=start, vol_scale=1.0)]
         self._starts = [origin.timestamp()]
         # The last quote and its instant: a manual clock asks for the same instant over and
         # over (every position valued at every submit). Cleared whenever the path changes.

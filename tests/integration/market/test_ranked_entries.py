@@ -5,10 +5,9 @@ approved add-on buys into the trade as one OTO and the stop is resized to the wh
 The paper broker replays a CSV written here: on Tuesday 5 March 2024 (New York, EST) SPY
 ranges 100.00-101.00 and QQQ 200.00-202.00 from 09:30 to 09:45, stay inside until 10:25,
 then break out on five times the volume (SPY closes 101.50, QQQ 203.00) and stay there.
-SPY and QQQ, because the harness flattens its own symbols' paths. The broker scales a
-replayed path to the symbol's price at its clock, so the test reads the
-range back from the broker's bars. The tests run at 10:30 New York (the suite's
-SESSION_START), inside ORB's 10-minute window.
+SPY and QQQ, because the harness flattens its own symbols' paths. The test reads the range
+back from the broker's bars (a replayed bar keeps its open and close). The tests run at 10:30
+New York (the suite's SESSION_START), inside ORB's 10-minute window.
 """
 
 from __future__ import annotations
