@@ -154,6 +154,7 @@ class NaiveRescan:
         self.timeframe = inner.timeframe
         self.lookback_bars = inner.lookback_bars
         self.max_signal_age = inner.max_signal_age
+        self.same_day = inner.same_day
 
     def signals(self, symbol: str, bars: Sequence[Bar]) -> list[SignalCandidate]:
         """At each bar, the signals the window ending there fires on that bar."""
