@@ -19,6 +19,7 @@ from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.reconcile import ReconcileActivities
+from activities.scan import ScanActivities
 from activities.scoring import ScoringActivities
 from activities.trade_link import TradeLink, TradeLinkActivities
 from broker.budget import BrokerBudget
@@ -66,6 +67,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     link = TradeLink(client, deps.task_queue)
     sync = deps.broker_sync(metered)
     entries = EntryActivities(client, pool)
+    scan = ScanActivities(broker)
     trades = TradeLinkActivities(link)
     scoring = ScoringActivities(pool)
     reconcile = ReconcileActivities(metered, pool)
@@ -82,6 +84,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         ledger.list_open_trades,
         ledger.upsert_order,
         ledger.insert_signal,
+        ledger.insert_signals,
         ledger.expire_signals,
         ledger.signal_funnel,
         ledger.record_risk_event,
@@ -104,6 +107,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         broker.close_position,
         broker.latest_quotes,
         broker.get_bars,
+        scan.scan_watchlist,
         sync.listen_trade_updates,
         sync.sync_positions,
         sync.stored_view,

@@ -50,8 +50,9 @@ class EntryActivities:
 
     @activity.defn
     async def record_signal_decisions(self, batch: SignalDecisions) -> int:
-        """Store each decision on its signal (rank, verdict, entered/added/skipped)."""
-        return await self._paths.record(batch.decisions)
+        """Store each decision on its signal (rank, verdict, entered/added/skipped) and its
+        audit row, in one transaction."""
+        return await self._paths.record(batch.decisions, batch.audits)
 
     @activity.defn
     async def signal_paths(self, query: SignalPathQuery) -> SignalPaths:

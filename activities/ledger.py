@@ -36,6 +36,8 @@ from trading.ledger_records import (
     ReconcileRunWriteResult,
     RiskEventCreate,
     RiskEventWriteResult,
+    SignalBatch,
+    SignalBatchResult,
     SignalCreate,
     SignalExpiry,
     SignalFunnel,
@@ -205,6 +207,19 @@ class LedgerActivities:
         """Insert a PENDING signal (idempotent by signal_key)."""
         what = f"signal {cmd.signal_key} {cmd.strategy} {cmd.symbol}"
         return await _logged(self._signals.insert(cmd), what)
+
+    @activity.defn
+    async def insert_signals(self, batch: SignalBatch) -> SignalBatchResult:
+        """Insert PENDING signals in one call (each idempotent by signal_key)."""
+        inserted = 0
+        for cmd in batch.signals:
+            written = await self._signals.insert(cmd)
+            inserted += int(written.applied)
+        if batch.signals:
+            activity.logger.info(
+                "signals: %d new, %d already stored", inserted, len(batch.signals) - inserted
+            )
+        return SignalBatchResult(inserted=inserted, already=len(batch.signals) - inserted)
 
     @activity.defn
     async def expire_signals(self, cmd: SignalExpiry) -> ExpiredSignals:

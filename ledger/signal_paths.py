@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ledger.audit import insert_audit
 from ledger.repository import Repository
 from trading.ledger_records import SignalStatus
+from trading.models import AuditEntry
 from trading.signal_path import (
     DecisionKind,
     SignalDecision,
@@ -44,22 +48,30 @@ GROUP BY decision, decision_reason
 class SignalPathsRepository(Repository):
     """Write each run's decisions on its signals; read recent paths and counts by reason."""
 
-    async def record(self, decisions: list[SignalDecision]) -> int:
-        """Store each decision on its signal (a newer stored decision wins); rows changed."""
-        if not decisions:
+    async def record(
+        self, decisions: list[SignalDecision], audits: Sequence[AuditEntry] = ()
+    ) -> int:
+        """Store each decision on its signal (a newer stored decision wins) and append the
+        audit rows (once each by event key), in one transaction; signal rows changed."""
+        if not decisions and not audits:
             return 0
-        status = await self._pool.execute(
-            _DECIDE,
-            [d.signal_key for d in decisions],
-            [d.rank for d in decisions],
-            [d.rank_score for d in decisions],
-            [d.decision.value for d in decisions],
-            [d.reason for d in decisions],
-            [d.detail[:2000] for d in decisions],
-            [d.at for d in decisions],
-            [d.run_id for d in decisions],
-            [d.trade_id for d in decisions],
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            for entry in audits:
+                await insert_audit(conn, entry)
+            if not decisions:
+                return 0
+            status = await conn.execute(
+                _DECIDE,
+                [d.signal_key for d in decisions],
+                [d.rank for d in decisions],
+                [d.rank_score for d in decisions],
+                [d.decision.value for d in decisions],
+                [d.reason for d in decisions],
+                [d.detail[:2000] for d in decisions],
+                [d.at for d in decisions],
+                [d.run_id for d in decisions],
+                [d.trade_id for d in decisions],
+            )
         return int(status.rsplit(" ", 1)[-1])
 
     async def paths(self, query: SignalPathQuery) -> SignalPaths:

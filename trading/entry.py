@@ -218,6 +218,7 @@ class MarketLoopResult(Frozen):
     scanned: int = 0
     signals_created: int = 0
     signals_by_strategy: dict[str, int] = Field(default_factory=dict)
+    bars_read: int = 0
     drain: str = ""
     entered: int = 0  # new trades and add-ons
     added: int = 0  # of which add-ons

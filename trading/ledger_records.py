@@ -386,6 +386,19 @@ class SignalCreate(Frozen):
     created_at: AwareDatetime | None = None  # None: the database's now()
 
 
+class SignalBatch(Frozen):
+    """New signals written in one call; each is idempotent by its signal_key."""
+
+    signals: list[SignalCreate]
+
+
+class SignalBatchResult(Frozen):
+    """How many of the batch were new (the rest were already stored)."""
+
+    inserted: int
+    already: int
+
+
 class SignalRecord(Frozen):
     """A signal as stored."""
 

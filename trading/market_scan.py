@@ -17,10 +17,12 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from pydantic import AwareDatetime, Field
+
 from trading.broker_models import Bar
 from trading.ledger_records import SignalCreate
-from trading.models import JsonScalar
-from trading.strategies import SignalCandidate, Strategy, signal_key
+from trading.models import Frozen, JsonScalar
+from trading.strategies import SignalCandidate, Strategy, StrategyConfigs, signal_key
 from trading.strategies.base import timeframe_delta
 
 SESSION_MINUTES = 390
@@ -28,6 +30,24 @@ NEW_YORK = ZoneInfo("America/New_York")
 PRE_MARKET = time(4, 0)
 LIQUIDITY_BARS = 20  # dollar volume: the mean of close x volume over the last bars read
 _PLACES = Decimal("0.0001")
+
+
+class ScanRequest(Frozen):
+    """Scan `symbols` with `strategies` (all reading `timeframe`) on bars since `start`."""
+
+    symbols: list[str] = Field(min_length=1)
+    timeframe: str
+    strategies: list[str] = Field(min_length=1)
+    strategy_configs: StrategyConfigs = Field(default_factory=StrategyConfigs)
+    start: AwareDatetime
+    now: AwareDatetime
+
+
+class ScanResult(Frozen):
+    """The signals a scan proposes (ledger rows to insert) and how many bars it read."""
+
+    signals: list[SignalCreate] = Field(default_factory=list)
+    bars_read: int = 0
 
 
 def bars_start(

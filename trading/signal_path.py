@@ -14,7 +14,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, Field
 
 from trading.ledger_records import SignalStatus
-from trading.models import Frozen
+from trading.models import AuditEntry, Frozen
 
 
 class DecisionKind(StrEnum):
@@ -40,9 +40,10 @@ class SignalDecision(Frozen):
 
 
 class SignalDecisions(Frozen):
-    """A run's decisions, written in one ledger call."""
+    """A run's decisions and their audit rows, written in one ledger call (one transaction)."""
 
     decisions: list[SignalDecision]
+    audits: list[AuditEntry] = Field(default_factory=list)
 
 
 class SignalPathQuery(Frozen):

@@ -2,9 +2,10 @@
 
 Its interface is contracts/market_loop.py. Every run first asks the broker clock and ends early
 when the market is closed (holidays, early closes), writing nothing but its entry-run record.
-It scans the watchlist with every configured strategy (trading/strategies/, bars read once per
-timeframe), scores the signals (the drain), ranks them (trading/ranker.py) and decides each,
-best first (trading/entry_decision.py: the shared gate of trading/entry_gate.py - trading
+It scans the watchlist with every configured strategy (trading/strategies/; one scan activity
+per timeframe reads the bars and runs the strategies, so no bars pass through history),
+scores the signals (the drain), ranks them (trading/ranker.py) and decides each, best first
+(trading/entry_decision.py: the shared gate of trading/entry_gate.py - trading
 control, the broker's real open-position count - then the risk engine of trading/risk.py).
 A breached daily loss limit halts and the system guard pauses entries through trading control,
 the one place that holds the mode. An entered signal starts `trade-<id>` (one per order slice)
@@ -32,11 +33,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.entries import EntryActivities
     from activities.ledger import LedgerActivities
+    from activities.scan import ScanActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import drain, market_loop, reconcile
     from trading.broker_models import (
-        Bar,
-        BarsRequest,
         BrokerTruth,
         MarketClock,
         Quote,
@@ -71,10 +71,9 @@ with workflow.unsafe.imports_passed_through():
         GateAnswer,
         run_gate,
     )
-    from trading.exits import bars_by_symbol
-    from trading.ledger_records import EntryRunCreate
-    from trading.market_scan import bars_start, by_timeframe, signal_for
-    from trading.models import evolve
+    from trading.ledger_records import EntryRunCreate, SignalBatch, SignalCreate
+    from trading.market_scan import ScanRequest, ScanResult, bars_start, by_timeframe
+    from trading.models import AuditEntry, evolve
     from trading.ranker import Ranked
     from trading.reconcile_models import ReconcileInput
     from trading.risk import GuardInput, RiskReason, daily_loss_breach, system_guard
@@ -94,7 +93,7 @@ with workflow.unsafe.imports_passed_through():
         TRADE_UPDATE,
     )
     from workflows.reconcile import ReconcileWorkflow
-    from workflows.records import audit
+    from workflows.records import audit_entry
     from workflows.run_base import RunWorkflow, current_run_id
 
 SYSTEM_GUARD_ACTOR = "system-guard"
@@ -113,6 +112,7 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         self._phase = "starting"
         self._ranked: list[tuple[EntrySignal, Ranked]] = []
         self._max_age: dict[str, timedelta] = {}
+        self._audits: list[AuditEntry] = []
 
     @workflow.run
     async def run(self, request: MarketLoopInput) -> MarketLoopResult:
@@ -182,44 +182,56 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
     ) -> None:
         if not request.watchlist:
             return
-        names = ", ".join(s.name for s in strategies)
-        self._set_phase(f"scanning {len(request.watchlist)} symbols with {names}")
-        created = 0
-        per_strategy: dict[str, int] = {}
+        every = ", ".join(s.name for s in strategies)
+        self._set_phase(f"scanning {len(request.watchlist)} symbols with {every}")
+        signals: list[SignalCreate] = []
+        bars_read = 0
         for timeframe, group in by_timeframe(strategies).items():
-            lookback = max(s.lookback_bars for s in group)
-            same_day = all(s.same_day for s in group)
+            names = [s.name for s in group]
             try:
-                bars: list[Bar] = await call(
-                    BrokerActivities.get_bars,
-                    BarsRequest(
+                scanned: ScanResult = await call(
+                    ScanActivities.scan_watchlist,
+                    ScanRequest(
                         symbols=request.watchlist,
                         timeframe=timeframe,
-                        start=bars_start(timeframe, lookback, clock.timestamp, same_day),
-                        end=clock.timestamp,
+                        strategies=names,
+                        strategy_configs=request.strategy_configs,
+                        start=bars_start(
+                            timeframe,
+                            max(s.lookback_bars for s in group),
+                            clock.timestamp,
+                            all(s.same_day for s in group),
+                        ),
+                        now=clock.timestamp,
                     ),
                     BROKER_READ,
-                    f"{timeframe} bars of the watchlist ({len(request.watchlist)} symbols) "
-                    f"for {', '.join(s.name for s in group)}",
+                    f"scan {len(request.watchlist)} symbols' {timeframe} bars with "
+                    f"{', '.join(names)}",
                 )
             except ActivityError as err:
-                self._note(f"{timeframe} bars unavailable, no {timeframe} scan: {failure(err)}")
+                self._note(
+                    f"{timeframe} scan failed, no {', '.join(names)} signals: {failure(err)}"
+                )
                 continue
-            by_symbol = bars_by_symbol(bars)
-            for strategy in group:
-                for candidate in strategy.scan(by_symbol, clock.timestamp):
-                    bars_read = by_symbol.get(candidate.symbol, [])
-                    written = await ledger(
-                        LedgerActivities.insert_signal,
-                        signal_for(strategy, candidate, bars_read, clock.timestamp),
-                        f"ledger: {strategy.name} signal for {candidate.symbol}",
-                    )
-                    created += int(written.applied)
-                    per_strategy[strategy.name] = per_strategy.get(strategy.name, 0) + 1
+            signals += scanned.signals
+            bars_read += scanned.bars_read
+        per_strategy: dict[str, int] = {}
+        for signal in signals:
+            per_strategy[signal.strategy] = per_strategy.get(signal.strategy, 0) + 1
+        created = 0
+        if signals:
+            counts = ", ".join(f"{name} {n}" for name, n in per_strategy.items())
+            written = await ledger(
+                LedgerActivities.insert_signals,
+                SignalBatch(signals=signals),
+                f"ledger: {len(signals)} signals ({counts})",
+            )
+            created = written.inserted
         self._update(
             scanned=len(request.watchlist),
             signals_created=created,
             signals_by_strategy=per_strategy,
+            bars_read=bars_read,
         )
 
     async def _drain(self, request: MarketLoopInput) -> None:
@@ -312,7 +324,7 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         if decisions:
             await ledger(
                 EntryActivities.record_signal_decisions,
-                SignalDecisions(decisions=decisions),
+                SignalDecisions(decisions=decisions, audits=self._audits),
                 f"ledger: the path of {len(decisions)} signals (rank, verdict, decision)",
             )
         return outcomes
@@ -406,7 +418,8 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         return {q.symbol: q for q in found}
 
     async def _decide(self, signal: EntrySignal, decision: EntryDecision) -> SignalOutcome:
-        """Carry out an entered decision (start the trade, or the add-on); audit it either way."""
+        """Carry out an entered decision (start the trade, or the add-on); its audit row goes
+        with the run's decisions in one write."""
         trade_ids: list[str] = []
         if decision.enter and decision.add_on:
             decision = await self._add_on(signal, decision)
@@ -417,12 +430,14 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
         action = "entry_skipped"
         if decision.enter:
             action = "entry_added" if decision.add_on else "entry_started"
-        await audit(
-            action,
-            decision.reason,
-            {"run_id": self._run_id, **audit_detail(signal, decision)},
-            key=signal.signal_key,
-            trade_id=trade_id if decision.enter else None,
+        self._audits.append(
+            audit_entry(
+                action,
+                decision.reason,
+                {"run_id": self._run_id, **audit_detail(signal, decision)},
+                key=signal.signal_key,
+                trade_id=trade_id if decision.enter else None,
+            )
         )
         return SignalOutcome(
             signal_key=signal.signal_key,
