@@ -1,4 +1,4 @@
-"""Benchmark one market-loop run's time from clock to entries at 50 symbols.
+"""Benchmark one market-loop run's time from clock to entries at 50 and 80 symbols.
 
 Runs on the embedded stack (bench/stack.py: Temporal dev server, embedded PostgreSQL, the
 production worker) with an in-process paper broker whose manual clock stands at 10:30 New York
@@ -15,22 +15,28 @@ a fresh ledger, a fresh broker account and a fresh task queue. The figures:
 - wall time: the client's start call to the result, and clock -> entries (from the workflow
   history: get_clock scheduled to the last start_trade completed);
 - the phases, from the history's event times: get_clock, broker truth, the reconcile child,
-  each get_bars (bars, payload bytes, window), the insert_signal calls, the drain child, the
-  entry reads (control, candidates, context, quotes), the start_trade calls, the audit rows,
-  the recorded decisions and run. The loop calls one thing at a time, so each call costs the
-  run the time from the previous call's close to its own (the workflow task that schedules
-  it plus the call): the rows add up to the workflow's start -> close;
-- signals created (by strategy), entered and skipped by reason, broker /v2 calls by route
-  (during the run, the started trades' own calls included), history events.
+  each scan_watchlist (one per timeframe: it reads the bars and runs the strategies in the
+  activity; its window, bars read, signals and result bytes), the one insert_signals call, the
+  drain child, the entry reads (control, candidates, context, quotes), the start_trade calls,
+  the one record_signal_decisions call (every decision's path and audit row, one
+  transaction) and the recorded run. The loop calls one thing at a time, so each call costs
+  the run the time from the previous call's close to its own (the workflow task that
+  schedules it plus the call): the rows add up to the workflow's start -> close;
+- bars read (MarketLoopResult.bars_read), the largest payload in the history (against
+  Temporal's 2 MB limit), signals created (by strategy), entered and skipped by reason, broker
+  /v2 calls by route (during the run, the started trades' own calls included), history events.
 
 Baseline, side by side in the same run: the same loop at 5 symbols (the first 5 of the 50, two
 of which break out), so the figure shows how the loop scales with the watchlist; and the
-momentum-only loop at 50 symbols (one daily bars read, no ORB/pullback). A warm-up run (5
-symbols, uncounted) loads the worker's sandbox first. Each scenario runs `--rounds` times (its
+momentum-only loop at 50 symbols (one daily scan, no ORB/pullback). A fourth column runs the
+full loop at 80 symbols (`--large-symbols`; 0 leaves it out), the size whose bars used to
+exceed the payload limit when they crossed the workflow. A warm-up run (5 symbols, uncounted)
+loads the worker's sandbox first. Each scenario runs `--rounds` times (its
 figures are the medians); the machine may be shared, so compare figures within one run.
 
-Usage: python bench/market_loop_bench.py [--symbols 50] [--baseline-symbols 5] [--rounds 3]
-                                         [--quick] [--json [PATH]]
+Usage: python bench/market_loop_bench.py [--symbols 50] [--baseline-symbols 5]
+                                         [--large-symbols 80] [--rounds 3] [--quick]
+                                         [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -87,7 +93,8 @@ CHILD_CLOSED = tuple(
 )
 # Activities of the entry phase, each shown on its own row (in the order the loop calls them).
 ENTRY_READS = ("control_view", "list_entry_candidates", "entry_context", "latest_quotes")
-PER_CALL = ("insert_signal", "start_trade", "append_audit")
+PER_CALL = ("insert_signals", "start_trade", "record_signal_decisions")
+SCAN = "scan_watchlist"  # one per timeframe: reads the bars, runs the strategies
 
 
 # --- the price path ----------------------------------------------------------------------------
@@ -146,9 +153,12 @@ class Step:
     summary: str
     began: datetime
     ended: datetime | None = None
+    input_bytes: int = 0
     result_bytes: int = 0
-    result_items: int | None = None
-    window: str = ""  # a bars request's start -> end
+    timeframe: str = ""  # a scan's timeframe
+    window: str = ""  # a scan's bars start -> now
+    bars_read: int | None = None  # a scan's ScanResult.bars_read
+    signals: int | None = None  # a scan's signals
     failed: bool = False
 
     @property
@@ -169,6 +179,13 @@ class RunHistory:
     workflow_task_seconds: float = 0.0
     task_queue_waits: list[float] = field(default_factory=list)  # scheduled -> started
     task_runs: list[float] = field(default_factory=list)  # started -> completed
+    largest_payload: tuple[int, str] = (0, "")  # bytes, and what carried them
+
+    def saw_payloads(self, payloads: Any, what: str) -> None:
+        """Keep the largest payload (input or result) the history holds."""
+        size = sum(len(p.data) for p in payloads)
+        if size > self.largest_payload[0]:
+            self.largest_payload = (size, what)
 
 
 def _summary(payload: Payload) -> str:
@@ -190,8 +207,14 @@ async def read_history(handle: WorkflowHandle[Any, Any]) -> RunHistory:
         kind = event.WhichOneof("attributes") or ""
         if kind == "workflow_execution_started_event_attributes":
             run.started = at
+            run.saw_payloads(
+                event.workflow_execution_started_event_attributes.input.payloads, "input"
+            )
         elif kind.startswith("workflow_execution_") and run.started is not None:
             run.closed = at
+            if kind == "workflow_execution_completed_event_attributes":
+                completed = event.workflow_execution_completed_event_attributes
+                run.saw_payloads(completed.result.payloads, "MarketLoopResult")
         elif kind == "workflow_task_scheduled_event_attributes":
             task_scheduled = at
         elif kind == "workflow_task_started_event_attributes" and task_scheduled is not None:
@@ -203,12 +226,16 @@ async def read_history(handle: WorkflowHandle[Any, Any]) -> RunHistory:
             if task_started is not None:
                 run.task_runs.append((at - task_started).total_seconds())
         elif kind == "activity_task_scheduled_event_attributes":
-            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled = event.activity_task_scheduled_event_attributes
+            name = scheduled.activity_type.name
             step = Step(name, _summary(event.user_metadata.summary), at)
-            if name == "get_bars":
-                (arg,) = event.activity_task_scheduled_event_attributes.input.payloads
-                bars_request = json.loads(arg.data)
-                step.window = f"{bars_request['start']} -> {bars_request['end']}"
+            step.input_bytes = sum(len(p.data) for p in scheduled.input.payloads)
+            run.saw_payloads(scheduled.input.payloads, f"{name} input")
+            if name == SCAN:
+                (arg,) = scheduled.input.payloads
+                scan_request = json.loads(arg.data)
+                step.timeframe = scan_request["timeframe"]
+                step.window = f"{scan_request['start']} -> {scan_request['now']}"
             open_steps[event.event_id] = step
             run.steps.append(step)
         elif kind == "start_child_workflow_execution_initiated_event_attributes":
@@ -223,8 +250,11 @@ async def read_history(handle: WorkflowHandle[Any, Any]) -> RunHistory:
             if kind == ACTIVITY_CLOSED[0]:
                 payloads = event.activity_task_completed_event_attributes.result.payloads
                 step.result_bytes = sum(len(p.data) for p in payloads)
-                if step.name == "get_bars" and payloads:
-                    step.result_items = len(json.loads(payloads[0].data))
+                run.saw_payloads(payloads, f"{_label(step)} result")
+                if step.name == SCAN and payloads:
+                    scanned = json.loads(payloads[0].data)
+                    step.bars_read = scanned["bars_read"]
+                    step.signals = len(scanned["signals"])
         elif kind in CHILD_CLOSED:
             step = open_steps[getattr(event, kind).initiated_event_id]
             step.ended = at
@@ -233,8 +263,8 @@ async def read_history(handle: WorkflowHandle[Any, Any]) -> RunHistory:
 
 
 def _label(step: Step) -> str:
-    if step.name == "get_bars":
-        return f"get_bars {step.summary.split(' ', 1)[0]}"
+    if step.name == SCAN:
+        return f"{SCAN} {step.timeframe}"
     if step.name in ("ReconcileWorkflow", "ScoreDrainWorkflow"):
         return f"{step.name} (child)"
     return step.name
@@ -266,9 +296,10 @@ def phases(run: RunHistory) -> dict[str, dict[str, Any]]:
         row["activity"].append(step.seconds)
         if step.failed:
             row["failed"] = row.get("failed", 0) + 1
-        if step.result_items is not None:
-            row["bars"] = row.get("bars", 0) + step.result_items
-            row["payload_bytes"] = row.get("payload_bytes", 0) + step.result_bytes
+        row["payload_bytes"] = max(row.get("payload_bytes", 0), step.input_bytes, step.result_bytes)
+        if step.bars_read is not None:
+            row["bars"] = row.get("bars", 0) + step.bars_read
+            row["signals"] = row.get("signals", 0) + (step.signals or 0)
             row["window"] = step.window
     for label, row in rows.items():
         row["seconds"] = round(row["seconds"], 3)
@@ -315,6 +346,7 @@ def _outcomes(result: MarketLoopResult) -> dict[str, Any]:
     skipped = Counter(o.decision.reason for o in result.decisions if not o.decision.enter)
     entered = Counter(o.strategy for o in result.decisions if o.decision.enter)
     return {
+        "bars_read": result.bars_read,
         "signals_created": result.signals_created,
         "signals_by_strategy": dict(sorted(result.signals_by_strategy.items())),
         "decided": len(result.decisions),
@@ -386,6 +418,8 @@ async def run_once(
         **_outcomes(result),
         "broker_calls": calls.get("total"),
         "broker_calls_by_route": calls.get("by_route"),
+        "largest_payload_bytes": history.largest_payload[0],
+        "largest_payload": history.largest_payload[1],
         "history_events": history.events,
         "history_bytes": history.history_bytes,
         "workflow_tasks": history.workflow_tasks,
@@ -423,6 +457,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "workflow_s",
         "clock_to_entries_s",
         "workflow_task_s",
+        "largest_payload_bytes",
         "workflow_task_wait_median_s",
         "workflow_task_run_median_s",
     ):
@@ -491,16 +526,16 @@ def report(results: dict[str, dict[str, Any]], scenarios: list[Scenario]) -> Non
     """Print the table: one column per scenario, the first (largest) against the baseline."""
     names = [s.name for s in scenarios]
     main, base = results[names[0]], results[names[1]] if len(names) > 1 else None
-    width = 26
+    width = 24
     print(f"market-loop benchmark: one run, {main['rounds']} round(s), medians; 2 cores shared")
-    header = f"{'figure':<34}" + "".join(f"{n:>{width}}" for n in names)
+    header = f"{'figure':<48}" + "".join(f"{n:>{width}}" for n in names)
     if base is not None:
         header += f"{names[0] + ' / ' + names[1]:>{width}}"
     print(header)
     print("-" * len(header))
 
     def line(label: str, cells: list[str], ratio: float | None = None) -> None:
-        text = f"{label:<34}" + "".join(f"{c:>{width}}" for c in cells)
+        text = f"{label:<48}" + "".join(f"{c:>{width}}" for c in cells)
         if base is not None:
             text += f"{'-' if ratio is None else f'{ratio:.2f}x':>{width}}"
         print(text)
@@ -529,7 +564,7 @@ def report(results: dict[str, dict[str, Any]], scenarios: list[Scenario]) -> Non
         rows = [results[n]["phases"].get(label) for n in names]
         if any(rows):
             line(
-                f"  one {label}: activity / cost (s)",
+                f"  one {label}: act. / cost (s)",
                 [_cell(r and r["activity_s"]) + " / " + _cell(r and r["per_call_s"]) for r in rows],
             )
     line("workflow tasks (count)", [_cell(results[n]["workflow_tasks"]) for n in names])
@@ -542,7 +577,12 @@ def report(results: dict[str, dict[str, Any]], scenarios: list[Scenario]) -> Non
             for n in names
         ],
     )
-    line("bars fetched", [_cell(_bars(results[n])) for n in names], None)
+    line("bars read (result.bars_read)", [_cell(results[n]["bars_read"]) for n in names])
+    line(
+        "largest payload (MB)",
+        [f"{results[n]['largest_payload_bytes'] / 1e6:.3f}" for n in names],
+        ratio(main["largest_payload_bytes"], base and base["largest_payload_bytes"]),
+    )
     line("signals created", [_cell(results[n]["signals_created"]) for n in names])
     line("entered", [_cell(results[n]["entered"]) for n in names])
     line("skipped", [_cell(results[n]["skipped"]) for n in names])
@@ -555,14 +595,11 @@ def report(results: dict[str, dict[str, Any]], scenarios: list[Scenario]) -> Non
             f"entered {_counts(r['entered_by_strategy'])}; "
             f"skipped {_counts(r['skipped_by_reason'])}; "
             f"bars {_counts({k: v.get('bars') for k, v in r['phases'].items() if 'bars' in v})}; "
+            f"largest payload {r['largest_payload']} {r['largest_payload_bytes']} B; "
             f"broker {_counts(r['broker_calls_by_route'] or {})}"
         )
         for note in r["notes"]:
             print(f"{name}: note: {note}")
-
-
-def _bars(result: dict[str, Any]) -> int:
-    return sum(int(row.get("bars", 0)) for row in result["phases"].values())
 
 
 def main() -> None:
@@ -574,6 +611,12 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=50, help="watchlist of the main run")
     parser.add_argument(
         "--baseline-symbols", type=int, default=5, help="watchlist of the baseline run"
+    )
+    parser.add_argument(
+        "--large-symbols",
+        type=int,
+        default=80,
+        help="watchlist of the large run, the full loop (0: leave it out)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each scenario (medians)")
     parser.add_argument("--seed", type=int, default=7, help="the broker's random-walk seed")
@@ -594,9 +637,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.no_momentum_only = 1, True
-    if args.symbols == args.baseline_symbols:
-        parser.error("--symbols and --baseline-symbols must differ")
-    if min(args.symbols, args.baseline_symbols, args.rounds) < 1:
+    if len({args.symbols, args.baseline_symbols, args.large_symbols}) < 3:
+        parser.error("--symbols, --baseline-symbols and --large-symbols must differ")
+    if min(args.symbols, args.baseline_symbols, args.rounds) < 1 or args.large_symbols < 0:
         parser.error("--symbols, --baseline-symbols and --rounds must be positive")
     scenarios = [
         Scenario(f"{args.symbols} symbols", args.symbols, STRATEGIES),
@@ -604,6 +647,8 @@ def main() -> None:
     ]
     if not args.no_momentum_only:
         scenarios.append(Scenario(f"{args.symbols} momentum", args.symbols, ("momentum",)))
+    if args.large_symbols:
+        scenarios.append(Scenario(f"{args.large_symbols} symbols", args.large_symbols, STRATEGIES))
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     try:
         results = asyncio.run(run(args, scenarios))
