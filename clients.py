@@ -8,14 +8,21 @@ from collections.abc import Sequence
 import asyncpg
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
+from ops.codec import data_converter
+from ops.telemetry import runtime_for
 from settings import ConfigError, Settings
 
 
-async def make_client(settings: Settings, *, interceptors: Sequence[Interceptor] = ()) -> Client:
-    """Connect to Temporal with the pydantic data converter and tracing interceptor."""
+async def make_client(
+    settings: Settings,
+    *,
+    interceptors: Sequence[Interceptor] = (),
+    serve_metrics: bool = False,
+) -> Client:
+    """Connect to Temporal with the data converter (ops/codec.py), the tracing interceptor and
+    the runtime (ops/telemetry.py: a worker's client serves Prometheus metrics)."""
     tls: bool | TLSConfig = settings.temporal_tls
     if settings.temporal_tls_cert or settings.temporal_tls_key:
         if not (settings.temporal_tls_cert and settings.temporal_tls_key):
@@ -30,8 +37,9 @@ async def make_client(settings: Settings, *, interceptors: Sequence[Interceptor]
             Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=data_converter(settings),
                 interceptors=[TracingInterceptor(), *interceptors],
+                runtime=runtime_for(settings, serve_metrics=serve_metrics),
                 tls=tls if api_key is None else (tls or True),
                 api_key=api_key,
             ),

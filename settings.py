@@ -163,6 +163,40 @@ class Settings(BaseSettings):
     addon_min_confidence: int = Field(
         5, ge=1, le=5, description="Add-ons need a strategy confidence of at least this (1-5)"
     )
+    # --- operations (ops/) ---------------------------------------------------------------
+    metrics_address: str = Field(
+        "127.0.0.1:9464",
+        description="Worker's Prometheus endpoint host:port (empty: no endpoint)",
+    )
+    health_address: str = Field(
+        "127.0.0.1:9465",
+        description="Worker's /healthz and /readyz host:port (empty: no endpoint)",
+    )
+    truth_poll_max_age_s: float = Field(
+        120.0, gt=0, description="/readyz and prelive: BrokerSync's last poll is stale after this"
+    )
+    otel_exporter: Literal["off", "console", "otlp"] = Field(
+        "off", description="OpenTelemetry traces: off, console (dev) or otlp"
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces"
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Slack-compatible webhook that alerts go to (a secret; unset: none)"
+    )
+    payload_encryption_key: SecretStr | None = Field(
+        None,
+        description="Encrypt every Temporal payload: key-id:base64-32-byte-key[,older ...] "
+        "(the first encrypts; all decrypt)",
+    )
+    codec_server_address: str = Field(
+        "127.0.0.1:8889", description="`codec-server`: host:port the Web UI's remote codec uses"
+    )
+    live_skip_prelive: str | None = Field(
+        None,
+        description="TRADING_MODE=live starts workers only after a passing prelive; set to "
+        "I-ACCEPT-NO-PRELIVE to override",
+    )
     dev_config: Path = Field(ROOT / "temporal-dev.yaml", description="Dev stack settings file")
     state_dir: Path = Field(ROOT / ".state", description="Dev stack runtime state folder")
     log_level: str = Field("INFO", description="Python log level")

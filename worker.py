@@ -28,6 +28,9 @@ from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
 from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
+from ops.health import health_server
+from ops.live_gate import require_prelive
+from ops.tracing import configure_tracing
 from settings import ConfigError, Settings, load_settings
 from trading.broker_budget import BudgetConfig
 from workflows.registry import ALL_WORKFLOWS
@@ -93,13 +96,15 @@ async def guard_at_start(settings: Settings, client: Client, pool: asyncpg.Pool)
 
 async def run_worker(settings: Settings) -> None:
     """Connect, migrate, run until SIGTERM/SIGINT, then drain in-flight activities."""
-    client = await make_client(settings)
+    configure_tracing(settings, "durable-trader-worker")
+    client = await make_client(settings, serve_metrics=True)
     pool = await make_pool(settings)
     try:
         async with pool.acquire() as conn:
             applied = await apply_migrations(conn)
         if applied:
             logger.info("applied ledger migrations: %s", ", ".join(applied))
+        await require_prelive(settings, pool)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,7 +118,7 @@ async def run_worker(settings: Settings) -> None:
                 broker_endpoint(settings),
                 budget=settings.broker_budget,
             )
-            async with worker:
+            async with worker, health_server(settings, client, pool):
                 # In the background: a slow broker at start must not hold up a SIGTERM.
                 start_check = asyncio.create_task(guard_at_start(settings, client, pool))
                 logger.info(

@@ -21,6 +21,7 @@ from cli import (
 )
 from cli.output import emit_json, fail, say, table
 from devstack.stack import StackError
+from ops.tracing import configure_tracing
 from settings import ROOT, ConfigError, Settings, load_settings
 
 
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings() if getattr(args, "needs_settings", True) else None
+        if settings is not None:
+            configure_tracing(settings, "durable-trader-cli")
         return int(args.handler(args, settings))
     except ConfigError as exc:
         return fail(str(exc), code=2)

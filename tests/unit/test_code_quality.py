@@ -15,6 +15,7 @@ PACKAGES = [
     "cli",
     "devstack",
     "ledger",
+    "ops",
     "paperbroker",
     "trading",
     "workflows",
