@@ -30,7 +30,7 @@ from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
 from ops.health import health_server
 from ops.live_gate import require_prelive
-from ops.tracing import configure_tracing
+from ops.tracing import TradeSpanInterceptor, configure_tracing, flush_tracing
 from settings import ConfigError, Settings, load_settings
 from trading.broker_budget import BudgetConfig
 from workflows.registry import ALL_WORKFLOWS
@@ -59,6 +59,9 @@ def create_worker(
         workflows=ALL_WORKFLOWS,
         activities=activities,
         activity_executor=executor,
+        # After the client's TracingInterceptor (inherited): a trade's activity spans and
+        # their broker calls' spans get trade.id.
+        interceptors=[TradeSpanInterceptor()],
         # On SIGTERM/SIGINT in-flight activities get this long to finish; the rest (the
         # 30-minute trade_updates listener) are cancelled and retried by Temporal. Short, so
         # Ctrl-C on `dev up` stops the whole stack within 10 s (devstack/stack.py).
@@ -133,6 +136,7 @@ async def run_worker(settings: Settings) -> None:
         logger.info("worker stopped pid=%s", os.getpid())
     finally:
         await pool.close()
+        flush_tracing()  # main() leaves through os._exit: atexit would never run
 
 
 def main() -> int:

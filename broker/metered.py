@@ -21,6 +21,7 @@ from broker.errors import BrokerError, BudgetExhausted, RateLimited
 from broker.gateway import BrokerGateway, find_asset
 from broker.rate_limits import RateLimitObserver, RequestTally
 from broker.truth import broker_truth
+from ops.tracing import broker_call_span
 from trading.broker_budget import BrokerLimitSeen, Priority, block_after_429, submit_priority
 from trading.broker_models import (
     AssetInfo,
@@ -204,7 +205,8 @@ class MeteredGateway:
             return kind(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
 
     async def _call(self, priority: Priority, call: str, fn: Callable[[], T], slots: int = 1) -> T:
-        return await self._patiently(lambda: self._once(priority, call, fn, slots))
+        with broker_call_span(call):  # one span per call, its 429/budget waits included
+            return await self._patiently(lambda: self._once(priority, call, fn, slots))
 
     async def _once(self, priority: Priority, call: str, fn: Callable[[], T], slots: int) -> T:
         await self.budget.acquire(priority, call, slots)

@@ -21,7 +21,7 @@ from cli import (
 )
 from cli.output import emit_json, fail, say, table
 from devstack.stack import StackError
-from ops.tracing import configure_tracing
+from ops.tracing import command_span, configure_tracing
 from settings import ROOT, ConfigError, Settings, load_settings
 
 
@@ -92,14 +92,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
+    """The command's words (`trade open`), without its arguments: a bounded span name."""
+    words: list[str] = []
+    current = parser
+    for token in argv:
+        if token.startswith("-"):
+            continue
+        choices = next(
+            (a.choices for a in current._actions if isinstance(a, argparse._SubParsersAction)),
+            None,
+        )
+        if not choices or token not in choices:
+            break
+        words.append(token)
+        current = choices[token]
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, load settings, dispatch; configuration errors exit 2 with one line."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     try:
         settings = load_settings() if getattr(args, "needs_settings", True) else None
         if settings is not None:
             configure_tracing(settings, "durable-trader-cli")
-        return int(args.handler(args, settings))
+        # The trace's root: the workflow, activity and broker spans of this command join it.
+        with command_span(command_name(parser, argv)) as span:
+            code = int(args.handler(args, settings))
+            span.set_attribute("cli.exit_code", code)
+            return code
     except ConfigError as exc:
         return fail(str(exc), code=2)
     except StackError as exc:
