@@ -267,12 +267,23 @@ class Settings(BaseSettings):
         elif not self.alpaca_paper:
             raise ValueError("ALPACA_PAPER=false points at a live account; set TRADING_MODE=live")
         self._check_trading_brain()
+        self._check_payload_key()
         try:
             self.broker_budget  # noqa: B018 - validated here so a bad budget fails at start
         except ValidationError as exc:
             reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise ValueError(f"BROKER_CALLS_PER_MIN / BROKER_*_RESERVE: {reasons}") from None
         return self
+
+    def _check_payload_key(self) -> None:
+        """PAYLOAD_ENCRYPTION_KEY parses as a key list (its errors name a key id, never a key)."""
+        if self.payload_encryption_key is None:
+            return
+        text = self.payload_encryption_key.get_secret_value()
+        if text.strip():
+            from ops.codec import parse_key_ring  # only when set: keeps cryptography out of startup
+
+            parse_key_ring(text)
 
     def _check_trading_brain(self) -> None:
         """Strategies, their parameters and the risk limits, each bad value named."""

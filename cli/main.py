@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from cli import (
     backtest,
     broker_cmd,
+    codec_server,
     control,
     dev,
     drain,
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     market.register(commands)
     broker_cmd.register(commands)
     backtest.register(commands)
+    codec_server.register(commands)
 
     test = commands.add_parser("test", help="run the test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
