@@ -85,6 +85,9 @@ class DevStack:
             ("Temporal gRPC", temporal.port, "temporal.port"),
             ("Temporal Web UI", temporal.ui_port, "temporal.ui_port"),
         ]
+        codec_address = self._codec_address()
+        if codec_address is not None:
+            wanted.append(("codec server", codec_address[1], "CODEC_SERVER_ADDRESS"))
         if self.settings.uses_embedded_postgres:
             wanted.append(("PostgreSQL", self.config.postgres.port, "postgres.port"))
         if self.settings.uses_paper_broker and self._paper_broker_available():
@@ -127,6 +130,7 @@ class DevStack:
         """Start every component in order and record the stack (ready once services run)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._record()
+        self._start_codec_server()
         self._start_temporal()
         self._start_postgres()
         self._start_paper_broker()
@@ -199,12 +203,42 @@ class DevStack:
         ui = f"http://{cfg.ip}:{cfg.ui_port}"
         self._start_server(
             "temporal",
-            [str(temporal_binary()), *dev_server_args(cfg, db_file)],
+            [str(temporal_binary()), *dev_server_args(cfg, db_file, self._codec_endpoint())],
             host=cfg.ip,
             port=cfg.port,
             url=ui,
             ready=lambda: port_open(cfg.ip, cfg.port) and http_ok(ui),
             timeout=60,
+        )
+
+    def _codec_address(self) -> tuple[str, int] | None:
+        """The codec server's host and port when PAYLOAD_ENCRYPTION_KEY is set, else None."""
+        key = self.settings.payload_encryption_key
+        if key is None or not key.get_secret_value().strip():
+            return None
+        from cli.codec_server import split_address
+
+        return split_address(self.settings.codec_server_address)
+
+    def _codec_endpoint(self) -> str | None:
+        address = self._codec_address()
+        return None if address is None else f"http://{address[0]}:{address[1]}"
+
+    def _start_codec_server(self) -> None:
+        """With encrypted payloads, the Web UI reads them through `starter.py codec-server`."""
+        address, endpoint = self._codec_address(), self._codec_endpoint()
+        if address is None or endpoint is None:
+            return
+        host, port = address
+        self.say(f"starting codec server on {endpoint} (Web UI remote codec) ...")
+        self._start_server(
+            "codec-server",
+            [sys.executable, str(ROOT / "starter.py"), "codec-server"],
+            host=host,
+            port=port,
+            url=endpoint,
+            ready=lambda: port_open(host, port),
+            timeout=30,
         )
 
     def _start_postgres(self) -> None:

@@ -25,8 +25,11 @@ def temporal_binary() -> Path:
     return Path(found)
 
 
-def dev_server_args(config: TemporalDevConfig, db_file: Path | None) -> list[str]:
-    """Arguments for `temporal server start-dev` from temporal-dev.yaml's temporal section."""
+def dev_server_args(
+    config: TemporalDevConfig, db_file: Path | None, codec_endpoint: str | None = None
+) -> list[str]:
+    """Arguments for `temporal server start-dev` from temporal-dev.yaml's temporal section
+    (and the Web UI's remote codec, when payloads are encrypted)."""
     args = [
         "server",
         "start-dev",
@@ -44,6 +47,8 @@ def dev_server_args(config: TemporalDevConfig, db_file: Path | None) -> list[str
     ]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
+    if codec_endpoint is not None:
+        args += ["--ui-codec-endpoint", codec_endpoint]
     for name, kind in config.search_attributes.items():
         args += ["--search-attribute", f"{name}={kind}"]
     for key, value in config.dynamic_config.items():

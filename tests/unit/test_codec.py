@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -17,6 +18,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.codec_server import codec_app, ui_origins
 from cli.main import main
+from devstack.config import load_dev_config
+from devstack.stack import DevStack
+from devstack.temporal import dev_server_args
 from ops.codec import (
     ENCRYPTED_ENCODING,
     KEY_ID_METADATA,
@@ -27,7 +31,7 @@ from ops.codec import (
     new_key_line,
     parse_key_ring,
 )
-from settings import ConfigError, load_settings
+from settings import ROOT, ConfigError, load_settings
 from trading.trade_models import TradeSpec
 
 OLD = new_key_line("old")
@@ -259,3 +263,21 @@ async def test_codec_server_errors_are_clear(codec_http: CodecClient) -> None:
         "/decode", json=as_json(plain("x")), headers={"X-Namespace": "prod"}
     )
     assert other_namespace.status == 403
+
+
+# --- the dev stack ----------------------------------------------------------------------------
+
+
+def test_dev_up_runs_the_codec_server_and_points_the_web_ui_at_it(tmp_path: Path) -> None:
+    config = load_dev_config(ROOT / "temporal-dev.yaml")
+    plain_stack = DevStack(load_settings(state_dir=tmp_path), config, lambda _: None)
+    assert plain_stack._codec_endpoint() is None
+    assert "--ui-codec-endpoint" not in dev_server_args(config.temporal, None, None)
+    settings = load_settings(
+        state_dir=tmp_path, payload_encryption_key=NEW, codec_server_address="127.0.0.1:18889"
+    )
+    stack = DevStack(settings, config, lambda _: None)
+    endpoint = stack._codec_endpoint()
+    assert endpoint == "http://127.0.0.1:18889"
+    args = dev_server_args(config.temporal, None, endpoint)
+    assert args[args.index("--ui-codec-endpoint") + 1] == endpoint
