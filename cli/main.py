@@ -15,7 +15,9 @@ from cli import (
     dev,
     drain,
     market,
+    prelive,
     reconcile,
+    report,
     schedules,
     status,
     trade,
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     market.register(commands)
     broker_cmd.register(commands)
     backtest.register(commands)
+    report.register(commands)
+    prelive.register(commands)
     codec_server.register(commands)
 
     test = commands.add_parser("test", help="run the test suite (arguments go to pytest)")
