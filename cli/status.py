@@ -23,11 +23,13 @@ from ledger.risk import RiskEvents
 from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signal_paths import SignalPathsRepository
 from ledger.signals import Signals
+from ops.health import ReadinessProbes
 from settings import ConfigError, Settings
 from trading.broker_budget import BudgetView
 from trading.broker_models import BrokerTruth
 from trading.entry_gate import ControlPresence, ControlView, EntryLimits, run_gate
 from trading.ledger_records import EntryRunRecord
+from trading.ops_health import Dependency, DependencyVerdict, readiness_lines
 from trading.ops_status import (
     BrokerSection,
     OpsStatus,
@@ -160,6 +162,7 @@ async def _gather(
     temporal_error: str | None = None
     control = ControlView(presence=ControlPresence.UNREACHABLE, detail="Temporal unreachable")
     schedules: list[ScheduleView] | None = None
+    client: Client | None = None
     try:
         client = await make_client(settings)
         control = await read_control_now(client)
@@ -190,7 +193,16 @@ async def _gather(
         ledger_error=ledger_error,
         temporal_error=temporal_error,
         health=health(broker, scoring, entries),
+        # The workers' /readyz verdicts; the broker's is this command's own broker read.
+        readiness=await ReadinessProbes(settings, client, pool, None).readiness(
+            broker=_broker_verdict(broker)
+        ),
     )
+
+
+def _broker_verdict(broker: BrokerSection) -> DependencyVerdict:
+    detail = market_state(broker.market_open) if broker.connected else broker.error or "down"
+    return DependencyVerdict(name=Dependency.BROKER, ok=broker.connected, detail=detail)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -213,6 +225,9 @@ def _print(status: OpsStatus) -> None:
     )
     for problem in h.problems:
         say(f"  - {problem}")
+    if status.readiness is not None:
+        for line in readiness_lines(status.readiness):
+            say(line)
     b = status.broker
     say("")
     if b.connected and b.account is not None:

@@ -14,6 +14,7 @@ from trading.broker_budget import BudgetView
 from trading.broker_models import BrokerAccount, BrokerOrder, BrokerPosition
 from trading.entry_gate import ControlView, EntryReason, GateAnswer, control_gate
 from trading.ledger_records import EntryRunRecord, ReconcileRunRecord, SignalCounts
+from trading.ops_health import Readiness
 
 STATUS_SCHEMA_VERSION = 2
 
@@ -136,6 +137,11 @@ class OpsStatus(BaseModel):
     ledger_error: str | None = None
     temporal_error: str | None = None
     health: HealthSection
+    readiness: Readiness | None = Field(
+        None,
+        description="a worker's /readyz verdicts (Temporal, database, broker, BrokerSync poll) "
+        "as seen from here; null when they were not probed",
+    )
 
 
 PENDING_TOO_OLD = timedelta(hours=1)
