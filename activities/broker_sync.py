@@ -33,7 +33,9 @@ from broker.metered import MeteredGateway
 from broker.stream import TradeUpdateStream
 from contracts import broker_sync, trade
 from ledger.broker_view import BrokerView, SymbolView
+from ledger.signals import Signals
 from ledger.trades import Trades
+from ops import metrics
 from trading.broker_models import BrokerOrder, BrokerPosition, SymbolRef
 from trading.broker_sync_models import (
     ListenRequest,
@@ -86,7 +88,10 @@ class BrokerSyncActivities:
         self._link = link
         self._trades = Trades(pool)
         self._view = BrokerView(pool)
+        self._signals = Signals(pool)
         self._open_cache: tuple[float, list[OpenTradeRef]] = (0.0, [])
+        self._open_statuses: list[str] = []  # of the last fresh read (dt_trades_open)
+        self._uncovered_since: dict[str, float] = {}  # symbol -> first poll that saw it bare
         # symbol -> (trade id of the guard the listener started, when); None while starting
         self._adopted: dict[str, tuple[str | None, float]] = {}
 
@@ -95,6 +100,7 @@ class BrokerSyncActivities:
         if fresh or time.monotonic() - loaded_at > OPEN_TRADES_MAX_AGE_S:
             records = await self._trades.list_open()
             cached = [OpenTradeRef(trade_id=r.id, symbol=r.symbol) for r in records]
+            self._open_statuses = [r.status.value for r in records]
             self._open_cache = (time.monotonic(), cached)
         return cached
 
@@ -104,7 +110,14 @@ class BrokerSyncActivities:
         # Returns after request.listen_for so the workflow starts a fresh run (and history);
         # heartbeats go on while the stream waits out a dropped connection.
         progress = _Progress(events=0, forwarded=0, missed=0, reconnects=0, last_event_at=None)
-        stream = TradeUpdateStream(self._endpoint, on_listening=_ask_for_a_poll)
+        connected_at = time.monotonic()
+
+        async def on_listening() -> None:
+            nonlocal connected_at
+            connected_at = time.monotonic()
+            await _ask_for_a_poll()
+
+        stream = TradeUpdateStream(self._endpoint, on_listening=on_listening)
         positions = ListenerPositions(self._broker.get_positions)
         forwarding = asyncio.create_task(self._forward_order_events(stream, positions, progress))
         # A worker shutting down ends the run at once (the next run starts on a live worker)
@@ -116,6 +129,7 @@ class BrokerSyncActivities:
             while not forwarding.done() and not shutdown.done():
                 progress.reconnects = stream.reconnects
                 activity.heartbeat(progress.model_dump(mode="json"))
+                metrics.stream_age(time.monotonic() - connected_at if stream.listening else 0)
                 remaining = request.listen_for.total_seconds() - (time.monotonic() - started)
                 if remaining <= 0:
                     break
@@ -129,6 +143,7 @@ class BrokerSyncActivities:
             drain_s = 0.0  # cancelled (the worker stops): do not finish the event in hand
             raise
         finally:
+            metrics.stream_age(0)  # this worker holds the stream no more
             shutdown.cancel()
             await stream.close()
             await _stop(forwarding, within_s=drain_s)
@@ -165,6 +180,7 @@ class BrokerSyncActivities:
     ) -> None:
         progress.events += 1
         progress.last_event_at = event.timestamp
+        metrics.trade_update(event.event)
         order = event.order
         try:
             owners = await self._owners(order)
@@ -263,6 +279,7 @@ class BrokerSyncActivities:
         delivered = await self._tell(due, unstick=request.unstick)
         await self._view.mark_delivered(delivered, observed_at)
         await self._view.forget_except([t.trade_id for t in trades])
+        await self._poll_metrics(positions, orders)
         claimed = {t.symbol for t in trades}
         untracked = sorted(p.symbol for p in positions if p.qty != 0 and p.symbol not in claimed)
         return SyncSummary(
@@ -275,6 +292,25 @@ class BrokerSyncActivities:
             untracked_symbols=untracked,
             broker_calls=1 + len(orders) // OPEN_ORDERS_PAGE + 1,  # positions, order pages
         )
+
+    async def _poll_metrics(
+        self, positions: list[BrokerPosition], orders: list[BrokerOrder]
+    ) -> None:
+        """The poll's gauges: coverage, open trades by status, PENDING signals (the poll is
+        the system's steady heartbeat, so these stay fresh on every worker it lands on)."""
+        coverage = metrics.position_coverage(
+            positions, orders, self._uncovered_since, time.monotonic()
+        )
+        self._uncovered_since = dict(coverage.uncovered_since)
+        metrics.coverage(coverage)
+        metrics.trades_open(self._open_statuses)
+        try:
+            funnel = await self._signals.funnel(1)
+            oldest = await self._signals.oldest_pending_age_s()
+        except (OSError, asyncpg.PostgresError) as exc:  # metrics never fail the poll
+            activity.logger.warning("signal gauges not refreshed: %s", exc)
+            return
+        metrics.signals_pending(funnel.all_time.pending, oldest)
 
     async def _tell(self, routes: list[PositionRoute], *, unstick: bool) -> dict[str, str]:
         """Signal each trade its view, a few at a time; trade id -> digest of those told.

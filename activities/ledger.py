@@ -21,6 +21,7 @@ from ledger.risk import RiskEvents
 from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signals import Signals
 from ledger.trades import Trades
+from ops import metrics
 from trading.ledger_records import (
     AuditedTradeCloses,
     EntryRunCreate,
@@ -206,7 +207,9 @@ class LedgerActivities:
     async def insert_signal(self, cmd: SignalCreate) -> SignalWriteResult:
         """Insert a PENDING signal (idempotent by signal_key)."""
         what = f"signal {cmd.signal_key} {cmd.strategy} {cmd.symbol}"
-        return await _logged(self._signals.insert(cmd), what)
+        written = await _logged(self._signals.insert(cmd), what)
+        metrics.signals("created", int(written.applied))
+        return written
 
     @activity.defn
     async def insert_signals(self, batch: SignalBatch) -> SignalBatchResult:
@@ -215,6 +218,7 @@ class LedgerActivities:
         for cmd in batch.signals:
             written = await self._signals.insert(cmd)
             inserted += int(written.applied)
+        metrics.signals("created", inserted)
         if batch.signals:
             activity.logger.info(
                 "signals: %d new, %d already stored", inserted, len(batch.signals) - inserted
@@ -225,6 +229,7 @@ class LedgerActivities:
     async def expire_signals(self, cmd: SignalExpiry) -> ExpiredSignals:
         """End in ERROR the PENDING signals past the attempts cap or the maximum age."""
         keys = await self._signals.expire(cmd)
+        metrics.signals("error", len(keys))
         if keys:
             activity.logger.warning("expired %d pending signals: %s", len(keys), ", ".join(keys))
         return ExpiredSignals(signal_keys=keys)
@@ -232,7 +237,9 @@ class LedgerActivities:
     @activity.defn
     async def signal_funnel(self, query: SignalFunnelQuery) -> SignalFunnel:
         """Signal counts by outcome, recent window and all time."""
-        return await self._signals.funnel(query.window_hours)
+        funnel = await self._signals.funnel(query.window_hours)
+        metrics.signals_pending(funnel.all_time.pending, await self._signals.oldest_pending_age_s())
+        return funnel
 
     # --- risk events and runs --------------------------------------------------------------
 

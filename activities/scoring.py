@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ledger.signals import Signals
+from ops import metrics
 from trading.ledger_records import SignalClaim, SignalFailed, SignalRecord, SignalScored
 from trading.scoring import (
     ScoreBatch,
@@ -127,6 +128,8 @@ class ScoringActivities:
                 retry_later += 1
                 continue
             already_final += not written.applied
+        metrics.signals("scored", scored)
+        metrics.signals("error", error)
         activity.logger.info(
             "scorer %s: claimed %d, scored %d, error %d, already final %d, retry later %d",
             scorer.name,

@@ -17,10 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from broker.budget import BrokerBudget
-from broker.errors import BrokerError, BudgetExhausted, RateLimited
+from broker.errors import BrokerError, BudgetExhausted, NotFound, RateLimited
 from broker.gateway import BrokerGateway, find_asset
 from broker.rate_limits import RateLimitObserver, RequestTally
 from broker.truth import broker_truth
+from ops import metrics
 from ops.tracing import broker_call_span
 from trading.broker_budget import BrokerLimitSeen, Priority, block_after_429, submit_priority
 from trading.broker_models import (
@@ -209,16 +210,28 @@ class MeteredGateway:
             return await self._patiently(lambda: self._once(priority, call, fn, slots))
 
     async def _once(self, priority: Priority, call: str, fn: Callable[[], T], slots: int) -> T:
-        await self.budget.acquire(priority, call, slots)
+        try:
+            await self.budget.acquire(priority, call, slots)
+        except BudgetExhausted:
+            metrics.broker_call(call, metrics.CallOutcome.BUDGET)
+            raise
         tally = RequestTally()
         loop = asyncio.get_running_loop()
+        outcome = metrics.CallOutcome.ERROR
         try:
-            return await loop.run_in_executor(BROKER_THREADS, self._tallied, tally, fn)
+            answer = await loop.run_in_executor(BROKER_THREADS, self._tallied, tally, fn)
+            outcome = _outcome_of(answer)
+            return answer
         except RateLimited as exc:
+            outcome = metrics.CallOutcome.RATE_LIMITED
             if call not in MARKET_DATA_CALLS:
                 await self.budget.block(exc.reset_at, f"{call} was answered 429")
             raise
+        except NotFound:
+            outcome = metrics.CallOutcome.OK  # a definitive answer (404), not a failure
+            raise
         finally:
+            metrics.broker_call(call, outcome)
             await self._settle(priority, call, slots, tally)
 
     def _tallied(self, tally: RequestTally, fn: Callable[[], T]) -> T:
@@ -232,6 +245,8 @@ class MeteredGateway:
         seen = self._gateway.rate_limits.latest
         if seen is not None and seen != self._learned:
             self._learned = seen
+            if seen.remaining is not None:
+                metrics.ratelimit_remaining(seen.remaining)
             await self.budget.learn(seen)
 
     async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -255,6 +270,13 @@ def retry_in(exc: RateLimited | BudgetExhausted) -> float:
         return exc.retry_after.total_seconds()
     now = datetime.now(UTC)
     return (block_after_429(exc.reset_at, now) - now).total_seconds()
+
+
+def _outcome_of(answer: object) -> metrics.CallOutcome:
+    """ok, unless a probe came back unknown (the gateway turned its error into UNKNOWN)."""
+    if isinstance(answer, OrderProbe | PositionProbe) and answer.outcome is ProbeOutcome.UNKNOWN:
+        return metrics.CallOutcome.ERROR
+    return metrics.CallOutcome.OK
 
 
 def _describe(exc: BrokerError) -> str:

@@ -32,6 +32,7 @@ from devstack.state import (
 )
 from devstack.temporal import dev_server_args, temporal_binary
 from ledger.migrate import apply_migrations
+from ops.telemetry import metrics_url, replica_address
 from settings import ROOT, ConfigError, Settings
 
 WORKER_RESTART_LIMIT = 5
@@ -92,6 +93,14 @@ class DevStack:
             wanted.append(("PostgreSQL", self.config.postgres.port, "postgres.port"))
         if self.settings.uses_paper_broker and self._paper_broker_available():
             wanted.append(("paper broker", self.config.paperbroker.port, "paperbroker.port"))
+        for index in range(self.config.worker.replicas):
+            address = self._metrics_address(index)
+            if address and port_open("127.0.0.1", int(address.rpartition(":")[2])):
+                self.say(
+                    f"note: {address} (worker-{index + 1} metrics) is in use by another "
+                    "process; that worker runs without metrics (set METRICS_ADDRESS to a free "
+                    "base port: replicas take it, +1, +2, ...)"
+                )
         for label, port, key in wanted:
             if port_open("127.0.0.1", port):
                 raise StackError(
@@ -317,13 +326,26 @@ class DevStack:
         for index in range(self.config.worker.replicas):
             self._start_worker(f"worker-{index + 1}")
 
+    def _metrics_address(self, index: int) -> str:
+        """Replica `index`'s metrics host:port: METRICS_ADDRESS's port plus the index (each
+        worker on this machine serves its own); empty when METRICS_ADDRESS is empty."""
+        base = self.settings.metrics_address.strip()
+        return replica_address(base, index) if base else ""
+
     def _start_worker(self, name: str) -> None:
         self.say(f"starting {name} (task queue {self.settings.temporal_task_queue}) ...")
-        pid = self._spawn(name, [sys.executable, str(ROOT / "worker.py")])
+        metrics = self._metrics_address(int(name.rpartition("-")[2]) - 1)
+        env = {"METRICS_ADDRESS": metrics}
+        pid = self._spawn(name, [sys.executable, str(ROOT / "worker.py")], env)
         log = self.log_dir / f"{name}.log"
         self._wait(name, lambda: _log_says(log, pid, "worker running"), 60)
+        url = metrics_url(metrics) if metrics else ""
+        if url:
+            self.say(f"  {name} metrics: {url}")
         self.components = [c for c in self.components if c.name != name]
-        self.components.append(Component(name=name, pid=pid, log=str(log)))
+        self.components.append(
+            Component(name=name, pid=pid, log=str(log), address=metrics, url=url)
+        )
         self._record()
 
     def _record(self) -> None:

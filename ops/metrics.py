@@ -491,7 +491,8 @@ def control_mode(mode: ControlMode) -> None:
         gauge("dt_trading_control_mode", 1 if each is mode else 0, mode=each.value)
 
 
-def account(daily_pnl: Decimal, equity: Decimal) -> None:
-    """The loss check's daily P&L and equity."""
-    gauge("dt_daily_pnl_dollars", daily_pnl)
+def account(daily_pnl: Decimal | None, equity: Decimal) -> None:
+    """The loss check's daily P&L (when it has one) and equity."""
+    if daily_pnl is not None:
+        gauge("dt_daily_pnl_dollars", daily_pnl)
     gauge("dt_equity_dollars", equity)

@@ -4,11 +4,14 @@ A worker's client serves Prometheus on METRICS_ADDRESS: the SDK's own metrics (t
 durations in milliseconds) and the system's (dt_*, ops/metrics.py) recorded through the same
 runtime's meters. A CLI client gets None (the SDK's default runtime, no endpoint). One runtime
 per bind address per process: a second worker client in the same process shares it (binding the
-port twice would fail, and every runtime starts its own thread pool).
+port twice would fail, and every runtime starts its own thread pool). A port another process
+holds is logged as an error and the worker runs on without an endpoint: guarding positions
+matters more than its metrics, and prelive checks the endpoint answers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -16,6 +19,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from ops import metrics
 from settings import ConfigError, Settings
 
+logger = logging.getLogger(__name__)
 _runtimes: dict[str, Runtime] = {}
 _lock = threading.Lock()
 
@@ -26,10 +30,10 @@ def runtime_for(settings: Settings, *, serve_metrics: bool) -> Runtime | None:
     if not serve_metrics or not address:
         return None
     with _lock:
-        runtime = _runtimes.get(address)
-        if runtime is None:
-            runtime = _runtimes[address] = _prometheus_runtime(address)
-        metrics.use_process_meter(runtime.metric_meter)
+        runtime = _runtimes.get(address) or _prometheus_runtime(address)
+        if runtime is not None:
+            _runtimes[address] = runtime
+            metrics.use_process_meter(runtime.metric_meter)
         return runtime
 
 
@@ -52,7 +56,7 @@ def replica_address(base: str, index: int) -> str:
     return f"{host}:{number}"
 
 
-def _prometheus_runtime(address: str) -> Runtime:
+def _prometheus_runtime(address: str) -> Runtime | None:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(
@@ -68,7 +72,12 @@ def _prometheus_runtime(address: str) -> Runtime:
             )
         )
     except Exception as exc:  # the core reports a taken port as a plain exception
-        raise ConfigError(
-            f"cannot serve metrics on METRICS_ADDRESS={address}: {exc}; another process holds "
-            "the port (set METRICS_ADDRESS to a free host:port, or empty for none)"
-        ) from None
+        # A worker guards positions with or without its metrics: it runs on, loudly (prelive
+        # and the scrape's `up` show the missing endpoint).
+        logger.error(
+            "cannot serve metrics on METRICS_ADDRESS=%s (%s); this worker runs without a "
+            "metrics endpoint - set METRICS_ADDRESS to a free host:port",
+            address,
+            exc,
+        )
+        return None

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.broker_sync import BrokerSyncActivities
     from contracts import broker_sync
+    from ops import metrics
     from trading.broker_sync_models import (
         BrokerSyncRun,
         BrokerSyncState,
@@ -49,6 +50,7 @@ class BrokerSyncWorkflow:
             self._poll_requested = False  # a request arriving during this poll asks for another
             await self._check_clock()
             await self._poll()
+            self._poll_metrics()
             polls_this_run += 1
             self._describe()
             if (
@@ -143,6 +145,13 @@ class BrokerSyncWorkflow:
         self._state.polls += 1
         self._state.last_poll = summary
         self._state.last_poll_error = None
+
+    def _poll_metrics(self) -> None:
+        """Truth-poll age (replay-safe meter: recording adds no command)."""
+        last = self._state.last_poll
+        if last is not None:
+            age = workflow.now() - last.observed_at
+            metrics.truth_poll(age.total_seconds(), last.observed_at.timestamp())
 
     def _describe(self) -> None:
         state, last = self._state, self._state.last_poll

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import control, trade
+    from ops import metrics
     from trading.broker_models import ClosePositionRequest, OrderRef
     from trading.control import (
         ControlChange,
@@ -73,6 +74,7 @@ class TradingControlWorkflow:
         if self._state.since is None:
             self._state.since = workflow.now()
         self._publish()
+        metrics.control_mode(self._state.mode)
         while not workflow.info().is_continue_as_new_suggested():
             if (
                 self._input.daily_loss_limit is not None
@@ -236,6 +238,7 @@ class TradingControlWorkflow:
         )
         apply_change(state, change)
         self._publish()
+        metrics.control_mode(state.mode)
         workflow.logger.info(
             "trading control %s by %s: %s -> %s (%s)",
             command.value,
@@ -279,6 +282,7 @@ class TradingControlWorkflow:
         )
         state.last_loss_check = outcome.check
         state.loss_breached = outcome.breached
+        metrics.account(outcome.check.daily_pnl, account.equity)
         if outcome.halt_reason is not None:
             await self._command(ControlCommand.AUTO_HALT, outcome.halt_reason, AUTO_ACTOR)
         if outcome.first_breach:

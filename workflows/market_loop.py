@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.scan import ScanActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import drain, market_loop, reconcile
+    from ops import metrics
     from trading.broker_models import (
         BrokerTruth,
         MarketClock,
@@ -313,7 +314,9 @@ class MarketLoopWorkflow(RunWorkflow[MarketLoopResult]):
             outcome = await self._decide(signal, decision)
             book = book.after(signal, outcome.decision)
             outcomes.append(outcome)
-            decisions.append(self._path(signal, outcome))
+            path = self._path(signal, outcome)
+            decisions.append(path)
+            metrics.entry(metrics.EntryDecisionKind(path.decision.value), path.reason)
             entered = sum(1 for o in outcomes if o.decision.enter)
             self._update(
                 decisions=outcomes,

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import reconcile
+    from ops import metrics
     from trading.ledger_records import (
         AuditedTradeClose,
         AuditedTradeCloses,
@@ -380,6 +381,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             ),
             f"ledger: reconcile run {self._run_id} finished ok={result.ok}",
         )
+        metrics.reconcile_run(result.ok, result.closed, result.adopted)
         return self._progress
 
     def _publish(self) -> None:

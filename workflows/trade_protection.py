@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.broker_sync import BrokerSyncActivities
     from contracts import control
+    from ops import metrics
     from trading.broker_models import (
         BrokerOrder,
         ClientOrderRef,
@@ -164,6 +165,7 @@ class ProtectionSteps(TradeBase):
         now = workflow.now()
         telemetry.attempted += 1
         telemetry.last_at = now
+        metrics.rescue(metrics.RescueOutcome.ATTEMPTED)
         take_profit = state.take_profit_price
         if take_profit is not None and not workflow.patched(RESCUE_RESTORES_TAKE_PROFIT):
             take_profit = None  # rescues before the patch placed a bare stop
@@ -213,6 +215,11 @@ class ProtectionSteps(TradeBase):
         telemetry.next_at = None
         telemetry.last_gap_ms = millis(workflow.now() - now + gap)
         telemetry.last_failure_kind = None
+        metrics.rescue(
+            metrics.RescueOutcome.OK,
+            latency_ms=millis(workflow.now() - started),
+            gap_ms=telemetry.last_gap_ms,
+        )
         stop_leg, _ = protective_legs(order)
         self._known.saw_order(stop_leg or order, workflow.now())
         if intent.order_class is OrderClass.OCO and stop_leg is not None:
@@ -238,6 +245,7 @@ class ProtectionSteps(TradeBase):
         state, spec = self._state, self._spec
         outcome = rescue_failed(state.rescue, spec, kind, message, workflow.now())
         telemetry = state.rescue = outcome.telemetry
+        metrics.rescue(metrics.RescueOutcome.FAILED)
         state.last_check_note = f"rescue failed ({kind}); retry at {telemetry.next_at}"
         workflow.logger.error(
             "trade %s: rescue %s failed: %s: %s",
