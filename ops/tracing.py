@@ -123,8 +123,8 @@ def configure_tracing(settings: Settings, service_name: str) -> None:
     """
     global _installed
     with _lock:
-        if _installed is not None:
-            return
+        if _installed is not None or isinstance(trace.get_tracer_provider(), TracerProvider):
+            return  # ours, or the embedding program's (a test's): one provider per process
         provider = tracer_provider(settings, service_name)
         if provider is None:
             return

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,7 +37,7 @@ from ops.tracing import (
     tracer_provider,
     trade_id_of,
 )
-from settings import ConfigError, Settings
+from settings import ROOT, ConfigError, Settings
 from trading.broker_budget import BudgetConfig
 from trading.broker_models import MarketClock
 
@@ -271,3 +273,25 @@ def _everything(span: ReadableSpan) -> str:
     parts = [span.name, span.status.description or "", str(dict(span.attributes or {}))]
     parts += [f"{e.name} {dict(e.attributes or {})}" for e in span.events]
     return " ".join(parts)
+
+
+def test_configure_tracing_installs_one_provider_per_process() -> None:
+    script = """
+import sys
+from opentelemetry import trace
+from ops.tracing import configure_tracing
+from settings import Settings
+
+configure_tracing(Settings(), "off-first")
+assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider", "off installed one"
+configure_tracing(Settings(otel_exporter="console"), "durable-trader-worker")
+first = trace.get_tracer_provider()
+configure_tracing(Settings(otel_exporter="console"), "second-call")
+assert trace.get_tracer_provider() is first
+print(first.resource.attributes["service.name"])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "durable-trader-worker"
