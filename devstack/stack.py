@@ -32,6 +32,7 @@ from devstack.state import (
 )
 from devstack.temporal import dev_server_args, temporal_binary
 from ledger.migrate import apply_migrations
+from ops.health import replica_health_address
 from ops.telemetry import metrics_url, replica_address
 from settings import ROOT, ConfigError, Settings
 
@@ -336,12 +337,18 @@ class DevStack:
         self.say(f"starting {name} (task queue {self.settings.temporal_task_queue}) ...")
         metrics = self._metrics_address(int(name.rpartition("-")[2]) - 1)
         env = {"METRICS_ADDRESS": metrics}
+        health = replica_health_address(
+            self.settings.health_address, int(name.rpartition("-")[2]) - 1
+        )
+        env["HEALTH_ADDRESS"] = health  # /healthz, /readyz: HEALTH_ADDRESS's port + replica index
         pid = self._spawn(name, [sys.executable, str(ROOT / "worker.py")], env)
         log = self.log_dir / f"{name}.log"
         self._wait(name, lambda: _log_says(log, pid, "worker running"), 60)
         url = metrics_url(metrics) if metrics else ""
         if url:
             self.say(f"  {name} metrics: {url}")
+        if health:
+            self.say(f"  {name} health: http://{health}/healthz and /readyz")
         self.components = [c for c in self.components if c.name != name]
         self.components.append(
             Component(name=name, pid=pid, log=str(log), address=metrics, url=url)

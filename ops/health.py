@@ -219,3 +219,14 @@ async def health_server(
     probes = ReadinessProbes(settings, client, pool, metered_gateway(settings, pool))
     async with serve_health(settings.health_address, probes):
         yield
+
+
+def replica_health_address(base: str, index: int) -> str:
+    """The health address of replica `index` (0-based) of several on one host: HEALTH_ADDRESS's
+    port plus the index (empty stays empty: no endpoint)."""
+    if not base.strip():
+        return ""
+    host, port = split_address(base, "HEALTH_ADDRESS")
+    if not 0 < port + index < 65536:
+        raise ConfigError(f"HEALTH_ADDRESS={base} + replica {index} is past port 65535")
+    return f"{host}:{port + index}"

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from ops.live_gate import live_config, settings_digest
-from settings import LIVE_CONFIRMATION, Settings
+from settings import LIVE_CONFIRMATION, ConfigError, Settings
 from trading.broker_models import (
     BrokerAccount,
     BrokerOrder,
@@ -307,3 +307,13 @@ def test_the_live_gate(
     decision = live_gate("live", "d", last, NOW, override)
     assert decision.allowed is allowed and reason in decision.reason
     assert live_gate("paper", "d", None, NOW, None).allowed
+
+
+def test_each_dev_stack_replica_gets_its_own_health_port() -> None:
+    from ops.health import replica_health_address
+
+    assert replica_health_address("127.0.0.1:9465", 0) == "127.0.0.1:9465"
+    assert replica_health_address("127.0.0.1:9465", 2) == "127.0.0.1:9467"
+    assert replica_health_address("", 3) == ""
+    with pytest.raises(ConfigError, match="HEALTH_ADDRESS"):
+        replica_health_address("nonsense", 0)
