@@ -226,7 +226,10 @@ def test_rescue_latencies_and_gaps_from_risk_events_and_the_audit() -> None:
     gaps = [120, 450, 800, 1200, 3000]
     events = [risk("stop_rescued", at(i), {"gap_ms": g}, event_id=i) for i, g in enumerate(gaps)]
     report = quiet_day(
-        risk_events=events,
+        risk_events=[
+            *events,
+            risk("stop_rescued", at(9), {"gap_ms": 2000, "latency_ms": 150}, event_id=9),
+        ],
         audit=[
             audit("exit_unprotected_gap", at(50), {"gap_ms": 900, "urgency": "IMMEDIATE"}),
             audit(
@@ -238,14 +241,17 @@ def test_rescue_latencies_and_gaps_from_risk_events_and_the_audit() -> None:
         ],
     )
     rescues = report.rescues
-    assert (rescues.rescued, rescues.failed, rescues.alerts) == (5, 0, 0)
-    assert rescues.latencies_ms == gaps
+    assert (rescues.rescued, rescues.failed, rescues.alerts) == (6, 0, 0)
+    # A rescue that records its own latency (submit -> accepted) is timed by it; its gap
+    # (missing stop seen -> accepted) still counts as an unprotected gap.
+    assert rescues.latencies_ms == [*gaps, 150]
     assert (rescues.latency.p50_ms, rescues.latency.p95_ms, rescues.latency.max_ms) == (
-        800,
+        450,
         3000,
         3000,
     )
-    assert [g.source for g in report.gaps.gaps] == ["rescue"] * 5 + ["exit", "flatten"]
+    assert [g.source for g in report.gaps.gaps] == ["rescue"] * 6 + ["exit", "flatten"]
+    assert 2000 in [g.gap_ms for g in report.gaps.gaps]
     assert report.gaps.stats.max_ms == 3000 and report.gaps.over_limit == 0
     assert report.verdict.result is VerdictResult.PASS
 

@@ -257,14 +257,18 @@ def _rescue_events(ledger: DayLedger) -> list[RiskEventRecord]:
 
 
 def rescue_section(ledger: DayLedger) -> RescueSection:
-    """Stop rescues of the day and their latencies (the rescue events' gap_ms)."""
+    """Stop rescues of the day and their latencies (latency_ms where recorded, else gap_ms)."""
     lines: list[RescueLine] = []
     latencies: list[int] = []
     for event in _rescue_events(ledger):
         outcome = RESCUE_OUTCOMES[event.kind]
-        gap = _millis(event.detail.get("gap_ms")) if outcome == "rescued" else None
-        if gap is not None:
-            latencies.append(gap)
+        gap = latency = None
+        if outcome == "rescued":
+            gap = _millis(event.detail.get("gap_ms"))
+            latency = _millis(event.detail.get("latency_ms"))
+            latency = gap if latency is None else latency
+        if latency is not None:
+            latencies.append(latency)
         error = event.detail.get("error")
         lines.append(
             RescueLine(
@@ -272,6 +276,7 @@ def rescue_section(ledger: DayLedger) -> RescueSection:
                 trade_id=event.trade_id,
                 symbol=event.symbol,
                 outcome=outcome,
+                latency_ms=latency,
                 gap_ms=gap,
                 error=None if error is None else str(error),
             )

@@ -158,9 +158,9 @@ def render_html(report: DayReport, charts: dict[str, bytes]) -> str:
         ),
         "<h2>Stop rescues</h2>",
         _table(
-            ("at", "trade", "symbol", "outcome", "gap ms", "error"),
+            ("at", "trade", "symbol", "outcome", "latency ms", "gap ms", "error"),
             (
-                (_t(r.at), r.trade_id, r.symbol, r.outcome, r.gap_ms, r.error)
+                (_t(r.at), r.trade_id, r.symbol, r.outcome, r.latency_ms, r.gap_ms, r.error)
                 for r in report.rescues.events
             ),
             "no stop rescue",

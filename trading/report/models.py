@@ -190,6 +190,9 @@ class RescueLine(Frozen):
     trade_id: str | None
     symbol: str | None
     outcome: str = Field(description="rescued | failed | alert")
+    latency_ms: int | None = Field(
+        default=None, description="the event's latency_ms when recorded, else its gap_ms"
+    )
     gap_ms: int | None = None
     error: str | None = None
 
@@ -201,7 +204,8 @@ class RescueSection(Frozen):
     failed: int
     alerts: int
     latency: LatencyStats = Field(
-        description="first sighting of the missing stop -> rescue stop accepted (gap_ms)"
+        description="each rescue's latency_ms (rescue submitted -> accepted) where the event "
+        "records it, else its gap_ms (missing stop first seen -> rescue accepted)"
     )
     latencies_ms: list[int] = Field(default_factory=list)
     events: list[RescueLine] = Field(default_factory=list)
