@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Final
 
 from temporalio import activity, workflow
-from temporalio.common import MetricMeter
+from temporalio.common import MetricGaugeFloat, MetricMeter
 
 from trading.broker_models import BrokerOrder, BrokerPosition
 from trading.control import ControlMode
@@ -54,6 +54,7 @@ class MetricDef:
     help: str
     unit: str = ""
     labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    signed: bool = False  # a gauge that may go below zero (see _set_signed)
 
 
 # --- label value sets ---------------------------------------------------------------------
@@ -283,8 +284,9 @@ _DEFS: Final = (
     MetricDef(
         "dt_daily_pnl_dollars",
         Kind.GAUGE,
-        "Equity minus the last close's equity (each loss check)",
+        "Equity minus the last close's equity (each loss check; negative on a losing day)",
         "dollars",
+        signed=True,
     ),
     MetricDef("dt_equity_dollars", Kind.GAUGE, "Account equity (each loss check)", "dollars"),
 )
@@ -351,9 +353,36 @@ def gauge(name: str, value: float | Decimal | int, **labels: str) -> None:
     definition = CATALOG[name]
     assert definition.kind is Kind.GAUGE, name
     m = meter()
-    m.create_gauge_float(name, definition.help, definition.unit or None).set(
-        float(value), bounded(name, labels)
-    )
+    metric = m.create_gauge_float(name, definition.help, definition.unit or None)
+    if definition.signed:
+        _set_signed(metric, float(value), bounded(name, labels))
+    else:
+        metric.set(max(0.0, float(value)), bounded(name, labels))
+
+
+def _set_signed(metric: MetricGaugeFloat, value: float, labels: dict[str, str]) -> None:
+    """Set a gauge that may be negative.
+
+    Prometheus gauges are signed, and so is the SDK core's; the SDK's Python wrappers refuse a
+    negative value (the guard counters need, applied to gauges too). A negative value goes to
+    the core gauge beneath them, keeping the workflow wrapper's rule (nothing while replaying).
+    Should a later SDK move those internals, the value is dropped, never raised: recording
+    must not fail a workflow task (tests/unit/test_ops_metrics.py notices the drop).
+    """
+    if value >= 0:
+        metric.set(value, labels)
+        return
+    underlying: object = metric
+    if hasattr(underlying, "_underlying"):  # the workflow meter's replay-safe wrapper
+        if workflow.unsafe.is_replaying():
+            return
+        underlying = underlying._underlying
+    core = getattr(underlying, "_core_metric", None)
+    core_attrs = getattr(underlying, "_core_attrs", None)
+    ref = getattr(core, "_ref", None)
+    if ref is None or core_attrs is None:
+        return  # the no-op meter
+    ref.set(value, core_attrs.with_additional_attributes(labels)._ref)
 
 
 def observe(name: str, value: int, **labels: str) -> None:
