@@ -37,35 +37,14 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from broker.errors import BudgetExhausted, RateLimited
+from broker.errors import BudgetExhausted, NotFound, RateLimited
 from contracts.trade import ID_PREFIX as TRADE_WORKFLOW_PREFIX
+from ops.metrics import BROKER_ROUTES, CallOutcome
 from settings import ConfigError, Settings
 
 SERVICE_NAMESPACE = "durable-trader"
 TRADE_ID = "trade.id"
 FLUSH_TIMEOUT_MS = 5_000
-# MeteredGateway call -> the broker route it sends (a bounded template: ids and symbols are
-# placeholders). broker_truth is three requests in one snapshot; find_asset is get_asset.
-BROKER_ROUTES: dict[str, str] = {
-    "get_account": "GET /v2/account",
-    "get_clock": "GET /v2/clock",
-    "get_calendar": "GET /v2/calendar",
-    "get_asset": "GET /v2/assets/{symbol}",
-    "get_positions": "GET /v2/positions",
-    "probe_position": "GET /v2/positions/{symbol}",
-    "get_open_orders": "GET /v2/orders",
-    "broker_truth": "GET /v2/account+positions+orders",
-    "get_order": "GET /v2/orders/{id}",
-    "probe_order": "GET /v2/orders/{id}",
-    "get_order_by_client_id": "GET /v2/orders:by_client_order_id",
-    "latest_quotes": "GET /v2/stocks/quotes/latest",
-    "get_bars": "GET /v2/stocks/bars",
-    "submit_order": "POST /v2/orders",
-    "cancel_order": "DELETE /v2/orders/{id}",
-    "replace_order": "PATCH /v2/orders/{id}",
-    "close_position": "DELETE /v2/positions/{symbol}",
-}
-
 _tracer = trace.get_tracer("durable_trader")
 _trade_id: ContextVar[str | None] = ContextVar("durable_trader_trade_id", default=None)
 _lock = threading.Lock()
@@ -164,19 +143,24 @@ def command_span(command: str) -> Iterator[trace.Span]:
 def broker_call_span(call: str) -> Iterator[trace.Span]:
     """A client span for one broker call, named by its route; outcome ok/error/rate_limited/
     budget, with the trade id when a trade's activity makes the call."""
-    route = BROKER_ROUTES.get(call, call)
-    method, _, template = route.partition(" ")
+    # The routes are the metrics' (dt_broker_calls_total): one template per request the call
+    # sends; a snapshot (broker_truth) sends three and its span names them all.
+    routes = BROKER_ROUTES.get(call, (call,))
+    method = routes[0].partition(" ")[0]
+    templates = [route.partition(" ")[2] for route in routes]
+    name = routes[0] if len(routes) == 1 else f"{method} {' + '.join(templates)}"
     attributes: dict[str, Any] = {
         "broker.call": call,
-        "broker.route": route,
+        "broker.route": routes[0] if len(routes) == 1 else list(routes),
         "http.request.method": method,
-        "url.template": template,
     }
+    if len(routes) == 1:
+        attributes["url.template"] = templates[0]
     trade_id = _trade_id.get()
     if trade_id is not None:
         attributes[TRADE_ID] = trade_id
     with _tracer.start_as_current_span(
-        route,
+        name,
         kind=SpanKind.CLIENT,
         attributes=attributes,
         record_exception=False,
@@ -185,19 +169,25 @@ def broker_call_span(call: str) -> Iterator[trace.Span]:
         try:
             yield span
         except BaseException as exc:
-            span.set_attribute("broker.outcome", broker_outcome(exc))
-            _failed(span, exc)
+            outcome = broker_outcome(exc)
+            span.set_attribute("broker.outcome", outcome)
+            if outcome is CallOutcome.OK:  # a 404 is the broker's answer, not a failure
+                span.set_attribute("broker.answer", type(exc).__name__)
+            else:
+                _failed(span, exc)
             raise
-        span.set_attribute("broker.outcome", "ok")
+        span.set_attribute("broker.outcome", CallOutcome.OK.value)
 
 
-def broker_outcome(exc: BaseException) -> str:
-    """The outcome label of a failed broker call (the metrics' dt_broker_calls_total too)."""
+def broker_outcome(exc: BaseException) -> CallOutcome:
+    """The outcome of a broker call that raised, as dt_broker_calls_total labels it."""
     if isinstance(exc, RateLimited):
-        return "rate_limited"
+        return CallOutcome.RATE_LIMITED
     if isinstance(exc, BudgetExhausted):
-        return "budget"
-    return "error"
+        return CallOutcome.BUDGET
+    if isinstance(exc, NotFound):
+        return CallOutcome.OK
+    return CallOutcome.ERROR
 
 
 def trade_id_of(workflow_id: str | None) -> str | None:

@@ -24,12 +24,11 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput
 
 from broker.budget import BrokerBudget
-from broker.errors import RateLimited
+from broker.errors import BudgetExhausted, NotFound, RateLimited
 from broker.metered import MeteredGateway
 from broker.rate_limits import RateLimitObserver
 from cli.main import build_parser, command_name
 from ops.tracing import (
-    BROKER_ROUTES,
     TradeSpanInterceptor,
     broker_call_span,
     command_span,
@@ -219,10 +218,39 @@ async def test_each_broker_call_is_a_client_span_named_by_its_route(
     assert limited.status.status_code is StatusCode.ERROR
 
 
-def test_every_route_is_a_method_and_a_template_without_ids() -> None:
-    for route in BROKER_ROUTES.values():
-        method, _, path = route.partition(" ")
-        assert method in {"GET", "POST", "PATCH", "DELETE"} and path.startswith("/v2/")
+@pytest.mark.parametrize(
+    ("call", "name", "route"),
+    [
+        ("submit_order", "POST /v2/orders", "POST /v2/orders"),
+        ("get_order", "GET /v2/orders/{id}", "GET /v2/orders/{id}"),
+        (
+            "broker_truth",  # one snapshot, three requests: the span names each route
+            "GET /v2/account + /v2/positions + /v2/orders",
+            ("GET /v2/account", "GET /v2/positions", "GET /v2/orders"),
+        ),
+    ],
+)
+def test_a_span_is_named_by_the_routes_the_metrics_count(
+    spans: InMemorySpanExporter, call: str, name: str, route: object
+) -> None:
+    with broker_call_span(call):
+        pass
+    [span] = spans.get_finished_spans()
+    assert span.name == name and (span.attributes or {})["broker.route"] == route
+
+
+def test_a_404_is_an_answer_and_a_refusal_by_the_budget_is_budget(
+    spans: InMemorySpanExporter,
+) -> None:
+    with pytest.raises(NotFound), broker_call_span("get_order"):
+        raise NotFound("order not found")
+    with pytest.raises(BudgetExhausted), broker_call_span("get_order"):
+        raise BudgetExhausted("get_order not sent", retry_after=timedelta(seconds=3))
+    found, refused = spans.get_finished_spans()
+    assert (found.attributes or {})["broker.outcome"] == "ok"
+    assert found.status.status_code is StatusCode.UNSET
+    assert (refused.attributes or {})["broker.outcome"] == "budget"
+    assert refused.status.status_code is StatusCode.ERROR
 
 
 def test_the_trade_id_comes_from_a_trade_workflow_id_only() -> None:
