@@ -297,9 +297,10 @@ def main() -> None:
     write("healthy", 17, healthy_day)
 
     def uncovered(state: Worker, into: int) -> None:
-        state.uncovered, state.uncovered_max_s = 1, 20.0 + 25 * into
+        # bare for 45 s, seen by the polls in between; this scrape is the first to show it
+        state.uncovered, state.uncovered_max_s = 1, 45.0
 
-    write("position_uncovered_firing", 6, last(2, uncovered))
+    write("position_uncovered_firing", 6, last(1, uncovered))
 
     def uncovered_no_duration(state: Worker, into: int) -> None:
         state.uncovered = 1  # the duration gauge misreports 0: the backstop arm catches it
