@@ -30,6 +30,7 @@ from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
 from ops.health import health_server
 from ops.live_gate import require_prelive
+from ops.notifier import AlertTarget
 from ops.tracing import TradeSpanInterceptor, configure_tracing, flush_tracing
 from settings import ConfigError, Settings, load_settings
 from trading.broker_budget import BudgetConfig
@@ -49,9 +50,10 @@ def create_worker(
     endpoint: BrokerEndpoint,
     *,
     budget: BudgetConfig | None = None,
+    alerts: AlertTarget | None = None,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
-    deps = ActivityDeps(pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget)
+    deps = ActivityDeps(pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget, alerts)
     activities = build_activities(deps)
     return Worker(
         client,
@@ -120,6 +122,7 @@ async def run_worker(settings: Settings) -> None:
                 executor,
                 broker_endpoint(settings),
                 budget=settings.broker_budget,
+                alerts=AlertTarget.from_settings(settings),
             )
             async with worker, health_server(settings, client, pool):
                 # In the background: a slow broker at start must not hold up a SIGTERM.

@@ -18,6 +18,7 @@ from activities.broker import BrokerActivities
 from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
+from activities.notify import NotifyActivities
 from activities.reconcile import ReconcileActivities
 from activities.scan import ScanActivities
 from activities.scoring import ScoringActivities
@@ -25,6 +26,7 @@ from activities.trade_link import TradeLink, TradeLinkActivities
 from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
 from broker.metered import MeteredGateway, ObservedGateway
+from ops.notifier import AlertTarget
 from trading.broker_budget import BudgetConfig
 from trading.broker_sync_models import SyncRequest, SyncSummary
 
@@ -44,6 +46,7 @@ class ActivityDeps:
     endpoint: BrokerEndpoint
     task_queue: str
     budget_config: BudgetConfig | None = None
+    alerts: AlertTarget | None = None  # ALERT_WEBHOOK_URL; None: notices recorded, not sent
 
     def metered(self) -> MeteredGateway:
         """The gateway behind the account's shared budget."""
@@ -71,6 +74,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     trades = TradeLinkActivities(link)
     scoring = ScoringActivities(pool)
     reconcile = ReconcileActivities(metered, pool)
+    notify = NotifyActivities(pool, deps.alerts)
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -124,6 +128,8 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         trades.guard_trades,
         scoring.score_signals,
         reconcile.plan_reconcile,
+        notify.notify,
+        notify.watch_uncovered,
     ]
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
@@ -17,6 +19,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.broker_sync import BrokerSyncActivities
+    from activities.notify import NOTIFY, WATCH_UNCOVERED, NotifyActivities
     from contracts import broker_sync
     from ops import metrics
     from trading.broker_sync_models import (
@@ -24,10 +27,15 @@ with workflow.unsafe.imports_passed_through():
         BrokerSyncState,
         ListenRequest,
         SyncRequest,
+        SyncSummary,
     )
+    from trading.notify import Notice, UncoveredCheck
     from workflows.calls import call, failure
     from workflows.details import Details
     from workflows.policies import BROKER_READ_ONCE, broker_snapshot, stream_listener
+
+# Patch id: BrokerSyncs started before it sent no uncovered-position alerts.
+NOTIFY_UNCOVERED = "notify-uncovered"
 
 
 @workflow.defn(name=broker_sync.WORKFLOW.name)
@@ -39,6 +47,13 @@ class BrokerSyncWorkflow:
         self._settings = run.settings
         self._state = run.state or BrokerSyncState()
         self._poll_requested = False
+        # Uncovered-position alerts: the first poll of a run looks (episodes left open by an
+        # earlier run end there), later ones when a trade's view changed or a position is
+        # untracked - every uncovered position is one of those.
+        self._uncovered_open = True
+        self._watching = False
+        self._sending: set[str] = set()  # event keys of notices being sent
+        self._background: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, run: BrokerSyncRun) -> BrokerSyncState:
@@ -145,6 +160,7 @@ class BrokerSyncWorkflow:
         self._state.polls += 1
         self._state.last_poll = summary
         self._state.last_poll_error = None
+        self._watch_uncovered(summary)
 
     def _poll_metrics(self) -> None:
         """Truth-poll age (replay-safe meter: recording adds no command)."""
@@ -152,6 +168,50 @@ class BrokerSyncWorkflow:
         if last is not None:
             age = workflow.now() - last.observed_at
             metrics.truth_poll(age.total_seconds(), last.observed_at.timestamp())
+
+    def _watch_uncovered(self, summary: SyncSummary) -> None:
+        """After a poll that may have changed them, time the positions without a stop."""
+        changed = summary.open_trades > summary.unchanged or bool(summary.untracked_symbols)
+        if self._watching or not (changed or self._uncovered_open):
+            return
+        if not workflow.patched(NOTIFY_UNCOVERED):
+            return
+        self._watching = True
+        self._spawn(self._watch(summary))
+
+    async def _watch(self, summary: SyncSummary) -> None:
+        try:
+            watch = await call(
+                NotifyActivities.watch_uncovered,
+                UncoveredCheck(observed_at=summary.observed_at),
+                WATCH_UNCOVERED,
+                "positions without an active stop: time them, alert past the limit",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("uncovered positions not checked: %s", failure(err))
+            return
+        finally:
+            self._watching = False
+        self._uncovered_open = bool(watch.open)
+        for notice in watch.due:
+            if notice.event_key not in self._sending:
+                self._sending.add(notice.event_key)
+                self._spawn(self._send_notice(notice))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run beside the polls (held until done, as asyncio only keeps weak task refs)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_notice(self, notice: Notice) -> None:
+        """Send one notice (retried by its policy); a later poll finds it again if unsent."""
+        try:
+            await call(NotifyActivities.notify, notice, NOTIFY, f"notify people: {notice.title}")
+        except ActivityError as err:
+            workflow.logger.warning("notice %s not sent: %s", notice.event_key, failure(err))
+        finally:
+            self._sending.discard(notice.event_key)
 
     def _describe(self) -> None:
         state, last = self._state, self._state.last_poll

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
+    from activities.notify import NOTIFY, NotifyActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import control, trade
     from ops import metrics
@@ -46,6 +47,13 @@ with workflow.unsafe.imports_passed_through():
     from trading.entry_gate import control_gate, control_view_of
     from trading.ledger_records import ExitUrgency, OpenTradesQuery, RiskSeverity
     from trading.models import JsonScalar, evolve
+    from trading.notify import (
+        Notice,
+        flatten_finished_notice,
+        flatten_started_notice,
+        halt_notice,
+        rescue_alert_notice,
+    )
     from trading.trade_models import ForceExit, TradeExitRequest
     from workflows.broker_reads import broker_truth
     from workflows.calls import Failed, attempt, call, failure, ledger
@@ -56,6 +64,11 @@ with workflow.unsafe.imports_passed_through():
 AUTO_ACTOR = "auto"
 # Patch id: flattens started before it signalled trades straight from the workflow.
 FLATTEN_THROUGH_TRADE_LINK = "flatten-through-trade-link"
+# Patch id: controls started before it told nobody (alerts to people: halts, rescue alerts,
+# flattens go to ALERT_WEBHOOK_URL through NotifyActivities).
+NOTIFY_PEOPLE = "notify-people"
+# Before continue-as-new, notices still being sent get this long to go out.
+NOTICE_GRACE = timedelta(seconds=60)
 
 
 @workflow.defn(name=control.WORKFLOW.name)
@@ -67,6 +80,7 @@ class TradingControlWorkflow:
         self._input = evolve(request, state=None)
         self._state: ControlState = request.state or ControlState()
         self._flatten_lock = asyncio.Lock()
+        self._notices: set[asyncio.Task[None]] = set()  # being sent beside the work
 
     @workflow.run
     async def run(self, request: ControlInput) -> ControlState:
@@ -88,6 +102,7 @@ class TradingControlWorkflow:
                     timeout_summary="next daily-loss check",
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._notices_out()
         workflow.continue_as_new(evolve(self._input, state=self._state))
 
     # --- commands ----------------------------------------------------------------------
@@ -119,6 +134,8 @@ class TradingControlWorkflow:
             self._input.rescue_alert_threshold,
         )
         self._state.rescue_alerts = outcome.alerts
+        halts = outcome.halt_reason is not None
+        self._notify(rescue_alert_notice(alert, now, len(outcome.alerts), halts))
         if outcome.halt_reason is not None:
             await self._command(ControlCommand.AUTO_HALT, outcome.halt_reason, AUTO_ACTOR)
         self._publish()
@@ -152,6 +169,7 @@ class TradingControlWorkflow:
             )
             self._state.flatten = report
             self._state.flattens += 1
+            self._notify(flatten_started_notice(report))
             signalled: set[str] = set()
             while True:
                 report.rounds += 1
@@ -176,6 +194,7 @@ class TradingControlWorkflow:
             f"positions, {report.orders_left} open orders left"
         )
         self._publish()
+        self._notify(flatten_finished_notice(report))
         await audit(
             "flatten_done" if report.done else "flatten_incomplete",
             request.reason,
@@ -247,6 +266,8 @@ class TradingControlWorkflow:
             change.to_mode.value,
             reason,
         )
+        if target is not None and command in (ControlCommand.HALT, ControlCommand.AUTO_HALT):
+            self._notify(halt_notice(change))
         detail: dict[str, JsonScalar] = {
             "from_mode": change.from_mode.value,
             "to_mode": change.to_mode.value,
@@ -441,6 +462,30 @@ class TradingControlWorkflow:
             key=f"{report.flatten_id}:{close.symbol}:{exit_order.id}",
             actor=report.actor,
         )
+
+    def _notify(self, notice: Notice) -> None:
+        """Tell people, beside the work: a webhook that is down holds up no command."""
+        if not workflow.patched(NOTIFY_PEOPLE):
+            return
+        task = asyncio.create_task(self._send_notice(notice))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _send_notice(self, notice: Notice) -> None:
+        try:
+            await call(NotifyActivities.notify, notice, NOTIFY, f"notify people: {notice.title}")
+        except ActivityError as err:  # its retries are spent: the ledger row keeps the error
+            workflow.logger.warning("notice %s not sent: %s", notice.event_key, failure(err))
+
+    async def _notices_out(self) -> None:
+        """Let notices being sent finish (a while at most) before continue-as-new drops them."""
+        if self._notices:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: not self._notices,
+                    timeout=NOTICE_GRACE,
+                    timeout_summary="notices still being sent",
+                )
 
     def _publish(self) -> None:
         """The Web UI's current details."""
