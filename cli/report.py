@@ -53,8 +53,8 @@ SELECT id, symbol, side, origin, status, status_at, qty, entry_price, exit_price
 FROM trades
 WHERE (created_at >= $1 AND created_at < $2)
    OR (closed_at >= $1 AND closed_at < $2)
-   OR (opened_at < $2 AND (closed_at IS NULL OR closed_at >= $2))
-ORDER BY COALESCE(opened_at, created_at), id
+   OR (created_at < $2 AND (closed_at IS NULL OR closed_at >= $2))
+ORDER BY created_at, id
 """
 _RISK_EVENTS = """
 SELECT id, event_key, at, kind, severity, trade_id, symbol, detail

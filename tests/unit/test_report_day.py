@@ -212,6 +212,7 @@ def test_trades_and_realized_pnl_count_the_closes_of_the_day_only() -> None:
     assert (trades.adopted, trades.open_at_end, trades.winners, trades.losers) == (1, 2, 1, 2)
     assert trades.realized_pnl == Decimal("26.00")
     assert "yesterday" not in {t.trade_id for t in trades.trades}
+    assert trades.trades[0].trade_id == "carried"  # in entry order
     # Two closes in the same minute make one point: the running total at that minute's end.
     assert [(p.minute, p.cumulative_realized) for p in report.pnl.points] == [
         (at(10), Decimal("30.25")),
@@ -220,6 +221,17 @@ def test_trades_and_realized_pnl_count_the_closes_of_the_day_only() -> None:
     assert not report.pnl.equity_available and "no equity" in report.pnl.note
     assert report.verdict.result is VerdictResult.PASS
     assert "3 trade(s) closed, realized P&L 26.00" in report.verdict.reason
+
+
+def test_the_ledger_s_clock_places_an_entry_whose_fill_time_is_simulated() -> None:
+    # A paper broker on a simulated clock stamps fills on another day: the trade was entered
+    # (its row created) on this one, so it opened on this one.
+    simulated = trade("sim", opened=at(0), closed=at(30), pnl="3").model_copy(
+        update={"opened_at": START - timedelta(days=40)}
+    )
+    held = trade("held", opened=at(2)).model_copy(update={"opened_at": END + timedelta(days=3)})
+    report = build_report(ledger(trades=[simulated, held]))
+    assert (report.trades.opened, report.trades.closed, report.trades.open_at_end) == (2, 1, 1)
 
 
 def test_rescue_latencies_and_gaps_from_risk_events_and_the_audit() -> None:
@@ -391,10 +403,13 @@ def test_broker_calls_over_the_limit_across_a_minute_boundary() -> None:
     assert "250 in 60 s (limit 200)" in report.verdict.reason
 
 
-def test_the_broker_s_own_limit_wins_when_it_reported_one() -> None:
+def test_the_broker_s_own_limit_wins_when_it_is_lower() -> None:
     report = quiet_day(broker_calls=calls(at(0), 120, 30), broker_limit_seen=100)
     assert report.broker_calls.limit_per_min == 100
     assert report.verdict.result is VerdictResult.FAIL
+    unlimited = quiet_day(broker_calls=calls(at(0), 201, 30), broker_limit_seen=1_000_000_000)
+    assert unlimited.broker_calls.limit_per_min == 200  # a paper broker that does not limit
+    assert unlimited.verdict.result is VerdictResult.FAIL
 
 
 @pytest.mark.parametrize(("pause_s", "fails"), [(600, False), (601, True)])

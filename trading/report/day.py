@@ -6,7 +6,8 @@ Verdict rules, checked in this order; the first broken one is the one-line reaso
    exit's (stop cancel confirmed -> exit accepted) or a flatten close's;
 3. a reconcile run failed;
 4. the broker answered 429 (the budget's recorded block falls on the day);
-5. broker calls over the limit: a clock minute, or any sliding 60 s, above the broker's limit;
+5. broker calls over the limit: a clock minute, or any sliding 60 s, above the limit (200, or
+   the broker's own X-RateLimit-Limit when it reported a lower one);
 6. a heartbeat gap: two consecutive scheduled reconcile or market-loop runs further apart than
    `max_heartbeat_gap_s` (10 min), or, while the day is on, BrokerSync's last poll that old;
 7. an open position without a stop at the day's end (a trade open then with no stop order, or,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -144,13 +146,20 @@ def _inside(moment: datetime | None, start: datetime, end: datetime) -> bool:
 # --- sections ------------------------------------------------------------------------------
 
 
+# When a trade opened is placed by the ledger's clock (created_at, stamped as the entry is
+# decided), not by opened_at: that is the broker's fill time, which a paper broker's simulated
+# clock may put on another day. The fill itself (opened_at set) says that it opened.
+
+
+def _opened(trade: TradeRecord) -> bool:
+    return trade.opened_at is not None and trade.qty > 0
+
+
 def _open_at(trade: TradeRecord, moment: datetime) -> bool:
-    """The trade held a position at `moment`: filled before it, not closed by then."""
-    opened = trade.opened_at
+    """The trade held a position at `moment`: entered before it, not closed by then."""
     return (
-        opened is not None
-        and opened < moment
-        and trade.qty > 0
+        _opened(trade)
+        and trade.created_at < moment
         and (trade.closed_at is None or trade.closed_at >= moment)
     )
 
@@ -172,8 +181,8 @@ def trades_section(ledger: DayLedger, end: datetime, complete: bool) -> TradesSe
     pnl = Decimal(0)
     unprotected: list[str] = []
     open_at_end = 0
-    for trade in sorted(ledger.trades, key=lambda t: (t.opened_at or t.created_at, t.id)):
-        opened_today = _inside(trade.opened_at, start, end)
+    for trade in sorted(ledger.trades, key=lambda t: (t.created_at, t.id)):
+        opened_today = _opened(trade) and _inside(trade.created_at, start, end)
         closed_today = _inside(trade.closed_at, start, end)
         held_at_end = _open_at(trade, end)
         if not (
@@ -388,8 +397,8 @@ def _coverage_note(ledger: DayLedger, calls: Sequence[BrokerCall]) -> str:
                 "few minutes of calls (older rows are pruned)"
             )
         return (
-            f"partial: the shared budget prunes old calls; the ledger holds calls from "
-            f"{kept.astimezone(NEW_YORK):%H:%M:%S} ET on"
+            f"partial: the ledger holds calls from {kept.astimezone(NEW_YORK):%H:%M:%S} ET on "
+            "(the shared budget prunes calls older than a few minutes: earlier ones may be gone)"
         )
     if not calls:
         return "no broker calls recorded on the day"
@@ -398,7 +407,7 @@ def _coverage_note(ledger: DayLedger, calls: Sequence[BrokerCall]) -> str:
 
 def broker_calls_section(ledger: DayLedger, thresholds: ReportThresholds) -> BrokerCallsSection:
     """Calls per clock minute and per sliding 60 s against the broker's limit; 429s."""
-    limit = ledger.broker_limit_seen or thresholds.broker_limit_per_min
+    limit = min(thresholds.broker_limit_per_min, ledger.broker_limit_seen or sys.maxsize)
     calls = sorted(
         (c for c in ledger.broker_calls if _inside(c.at, ledger.window_start, ledger.window_end)),
         key=lambda c: c.at,
@@ -425,6 +434,7 @@ def broker_calls_section(ledger: DayLedger, thresholds: ReportThresholds) -> Bro
         minutes_over_limit=sum(c > limit for c in counts),
         rate_limited=blocks,
         recorded_from=calls[0].at if calls else None,
+        recorded_to=calls[-1].at if calls else None,
         coverage_note=_coverage_note(ledger, calls),
         per_minute=[MinuteCount(minute=m, calls=n) for m, n in sorted(per_minute.items())],
     )

@@ -43,7 +43,10 @@ class ReportThresholds(Frozen):
         "day is on) longer than this fails the day",
     )
     broker_limit_per_min: int = Field(
-        default=200, ge=1, description="the broker's calls-per-minute limit (Alpaca: 200)"
+        default=200,
+        ge=1,
+        description="the broker's calls-per-minute limit (Alpaca: 200; a lower limit the "
+        "broker reported in X-RateLimit-Limit wins)",
     )
     busy_fraction: float = Field(
         default=0.8, gt=0, le=1, description="a minute above this share of the limit is busy"
@@ -143,7 +146,11 @@ class TradeLine(Frozen):
 
 
 class TradesSection(Frozen):
-    """Trades opened and closed on the day, with realized P&L (closes of the day only)."""
+    """Trades opened and closed on the day, with realized P&L (closes of the day only).
+
+    A trade opened on the day when it was entered (its ledger row created) that day and got a
+    fill; opened_at is the broker's fill time, shown as the broker reported it.
+    """
 
     opened: int
     closed: int
@@ -289,6 +296,7 @@ class BrokerCallsSection(Frozen):
     recorded_from: datetime | None = Field(
         default=None, description="the oldest call the ledger still holds for the day"
     )
+    recorded_to: datetime | None = Field(default=None, description="the day's newest call")
     coverage_note: str
     per_minute: list[MinuteCount] = Field(default_factory=list)
 
