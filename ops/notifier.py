@@ -83,10 +83,15 @@ def secret_values(settings: Settings) -> tuple[str, ...]:
 
 
 def _secret_parts(value: str) -> list[str]:
+    """A secret and the pieces of it that are secret alone: a URL's password, path, last path
+    segment (a webhook token) and query; each key of a `id:key,id:key` list."""
     parts = [value]
     split = urlsplit(value)
     if split.scheme and split.netloc:
-        parts += [p for p in (split.password, split.path.strip("/"), split.query) if p]
+        path = split.path.strip("/")
+        parts += [p for p in (split.password, path, path.rsplit("/", 1)[-1], split.query) if p]
+    else:
+        parts += [piece.rpartition(":")[2] for piece in value.split(",")]
     return parts
 
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
+from ops.notifier import secret_values
+from settings import Settings
 from trading.control import (
     ControlChange,
     ControlCommand,
@@ -194,3 +198,28 @@ def test_an_uncovered_notice_is_keyed_by_symbol_and_first_seen_minute() -> None:
     assert a.event_key == b.event_key == "uncovered_position:AAPL:20240305T1530Z"
     assert a.title == "AAPL: position without an active stop for 75 s"
     assert a.fields["qty"] == "10"
+
+
+def test_the_settings_secrets_include_the_parts_that_are_secret_alone() -> None:
+    settings = Settings(
+        alpaca_api_key=SecretStr("PKABCDEF123456"),
+        alpaca_secret_key=SecretStr("s3cr3t-s3cr3t-s3cr3t"),
+        database_url=SecretStr("postgresql://trader:pg-password-1@db.internal:5432/ledger"),
+        alert_webhook_url=SecretStr("https://hooks.slack.com/services/T01/B02/tokentokentoken1"),
+        payload_encryption_key=SecretStr(
+            "k2:bm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm4=,k1:b29vb29vb29vb29vb29vb29vb29vb29vb29vb29vb28="
+        ),
+        state_dir=Path("/nonexistent-state-dir"),
+    )
+    hidden = secret_values(settings)
+    for part in (
+        "PKABCDEF123456",
+        "s3cr3t-s3cr3t-s3cr3t",
+        "pg-password-1",
+        "tokentokentoken1",
+        "bm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm5ubm4=",
+        "b29vb29vb29vb29vb29vb29vb29vb29vb29vb29vb28=",
+    ):
+        assert part in hidden
+        assert redact(f"error near {part}!", hidden) == f"error near {REDACTED}!"
+    assert redact("hooks.slack.com answered 500", hidden) == "hooks.slack.com answered 500"
