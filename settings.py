@@ -33,8 +33,14 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Effective configuration of worker, starter and tests."""
 
+    # hide_input_in_errors: a ValidationError raised outside load_settings must not print
+    # the input, which holds every secret.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     temporal_address: str = Field("localhost:7233", description="Temporal frontend host:port")
