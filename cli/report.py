@@ -32,7 +32,7 @@ from trading.ledger_records import (
 )
 from trading.models import AuditRow
 from trading.report.charts import render_charts
-from trading.report.day import NEW_YORK, build_report, day_window, new_york_date
+from trading.report.day import build_report, day_window, new_york_date
 from trading.report.html import render_html
 from trading.report.models import (
     BrokerCall,
@@ -44,6 +44,7 @@ from trading.report.models import (
     SignalDecisionCount,
     VerdictResult,
 )
+from trading.strategies.sessions import NEW_YORK
 
 _TRADES = """
 SELECT id, symbol, side, origin, status, status_at, qty, entry_price, exit_price, stop_price,

@@ -17,8 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-from trading.report.day import NEW_YORK
 from trading.report.models import DayReport
+from trading.strategies.sessions import NEW_YORK
 
 SIZE = (8.0, 3.6)
 DPI = 100

@@ -9,8 +9,8 @@ from datetime import datetime
 from html import escape
 
 from trading.report.charts import CHART_TITLES
-from trading.report.day import NEW_YORK
 from trading.report.models import DayReport, VerdictResult
+from trading.strategies.sessions import NEW_YORK
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }
