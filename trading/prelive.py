@@ -215,7 +215,8 @@ def clock_outcome(
         if abs(upcoming.close - clock.next_close) > SESSION_EDGE_SLACK:
             return _fail(name, f"next close {clock.next_close} is not that session's close")
     shown = f"skew {skew_s:+.1f} s" if compare_clock else "simulated clock (local paper broker)"
-    state = "open" if clock.is_open else f"closed, next open {clock.next_open:%Y-%m-%d %H:%M %Z}"
+    next_open = clock.next_open.astimezone(NEW_YORK)
+    state = "open" if clock.is_open else f"closed, next open {next_open:%Y-%m-%d %H:%M %Z}"
     is_session = "a session" if today in sessions else "not a session"
     return _pass(name, f"{shown}; market {state}; today ({today}) is {is_session}")
 
