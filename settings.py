@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces"
     )
+    uncovered_alert_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="A position without an active stop this long is told to people "
+        "(the webhook) - the DtPositionUncovered alert rule uses the same 30 s",
+    )
     alert_webhook_url: SecretStr | None = Field(
         None, description="Slack-compatible webhook that alerts go to (a secret; unset: none)"
     )

@@ -21,6 +21,7 @@ import asyncpg
 from cli.output import emit_model, fail, say, say_table
 from clients import make_pool
 from ledger.codec import Connection, load_json, load_json_object
+from ops.notifier import WebhookFailed, notify_now
 from settings import ConfigError, Settings
 from trading.broker_models import BrokerOrder
 from trading.ledger_records import (
@@ -31,6 +32,7 @@ from trading.ledger_records import (
     TradeRecord,
 )
 from trading.models import AuditRow
+from trading.notify import daily_report_notice
 from trading.report.charts import render_charts
 from trading.report.day import build_report, day_window, new_york_date
 from trading.report.html import render_html
@@ -125,6 +127,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     day.add_argument("--no-html", action="store_true", help="do not write the HTML page")
     day.add_argument(
+        "--notify",
+        action="store_true",
+        help="also send the verdict to ALERT_WEBHOOK_URL (once per day, however often run)",
+    )
+    day.add_argument(
         "--max-gap-s",
         type=float,
         default=10.0,
@@ -174,7 +181,34 @@ def cmd_report_day(args: argparse.Namespace, settings: Settings) -> int:
             say(f"HTML: {html_path}")
     if html_error is not None:
         return fail(html_error, code=1)
+    if args.notify:
+        sent = asyncio.run(_notify(settings, report))
+        if not args.json:
+            say(f"notify: {sent}")
     return code
+
+
+async def _notify(settings: Settings, report: DayReport) -> str:
+    """The day's verdict to the webhook (`daily_report:<date>`: one message a day)."""
+    trades = report.trades
+    notice = daily_report_notice(
+        report.day,
+        report.verdict.result.value,
+        report.verdict.reason,
+        {
+            "trades opened / closed": f"{trades.opened} / {trades.closed}",
+            "realized P&L": f"{trades.realized_pnl:.2f}",
+            "winners / losers": f"{trades.winners} / {trades.losers}",
+        },
+    )
+    pool = await make_pool(settings, max_size=2)
+    try:
+        receipt = await notify_now(settings, pool, notice)
+    except WebhookFailed as exc:
+        return f"not sent: {exc}"
+    finally:
+        await pool.close()
+    return receipt.outcome.value
 
 
 def write_html(report: DayReport, path: Path) -> None:

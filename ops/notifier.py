@@ -69,7 +69,11 @@ class AlertTarget:
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertTarget:
         """ALERT_WEBHOOK_URL, with every secret of the settings to mask."""
-        return cls(webhook_url=settings.alert_webhook_url, secrets=secret_values(settings))
+        return cls(
+            webhook_url=settings.alert_webhook_url,
+            secrets=secret_values(settings),
+            uncovered_after=timedelta(seconds=settings.uncovered_alert_after_s),
+        )
 
 
 def secret_values(settings: Settings) -> tuple[str, ...]:

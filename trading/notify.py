@@ -23,7 +23,7 @@ from trading.models import Frozen
 
 # A long position no active stop covers for longer than this is worth waking someone for: a
 # rescue replaces a dead stop within a second or two.
-UNCOVERED_ALERT_AFTER = timedelta(seconds=60)
+UNCOVERED_ALERT_AFTER = timedelta(seconds=30)  # UNCOVERED_ALERT_AFTER_S; ops/alerts.yml's 30 s
 
 # Slack's limits: a section's text 3,000 characters, a field's 2,000, ten fields a section.
 SECTION_CHARS = 3000

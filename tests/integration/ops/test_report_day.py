@@ -225,6 +225,26 @@ async def test_a_quiet_date_reports_no_activity(
     assert set(embedded_pngs((tmp_path / "quiet.html").read_text())) == set(CHART_TITLES)
 
 
+async def test_notify_records_the_days_verdict_once_per_date(
+    cli_settings: Settings,
+    pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`--notify` sends the verdict under `daily_report:<date>`; a second run sends nothing
+    (no webhook here: the notice is recorded as such, the command still passes)."""
+    for _ in range(2):
+        code, out, _ = await run_report(
+            monkeypatch, cli_settings, capsys, "--date", "2001-02-06", "--notify", "--no-html"
+        )
+        assert code == 0 and out.rstrip().endswith("notify: no_webhook"), out
+    rows = await pool.fetch(
+        "SELECT kind, attempts FROM notifications WHERE event_key = 'daily_report:2001-02-06'"
+    )
+    assert [r["kind"] for r in rows] == ["daily_report"]
+
+
 async def test_no_ledger_is_one_line_and_exit_2(
     cli_settings: Settings,
     empty_database_url: str,
