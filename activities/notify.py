@@ -2,8 +2,8 @@
 
 `notify` sends through ops/notifier.py (the ledger's send-once record, then the webhook);
 a webhook that is down fails the attempt with a retryable error and Temporal retries with
-backoff (NOTIFY), a refused one (4xx) fails for good. With no webhook configured the notice
-is recorded and the activity succeeds: alerts never fail a workflow.
+backoff (workflows/policies.py NOTIFY), a refused one (4xx) fails for good. With no webhook
+configured the notice is recorded and the activity succeeds: alerts never fail a workflow.
 
 `watch_uncovered` keeps the uncovered-position episodes after each BrokerSync poll that may
 have changed them and returns the notices now due.
@@ -11,11 +11,8 @@ have changed them and returns the notices now due.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import asyncpg
 from temporalio import activity
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from ledger.notifications import Notifications
@@ -29,24 +26,6 @@ from trading.notify import (
     track_uncovered,
     uncovered_notice,
 )
-from workflows.policies import LEDGER_WRITE, ActivityPolicy
-
-WEBHOOK_REJECTED = "WebhookRejected"
-
-# A webhook down for a while is retried for about ten minutes (2 s doubling to 2 min); the
-# deadline covers the POST's own 10 s timeout plus the ledger claim.
-NOTIFY = ActivityPolicy(
-    start_to_close=timedelta(seconds=30),
-    retry=RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=2),
-        maximum_attempts=10,
-        non_retryable_error_types=[WEBHOOK_REJECTED],
-    ),
-)
-# The episode bookkeeping is ledger work only.
-WATCH_UNCOVERED = LEDGER_WRITE
 
 
 class NotifyActivities:

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.broker_sync import BrokerSyncActivities
-    from activities.notify import NOTIFY, WATCH_UNCOVERED, NotifyActivities
+    from activities.notify import NotifyActivities
     from contracts import broker_sync
     from ops import metrics
     from trading.broker_sync_models import (
@@ -32,7 +32,13 @@ with workflow.unsafe.imports_passed_through():
     from trading.notify import Notice, UncoveredCheck
     from workflows.calls import call, failure
     from workflows.details import Details
-    from workflows.policies import BROKER_READ_ONCE, broker_snapshot, stream_listener
+    from workflows.policies import (
+        BROKER_READ_ONCE,
+        NOTIFY,
+        WATCH_UNCOVERED,
+        broker_snapshot,
+        stream_listener,
+    )
 
 # Patch id: BrokerSyncs started before it sent no uncovered-position alerts.
 NOTIFY_UNCOVERED = "notify-uncovered"

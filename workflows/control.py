@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
-    from activities.notify import NOTIFY, NotifyActivities
+    from activities.notify import NotifyActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import control, trade
     from ops import metrics
@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.broker_reads import broker_truth
     from workflows.calls import Failed, attempt, call, failure, ledger
     from workflows.details import Details
-    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, TRADE_LINK
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE, NOTIFY, TRADE_LINK
     from workflows.records import audit, risk_event
 
 AUTO_ACTOR = "auto"

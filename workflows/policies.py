@@ -109,3 +109,21 @@ def stream_listener(listen_for: timedelta) -> ActivityPolicy:
         heartbeat=timedelta(seconds=10),
         retry=_backoff(timedelta(seconds=1), timedelta(seconds=30), None),
     )
+
+
+# Notices to people (activities/notify.py): a webhook down for a while is retried for about ten
+# minutes (2 s doubling to 2 min); the deadline covers the POST's own 10 s timeout plus the
+# ledger claim. A webhook that refuses the message (4xx) is not asked again.
+WEBHOOK_REJECTED = "WebhookRejected"
+NOTIFY = ActivityPolicy(
+    start_to_close=timedelta(seconds=30),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=2),
+        maximum_attempts=10,
+        non_retryable_error_types=[WEBHOOK_REJECTED],
+    ),
+)
+# The uncovered-position episode bookkeeping is ledger work only.
+WATCH_UNCOVERED = LEDGER_WRITE
