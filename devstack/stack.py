@@ -102,6 +102,14 @@ class DevStack:
                     "process; that worker runs without metrics (set METRICS_ADDRESS to a free "
                     "base port: replicas take it, +1, +2, ...)"
                 )
+        for index in range(self.config.worker.replicas):
+            health = replica_health_address(self.settings.health_address, index)
+            if health and port_open("127.0.0.1", int(health.rpartition(":")[2])):
+                raise StackError(
+                    f"{health} (worker-{index + 1} /healthz and /readyz) is already in use by "
+                    "another process; stop that process or set HEALTH_ADDRESS to a free base "
+                    "port (replicas take it, +1, +2, ...; empty: no health endpoint)"
+                )
         for label, port, key in wanted:
             if port_open("127.0.0.1", port):
                 raise StackError(
