@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,9 +39,11 @@ from ledger.prelive import PreliveRuns, last_truth_poll_at
 from ledger.runs import ReconcileRuns
 from ledger.signals import Signals
 from ops.live_gate import live_config
+from ops.notifier import WebhookFailed, notify_now
 from settings import ConfigError, Settings
 from trading.broker_budget import Priority
 from trading.ledger_records import DEFAULT_SIGNAL_MAX_AGE_SECONDS
+from trading.notify import prelive_failed_notice
 from trading.prelive import (
     NEW_YORK,
     CheckOutcome,
@@ -134,10 +137,25 @@ async def run_prelive(
             checks, datetime.now(UTC), config_digest(config), settings.trading_mode
         )
         run_id = (await PreliveRuns(pool).record(report)).id if pool is not None else None
+        if pool is not None and run_id is not None and not report.passed:
+            await _tell_people(settings, pool, report, run_id)
         return report, run_id
     finally:
         if pool is not None:
             await pool.close()
+
+
+async def _tell_people(
+    settings: Settings, pool: asyncpg.Pool, report: PreliveReport, run_id: int
+) -> None:
+    """A failed run goes to ALERT_WEBHOOK_URL once (its event key is the run); a webhook that
+    does not take it is one line on stderr, never a different verdict."""
+    failures = [(c.name.value, c.reason) for c in report.checks if not c.passed]
+    notice = prelive_failed_notice(str(run_id), failures, report.at, report.config_digest)
+    try:
+        await notify_now(settings, pool, notice)
+    except WebhookFailed as exc:
+        sys.stderr.write(f"prelive: the failure notice was not sent ({exc})\n")
 
 
 async def _checks(

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -219,9 +220,30 @@ async def test_a_pending_signal_past_its_max_age_fails_prelive(stack: Stack) -> 
             created_at=datetime.now(UTC) - timedelta(hours=7),
         )
     )
-    failed = _failed(await stack.prelive())
+    posts: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        posts.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook/{token}", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/hook/{uuid.uuid4().hex}"
+    try:
+        told = stack.settings.model_copy(update={"alert_webhook_url": SecretStr(url)})
+        report, run_id = await run_prelive(told, history_limit=10)
+    finally:
+        await runner.cleanup()
+    failed = _failed(report)
     assert set(failed) == {PreliveCheck.PENDING_SIGNALS}
     assert failed[PreliveCheck.PENDING_SIGNALS].startswith("a PENDING signal is 7.0 h old")
+    assert len(posts) == 1  # the failure reaches people once, naming the check
+    assert "prelive FAILED: 1 check" in json.dumps(posts[0])
+    assert "pending_signals" in json.dumps(posts[0]) and str(run_id) in json.dumps(posts[0])
 
 
 async def test_a_secret_in_a_workflow_history_is_named_never_shown(stack: Stack) -> None:
