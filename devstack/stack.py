@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import os
 import signal
 import subprocess
@@ -100,7 +101,7 @@ class DevStack:
                 self.say(
                     f"note: {address} (worker-{index + 1} metrics) is in use by another "
                     "process; that worker runs without metrics (set METRICS_ADDRESS to a free "
-                    "base port: replicas take it, +1, +2, ...)"
+                    "base port: replicas take it, +1, +2, ..., past the health ports)"
                 )
         for index in range(self.config.worker.replicas):
             health = replica_health_address(self.settings.health_address, index)
@@ -337,9 +338,17 @@ class DevStack:
 
     def _metrics_address(self, index: int) -> str:
         """Replica `index`'s metrics host:port: METRICS_ADDRESS's port plus the index (each
-        worker on this machine serves its own); empty when METRICS_ADDRESS is empty."""
+        worker on this machine serves its own), stepping over the replicas' health ports
+        (the defaults 9464 and 9465 sit side by side); empty when METRICS_ADDRESS is empty."""
         base = self.settings.metrics_address.strip()
-        return replica_address(base, index) if base else ""
+        if not base:
+            return ""
+        replicas = range(self.config.worker.replicas)
+        health = {replica_health_address(self.settings.health_address, i) for i in replicas}
+        health_ports = {address.rpartition(":")[2] for address in health if address}
+        addresses = (replica_address(base, step) for step in itertools.count())
+        free = (a for a in addresses if a.rpartition(":")[2] not in health_ports)
+        return next(itertools.islice(free, index, None))
 
     def _start_worker(self, name: str) -> None:
         self.say(f"starting {name} (task queue {self.settings.temporal_task_queue}) ...")

@@ -21,6 +21,8 @@ from temporalio.runtime import (
     TelemetryConfig,
 )
 
+from devstack.config import DevConfig, WorkerDevConfig
+from devstack.stack import DevStack
 from ops import metrics
 from ops.telemetry import metrics_url, replica_address, runtime_for
 from settings import ConfigError, Settings
@@ -324,3 +326,24 @@ def test_a_taken_port_leaves_the_worker_without_metrics_not_down(
         runtime = runtime_for(Settings(metrics_address=f"127.0.0.1:{port}"), serve_metrics=True)
     assert runtime is None
     assert "cannot serve metrics" in caplog.text and str(port) in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("replicas", "metrics_address", "health_address", "expected"),
+    [
+        (1, "127.0.0.1:9464", "127.0.0.1:9465", ["127.0.0.1:9464"]),
+        (2, "127.0.0.1:9464", "127.0.0.1:9465", ["127.0.0.1:9464", "127.0.0.1:9467"]),
+        (2, "0.0.0.0:9000", "127.0.0.1:9465", ["0.0.0.0:9000", "0.0.0.0:9001"]),
+        (2, "127.0.0.1:9464", "", ["127.0.0.1:9464", "127.0.0.1:9465"]),
+        (2, "", "127.0.0.1:9465", ["", ""]),
+    ],
+)
+def test_dev_up_gives_each_replica_its_own_metrics_port_clear_of_the_health_ports(
+    replicas: int, metrics_address: str, health_address: str, expected: list[str]
+) -> None:
+    stack = DevStack(
+        Settings(metrics_address=metrics_address, health_address=health_address),
+        DevConfig(worker=WorkerDevConfig(replicas=replicas)),
+        lambda _: None,
+    )
+    assert [stack._metrics_address(i) for i in range(replicas)] == expected
