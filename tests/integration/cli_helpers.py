@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +12,43 @@ from pydantic import SecretStr
 
 from paperbroker.testing import RunningBroker
 from settings import ROOT, Settings
+from tests.conftest import free_port
 
 SECRET_ENV = ("DATABASE_URL", "ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TEMPORAL_API_KEY")
 
 
 def cli_env(**overrides: str) -> dict[str, str]:
-    """The current environment without any real credentials, plus overrides."""
+    """The current environment without any real credentials, plus overrides.
+
+    A worker started from it serves metrics and health on ports of its own (not 9464/9465,
+    which another process on the machine may hold); each base has free ports above it for
+    a dev stack's replicas.
+    """
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     env["DT_NO_BOOTSTRAP"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    env["METRICS_ADDRESS"] = f"127.0.0.1:{free_port_block()}"
+    env["HEALTH_ADDRESS"] = f"127.0.0.1:{free_port_block()}"
     env.update(overrides)
     return env
+
+
+def free_port_block(size: int = 8) -> int:
+    """A port whose next `size` ports were free a moment ago (replicas count up from it)."""
+    for _ in range(50):
+        base = free_port()
+        if base + size < 65535 and all(_free(base + n) for n in range(1, size)):
+            return base
+    raise RuntimeError(f"no block of {size} free ports found")
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def run_cli(
