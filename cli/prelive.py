@@ -28,6 +28,7 @@ from temporalio.client import Client, ScheduleActionStartWorkflow
 from activities.control_link import read_control_now
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
+from broker.errors import BrokerError
 from broker.metered import MeteredGateway
 from broker.verify import LIVE_TRADING_HOSTS, VerifyOptions, VerifyRefused, live_refusal, run_verify
 from broker.verify_session import READ_TIMEOUT_S, Verdict
@@ -44,6 +45,7 @@ from settings import ConfigError, Settings
 from trading.broker_budget import Priority
 from trading.ledger_records import DEFAULT_SIGNAL_MAX_AGE_SECONDS
 from trading.notify import prelive_failed_notice
+from trading.ops_health import truth_poll_max_age_s
 from trading.prelive import (
     NEW_YORK,
     CheckOutcome,
@@ -186,7 +188,9 @@ async def _checks(
             checks.append(unavailable(name, ledger_error))
     else:
         ledger = pool
-        checks.append(await _guarded(PreliveCheck.TRUTH_POLL, lambda: _poll(settings, ledger)))
+        checks.append(
+            await _guarded(PreliveCheck.TRUTH_POLL, lambda: _poll(settings, ledger, broker))
+        )
         checks.append(await _guarded(PreliveCheck.RECONCILE, lambda: _reconcile(ledger)))
         checks.append(await _guarded(PreliveCheck.PENDING_SIGNALS, lambda: _pending(ledger)))
     checks.append(await _guarded(PreliveCheck.METRICS_ENDPOINT, lambda: _metrics(settings)))
@@ -284,9 +288,14 @@ async def _control(client: Client) -> CheckOutcome:
 
 
 # --- ledger ----------------------------------------------------------------------------------
-async def _poll(settings: Settings, pool: asyncpg.Pool) -> CheckOutcome:
+async def _poll(settings: Settings, pool: asyncpg.Pool, broker: MeteredGateway) -> CheckOutcome:
     observed = await last_truth_poll_at(pool)
-    return truth_poll_outcome(observed, datetime.now(UTC), settings.truth_poll_max_age_s)
+    try:
+        market_open: bool | None = (await broker.get_clock()).is_open
+    except BrokerError:
+        market_open = None  # unknown: the closed market's allowance
+    max_age_s = truth_poll_max_age_s(settings.truth_poll_max_age_s, market_open)
+    return truth_poll_outcome(observed, datetime.now(UTC), max_age_s)
 
 
 async def _reconcile(pool: asyncpg.Pool) -> CheckOutcome:

@@ -38,6 +38,7 @@ from trading.ops_health import (
     Readiness,
     failed_probe,
     readiness,
+    truth_poll_max_age_s,
     truth_poll_verdict,
 )
 
@@ -73,6 +74,7 @@ class ReadinessProbes:
         self._broker_cache_s = broker_cache_s
         self._broker_seen: tuple[float, DependencyVerdict] | None = None
         self._broker_lock = asyncio.Lock()
+        self._market_open: bool | None = None  # from the last clock answer
 
     async def temporal(self) -> DependencyVerdict:
         """The namespace can be described (one cheap frontend RPC)."""
@@ -122,6 +124,7 @@ class ReadinessProbes:
                 return f"not asked: broker-call budget held back reads ({exc.message})"
             except RateLimited:  # the broker answered, only with 429
                 return "answering (rate limited: 429)"
+            self._market_open = answer.is_open
             return f"clock answered, market {'open' if answer.is_open else 'closed'}"
 
         return await _timed(Dependency.BROKER, clock)
@@ -134,7 +137,8 @@ class ReadinessProbes:
             observed = await asyncio.wait_for(last_truth_poll_at(self._pool), PROBE_TIMEOUT_S)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             return failed_probe(Dependency.TRUTH_POLL, exc)
-        return truth_poll_verdict(observed, datetime.now(UTC), self._settings.truth_poll_max_age_s)
+        max_age_s = truth_poll_max_age_s(self._settings.truth_poll_max_age_s, self._market_open)
+        return truth_poll_verdict(observed, datetime.now(UTC), max_age_s)
 
     async def readiness(self, broker: DependencyVerdict | None = None) -> Readiness:
         """Every verdict, probed side by side (`broker` given: that verdict instead of a call)."""

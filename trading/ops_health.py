@@ -55,6 +55,17 @@ def readiness(checks: list[DependencyVerdict], checked_at: datetime) -> Readines
     )
 
 
+# BrokerSync polls every 5 minutes while the market is closed (BrokerSyncInput's
+# closed_poll_interval): a poll that old is fresh then, not stale.
+CLOSED_MARKET_POLL_S = 300.0
+
+
+def truth_poll_max_age_s(max_age_s: float, market_open: bool | None) -> float:
+    """TRUTH_POLL_MAX_AGE_S while the market is known open; with the closed market's 5-minute
+    polls added otherwise (closed, or not known), so nights do not read as stale."""
+    return max_age_s if market_open is True else max_age_s + CLOSED_MARKET_POLL_S
+
+
 def truth_poll_verdict(
     observed_at: datetime | None, now: datetime, max_age_s: float
 ) -> DependencyVerdict:

@@ -26,7 +26,13 @@ from trading.broker_models import (
 from trading.control import ControlMode
 from trading.entry_gate import ControlPresence, ControlView
 from trading.ledger_records import ReconcileRunRecord
-from trading.ops_health import Dependency, DependencyVerdict, readiness, truth_poll_verdict
+from trading.ops_health import (
+    Dependency,
+    DependencyVerdict,
+    readiness,
+    truth_poll_max_age_s,
+    truth_poll_verdict,
+)
 from trading.prelive import (
     NEW_YORK,
     SKIP_PRELIVE_CONFIRMATION,
@@ -317,3 +323,12 @@ def test_each_dev_stack_replica_gets_its_own_health_port() -> None:
     assert replica_health_address("", 3) == ""
     with pytest.raises(ConfigError, match="HEALTH_ADDRESS"):
         replica_health_address("nonsense", 0)
+
+
+def test_a_closed_market_allows_its_five_minute_polls_before_the_poll_reads_stale() -> None:
+    assert truth_poll_max_age_s(120, market_open=True) == 120
+    assert truth_poll_max_age_s(120, market_open=False) == 420
+    assert truth_poll_max_age_s(120, market_open=None) == 420  # unknown: not a false alarm
+    night = NOW - timedelta(seconds=299)
+    assert truth_poll_verdict(night, NOW, truth_poll_max_age_s(120, False)).ok
+    assert not truth_poll_verdict(night, NOW, truth_poll_max_age_s(120, True)).ok
