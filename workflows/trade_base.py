@@ -14,6 +14,7 @@ from temporalio.types import MethodSyncSingleParam
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
+    from ops import metrics
     from trading.broker_models import (
         BrokerOrder,
         CancelResult,
@@ -260,6 +261,7 @@ class TradeBase:
         exit_price = exit_price_of(exit_order, stop, take_profit)
         if plan is not None and plan.stop_cancel_confirmed_at is not None and plan.gap_ms is None:
             plan.gap_ms = millis(workflow.now() - plan.stop_cancel_confirmed_at)
+            metrics.observe(metrics.UNPROTECTED_GAP_MS, plan.gap_ms)
         await self._close(reason, exit_price)
 
     async def _close(self, reason: CloseReason, exit_price: Decimal | None) -> None:

@@ -13,6 +13,7 @@ from workflows.trade_protection import ProtectionSteps
 
 with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
+    from ops import metrics
     from trading.broker_models import CalendarRequest, PositionProbe
     from trading.ledger_records import OrderRole, TradeStatus
     from trading.trade_escalation import unfilled_window
@@ -148,6 +149,7 @@ class ExitSteps(ProtectionSteps):
         state.exit_attempt += 1
         plan.exit_order_id = order.id
         plan.gap_ms = millis(workflow.now() - plan.stop_cancel_confirmed_at)
+        metrics.observe(metrics.UNPROTECTED_GAP_MS, plan.gap_ms)
         stop_leg, _ = protective_legs(order)
         state.take_profit_order_id = None
         if stop_leg is not None:

@@ -215,10 +215,9 @@ class ProtectionSteps(TradeBase):
         telemetry.next_at = None
         telemetry.last_gap_ms = millis(workflow.now() - now + gap)
         telemetry.last_failure_kind = None
+        latency_ms = millis(workflow.now() - started)
         metrics.rescue(
-            metrics.RescueOutcome.OK,
-            latency_ms=millis(workflow.now() - started),
-            gap_ms=telemetry.last_gap_ms,
+            metrics.RescueOutcome.OK, latency_ms=latency_ms, gap_ms=telemetry.last_gap_ms
         )
         stop_leg, _ = protective_legs(order)
         self._known.saw_order(stop_leg or order, workflow.now())
@@ -236,6 +235,7 @@ class ProtectionSteps(TradeBase):
                 "qty": str(action.qty),
                 "stop_price": str(action.stop_price),
                 "gap_ms": telemetry.last_gap_ms,
+                "latency_ms": latency_ms,  # submit -> accepted, as dt_stop_rescue_latency_ms
             },
         )
 

@@ -209,7 +209,9 @@ async def test_a_trades_life_moves_the_counters_and_histograms(metered: Metered)
     assert _moved(before, after, "dt_stop_rescues_total", outcome="ok") == 1
     assert _moved(before, after, "dt_stop_rescues_total", outcome="failed") == 0
     assert _moved(before, after, "dt_stop_rescue_latency_ms_count") == 1
-    assert _moved(before, after, "dt_unprotected_gap_ms_count") == 1
+    # Two unprotected gaps: the rescue's (stop gone -> new stop) and the exit's (stop cancel
+    # confirmed -> exit order accepted).
+    assert _moved(before, after, "dt_unprotected_gap_ms_count") == 2
     gap_ms = _moved(before, after, "dt_unprotected_gap_ms_sum")
     assert 0 <= gap_ms < 30_000
     # Broker calls by route and outcome: the entry, the rescue and the exit were all answered.
