@@ -37,7 +37,7 @@ def _first_problem(exc: ValueError) -> str:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `market-loop run` and `exit-review run`."""
     loop = commands.add_parser(
-        "market-loop", help="truth -> reconcile -> scan -> score -> gated entries, once"
+        "market-loop", help="truth, reconcile, scan, score, rank, risk-gated entries: once"
     )
     loop_sub = loop.add_subparsers(dest="market_loop_command", required=True, metavar="COMMAND")
     run = loop_sub.add_parser("run", help="run the market loop once now and print its decisions")
