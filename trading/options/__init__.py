@@ -1,0 +1,1 @@
+"""Options: chain values, the contract ranker, the iron condor planner and its exit rules (pure)."""
