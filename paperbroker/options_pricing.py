@@ -32,9 +32,10 @@ Model (documented here because market data, fills and tests all depend on it):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from weakref import WeakKeyDictionary
 
 from paperbroker.calendar import NEW_YORK, MarketCalendar
 from paperbroker.options_contracts import OccSymbol, OptionRight, PriceSource, engine_of
@@ -230,6 +231,19 @@ def implied_volatility(
     return (lo + hi) / 2
 
 
+@dataclass
+class IvOverrides:
+    """IV set through /_sim/options/iv: base levels and shifts per underlying."""
+
+    base: dict[str, float] = field(default_factory=dict)
+    shift: dict[str, float] = field(default_factory=dict)
+
+
+# Overrides belong to a price engine, not to one pricer: every OptionPricer over the same
+# engine (market data, order fills) sees them, and a reset or restore (a new engine) drops them.
+_IV_OVERRIDES: WeakKeyDictionary[PriceEngine, IvOverrides] = WeakKeyDictionary()
+
+
 class OptionPricer:
     """Quotes any OCC contract on a priced underlying from the same paths stocks fill on."""
 
@@ -237,43 +251,42 @@ class OptionPricer:
         self._prices = prices
         self.calendar = calendar
         self.rate = RISK_FREE_RATE
-        self._engine: PriceEngine | None = None
-        self._base_iv: dict[str, float] = {}
-        self._iv_shift: dict[str, float] = {}
 
     @property
     def prices(self) -> PriceEngine:
-        """Return the live engine; a new engine (reset, restore) drops IV overrides."""
-        engine = engine_of(self._prices)
-        if engine is not self._engine:
-            self._engine = engine
-            self._base_iv.clear()
-            self._iv_shift.clear()
-        return engine
+        """Return the live price engine (it changes on reset and restore)."""
+        return engine_of(self._prices)
+
+    def _overrides(self) -> IvOverrides:
+        engine = self.prices
+        overrides = _IV_OVERRIDES.get(engine)
+        if overrides is None:
+            overrides = _IV_OVERRIDES[engine] = IvOverrides()
+        return overrides
 
     def set_iv(self, underlying: str, iv: float | None = None, shift: float | None = None) -> None:
-        """Set the underlying's base IV and/or add a shift (vol points as a fraction)."""
-        self.prices  # noqa: B018 - adopt the current engine before storing overrides
+        """Set the underlying's base IV (replacing any shift) and/or add a shift to it."""
+        overrides = self._overrides()
         if iv is not None:
-            if iv <= 0:
+            if not iv > 0:
                 raise ValueError("iv must be positive")
-            self._base_iv[underlying] = iv
-            self._iv_shift.pop(underlying, None)
+            overrides.base[underlying] = iv
+            overrides.shift.pop(underlying, None)
         if shift is not None:
-            self._iv_shift[underlying] = self._iv_shift.get(underlying, 0.0) + shift
+            overrides.shift[underlying] = overrides.shift.get(underlying, 0.0) + shift
 
     def base_iv(self, underlying: str, when: datetime) -> float:
-        """Return the at-the-money 30-day IV of the underlying at `when`."""
-        engine = self.prices
-        base = self._base_iv.get(underlying)
+        """Return the underlying's base IV at `when` (the surface's 30-day at-the-money level)."""
+        overrides = self._overrides()
+        base = overrides.base.get(underlying)
         if base is None:
-            path = engine.path(underlying)
+            path = self.prices.path(underlying)
             scale = 1.0
             for segment in path.segments:
                 if segment.start <= when:
                     scale = segment.vol_scale
             base = path.params.volatility * scale
-        return max(MIN_IV, base + self._iv_shift.get(underlying, 0.0))
+        return max(MIN_IV, base + overrides.shift.get(underlying, 0.0))
 
     def spot(self, underlying: str, when: datetime) -> Decimal:
         """Return the underlying's mid at `when`."""
