@@ -81,6 +81,13 @@ class AdminClient:
         result: dict[str, Any] = self._call("POST", f"/_sim/prices/{symbol}", body)
         return result
 
+    def set_option_iv(
+        self, underlying: str, iv: float | None = None, shift: float | None = None
+    ) -> float:
+        """Set an underlying's base implied volatility and/or shift it; return the new base."""
+        body = {"underlying": underlying, "iv": iv, "shift": shift}
+        return float(self._call("POST", "/_sim/options/iv", body)["iv"])
+
     def add_fault(self, **rule: Any) -> str:
         """Add a fault rule (see README) and return its id."""
         return str(self._call("POST", "/_sim/faults", rule)["id"])
