@@ -247,12 +247,13 @@ class OptionUniverse:
         """Return the underlying's listed contracts, by expiry, right (call first), strike."""
         today = now.astimezone(NEW_YORK).date()
         strikes = self.strikes(underlying, now)
+        ref, oi_day = self.reference_price(underlying, now), self._open_interest_day(today, now)
         out: list[OptionContract] = []
         for expiry in listed_expiries(today, self.calendar):
             for right in (OptionRight.CALL, OptionRight.PUT):
                 for strike in strikes:
                     occ = OccSymbol(underlying, expiry, right, _plain(strike))
-                    out.append(self._contract(occ, today, now))
+                    out.append(self._contract(occ, today, ref, oi_day))
         return out
 
     def lookup(self, symbol_or_id: str, now: datetime) -> OptionContract | None:
@@ -275,7 +276,7 @@ class OptionUniverse:
         on_grid = steps == steps.to_integral_value() and ref / 2 <= occ.strike <= ref * 3 / 2
         if not on_grid and occ.strike not in self.strikes(occ.underlying, now):
             return None
-        return self._contract(occ, today, now)
+        return self._contract(occ, today, ref, self._open_interest_day(today, now))
 
     def _by_id(self, raw: str, now: datetime) -> OptionContract | None:
         try:
@@ -288,14 +289,16 @@ class OptionUniverse:
                     return contract
         return None
 
-    def _contract(self, occ: OccSymbol, today: date, now: datetime) -> OptionContract:
-        status = "active" if occ.expiry >= today else "inactive"
+    def _open_interest_day(self, today: date, now: datetime) -> date | None:
+        """Open interest is as of the last session before today (OCC publishes it overnight)."""
         previous = self.calendar.previous_session(now)
-        oi_day = previous.day if previous is not None and previous.day < today else None
-        if oi_day is None and previous is not None:
-            before = self.calendar.previous_session(previous.open - timedelta(seconds=1))
-            oi_day = before.day if before is not None else None
-        ref = self.reference_price(occ.underlying, now)
+        while previous is not None and previous.day >= today:
+            previous = self.calendar.previous_session(previous.open - timedelta(seconds=1))
+        return previous.day if previous is not None else None
+
+    @staticmethod
+    def _contract(occ: OccSymbol, today: date, ref: Decimal, oi_day: date | None) -> OptionContract:
+        status = "active" if occ.expiry >= today else "inactive"
         return OptionContract(occ, status, open_interest(occ, ref), oi_day)
 
 

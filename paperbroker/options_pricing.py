@@ -8,12 +8,15 @@ Model (documented here because market data, fills and tests all depend on it):
 * Rate: `RISK_FREE_RATE` (4 %, continuously compounded); no dividends. Prices are European
   Black-Scholes: with no dividends an American call is worth the European one, and the small
   early-exercise premium of American puts is ignored.
-* Volatility surface: sigma(K, T) = base * term(T) * smile(k), with k = ln(K / S),
+* Volatility surface: sigma(K, T) = atm * smile(k, w), atm = base * term(T), k = ln(K / S),
+  w = atm^2 T (the at-the-money total variance),
   base = the symbol's path volatility (times its current `set_volatility` scale) unless
   `/_sim/options/iv` set one, plus any shift set there;
   term(T) = 1 + TERM_SLOPE * (sqrt(T) - sqrt(30/365)) (contango: longer dates carry more
-  volatility, so total variance grows with T); smile(k) = 1 + SKEW * k + SMILE * k^2
-  (SKEW < 0: downside strikes richer, the equity skew; the quadratic keeps it positive), with
+  volatility, so total variance grows with T); smile(k, w) = 1 + (SKEW k + SMILE k^2) / (1 + w)
+  (SKEW < 0: downside strikes richer, the equity skew; the quadratic keeps it positive; the
+  1 / (1 + w) damping flattens the smile where total variance is large - a steep smile on a
+  high-vol, long-dated surface prices butterflies below zero), with
   k saturated smoothly at +-SMILE_CAP (k -> SMILE_CAP tanh(k / SMILE_CAP)) so far wings go flat
   instead of growing without bound (which would price far strikes above nearer ones).
   The slopes are mild so prices stay free of butterfly arbitrage on the listed strikes
@@ -193,10 +196,10 @@ def years_to_expiry(occ: OccSymbol, when: datetime) -> float:
     return (close - when).total_seconds() / YEAR_SECONDS
 
 
-def smile(log_moneyness: float) -> float:
-    """Return the smile factor 1 + SKEW k + SMILE k^2, k saturated at +-SMILE_CAP (flat wings)."""
+def smile(log_moneyness: float, total_variance: float = 0.0) -> float:
+    """Return 1 + (SKEW k + SMILE k^2) / (1 + w): k saturated at +-SMILE_CAP, damped by w."""
     k = SMILE_CAP * math.tanh(log_moneyness / SMILE_CAP)
-    return 1 + SKEW * k + SMILE * k * k
+    return 1 + (SKEW * k + SMILE * k * k) / (1 + total_variance)
 
 
 def term(years: float) -> float:
@@ -205,8 +208,9 @@ def term(years: float) -> float:
 
 
 def surface_iv(base: float, spot: float, strike: float, years: float) -> float:
-    """Return sigma(K, T) = base * term(T) * smile(ln(K / S)), at least MIN_IV."""
-    return max(MIN_IV, base * term(years) * smile(math.log(strike / spot)))
+    """Return sigma(K, T) = atm * smile(ln(K / S), atm^2 T), atm = base * term(T), >= MIN_IV."""
+    atm = base * term(years)
+    return max(MIN_IV, atm * smile(math.log(strike / spot), atm * atm * max(years, 0.0)))
 
 
 def implied_volatility(

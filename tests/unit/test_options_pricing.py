@@ -131,17 +131,17 @@ def test_put_call_parity_holds_within_the_spread(pricer: OptionPricer) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    spot=st.floats(min_value=5, max_value=1000),
-    base=st.floats(min_value=0.05, max_value=1.5),
-    days=st.integers(min_value=0, max_value=120),
-    steps=st.sampled_from([Decimal(1), Decimal("2.5"), Decimal(5)]),
+    spot=st.floats(min_value=1, max_value=2000),
+    base=st.floats(min_value=0.02, max_value=3.0),
+    days=st.integers(min_value=0, max_value=365),
+    steps=st.sampled_from([Decimal("0.5"), Decimal(1), Decimal("2.5"), Decimal(5), Decimal(10)]),
 )
 def test_no_arbitrage_across_strikes(
     pricer: OptionPricer, spot: float, base: float, days: int, steps: Decimal
 ) -> None:
     expiry = NOW.date() + timedelta(days=days)
     centre = (Decimal(repr(spot)) / steps).to_integral_value() * steps
-    strikes = [centre + i * steps for i in range(-20, 21) if centre + i * steps > 0]
+    strikes = [centre + i * steps for i in range(-40, 41) if centre + i * steps > 0]
     underlying = Decimal(repr(round(spot, 2)))
     for right, falling in ((OptionRight.CALL, True), (OptionRight.PUT, False)):
         quotes = [pricer.quote_at(occ(right, k, expiry), NOW, underlying, base) for k in strikes]
