@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -221,6 +222,13 @@ def test_bars_follow_the_underlying(
     # Regular-session minutes only: all of Monday's 390 and Tuesday's first hour.
     assert len(calls) == 390 + 60
     assert all(b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close) for b in calls)
+    # The last bar closes where the latest print is: both price the same path at 10:30.
+    trades: Any = options.get_option_latest_trade(OptionLatestTradeRequest(symbol_or_symbols=call))
+    assert calls[-1].close == trades[call].price
+    puts = minute.data[put]
+    up = [b.close > a.close for a, b in itertools.pairwise(calls)]
+    down = [b.close < a.close for a, b in itertools.pairwise(puts)]
+    assert sum(u and d for u, d in zip(up, down, strict=True)) > len(up) // 4  # they move apart
     daily: Any = options.get_option_bars(
         OptionBarsRequest(
             symbol_or_symbols=call, timeframe=TimeFrame.Day, start=datetime(2024, 2, 26, tzinfo=UTC)
