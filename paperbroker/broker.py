@@ -21,7 +21,17 @@ from paperbroker.errors import (
 )
 from paperbroker.fidelity import Fidelity
 from paperbroker.matching import Matcher
-from paperbroker.models import AccountRecord, OrderRecord, OrderType, Side, Status, TimeInForce
+from paperbroker.models import (
+    AccountRecord,
+    OrderClass,
+    OrderRecord,
+    OrderType,
+    Side,
+    Status,
+    TimeInForce,
+)
+from paperbroker.options_expiry import parse_contract
+from paperbroker.options_orders import OptionsDesk
 from paperbroker.orders import build_orders
 from paperbroker.pending import PendingChanges
 from paperbroker.prices import PriceEngine, SymbolParams
@@ -73,6 +83,7 @@ class Broker:
         self.listeners: list[Callable[[TradeUpdate], None]] = []
         self.book = Book(_new_account(cash, clock.now()), listeners=self.listeners)
         self.pending = PendingChanges(self)
+        self.options = OptionsDesk(self)
         self.matcher = self._new_matcher()
         self.last_processed = clock.now()
         self.min_step = timedelta(milliseconds=20)
@@ -84,6 +95,7 @@ class Broker:
         self.book.listeners = self.listeners
         self.prices = prices
         self.pending.reset()
+        self.options.reset()
         old = self.matcher
         self.matcher = self._new_matcher()
         self.matcher.partial_fill_probability = old.partial_fill_probability
@@ -96,6 +108,7 @@ class Broker:
             self.book, self.prices, self.calendar, self.seed, self.clock.now, self.fidelity
         )
         matcher.on_aged = lambda order, when: self.pending.request_cancel(order, when, True)
+        matcher.options = self.options
         return matcher
 
     # ---- time ---------------------------------------------------------------------------
@@ -174,6 +187,9 @@ class Broker:
         """Accept a replace (200 with the new order); it lands after `replace_delay_ms`."""
         old = self.order(order_id)
         now = self.sync()
+        if old.order_class is OrderClass.MLEG:
+            # Stricter than the docs say: an mleg order is cancelled and resubmitted whole.
+            raise unprocessable("mleg orders cannot be replaced; cancel and resubmit")
         return self.pending.request_replace(old, change, now)
 
     def relink(self, old: OrderRecord, new: OrderRecord) -> None:
@@ -247,6 +263,13 @@ class Broker:
         self, symbol_or_id: str, qty: Decimal | None = None, percentage: Decimal | None = None
     ) -> OrderRecord:
         """Submit a market order that closes all or part of a position."""
+        if parse_contract(symbol_or_id) is not None:
+            self.sync()
+            if self.options.position_qty(symbol_or_id.upper()) == 0:
+                raise position_not_found()
+            if percentage is not None:
+                raise unprocessable("percentage is not supported for option positions")
+            return self.options.close_position(symbol_or_id.upper(), qty)
         asset = self.asset(symbol_or_id)
         self.sync()
         position = self.book.positions.get(asset.symbol) if asset else None
@@ -276,7 +299,7 @@ class Broker:
         if cancel_orders:
             self.cancel_now()
         results: list[tuple[str, int, object]] = []
-        for symbol in list(self.book.positions):
+        for symbol in [*self.book.positions, *self.options.positions]:
             try:
                 results.append((symbol, 200, self.close_position(symbol)))
             except ApiError as error:
@@ -290,6 +313,8 @@ class Broker:
         for order in self.book.open_orders():
             if order.parent_id is not None or order.side is not Side.BUY:
                 continue
+            if order.asset_class != "us_equity":
+                continue  # options buying power counts option orders (options_orders.py)
             if self.book.position_qty(order.symbol) < 0:
                 continue
             quote = self.prices.quote(order.symbol, when)
@@ -306,11 +331,15 @@ class Broker:
     def buying_power(self, when: datetime) -> Decimal:
         """Return Reg-T style buying power net of open buy orders."""
         equity = self.matcher.equity(when)
+        if self.options.positions:
+            equity -= self.options.value(when)  # options are not marginable
         gross = ZERO
         for symbol, position in self.book.positions.items():
             gross += abs(position.qty) * self.prices.quote(symbol, when).mid
         margin = gross / 2
         power = max(ZERO, (equity - margin) * self.multiplier) - self.reserved_for_buys(when)
+        if self.options.positions or self.options.has_open_orders():
+            power -= self.options.cash_committed(when)
         return max(ZERO, power)
 
     def lastday_price(self, symbol: str, when: datetime) -> Decimal:

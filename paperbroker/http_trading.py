@@ -13,8 +13,15 @@ from paperbroker.assets import asset_json
 from paperbroker.broker import Broker
 from paperbroker.errors import ApiError, bad_body, unprocessable
 from paperbroker.models import Side
+from paperbroker.options_expiry import parse_contract
 from paperbroker.serialize import calendar_json, clock_json, order_json
-from paperbroker.validation import parse_order, parse_replace
+from paperbroker.ticks import fmt_money
+from paperbroker.validation import (
+    is_option_order,
+    parse_option_order,
+    parse_order,
+    parse_replace,
+)
 from paperbroker.views import (
     OrderQuery,
     account_json,
@@ -68,14 +75,40 @@ def _broker(request: web.Request) -> Broker:
 async def get_account(request: web.Request) -> web.Response:
     """GET /v2/account."""
     broker = _broker(request)
-    return json_response(account_json(broker, broker.sync()))
+    now = broker.sync()
+    return json_response(_with_options(account_json(broker, now), broker, now))
+
+
+def _with_options(account: dict[str, Any], broker: Broker, now: datetime) -> dict[str, Any]:
+    """Add option positions to the account's values and state the options level modelled.
+
+    Level 3 (Alpaca "Options Trading": paper accounts have options enabled; level 3 adds
+    spreads to level 1-2's long options, covered calls and cash-secured puts).
+    """
+    desk = broker.options
+    account["options_approved_level"] = desk.level
+    account["options_trading_level"] = desk.level
+    account["options_buying_power"] = fmt_money(desk.buying_power(now))
+    if not desk.positions:
+        return account
+    long_value, short_value = desk.market_value(now)
+    for key in ("equity", "portfolio_value"):
+        account[key] = fmt_money(Decimal(account[key]) + long_value + short_value)
+    account["long_market_value"] = fmt_money(Decimal(account["long_market_value"]) + long_value)
+    account["short_market_value"] = fmt_money(Decimal(account["short_market_value"]) + short_value)
+    account["position_market_value"] = fmt_money(
+        Decimal(account["long_market_value"]) - Decimal(account["short_market_value"])
+    )
+    return account
 
 
 @trading_routes.get("/v2/positions")
 async def get_positions(request: web.Request) -> web.Response:
     """GET /v2/positions."""
     broker = _broker(request)
-    return json_response(positions_json(broker, broker.sync()))
+    now = broker.sync()
+    options = [broker.options.position_json(s, now) for s in sorted(broker.options.positions)]
+    return json_response(positions_json(broker, now) + options)
 
 
 @trading_routes.get("/v2/positions/{symbol}")
@@ -83,7 +116,20 @@ async def get_position(request: web.Request) -> web.Response:
     """GET /v2/positions/{symbol_or_id}."""
     broker = _broker(request)
     now = broker.sync()
-    return json_response(one_position_json(broker, request.match_info["symbol"], now))
+    symbol = request.match_info["symbol"]
+    if parse_contract(symbol) is not None:
+        if symbol.upper() not in broker.options.positions:
+            raise ApiError(404, "position does not exist", 40410000)
+        return json_response(broker.options.position_json(symbol.upper(), now))
+    return json_response(one_position_json(broker, symbol, now))
+
+
+@trading_routes.post("/v2/positions/{symbol}/exercise")
+async def exercise_position(request: web.Request) -> web.Response:
+    """POST /v2/positions/{symbol_or_contract_id}/exercise: exercise all held contracts."""
+    broker = _broker(request)
+    broker.options.exercise(request.match_info["symbol"].upper())
+    return web.Response(status=200)
 
 
 def _decimal_param(request: web.Request, name: str) -> Decimal | None:
@@ -127,7 +173,11 @@ async def close_all_positions(request: web.Request) -> web.Response:
 async def submit_order(request: web.Request) -> web.Response:
     """POST /v2/orders."""
     broker = _broker(request)
-    intent = parse_order(await read_json(request))
+    body = await read_json(request)
+    if is_option_order(body):
+        order = broker.options.submit(parse_option_order(body))
+        return json_response(order_json(order, broker.book, nested=bool(order.leg_ids)))
+    intent = parse_order(body)
     order = broker.submit(intent)
     return json_response(order_json(order, broker.book, nested=bool(order.leg_ids)))
 

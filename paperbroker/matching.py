@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Protocol
 
 from paperbroker.book import ZERO, Book
 from paperbroker.calendar import NEW_YORK, MarketCalendar, Session
@@ -30,6 +31,19 @@ BUY_STOP_COLLAR_LOW = Decimal("1.04")
 BUY_STOP_COLLAR_HIGH = Decimal("1.025")
 Defer = Callable[[float, Callable[[], None]], None]
 AgedHook = Callable[[OrderRecord, datetime], None]
+
+
+class OptionHooks(Protocol):
+    """What the matcher asks of the options desk (paperbroker/options_orders.py)."""
+
+    def evaluate(self, order: OrderRecord, when: datetime) -> None:
+        """Fill an option order if it is marketable at `when`."""
+
+    def on_close(self, session: Session, when: datetime) -> None:
+        """Settle contracts expiring at this close."""
+
+    def value(self, when: datetime) -> Decimal:
+        """Return the net market value of the option positions."""
 
 
 def _immediate(_delay: float, action: Callable[[], None]) -> None:
@@ -58,6 +72,7 @@ class Matcher:
         self.defer: Defer = _immediate
         self.fidelity = fidelity or Fidelity()
         self.on_aged: AgedHook | None = None
+        self.options: OptionHooks | None = None
 
     # ---- time ---------------------------------------------------------------------------
     def catch_up(self, last: datetime, now: datetime) -> None:
@@ -80,7 +95,9 @@ class Matcher:
         middle = start + (end - start) / 2
         if self._phase(middle) == "closed":
             return
-        symbols = {o.symbol for o in self.book.open_orders() if o.working}
+        symbols = {
+            o.symbol for o in self.book.open_orders() if o.working and o.asset_class == "us_equity"
+        }
         if not symbols:
             return
         points: set[datetime] = set()
@@ -154,6 +171,8 @@ class Matcher:
                 if order.is_open:
                     self._cancel(order, when)
         self._expire(when, lambda o: not o.extended_hours and _day_of(o, session))
+        if self.options is not None:
+            self.options.on_close(session, when)  # expiry: exercise, assignment, worthless
         self.book.account.last_equity = self.equity(when)
         self.book.account.last_equity_day = session.day
 
@@ -233,6 +252,10 @@ class Matcher:
         if not auction and (
             phase == "closed" or (phase == "extended" and not order.extended_hours)
         ):
+            return
+        if order.asset_class == "us_option":
+            if self.options is not None and phase == "regular":
+                self.options.evaluate(order, when)
             return
         quote = self.prices.quote(order.symbol, when)
         price = self._execution_price(order, quote, phase)
@@ -392,6 +415,8 @@ class Matcher:
         value = self.book.account.cash
         for symbol, position in self.book.positions.items():
             value += position.qty * self.prices.quote(symbol, when).mid
+        if self.options is not None:
+            value += self.options.value(when)
         return value
 
 

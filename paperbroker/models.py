@@ -49,6 +49,7 @@ class OrderClass(StrEnum):
     BRACKET = "bracket"
     OCO = "oco"
     OTO = "oto"
+    MLEG = "mleg"
 
 
 class LegRole(StrEnum):
@@ -158,6 +159,11 @@ class OrderRecord(BaseModel):
     replacement_in_flight: bool = False
     paused_from: Status | None = None
     reject_next: list[Literal["cancel", "replace"]] = Field(default_factory=list)
+    # Options (paperbroker/options_orders.py): "us_option" orders are priced by the option
+    # pricer, never by the stock matcher; mleg legs carry their ratio to the parent's qty.
+    asset_class: Literal["us_equity", "us_option"] = "us_equity"
+    position_intent: str | None = None
+    ratio_qty: Decimal | None = None
 
     @property
     def is_open(self) -> bool:
@@ -175,6 +181,14 @@ class PositionRecord(BaseModel):
 
     symbol: str
     asset_id: UUID
+    qty: Decimal
+    avg_entry_price: Decimal
+
+
+class OptionPositionRecord(BaseModel):
+    """An option position: signed contracts and the average premium per share."""
+
+    symbol: str
     qty: Decimal
     avg_entry_price: Decimal
 

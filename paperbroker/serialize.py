@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from paperbroker.book import ZERO, Book, TradeUpdate
 from paperbroker.calendar import NEW_YORK, MarketCalendar, Session
-from paperbroker.models import OrderRecord, Side, Status
+from paperbroker.models import OptionPositionRecord, OrderRecord, Side, Status
 from paperbroker.ticks import fmt, fmt_money
+
+CONTRACT_SIZE = Decimal(100)  # shares per option contract
 
 
 def ts(value: datetime | None) -> str | None:
@@ -39,7 +42,11 @@ def order_json(
             for leg in book.legs_of(order)
             if not (hide_held and leg.status is Status.HELD)
         ]
-    return {
+    option = order.asset_class == "us_option"
+    # An mleg parent has no symbol or asset of its own (alpaca-py: "omitted from top-level of
+    # response if the order is of mleg class"); its legs carry ratio_qty.
+    mleg_parent = option and order.order_class.value == "mleg" and order.parent_id is None
+    rendered = {
         "id": str(order.id),
         "client_order_id": order.client_order_id,
         "created_at": ts(order.created_at),
@@ -53,9 +60,9 @@ def order_json(
         "replaced_at": ts(order.replaced_at),
         "replaced_by": str(order.replaced_by) if order.replaced_by else None,
         "replaces": str(order.replaces) if order.replaces else None,
-        "asset_id": str(order.asset_id),
-        "symbol": order.symbol,
-        "asset_class": "us_equity",
+        "asset_id": None if mleg_parent else str(order.asset_id),
+        "symbol": None if mleg_parent else order.symbol,
+        "asset_class": None if mleg_parent else order.asset_class,
         "notional": _num(order.notional),
         "qty": _num(order.qty),
         "filled_qty": fmt(order.filled_qty),
@@ -64,7 +71,7 @@ def order_json(
         "order_type": order.type.value,
         "type": order.type.value,
         "side": order.side.value,
-        "position_intent": _intent(order, book),
+        "position_intent": order.position_intent if option else _intent(order, book),
         "time_in_force": order.time_in_force.value,
         "limit_price": _num(order.limit_price),
         "stop_price": _num(order.stop_price),
@@ -77,6 +84,9 @@ def order_json(
         "subtag": None,
         "source": None,
     }
+    if order.ratio_qty is not None:
+        rendered["ratio_qty"] = fmt(order.ratio_qty)
+    return rendered
 
 
 def _intent(order: OrderRecord, book: Book) -> str:
@@ -139,6 +149,37 @@ def position_json(
         "qty_available": fmt(abs(qty) - held if qty > 0 else -(abs(qty) - held)),
         "side": "long" if qty > 0 else "short",
         **values,
+    }
+
+
+def option_position_json(
+    position: OptionPositionRecord, asset_id: UUID, price: Decimal, available: Decimal
+) -> dict[str, Any]:
+    """Render an option position: qty in contracts, values per contract of 100 shares."""
+    qty = position.qty
+    market_value = qty * price * CONTRACT_SIZE
+    cost_basis = qty * position.avg_entry_price * CONTRACT_SIZE
+    unrealized = market_value - cost_basis
+    plpc = _ratio(unrealized, abs(cost_basis))
+    return {
+        "asset_id": str(asset_id),
+        "symbol": position.symbol,
+        "exchange": "",
+        "asset_class": "us_option",
+        "asset_marginable": False,
+        "qty": fmt(qty),
+        "qty_available": fmt(available if qty > 0 else -available),
+        "side": "long" if qty > 0 else "short",
+        "avg_entry_price": fmt(position.avg_entry_price),
+        "market_value": fmt_money(market_value),
+        "cost_basis": fmt_money(cost_basis),
+        "unrealized_pl": fmt_money(unrealized),
+        "unrealized_plpc": plpc,
+        "unrealized_intraday_pl": fmt_money(unrealized),
+        "unrealized_intraday_plpc": plpc,
+        "current_price": fmt(price),
+        "lastday_price": fmt(price),
+        "change_today": "0",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel
 
 from paperbroker.errors import CODE_INVALID, ApiError, bad_body, unprocessable
 from paperbroker.models import OrderClass, OrderType, Side, TimeInForce
+from paperbroker.options_expiry import parse_contract
 from paperbroker.ticks import fmt, is_sub_penny
 
 MAX_CLIENT_ORDER_ID = 128
@@ -245,3 +247,163 @@ def parse_replace(body: Any) -> ReplaceIntent:
     if intent.client_order_id is not None and len(intent.client_order_id) > MAX_CLIENT_ORDER_ID:
         raise _invalid("client_order_id must be no more than 128 characters")
     return intent
+
+
+# ---- options (paperbroker/options_orders.py) ---------------------------------------------
+# Alpaca "Options Trading": market or limit, time_in_force day, whole contracts, no extended
+# hours; mleg orders have 2-4 legs with distinct symbols and ratio_qty in simplest form, and
+# a net limit_price (positive: debit paid, negative: credit received). alpaca-py 0.44
+# OptionLegRequest: a leg names side and/or position_intent.
+MAX_OPTION_LEGS = 4
+POSITION_INTENTS = ("buy_to_open", "buy_to_close", "sell_to_open", "sell_to_close")
+
+
+class OptionLeg(BaseModel):
+    """One leg: contract, side, ratio to the order's qty, position intent."""
+
+    symbol: str
+    side: Side
+    ratio_qty: int
+    position_intent: str | None = None
+
+
+class OptionOrderIntent(BaseModel):
+    """A validated option order: single-leg (one leg, ratio 1) or mleg."""
+
+    order_class: OrderClass
+    type: OrderType
+    time_in_force: TimeInForce
+    qty: Decimal
+    legs: list[OptionLeg]
+    limit_price: Decimal | None = None
+    client_order_id: str | None = None
+
+
+def is_option_order(body: Any) -> bool:
+    """Return True for a POST /v2/orders body that is an option order (mleg or an OCC symbol)."""
+    if not isinstance(body, dict):
+        return False
+    if str(body.get("order_class") or "").lower() == OrderClass.MLEG.value:
+        return True
+    symbol = body.get("symbol")
+    return isinstance(symbol, str) and parse_contract(symbol) is not None
+
+
+def _side_of(raw: Any, intent: str | None) -> Side:
+    if raw:
+        try:
+            side = Side(str(raw).lower())
+        except ValueError as exc:
+            raise _invalid(f"invalid side: {raw}") from exc
+        if intent is not None and not intent.startswith(side.value):
+            raise _invalid(f"position_intent {intent} does not match side {side.value}")
+        return side
+    if intent is None:
+        raise _invalid("side is required")
+    return Side.BUY if intent.startswith("buy") else Side.SELL
+
+
+def _intent_of(raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    intent = str(raw).lower()
+    if intent not in POSITION_INTENTS:
+        raise _invalid(f"invalid position_intent: {raw}")
+    return intent
+
+
+def _leg(raw: Any) -> OptionLeg:
+    if not isinstance(raw, dict):
+        raise bad_body()
+    symbol = raw.get("symbol")
+    if not isinstance(symbol, str) or parse_contract(symbol) is None:
+        raise _invalid(f"invalid leg: symbol {symbol!r} is not an option contract")
+    ratio = _decimal(raw, "ratio_qty")
+    if ratio is None or ratio <= 0 or ratio != ratio.to_integral_value():
+        raise _invalid(f"invalid leg: ratio_qty of {symbol} must be a positive whole number")
+    intent = _intent_of(raw.get("position_intent"))
+    return OptionLeg(
+        symbol=symbol.upper(),
+        side=_side_of(raw.get("side"), intent),
+        ratio_qty=int(ratio),
+        position_intent=intent,
+    )
+
+
+def parse_option_order(body: Any) -> OptionOrderIntent:
+    """Validate an option order body as Alpaca does, or raise its ApiError."""
+    if not isinstance(body, dict):
+        raise bad_body()
+    mleg = str(body.get("order_class") or "").lower() == OrderClass.MLEG.value
+    qty = _decimal(body, "qty")
+    if body.get("notional") not in (None, ""):
+        raise _invalid("notional is not supported for options orders")
+    if qty is None or qty <= 0:
+        raise _invalid("qty must be > 0")
+    if qty != qty.to_integral_value():
+        raise _invalid("qty must be a whole number of contracts for options orders")
+    kind = str(body.get("type") or "").lower()
+    if kind not in (OrderType.MARKET.value, OrderType.LIMIT.value):
+        raise _invalid("options orders must be market or limit orders")
+    tif = str(body.get("time_in_force") or "").lower()
+    if tif != TimeInForce.DAY.value:
+        raise _invalid("options orders must be DAY orders (time_in_force: day)")
+    if body.get("extended_hours"):
+        raise _invalid("extended hours is not supported for options orders")
+    if body.get("take_profit") or body.get("stop_loss"):
+        raise _invalid("options orders do not support take_profit or stop_loss")
+    limit = _decimal(body, "limit_price")
+    if kind == OrderType.LIMIT.value and limit is None:
+        raise _invalid("limit orders require a limit price")
+    if kind == OrderType.MARKET.value and limit is not None:
+        raise _invalid("market orders require no limit price")
+    if limit is not None and limit != limit.quantize(Decimal("0.01")):
+        raise unprocessable(
+            f"invalid limit_price {fmt(limit)}. sub-penny increment does not fulfill "
+            "minimum pricing criteria"
+        )
+    if mleg:
+        legs = _mleg_legs(body)
+    else:
+        cls = str(body.get("order_class") or "simple").lower()
+        if cls != OrderClass.SIMPLE.value:
+            raise _invalid(f"{cls} orders are not supported for options")
+        if limit is not None and limit <= 0:
+            raise _invalid("limit price must be > 0")
+        intent = _intent_of(body.get("position_intent"))
+        legs = [
+            OptionLeg(
+                symbol=str(body["symbol"]).upper(),
+                side=_side_of(body.get("side"), intent),
+                ratio_qty=1,
+                position_intent=intent,
+            )
+        ]
+    client_order_id = body.get("client_order_id") or None
+    if client_order_id is not None and (not isinstance(client_order_id, str)):
+        raise bad_body()
+    if client_order_id is not None and len(client_order_id) > 128:
+        raise _invalid("client_order_id must be no more than 128 characters")
+    return OptionOrderIntent(
+        order_class=OrderClass.MLEG if mleg else OrderClass.SIMPLE,
+        type=OrderType(kind),
+        time_in_force=TimeInForce.DAY,
+        qty=qty,
+        legs=legs,
+        limit_price=limit,
+        client_order_id=client_order_id,
+    )
+
+
+def _mleg_legs(body: dict[str, Any]) -> list[OptionLeg]:
+    raw = body.get("legs")
+    if not isinstance(raw, list):
+        raise _invalid("legs is required for mleg orders")
+    if not 2 <= len(raw) <= MAX_OPTION_LEGS:
+        raise _invalid("mleg orders must have between 2 and 4 legs")
+    legs = [_leg(item) for item in raw]
+    if len({leg.symbol for leg in legs}) != len(legs):
+        raise _invalid("invalid legs: each leg must have a unique symbol")
+    if math.gcd(*(leg.ratio_qty for leg in legs)) != 1:
+        raise _invalid("invalid legs: ratio_qty must be in its simplest form")
+    return legs
