@@ -128,7 +128,7 @@ async def get_position(request: web.Request) -> web.Response:
 async def exercise_position(request: web.Request) -> web.Response:
     """POST /v2/positions/{symbol_or_contract_id}/exercise: exercise all held contracts."""
     broker = _broker(request)
-    broker.options.exercise(request.match_info["symbol"].upper())
+    broker.options.exercise(request.match_info["symbol"])
     return web.Response(status=200)
 
 

@@ -44,7 +44,7 @@ from paperbroker.models import (
     Status,
     TimeInForce,
 )
-from paperbroker.options_contracts import contract_id_for, parse_occ
+from paperbroker.options_contracts import OptionUniverse, contract_id_for, parse_occ
 from paperbroker.options_expiry import (
     CONTRACT_MULTIPLIER,
     Contract,
@@ -190,7 +190,20 @@ class OptionsDesk:
         today = session.day if session else now.date()
         if contract.expiry < today:
             raise unprocessable(f'asset "{symbol}" is not active', CODE_INVALID)
+        # Only listed contracts trade (strike grid and expiries of options_contracts.py).
+        if OptionUniverse(self.broker.prices, self.broker.calendar).lookup(symbol, now) is None:
+            raise unprocessable(f'asset "{symbol}" not found', CODE_INVALID)
         return contract
+
+    def resolve(self, symbol_or_id: str) -> str:
+        """Return the held contract's symbol for an OCC symbol or a contract id."""
+        if parse_contract(symbol_or_id) is not None:
+            return symbol_or_id.upper()
+        wanted = symbol_or_id.lower()
+        for symbol in self.positions:
+            if str(contract_id_for(symbol)) == wanted:
+                return symbol
+        raise position_not_found()
 
     def _with_intent(self, leg: OptionLeg) -> OptionLeg:
         if leg.position_intent is not None:
@@ -520,9 +533,10 @@ class OptionsDesk:
         }
         return self.submit(parse_option_order(body))
 
-    def exercise(self, symbol: str) -> None:
+    def exercise(self, symbol_or_id: str) -> None:
         """Exercise every held contract of a long position now (market hours only)."""
         now = self.broker.sync()
+        symbol = self.resolve(symbol_or_id)
         held = self.position_qty(symbol)
         contract = parse_contract(symbol)
         if held == 0 or contract is None:

@@ -306,6 +306,32 @@ def test_exercise_by_request_turns_a_long_call_into_shares(
     assert Decimal(str(trading.get_account().cash)) == cash_before - 520 * 100
 
 
+def test_unlisted_contract_is_refused(trading: TradingClient) -> None:
+    with pytest.raises(APIError) as refused:
+        trading.submit_order(
+            MarketOrderRequest(
+                symbol="SPY240308C00523170",
+                qty=1,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.DAY,
+            )
+        )
+    assert refused.value.status_code == 422
+    assert "not found" in str(refused.value)
+
+
+def test_exercise_by_contract_id(trading: TradingClient, sim: AdminClient) -> None:
+    trading.submit_order(
+        MarketOrderRequest(
+            symbol=AT_THE_MONEY_CALL, qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY
+        )
+    )
+    sim.sync()
+    contract_id = trading.get_open_position(AT_THE_MONEY_CALL).asset_id
+    trading.exercise_options_position(contract_id)
+    assert positions_by_symbol(trading) == {"SPY": Decimal(100)}
+
+
 def test_exercise_of_a_missing_position_is_404(trading: TradingClient) -> None:
     with pytest.raises(APIError) as refused:
         trading.exercise_options_position(AT_THE_MONEY_CALL)
