@@ -15,6 +15,7 @@ from cli import (
     dev,
     drain,
     market,
+    options,
     prelive,
     reconcile,
     report,
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.register(commands)
     schedules.register(commands)
     market.register(commands)
+    options.register(commands)
     broker_cmd.register(commands)
     backtest.register(commands)
     report.register(commands)
