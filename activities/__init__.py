@@ -19,6 +19,7 @@ from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
+from activities.options import OptionOrderActivities
 from activities.reconcile import ReconcileActivities
 from activities.scan import ScanActivities
 from activities.scoring import ScoringActivities
@@ -26,6 +27,7 @@ from activities.trade_link import TradeLink, TradeLinkActivities
 from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
 from broker.metered import MeteredGateway, ObservedGateway
+from broker.option_orders import OptionOrdersGateway
 from ops.notifier import AlertTarget
 from trading.broker_budget import BudgetConfig
 from trading.broker_sync_models import SyncRequest, SyncSummary
@@ -75,6 +77,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     scoring = ScoringActivities(pool)
     reconcile = ReconcileActivities(metered, pool)
     notify = NotifyActivities(pool, deps.alerts)
+    options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint))
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -130,6 +133,11 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         reconcile.plan_reconcile,
         notify.notify,
         notify.watch_uncovered,
+        options.probe_option_order,
+        options.submit_mleg_order,
+        options.get_option_order,
+        options.cancel_option_order,
+        options.option_marks,
     ]
 
 

@@ -8,6 +8,7 @@ from workflows.control import TradingControlWorkflow
 from workflows.drain import ScoreDrainWorkflow
 from workflows.exit_review import EodExitReviewWorkflow
 from workflows.market_loop import MarketLoopWorkflow
+from workflows.option_trade import OptionTradeWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.stack_check import StackCheckWorkflow
 from workflows.trade import TradeWorkflow
@@ -17,6 +18,7 @@ ALL_WORKFLOWS: list[type] = [
     BrokerSyncWorkflow,
     EodExitReviewWorkflow,
     MarketLoopWorkflow,
+    OptionTradeWorkflow,
     ReconcileWorkflow,
     ScoreDrainWorkflow,
     StackCheckWorkflow,

@@ -1,0 +1,162 @@
+"""Multi-leg option orders and option quotes through alpaca-py (Alpaca or the paper broker).
+
+`OptionOrdersGateway` places `mleg` LIMIT orders at most once (a duplicate client_order_id or
+an uncertain POST resolves by looking the id up), probes orders by client_order_id (exists /
+absent / unknown), cancels, and reads the latest option quotes with OptionHistoricalDataClient.
+SDK errors become broker errors here (broker/alpaca.py's map_error), nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from alpaca.data.historical.option import OptionHistoricalDataClient
+from alpaca.data.requests import OptionLatestQuoteRequest
+from alpaca.trading import enums as sdk_enums
+from alpaca.trading import requests as sdk
+from alpaca.trading.client import TradingClient
+
+from broker.alpaca import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DeadlineAdapter, _harden, map_error
+from broker.endpoint import BrokerEndpoint
+from broker.errors import BrokerError, BrokerUnavailable, DuplicateClientOrderId, NotFound
+from trading.broker_models import ProbeOutcome, order_status
+from trading.options.trade_models import (
+    MlegOrderIntent,
+    OptionMarks,
+    OptionOrderProbe,
+    OptionOrderView,
+    OptionQuote,
+)
+
+logger = logging.getLogger(__name__)
+NEW_YORK = ZoneInfo("America/New_York")
+T = TypeVar("T")
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None or value == "" else Decimal(str(value))
+
+
+def to_option_order(order: Any) -> OptionOrderView:
+    """alpaca-py Order (an mleg parent) -> OptionOrderView."""
+    return OptionOrderView(
+        id=str(order.id),
+        client_order_id=order.client_order_id,
+        status=order_status(str(getattr(order.status, "value", order.status))),
+        qty=_dec(order.qty),
+        filled_qty=_dec(order.filled_qty) or Decimal(0),
+        filled_avg_price=_dec(order.filled_avg_price),
+        limit_price=_dec(order.limit_price),
+    )
+
+
+def mleg_request(intent: MlegOrderIntent) -> sdk.LimitOrderRequest:
+    """The alpaca-py request of an mleg LIMIT order (day)."""
+    legs = [
+        sdk.OptionLegRequest(
+            symbol=leg.symbol, ratio_qty=leg.ratio_qty, side=sdk_enums.OrderSide(leg.side.value)
+        )
+        for leg in intent.legs
+    ]
+    return sdk.LimitOrderRequest(
+        qty=intent.qty,
+        order_class=sdk_enums.OrderClass.MLEG,
+        legs=legs,
+        limit_price=float(intent.limit_price),
+        time_in_force=sdk_enums.TimeInForce.DAY,
+        client_order_id=intent.client_order_id,
+    )
+
+
+class OptionOrdersGateway:
+    """mleg orders, order probes and latest option quotes over alpaca-py."""
+
+    def __init__(self, endpoint: BrokerEndpoint) -> None:
+        key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
+        self._trading = TradingClient(
+            key, secret, paper=endpoint.paper, url_override=endpoint.trading_url
+        )
+        self._data = OptionHistoricalDataClient(key, secret, url_override=endpoint.data_url)
+        _harden(self._trading, DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        _harden(self._data, DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            mapped = map_error(exc)
+            logger.info("broker %s failed: %s %s", what, type(mapped).__name__, mapped.message)
+            raise mapped from None
+
+    def order_by_client_id(self, client_order_id: str) -> OptionOrderView:
+        """One order by our client_order_id."""
+        order = self._call(
+            f"get_order_by_client_id {client_order_id}",
+            lambda: self._trading.get_order_by_client_id(client_order_id),
+        )
+        return to_option_order(order)
+
+    def probe_by_client_id(self, client_order_id: str) -> OptionOrderProbe:
+        """exists / absent (404) / unknown (any other failure)."""
+        try:
+            order = self.order_by_client_id(client_order_id)
+        except NotFound:
+            return OptionOrderProbe(outcome=ProbeOutcome.ABSENT)
+        except BrokerError as exc:
+            return OptionOrderProbe(outcome=ProbeOutcome.UNKNOWN, error=exc.message)
+        return OptionOrderProbe(outcome=ProbeOutcome.EXISTS, order=order)
+
+    def order(self, order_id: str) -> OptionOrderView:
+        """One order by broker id."""
+        order = self._call(f"get_order {order_id}", lambda: self._trading.get_order_by_id(order_id))
+        return to_option_order(order)
+
+    def submit_mleg(self, intent: MlegOrderIntent) -> OptionOrderView:
+        """Place the mleg order at most once; a duplicate or uncertain POST resolves by lookup."""
+        cid = intent.client_order_id
+        request = mleg_request(intent)
+        try:
+            order = self._call(f"submit {cid}", lambda: self._trading.submit_order(request))
+        except DuplicateClientOrderId:
+            logger.info("submit %s: already at the broker; looking it up", cid)
+            return self.order_by_client_id(cid)
+        except BrokerUnavailable as unavailable:
+            try:
+                return self.order_by_client_id(cid)
+            except NotFound:
+                raise unavailable from None
+            except BrokerError:
+                raise BrokerUnavailable(f"submit {cid}: outcome unknown") from None
+        logger.info("submitted mleg %s x%s limit %s", cid, intent.qty, intent.limit_price)
+        return to_option_order(order)
+
+    def cancel(self, order_id: str) -> OptionOrderView:
+        """Cancel (an order already final is fine) and return the order as it stands."""
+        try:
+            self._call(f"cancel {order_id}", lambda: self._trading.cancel_order_by_id(order_id))
+        except BrokerError as exc:
+            if exc.status != 422:  # 422: the order is already final
+                raise
+        return self.order(order_id)
+
+    def latest_quotes(self, symbols: list[str]) -> OptionMarks:
+        """The latest quote of each option symbol, and the New York session date they are of."""
+        request = OptionLatestQuoteRequest(symbol_or_symbols=symbols)
+        answer: Any = self._call(
+            f"option quotes {','.join(symbols)}",
+            lambda: self._data.get_option_latest_quote(request),
+        )
+        quotes = [
+            OptionQuote(symbol=symbol, bid=Decimal(str(q.bid_price)), ask=Decimal(str(q.ask_price)))
+            for symbol, q in answer.items()
+        ]
+        stamps = [q.timestamp for q in answer.values() if q.timestamp is not None]
+        as_of = max(stamps) if stamps else datetime.now(UTC)
+        return OptionMarks(
+            quotes=quotes, as_of=as_of, session_date=as_of.astimezone(NEW_YORK).date()
+        )

@@ -1,0 +1,105 @@
+"""OptionTradeWorkflow on the real stack: a condor opened with one mleg order, closed by rule
+(take profit once implied volatility falls) or on FORCE_EXIT with one closing mleg order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from alpaca.trading.enums import OrderStatus as SdkOrderStatus
+
+from tests.integration.options.conftest import (
+    LONG_CALL,
+    LONG_PUT,
+    SHORT_CALL,
+    SHORT_PUT,
+    UNDERLYING,
+    OptionHarness,
+)
+from trading.options.trade_models import (
+    ENTRY_FAILED,
+    FORCED_EXIT,
+    OptionForceExit,
+    OptionTradeResult,
+    OptionTradeStatus,
+)
+from workflows.option_trade import OptionTradeWorkflow
+
+OPENED = {
+    LONG_PUT: Decimal(1),
+    SHORT_PUT: Decimal(-1),
+    SHORT_CALL: Decimal(-1),
+    LONG_CALL: Decimal(1),
+}
+
+
+async def test_condor_opens_with_one_mleg_and_takes_profit_when_iv_falls(
+    option_trades: OptionHarness,
+) -> None:
+    spec = option_trades.spec()
+    handle = await option_trades.start(spec)
+    view = await option_trades.wait_for(handle, lambda v: v.status is OptionTradeStatus.OPEN)
+    assert option_trades.option_positions() == OPENED
+    filled = [
+        o for o in option_trades.mleg_orders(spec.trade_id) if o.status is SdkOrderStatus.FILLED
+    ]
+    assert len(filled) == 1 and filled[0].client_order_id.startswith(f"{spec.trade_id}-open-")
+    credit = view.state.credit
+    assert credit is not None and credit > 0
+    # The walk started at the mid and gave up at most max_walk.
+    assert spec.limit_credit - spec.max_walk <= credit
+
+    option_trades.admin.set_option_iv(UNDERLYING, shift=-0.12)
+    result: OptionTradeResult = await handle.result()
+
+    assert result.status is OptionTradeStatus.CLOSED
+    assert result.exit_reason == "take_profit"
+    assert result.exit_debit is not None and result.exit_debit < credit
+    assert result.realized_pnl == (credit - result.exit_debit) * 100
+    assert option_trades.option_positions() == {}
+    closes = [
+        o
+        for o in option_trades.mleg_orders(spec.trade_id)
+        if o.client_order_id.startswith(f"{spec.trade_id}-close-")
+    ]
+    assert [o.status for o in closes] == [SdkOrderStatus.FILLED]
+
+
+async def test_force_exit_closes_the_condor_with_one_mleg(option_trades: OptionHarness) -> None:
+    spec = option_trades.spec(check_interval=timedelta(minutes=10))
+    handle = await option_trades.start(spec)
+    await option_trades.wait_for(handle, lambda v: v.status is OptionTradeStatus.OPEN)
+    view = await handle.query(OptionTradeWorkflow.status)
+    assert view.state.decision is not None and view.state.decision.action == "hold"
+
+    await handle.signal(OptionTradeWorkflow.force_exit, OptionForceExit(reason="test"))
+    result: OptionTradeResult = await handle.result()
+
+    assert result.status is OptionTradeStatus.CLOSED
+    assert result.exit_reason == FORCED_EXIT
+    assert option_trades.option_positions() == {}
+    statuses = sorted(str(o.status.value) for o in option_trades.mleg_orders(spec.trade_id))
+    assert statuses.count("filled") == 2  # one open, one close
+
+
+async def test_entry_gives_up_after_the_walk_limit_with_nothing_open(
+    option_trades: OptionHarness,
+) -> None:
+    base = option_trades.spec()
+    # Ask far above the natural credit and allow two 1-cent steps: never marketable.
+    spec = option_trades.spec(
+        limit_credit=base.plan.width - Decimal("0.50"),
+        walk_step=Decimal("0.01"),
+        max_walk=Decimal("0.02"),
+    )
+    handle = await option_trades.start(spec)
+    result: OptionTradeResult = await handle.result()
+
+    assert result.status is OptionTradeStatus.ENTRY_FAILED
+    assert result.exit_reason == ENTRY_FAILED
+    orders = option_trades.mleg_orders(spec.trade_id)
+    assert sorted(o.client_order_id for o in orders) == [
+        f"{spec.trade_id}-open-{n}" for n in range(3)
+    ]
+    assert all(o.status is SdkOrderStatus.CANCELED for o in orders)
+    assert option_trades.option_positions() == {}

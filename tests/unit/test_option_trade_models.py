@@ -1,0 +1,154 @@
+"""Pure decisions of the option trade: legs, client ids, the entry walk, the mark, P&L."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from trading.broker_models import OrderSide
+from trading.options.chain import OptionContractQuote, parse_occ_symbol
+from trading.options.condor import CondorPlan
+from trading.options.trade_models import (
+    OptionMarks,
+    OptionQuote,
+    OptionTradeSpec,
+    client_order_id,
+    close_intent,
+    closing_legs,
+    entry_credit,
+    entry_intent,
+    mark_to_close,
+    natural_debit,
+    opening_legs,
+    realized_pnl,
+)
+
+SYMBOLS = {
+    "long_put": "SPY240308P00500000",
+    "short_put": "SPY240308P00510000",
+    "short_call": "SPY240308C00530000",
+    "long_call": "SPY240308C00535000",
+}
+QUOTES = {  # bid, ask
+    "SPY240308P00500000": ("0.10", "0.12"),
+    "SPY240308P00510000": ("0.40", "0.44"),
+    "SPY240308C00530000": ("0.50", "0.54"),
+    "SPY240308C00535000": ("0.20", "0.22"),
+}
+
+
+def _leg(symbol: str) -> OptionContractQuote:
+    occ = parse_occ_symbol(symbol)
+    bid, ask = QUOTES[symbol]
+    return OptionContractQuote(
+        symbol=symbol,
+        underlying=occ.underlying,
+        expiry=occ.expiry,
+        right=occ.right,
+        strike=occ.strike,
+        bid=Decimal(bid),
+        ask=Decimal(ask),
+    )
+
+
+def _plan() -> CondorPlan:
+    legs = {name: _leg(symbol) for name, symbol in SYMBOLS.items()}
+    names = ["credit_mid", "credit_natural", "credit", "credit_natural_usd", "max_loss"]
+    names += ["max_loss_natural", "credit_to_width", "break_even_low", "break_even_high"]
+    numbers = {name: Decimal(1) for name in names}
+    return CondorPlan(
+        underlying="SPY",
+        expiry=date(2024, 3, 8),
+        dte=3,
+        qty=1,
+        width=Decimal(10),
+        probability_of_profit=Decimal("0.5"),
+        probability_of_max_loss=Decimal("0.1"),
+        detail="",
+        **legs,
+        **numbers,
+    )
+
+
+def _spec(**fields: object) -> OptionTradeSpec:
+    base: dict[str, object] = {
+        "trade_id": "ic-1",
+        "plan": _plan(),
+        "limit_credit": Decimal("0.60"),
+        "walk_step": Decimal("0.05"),
+        "max_walk": Decimal("0.10"),
+    }
+    base.update(fields)
+    return OptionTradeSpec(**base)  # type: ignore[arg-type]
+
+
+def _marks() -> OptionMarks:
+    quotes = [OptionQuote(symbol=s, bid=Decimal(b), ask=Decimal(a)) for s, (b, a) in QUOTES.items()]
+    return OptionMarks(
+        quotes=quotes, as_of=datetime(2024, 3, 5, 15, 30, tzinfo=UTC), session_date=date(2024, 3, 5)
+    )
+
+
+def test_opening_sells_the_shorts_and_buys_the_wings_and_closing_flips_each() -> None:
+    legs = opening_legs(_plan())
+    assert [(leg.symbol, leg.side) for leg in legs] == [
+        (SYMBOLS["long_put"], OrderSide.BUY),
+        (SYMBOLS["short_put"], OrderSide.SELL),
+        (SYMBOLS["short_call"], OrderSide.SELL),
+        (SYMBOLS["long_call"], OrderSide.BUY),
+    ]
+    assert [leg.side for leg in closing_legs(legs)] == [
+        OrderSide.SELL,
+        OrderSide.BUY,
+        OrderSide.BUY,
+        OrderSide.SELL,
+    ]
+
+
+def test_the_entry_walks_down_by_steps_and_stops_past_the_limit() -> None:
+    spec = _spec()
+    assert [entry_credit(spec, n) for n in range(4)] == [
+        Decimal("0.60"),
+        Decimal("0.55"),
+        Decimal("0.50"),
+        None,
+    ]
+    first = entry_intent(spec, 0)
+    assert first is not None
+    assert first.limit_price == Decimal("-0.60")  # a credit is a negative net price
+    assert first.client_order_id == "ic-1-open-0"
+    assert entry_intent(spec, 3) is None
+
+
+def test_a_credit_never_walks_to_zero() -> None:
+    spec = _spec(limit_credit=Decimal("0.05"), max_walk=Decimal("1"))
+    assert entry_credit(spec, 1) is None
+
+
+def test_client_order_ids_are_deterministic_and_bounded() -> None:
+    assert client_order_id("t", "close", 2) == "t-close-2"
+    with pytest.raises(ValueError):
+        client_order_id("x" * 40, "close", 10)
+
+
+def test_mark_is_the_cost_to_close_at_the_mids_and_natural_at_the_far_side() -> None:
+    legs = opening_legs(_plan())
+    # shorts 0.42 + 0.52, longs 0.11 + 0.21
+    assert mark_to_close(legs, _marks()) == Decimal("0.62")
+    # shorts bought at the ask 0.44 + 0.54, longs sold at the bid 0.10 + 0.20
+    assert natural_debit(legs, _marks()) == Decimal("0.68")
+    intent = close_intent(_spec(), Decimal("0.68"), 1)
+    assert intent.limit_price == Decimal("0.68") and intent.client_order_id == "ic-1-close-1"
+
+
+def test_a_missing_quote_is_an_error_not_a_zero_mark() -> None:
+    marks = _marks().model_copy(deep=True)
+    short = OptionMarks(quotes=marks.quotes[1:], as_of=marks.as_of, session_date=marks.session_date)
+    with pytest.raises(ValueError, match="no quote"):
+        mark_to_close(opening_legs(_plan()), short)
+
+
+def test_realized_pnl_is_credit_less_debit_per_contract() -> None:
+    assert realized_pnl(Decimal("0.60"), Decimal("0.25"), 2) == Decimal("70.00")

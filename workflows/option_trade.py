@@ -1,0 +1,349 @@
+"""OptionTradeWorkflow: opens an iron condor with one mleg order and manages it by rules.
+
+Its interface (id `option-trade-<trade_id>`, FORCE_EXIT, STATUS) is contracts/option_trade.py.
+Entry: one mleg LIMIT order for a net credit, client_order_id `<trade_id>-open-<attempt>`,
+looked up by that id before it is sent (at most once); unfilled after `entry_wait`, it is
+cancelled and resent one walk step cheaper with the next attempt suffix (the paper broker, like
+a careful reading of Alpaca, refuses to replace an mleg order); past `max_walk` the trade ends
+ENTRY_FAILED with nothing open. Open: every `check_interval` (a durable timer) it reads the
+legs' quotes, marks the cost to close at the mids and asks trading/options/exits.py's
+`next_exit`; a close (or FORCE_EXIT) sends one mleg order buying back the shorts and selling
+the wings at the natural debit. Decisions are pure functions in trading/options/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.options import OptionOrderActivities
+    from contracts import option_trade
+    from trading.broker_models import OrderStatus, ProbeOutcome
+    from trading.options.exits import CondorPositionState, ExitAction, next_exit
+    from trading.options.trade_models import (
+        ENTRY_FAILED,
+        FORCED_EXIT,
+        MlegOrderIntent,
+        OptionClientOrderRef,
+        OptionForceExit,
+        OptionMarks,
+        OptionOrderRef,
+        OptionOrderView,
+        OptionQuotesRequest,
+        OptionTradeInput,
+        OptionTradeResult,
+        OptionTradeSpec,
+        OptionTradeState,
+        OptionTradeStatus,
+        OptionTradeView,
+        close_intent,
+        entry_intent,
+        mark_to_close,
+        natural_debit,
+        opening_legs,
+        realized_pnl,
+    )
+    from workflows.calls import call, failure, failure_kind
+    from workflows.details import Details
+    from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
+
+# While an order works, look every second (entry walk and close), not every check interval.
+ORDER_POLL = timedelta(seconds=1)
+
+
+@workflow.defn(name=option_trade.WORKFLOW.name)
+class OptionTradeWorkflow:
+    """Opens a defined-risk option structure once, then closes it once by rule or on demand."""
+
+    @workflow.init
+    def __init__(self, request: OptionTradeInput) -> None:
+        self._spec: OptionTradeSpec = request.spec
+        self._state: OptionTradeState = request.state or OptionTradeState()
+        self._legs = opening_legs(request.spec.plan)
+        self._lock = asyncio.Lock()
+        self._wake = False
+
+    @workflow.run
+    async def run(self, request: OptionTradeInput) -> OptionTradeResult:
+        """Enter, watch and exit; continue-as-new when history grows."""
+        state = self._state
+        self._publish()
+        while not state.status.is_terminal:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(OptionTradeInput(spec=self._spec, state=state))
+            self._wake = False
+            async with self._lock:
+                try:
+                    await self._step()
+                except ActivityError as err:
+                    # Retries spent: the answer is unknown, so change nothing and look again.
+                    state.note = f"check failed, retrying: {failure(err)}"
+                self._publish()
+            if state.status.is_terminal:
+                break
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._wake,
+                    timeout=self._next_check_in(),
+                    timeout_summary=f"next check of option trade {self._spec.trade_id}",
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return OptionTradeResult(
+            trade_id=self._spec.trade_id,
+            status=state.status,
+            exit_reason=state.exit_reason,
+            credit=state.credit,
+            exit_debit=state.exit_debit,
+            realized_pnl=state.realized_pnl,
+        )
+
+    def _next_check_in(self) -> timedelta:
+        if self._state.status is OptionTradeStatus.OPEN:
+            return self._spec.check_interval
+        return ORDER_POLL
+
+    async def _step(self) -> None:
+        state = self._state
+        state.checks += 1
+        if state.status is OptionTradeStatus.PENDING_ENTRY:
+            await self._advance_entry()
+        elif state.status is OptionTradeStatus.OPEN:
+            await self._check_rules()
+        elif state.status is OptionTradeStatus.CLOSING:
+            await self._advance_close()
+
+    # --- entry -----------------------------------------------------------------------------
+
+    async def _advance_entry(self) -> None:
+        state = self._state
+        if state.entry_order_id is None:
+            if state.force_exit is not None:
+                self._end_entry(f"exit asked before the entry was sent: {state.force_exit}")
+                return
+            intent = entry_intent(self._spec, state.entry_attempt)
+            if intent is None:
+                self._end_entry(f"no fill within the walk limit ({state.entry_attempt} prices)")
+                return
+            order = await self._place(intent)
+            if order is None:
+                return
+            state.entry_order_id, state.entry_submitted_at = order.id, workflow.now()
+        else:
+            order = await self._order(state.entry_order_id)
+        if order.status is OrderStatus.FILLED:
+            self._opened(order)
+            return
+        due = state.entry_submitted_at is None or (
+            workflow.now() - state.entry_submitted_at >= self._spec.entry_wait
+        )
+        if order.is_terminal or due or state.force_exit is not None:
+            await self._walk(order)
+            return
+        state.note = f"entry {order.client_order_id} working at {order.limit_price}"
+
+    async def _walk(self, order: OptionOrderView) -> None:
+        """Cancel the unfilled entry; once it is final, the next price goes out (or none)."""
+        state = self._state
+        if not order.is_terminal:
+            order = await call(
+                OptionOrderActivities.cancel_option_order,
+                OptionOrderRef(order_id=order.id),
+                BROKER_WRITE,
+                f"cancel entry {order.client_order_id} ({self._spec.trade_id})",
+            )
+        if order.status is OrderStatus.FILLED:
+            self._opened(order)
+            return
+        if not order.is_terminal:
+            state.note = f"entry {order.client_order_id}: cancel pending ({order.status})"
+            return
+        state.entry_order_id, state.entry_submitted_at = None, None
+        state.entry_attempt += 1
+        state.note = f"entry {order.client_order_id} {order.status} unfilled; walking"
+        self._wake = True
+
+    def _opened(self, order: OptionOrderView) -> None:
+        state = self._state
+        net = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
+        state.credit = -net if net is not None else None
+        state.status = OptionTradeStatus.OPEN
+        state.note = f"opened by {order.client_order_id} for a credit of {state.credit}"
+        workflow.logger.info("option trade %s %s", self._spec.trade_id, state.note)
+        self._wake = True  # mark it now
+
+    def _end_entry(self, why: str) -> None:
+        state = self._state
+        state.status = OptionTradeStatus.ENTRY_FAILED
+        state.exit_reason = ENTRY_FAILED
+        state.note = why
+        workflow.logger.info("option trade %s entry failed: %s", self._spec.trade_id, why)
+
+    # --- orders ----------------------------------------------------------------------------
+
+    async def _place(self, intent: MlegOrderIntent) -> OptionOrderView | None:
+        """The order under this client_order_id: found at the broker, or sent now (once)."""
+        cid = intent.client_order_id
+        probe = await call(
+            OptionOrderActivities.probe_option_order,
+            OptionClientOrderRef(client_order_id=cid),
+            BROKER_READ,
+            f"look up {cid} before sending it",
+        )
+        if probe.outcome is ProbeOutcome.EXISTS and probe.order is not None:
+            return probe.order
+        if probe.outcome is ProbeOutcome.UNKNOWN:
+            self._state.note = f"{cid}: broker answer unknown ({probe.error}); asking again"
+            return None
+        try:
+            return await call(
+                OptionOrderActivities.submit_mleg_order,
+                intent,
+                BROKER_SUBMIT,
+                f"mleg {cid} limit {intent.limit_price} x{intent.qty}",
+            )
+        except ActivityError as err:
+            kind, message = failure_kind(err)
+            if isinstance(err.cause, ApplicationError) and err.cause.non_retryable:
+                self._refused(cid, f"{kind}: {message}")
+            else:
+                self._state.note = f"{cid} outcome unknown, looking again: {kind}: {message}"
+            return None
+
+    def _refused(self, cid: str, why: str) -> None:
+        if self._state.status is OptionTradeStatus.PENDING_ENTRY:
+            self._end_entry(f"entry {cid} refused: {why}")
+        else:
+            self._state.note = f"close {cid} refused: {why}; trying again"
+            self._state.exit_attempt += 1
+
+    async def _order(self, order_id: str) -> OptionOrderView:
+        return await call(
+            OptionOrderActivities.get_option_order,
+            OptionOrderRef(order_id=order_id),
+            BROKER_READ,
+            f"check option order {order_id} ({self._spec.trade_id})",
+        )
+
+    async def _marks(self) -> OptionMarks:
+        return await call(
+            OptionOrderActivities.option_marks,
+            OptionQuotesRequest(symbols=[leg.symbol for leg in self._legs]),
+            BROKER_READ,
+            f"quotes of {self._spec.plan.underlying} condor legs ({self._spec.trade_id})",
+        )
+
+    # --- open: the rules, then one close ------------------------------------------------------
+
+    async def _check_rules(self) -> None:
+        state, spec = self._state, self._spec
+        marks = await self._marks()
+        state.mark, state.marked_at = mark_to_close(self._legs, marks), marks.as_of
+        position = CondorPositionState(
+            underlying=spec.plan.underlying,
+            expiry=spec.plan.expiry,
+            credit=state.credit or spec.limit_credit,
+            qty=spec.qty,
+        )
+        decision = next_exit(position, state.mark, marks.session_date, workflow.now(), spec.rules)
+        state.decision = decision
+        state.note = f"{decision.reason}: {decision.detail}"
+        if state.force_exit is not None:
+            state.exit_reason = FORCED_EXIT
+        elif decision.action is ExitAction.CLOSE:
+            state.exit_reason = decision.reason
+        else:
+            return
+        state.status = OptionTradeStatus.CLOSING
+        await self._send_close(marks)
+
+    async def _send_close(self, marks: OptionMarks) -> None:
+        state = self._state
+        intent = close_intent(self._spec, natural_debit(self._legs, marks), state.exit_attempt)
+        order = await self._place(intent)
+        if order is not None:
+            state.exit_order_id, state.exit_submitted_at = order.id, workflow.now()
+            self._wake = True
+
+    async def _advance_close(self) -> None:
+        state = self._state
+        if state.exit_order_id is None:
+            await self._send_close(await self._marks())
+            return
+        order = await self._order(state.exit_order_id)
+        if order.status is OrderStatus.FILLED:
+            self._closed(order)
+            return
+        due = state.exit_submitted_at is None or (
+            workflow.now() - state.exit_submitted_at >= self._spec.entry_wait
+        )
+        if not order.is_terminal and due:
+            order = await call(
+                OptionOrderActivities.cancel_option_order,
+                OptionOrderRef(order_id=order.id),
+                BROKER_WRITE,
+                f"cancel close {order.client_order_id} to reprice ({self._spec.trade_id})",
+            )
+            if order.status is OrderStatus.FILLED:
+                self._closed(order)
+                return
+        if order.is_terminal:
+            state.exit_order_id = None
+            state.exit_attempt += 1  # the next close goes out at a fresh natural debit
+            self._wake = True
+        state.note = f"close {order.client_order_id} {order.status}"
+
+    def _closed(self, order: OptionOrderView) -> None:
+        state = self._state
+        debit = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
+        state.exit_debit = debit
+        state.status = OptionTradeStatus.CLOSED
+        if state.credit is not None and debit is not None:
+            state.realized_pnl = realized_pnl(state.credit, debit, self._spec.qty)
+        state.note = f"closed by {order.client_order_id} ({state.exit_reason}) for {debit}"
+        workflow.logger.info("option trade %s %s", self._spec.trade_id, state.note)
+
+    # --- messages and details -----------------------------------------------------------------
+
+    @workflow.signal(name=option_trade.FORCE_EXIT.name)
+    def force_exit(self, request: OptionForceExit) -> None:
+        """Close now (an unfilled entry is cancelled); repeats converge on one exit."""
+        if self._state.status.is_terminal or self._state.force_exit is not None:
+            return
+        self._state.force_exit = request.reason
+        self._wake = True
+
+    @workflow.query(name=option_trade.STATUS.name)
+    def status(self) -> OptionTradeView:
+        """The trade's legs and full state."""
+        return OptionTradeView(
+            trade_id=self._spec.trade_id,
+            underlying=self._spec.plan.underlying,
+            status=self._state.status,
+            legs=self._legs,
+            state=self._state.model_copy(deep=True),
+        )
+
+    def _publish(self) -> None:
+        state, spec = self._state, self._spec
+        decision = state.decision
+        page = Details(f"Option trade {spec.trade_id}: {spec.plan.underlying} iron condor")
+        page.bullets(
+            [
+                f"status {state.status.value}",
+                f"credit {state.credit if state.credit is not None else '-'} (asked "
+                f"{spec.limit_credit}, walk {spec.walk_step} up to {spec.max_walk})",
+                f"mark {state.mark if state.mark is not None else '-'} at {state.marked_at}",
+                f"P&L {state.realized_pnl if state.realized_pnl is not None else '-'} realized, "
+                f"{decision.pnl_usd if decision else '-'} open",
+                f"next rule {decision.next_rule if decision else '-'}",
+                f"note {state.note or '-'}",
+            ]
+        )
+        page.table(["leg", "side", "ratio"], [(x.symbol, x.side, x.ratio_qty) for x in self._legs])
+        page.publish()
