@@ -77,7 +77,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     scoring = ScoringActivities(pool)
     reconcile = ReconcileActivities(metered, pool)
     notify = NotifyActivities(pool, deps.alerts)
-    options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint))
+    options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
     return [
         ledger.append_audit,
         ledger.get_audit,

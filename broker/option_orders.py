@@ -1,29 +1,27 @@
 """Multi-leg option orders and option quotes through alpaca-py (Alpaca or the paper broker).
 
-`OptionOrdersGateway` places `mleg` LIMIT orders at most once (a duplicate client_order_id or
-an uncertain POST resolves by looking the id up), probes orders by client_order_id (exists /
-absent / unknown), cancels, and reads the latest option quotes with OptionHistoricalDataClient.
-SDK errors become broker errors here (broker/alpaca.py's map_error), nowhere else.
+`OptionOrdersGateway` is broker/options.py's AlpacaOptionsGateway (the same TradingClient and
+OptionHistoricalDataClient, deadlines and rate-limit observer) plus the order side: it places
+`mleg` LIMIT orders at most once (a duplicate client_order_id or an uncertain POST resolves by
+looking the id up), probes orders by client_order_id (exists / absent / unknown), cancels, and
+reads the latest option quotes. SDK errors become broker errors through broker/alpaca.py's
+map_error (the inherited `_call`), nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from alpaca.data.historical.option import OptionHistoricalDataClient
 from alpaca.data.requests import OptionLatestQuoteRequest
 from alpaca.trading import enums as sdk_enums
 from alpaca.trading import requests as sdk
-from alpaca.trading.client import TradingClient
 
-from broker.alpaca import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, DeadlineAdapter, _harden, map_error
-from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError, BrokerUnavailable, DuplicateClientOrderId, NotFound
+from broker.options import AlpacaOptionsGateway
 from trading.broker_models import ProbeOutcome, order_status
 from trading.options.trade_models import (
     MlegOrderIntent,
@@ -35,7 +33,6 @@ from trading.options.trade_models import (
 
 logger = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
-T = TypeVar("T")
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -73,25 +70,8 @@ def mleg_request(intent: MlegOrderIntent) -> sdk.LimitOrderRequest:
     )
 
 
-class OptionOrdersGateway:
+class OptionOrdersGateway(AlpacaOptionsGateway):
     """mleg orders, order probes and latest option quotes over alpaca-py."""
-
-    def __init__(self, endpoint: BrokerEndpoint) -> None:
-        key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
-        self._trading = TradingClient(
-            key, secret, paper=endpoint.paper, url_override=endpoint.trading_url
-        )
-        self._data = OptionHistoricalDataClient(key, secret, url_override=endpoint.data_url)
-        _harden(self._trading, DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-        _harden(self._data, DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except Exception as exc:
-            mapped = map_error(exc)
-            logger.info("broker %s failed: %s %s", what, type(mapped).__name__, mapped.message)
-            raise mapped from None
 
     def order_by_client_id(self, client_order_id: str) -> OptionOrderView:
         """One order by our client_order_id."""
@@ -149,7 +129,7 @@ class OptionOrdersGateway:
         request = OptionLatestQuoteRequest(symbol_or_symbols=symbols)
         answer: Any = self._call(
             f"option quotes {','.join(symbols)}",
-            lambda: self._data.get_option_latest_quote(request),
+            lambda: self._options.get_option_latest_quote(request),
         )
         quotes = [
             OptionQuote(symbol=symbol, bid=Decimal(str(q.bid_price)), ask=Decimal(str(q.ask_price)))

@@ -19,6 +19,7 @@ from trading.options.trade_models import (
     closing_legs,
     entry_credit,
     entry_intent,
+    is_closing_order,
     mark_to_close,
     natural_debit,
     opening_legs,
@@ -152,3 +153,9 @@ def test_a_missing_quote_is_an_error_not_a_zero_mark() -> None:
 
 def test_realized_pnl_is_credit_less_debit_per_contract() -> None:
     assert realized_pnl(Decimal("0.60"), Decimal("0.25"), 2) == Decimal("70.00")
+
+
+def test_closing_orders_are_told_by_their_client_order_id() -> None:
+    assert is_closing_order("ic-1-close-0")
+    assert not is_closing_order("ic-1-open-3")
+    assert not is_closing_order("close-ic-open-1")

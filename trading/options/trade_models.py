@@ -210,6 +210,16 @@ def closing_legs(legs: list[OptionLeg]) -> list[OptionLeg]:
     ]
 
 
+CLOSE_ROLE = "close"
+OPEN_ROLE = "open"
+
+
+def is_closing_order(client_order_id: str) -> bool:
+    """True for an option trade's closing order (`<trade_id>-close-<attempt>`)."""
+    head, _, attempt = client_order_id.rpartition("-")
+    return attempt.isdigit() and head.endswith(f"-{CLOSE_ROLE}")
+
+
 def client_order_id(trade_id: str, role: str, attempt: int) -> str:
     """`<trade_id>-<role>-<attempt>`: deterministic, one per intended order."""
     cid = f"{trade_id}-{role}-{attempt}"
@@ -238,7 +248,7 @@ def entry_intent(spec: OptionTradeSpec, attempt: int) -> MlegOrderIntent | None:
     if credit is None:
         return None
     return MlegOrderIntent(
-        client_order_id=client_order_id(spec.trade_id, "open", attempt),
+        client_order_id=client_order_id(spec.trade_id, OPEN_ROLE, attempt),
         qty=spec.qty,
         legs=opening_legs(spec.plan),
         limit_price=-credit,
@@ -248,7 +258,7 @@ def entry_intent(spec: OptionTradeSpec, attempt: int) -> MlegOrderIntent | None:
 def close_intent(spec: OptionTradeSpec, debit: Decimal, attempt: int) -> MlegOrderIntent:
     """The closing mleg order: pay up to `debit` per unit (a positive limit)."""
     return MlegOrderIntent(
-        client_order_id=client_order_id(spec.trade_id, "close", attempt),
+        client_order_id=client_order_id(spec.trade_id, CLOSE_ROLE, attempt),
         qty=spec.qty,
         legs=closing_legs(opening_legs(spec.plan)),
         limit_price=to_tick(debit),

@@ -41,6 +41,13 @@ LONG_PUT = "SPY240308P00500000"
 SHORT_PUT = "SPY240308P00510000"
 SHORT_CALL = "SPY240308C00530000"
 LONG_CALL = "SPY240308C00535000"
+OPTION_CALLS = (
+    "probe_option_order",
+    "submit_mleg_order",
+    "get_option_order",
+    "cancel_option_order",
+    "option_marks",
+)
 
 
 def contract_quote(symbol: str, marks: OptionMarks) -> OptionContractQuote:
@@ -99,6 +106,7 @@ class OptionHarness:
     admin: AdminClient
     options: OptionOrdersGateway
     trading: TradingClient
+    pool: asyncpg.Pool
     handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
 
     def spec(self, **fields: Any) -> OptionTradeSpec:
@@ -164,6 +172,14 @@ class OptionHarness:
             if o.client_order_id.startswith(f"{trade_id}-") and str(o.order_class.value) == "mleg"
         ]
 
+    async def budget_spent(self) -> set[tuple[str, str]]:
+        """(call, priority) of every option call the shared broker budget recorded."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT call, priority FROM broker_calls WHERE call = ANY($1::text[])",
+            list(OPTION_CALLS),
+        )
+        return {(row["call"], row["priority"]) for row in rows}
+
 
 @pytest_asyncio.fixture
 async def option_trades(
@@ -183,7 +199,7 @@ async def option_trades(
         url_override=endpoint.trading_url,
     )
     harness = OptionHarness(
-        client, task_queue, broker_admin, OptionOrdersGateway(endpoint), trading
+        client, task_queue, broker_admin, OptionOrdersGateway(endpoint), trading, pool
     )
     async with create_worker(client, pool, task_queue, activity_executor, endpoint):
         try:

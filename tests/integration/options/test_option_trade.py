@@ -80,6 +80,10 @@ async def test_force_exit_closes_the_condor_with_one_mleg(option_trades: OptionH
     assert option_trades.option_positions() == {}
     statuses = sorted(str(o.status.value) for o in option_trades.mleg_orders(spec.trade_id))
     assert statuses.count("filled") == 2  # one open, one close
+    # Option calls are paid for from the account's budget; closing is risk-reducing.
+    spent = await option_trades.budget_spent()
+    assert {("submit_mleg_order", "trade"), ("submit_mleg_order", "protect")} <= spent
+    assert ("option_marks", "read") in spent
 
 
 async def test_entry_gives_up_after_the_walk_limit_with_nothing_open(
