@@ -16,6 +16,7 @@ from tests.integration.options.conftest import (
     UNDERLYING,
     OptionHarness,
 )
+from trading.options.exits import CondorExitRules
 from trading.options.trade_models import (
     ENTRY_FAILED,
     FORCED_EXIT,
@@ -106,4 +107,23 @@ async def test_entry_gives_up_after_the_walk_limit_with_nothing_open(
         f"{spec.trade_id}-open-{n}" for n in range(3)
     ]
     assert all(o.status is SdkOrderStatus.CANCELED for o in orders)
+    assert option_trades.option_positions() == {}
+
+
+async def test_stop_loss_closes_when_implied_volatility_jumps(
+    option_trades: OptionHarness,
+) -> None:
+    spec = option_trades.spec(rules=CondorExitRules(close_at_dte=0, stop_multiple=Decimal(1)))
+    handle = await option_trades.start(spec)
+    view = await option_trades.wait_for(handle, lambda v: v.status is OptionTradeStatus.OPEN)
+    credit = view.state.credit
+    assert credit is not None
+
+    option_trades.admin.set_option_iv(UNDERLYING, shift=0.6)
+    result: OptionTradeResult = await handle.result()
+
+    assert result.status is OptionTradeStatus.CLOSED
+    assert result.exit_reason == "stop_loss"
+    assert result.exit_debit is not None and result.exit_debit >= 2 * credit
+    assert result.realized_pnl is not None and result.realized_pnl < 0
     assert option_trades.option_positions() == {}
