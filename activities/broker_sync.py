@@ -43,6 +43,7 @@ from trading.broker_sync_models import (
     SyncRequest,
     SyncSummary,
 )
+from trading.options.chain import is_option_symbol
 from trading.reconcile import protection_sweep
 from trading.reconcile_models import GuardRequest
 from trading.routing import (
@@ -186,7 +187,12 @@ class BrokerSyncActivities:
             owners = await self._owners(order)
             if owners:
                 event = await positions.attach(event)
-            elif event.event in FILL_EVENTS and not self._adoption_of(order.symbol):
+            elif (
+                event.event in FILL_EVENTS
+                and order.symbol
+                and not is_option_symbol(order.symbol)  # options are not the stock guard's
+                and not self._adoption_of(order.symbol)
+            ):
                 self._adopted[order.symbol] = (None, time.monotonic())  # one at a time
                 task = asyncio.create_task(self._adopt(order.symbol))
                 adoptions.add(task)

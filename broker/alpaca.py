@@ -47,6 +47,7 @@ from broker.rate_limits import RateLimitObserver
 
 # Qualified, like `sdk`: both sides name OrderSide, OrderType, TimeInForce, Quote, Bar, ...
 from trading import broker_models as domain
+from trading.options.chain import is_option_symbol
 
 logger = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -213,6 +214,16 @@ def to_order(order: SdkOrder) -> domain.BrokerOrder:
     )
 
 
+def _is_option(item: Any) -> bool:
+    """An options position or order (its asset class, or an OCC symbol; an mleg parent)."""
+    if _enum_value(getattr(item, "asset_class", None)) == "us_option":
+        return True
+    if _enum_value(getattr(item, "order_class", None)) == "mleg":
+        return True
+    symbol = getattr(item, "symbol", None)
+    return bool(symbol) and is_option_symbol(str(symbol))
+
+
 def to_position(position: SdkPosition) -> domain.BrokerPosition:
     """alpaca-py Position -> BrokerPosition (qty negative for a short)."""
     qty = Decimal(position.qty)
@@ -361,9 +372,11 @@ class AlpacaGateway:
         )
 
     def get_positions(self) -> list[domain.BrokerPosition]:
-        """All open positions."""
+        """All open stock positions. Options positions are left out: a protective sell stop is
+        the stock guard's answer and never an option leg's (OptionTradeWorkflow manages those
+        by its exit rules; broker/options.py reads them)."""
         positions: Any = self._call("get_positions", self._trading.get_all_positions)
-        return [to_position(p) for p in positions]
+        return [to_position(p) for p in positions if not _is_option(p)]
 
     def probe_position(self, symbol: str) -> domain.PositionProbe:
         """exists / absent (404) / unknown (error)."""
@@ -386,6 +399,7 @@ class AlpacaGateway:
         held stop leg out of a nested listing - a live protective stop would look absent.
         """
         found: dict[str, domain.BrokerOrder] = {}
+        options: set[str] = set()
         until: datetime | None = None
         while True:
             request = sdk.GetOrdersRequest(
@@ -399,8 +413,12 @@ class AlpacaGateway:
             before = len(found)
             for order in page:
                 found.setdefault(str(order.id), to_order(order))
+                if _is_option(order):
+                    options.add(str(order.id))
             if len(page) < 500:
-                return list(found.values())
+                # Options orders are OptionTradeWorkflow's, not the stock guard's (see
+                # get_positions); they page like the rest and are left out at the end.
+                return [o for key, o in found.items() if key not in options]
             if len(found) == before:  # a full page of nothing new: the listing is not whole
                 raise BrokerUnavailable("open orders could not be paged completely")
             # `until` is exclusive: step just past the oldest so same-instant orders are kept.

@@ -46,8 +46,19 @@ def format_occ_symbol(underlying: str, expiry: date, right: OptionRight, strike:
     return f"{underlying}{expiry:%y%m%d}{letter}{int(thousandths):08d}"
 
 
+def is_option_symbol(symbol: str) -> bool:
+    """True for an OCC option symbol (`SPY261218P00450000`), False for a stock's."""
+    try:
+        parse_occ_symbol(symbol)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_occ_symbol(symbol: str) -> OccSymbol:
     """The parts of an OCC symbol (the inverse of `format_occ_symbol`)."""
+    if len(symbol) < 16:  # a root of at least one letter, YYMMDD, C/P and 8 strike digits
+        raise ValueError(f"not an OCC option symbol: {symbol!r}")
     root, tail = symbol[:-15], symbol[-15:]
     letter, digits = tail[6], tail[7:]
     if not root or letter not in "CP" or not tail[:6].isdigit() or not digits.isdigit():
