@@ -1,8 +1,10 @@
-"""`starter.py options chain|rank` and `condor open --dry-run`: option chains, read-only.
+"""`starter.py options chain|rank` and `condor open [--dry-run]`: option chains, candidates,
+and an iron condor planned - and, without --dry-run, opened as an OptionTradeWorkflow.
 
 Chains come from the broker through alpaca-py (broker/options.py), every read paid for from
-the account's broker-call budget. `condor open` only plans (trading/options/condor.py): the
-workflow that would place a condor is not built yet, so without --dry-run it refuses.
+the account's broker-call budget. `condor open` plans (trading/options/condor.py); without
+--dry-run it starts `option-trade-<id>` (workflows/option_trade.py), which enters with one mleg
+limit order and closes by the exit rules (trading/options/exits.py) or on FORCE_EXIT.
 Exit codes: 0 done; 1 the planner refused or the broker failed; 2 bad input; 75 rate limited.
 """
 
@@ -11,9 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import secrets
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
+
+from temporalio.common import WorkflowIDReusePolicy
 
 from broker.endpoint import broker_endpoint
 from broker.errors import BrokerError
@@ -26,8 +31,11 @@ from broker.options import (
 )
 from cli.broker_calls import WaitLine, broker_failed, cli_broker
 from cli.output import emit_model, fail, say, say_table
+from clients import make_client
+from contracts import option_trade
 from settings import Settings
-from trading.models import Frozen
+from trading.ids import new_trade_id
+from trading.models import Frozen, evolve
 from trading.options.chain import (
     CONTRACT_MULTIPLIER,
     OptionChain,
@@ -49,16 +57,14 @@ from trading.options.ranker import (
     rank_candidates,
     vertical_candidates,
 )
+from trading.options.trade_models import PRICE_TICK, OptionTradeInput, OptionTradeSpec
+from workflows.option_trade import OptionTradeWorkflow
 
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
 NEW_YORK = ZoneInfo("America/New_York")
 SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,5}$")
 DEFAULT_WIDTH = IronCondorConfig().wing_width
-NOT_PLACING = (
-    "placing condors is not available yet: the options trade workflow is not built; "
-    "use --dry-run to see the plan"
-)
 
 
 class OptionsInputError(Exception):
@@ -86,10 +92,13 @@ class OptionRankReport(Frozen):
 
 
 class CondorDryRun(Frozen):
-    """`condor open --dry-run --json`: the plan, or the planner's refusal; nothing placed."""
+    """`condor open [--dry-run] --json`: the plan, or the planner's refusal, and (without
+    --dry-run) the option trade started for it."""
 
     dry_run: bool = True
     placed: bool = False
+    trade_id: str | None = None
+    workflow_id: str | None = None
     today: date
     underlying_price: Decimal
     config: IronCondorConfig
@@ -113,9 +122,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rank.add_argument("--json", action="store_true", help="print JSON")
     rank.set_defaults(handler=cmd_rank)
 
-    condor = commands.add_parser("condor", help="iron condors (planning only for now)")
+    condor = commands.add_parser("condor", help="iron condors: plan one, or open it")
     condor_sub = condor.add_subparsers(dest="condor_command", required=True, metavar="COMMAND")
-    opened = condor_sub.add_parser("open", help="plan an iron condor (--dry-run: nothing placed)")
+    opened = condor_sub.add_parser(
+        "open",
+        help="plan an iron condor and open it as one mleg order guarded by its exit rules "
+        "(--dry-run: plan only)",
+    )
     opened.add_argument("symbol", help="underlying, e.g. AAPL")
     opened.add_argument("--expiry", help="YYYY-MM-DD (default: nearest the 30-45 day middle)")
     opened.add_argument("--delta", help="the shorts' |delta| (default 0.16)")
@@ -349,8 +362,6 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 # ---- condor open -----------------------------------------------------------------------
 def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     """Plan an iron condor (--dry-run); placing one is refused until its workflow exists."""
-    if not args.dry_run:
-        return fail(NOT_PLACING, code=EXIT_BAD_INPUT)
     try:
         symbol, expiry = parse_symbol(args.symbol), parse_expiry(args.expiry)
         width, delta, qty = parse_width(args.width), parse_delta(args.delta), parse_qty(args.qty)
@@ -375,6 +386,7 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     plan = planned if isinstance(planned, CondorPlan) else None
     refusal = planned if isinstance(planned, CondorRefusal) else None
     result = CondorDryRun(
+        dry_run=args.dry_run,
         today=today,
         underlying_price=chain.underlying_price,
         config=config,
@@ -382,19 +394,64 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         refusal=refusal,
     )
     code = 0 if plan is not None else EXIT_REFUSED
+    if plan is not None and not args.dry_run:
+        spec = condor_trade_spec(plan, datetime.now(ZoneInfo("UTC")))
+        started = asyncio.run(_start_condor(settings, spec))
+        result = evolve(result, placed=True, trade_id=spec.trade_id, workflow_id=started)
     if args.json:
         return emit_model(result, code)
     if refusal is not None:
         return fail(f"no condor: {refusal.reason.value}: {refusal.detail}", code=EXIT_REFUSED)
     assert plan is not None
-    _print_plan(plan, chain.underlying_price)
+    _print_plan(plan, chain.underlying_price, placed=result.placed)
+    if result.workflow_id is not None:
+        say("")
+        say(
+            f"started {result.workflow_id}: one mleg limit order for a "
+            f"{plan.credit_mid:.2f} credit, walking toward {plan.credit_natural:.2f} if unfilled"
+        )
+        say(f"Web UI: {_ui_link(settings, result.workflow_id)}")
     return 0
 
 
-def _print_plan(plan: CondorPlan, underlying_price: Decimal) -> None:
+def condor_trade_spec(plan: CondorPlan, now: datetime) -> OptionTradeSpec:
+    """The option trade of a plan: ask the credit at the mids first and give up at most the
+    way to the natural credit, one cent at a time; the default exit rules."""
+    ask = plan.credit_mid.quantize(PRICE_TICK, rounding=ROUND_FLOOR)
+    floor = plan.credit_natural.quantize(PRICE_TICK, rounding=ROUND_CEILING)
+    return OptionTradeSpec(
+        trade_id=new_trade_id(plan.underlying, now, secrets.token_hex(3)),
+        plan=plan,
+        qty=plan.qty,
+        limit_credit=ask,
+        max_walk=max(ask - max(floor, PRICE_TICK), Decimal(0)),
+    )
+
+
+async def _start_condor(settings: Settings, spec: OptionTradeSpec) -> str:
+    """Start the trade's workflow (its id is used once)."""
+    client = await make_client(settings)
+    handle = await client.start_workflow(
+        OptionTradeWorkflow.run,
+        OptionTradeInput(spec=spec),
+        id=option_trade.workflow_id(spec.trade_id),
+        task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    return handle.id
+
+
+def _ui_link(settings: Settings, workflow_id: str) -> str:
+    return (
+        f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{workflow_id}"
+    )
+
+
+def _print_plan(plan: CondorPlan, underlying_price: Decimal, *, placed: bool) -> None:
     say(
         f"iron condor {plan.underlying} {plan.expiry} ({plan.dte}d) x{plan.qty}, "
-        f"underlying {underlying_price:.2f} - dry run, nothing placed"
+        f"underlying {underlying_price:.2f}" + ("" if placed else " - dry run, nothing placed")
     )
     say("")
     legs = (

@@ -1,4 +1,4 @@
-"""`starter.py options chain|rank` and `condor open --dry-run` against the paper broker.
+"""`starter.py options chain|rank` and `condor open [--dry-run]` against the paper broker.
 
 The broker's clock is the root conftest's SESSION_START (Tuesday 2024-03-05, 10:30 New York);
 AAPL's chain there lists weeklies and monthlies on a $2.50 strike grid.
@@ -14,12 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from settings import Settings
 from tests.integration.cli_helpers import run_cli, stack_env
 from trading.options.chain import OptionChain, OptionRight
+from trading.options.trade_models import OptionTradeInput
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +172,29 @@ async def test_bad_input_exits_2_with_one_line(env: dict[str, str]) -> None:
         assert message in _error(await _cli(env, *args)), args
 
 
-async def test_condor_without_dry_run_places_nothing_and_exits_2(env: dict[str, str]) -> None:
-    line = _error(await _cli(env, "condor", "open", "AAPL", "--json"))
-    assert "placing condors is not available yet" in line and "--dry-run" in line
+async def test_condor_open_starts_one_option_trade_for_the_plan(
+    env: dict[str, str], client: Client
+) -> None:
+    """Without --dry-run the plan becomes `option-trade-<id>`: the workflow is started with the
+    plan, asking the credit at the mids and walking at most to the natural credit (the
+    workflow's own entry and exits are tested in tests/integration/options/)."""
+    result = _json(await _cli(env, "condor", "open", "AAPL", "--json"))
+    assert result["dry_run"] is False and result["placed"] is True, result
+    workflow_id = result["workflow_id"]
+    assert workflow_id == f"option-trade-{result['trade_id']}"
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+        assert description.status is WorkflowExecutionStatus.RUNNING
+        assert description.workflow_type == "OptionTradeWorkflow"
+        history = await handle.fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        (payload,) = await client.data_converter.decode(started.input.payloads)
+        spec = OptionTradeInput.model_validate(payload).spec
+        plan = result["plan"]
+        assert spec.plan.short_put.symbol == plan["short_put"]["symbol"]
+        assert spec.plan.long_call.symbol == plan["long_call"]["symbol"]
+        assert spec.limit_credit <= D(str(plan["credit_mid"]))
+        assert spec.limit_credit - spec.max_walk >= D(str(plan["credit_natural"])) - D("0.01")
+    finally:
+        await handle.terminate("test finished")
