@@ -90,7 +90,7 @@ class DeadlineAdapter(HTTPAdapter):
         return response
 
 
-def _harden(client: Any, adapter: DeadlineAdapter) -> None:
+def harden(client: Any, adapter: DeadlineAdapter) -> None:
     # alpaca-py keeps its requests.Session and retry counter in private attributes; bounded
     # timeouts are mandatory here, and retries belong to Temporal (which honours the reset).
     session: requests.Session = client._session
@@ -224,6 +224,16 @@ def _is_option(item: Any) -> bool:
     return bool(symbol) and is_option_symbol(str(symbol))
 
 
+def mapped_call(what: str, fn: Callable[[], T]) -> T:
+    """Run one alpaca-py call; any failure becomes the BrokerError it means (logged once)."""
+    try:
+        return fn()
+    except Exception as exc:
+        mapped = map_error(exc)
+        logger.info("broker %s failed: %s %s", what, type(mapped).__name__, mapped.message)
+        raise mapped from None
+
+
 def to_position(position: SdkPosition) -> domain.BrokerPosition:
     """alpaca-py Position -> BrokerPosition (qty negative for a short)."""
     qty = Decimal(position.qty)
@@ -317,16 +327,11 @@ class AlpacaGateway:
         # Alpaca, so only trading answers tell the budget where the key's count stands.
         self.rate_limits = RateLimitObserver()
         deadlines = (connect_timeout_s, read_timeout_s)
-        _harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
-        _harden(self._data, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
+        harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
+        harden(self._data, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except Exception as exc:
-            mapped = map_error(exc)
-            logger.info("broker %s failed: %s %s", what, type(mapped).__name__, mapped.message)
-            raise mapped from None
+        return mapped_call(what, fn)
 
     def get_account(self) -> domain.BrokerAccount:
         """The account."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from broker.budget import BrokerBudget
 from broker.errors import BrokerError, BudgetExhausted, NotFound, RateLimited
@@ -48,26 +48,33 @@ P = TypeVar("P", OrderProbe, PositionProbe)
 # has min(32, cores + 4) threads, too few for a worker's concurrent broker activities).
 BROKER_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="broker-call")
 # Market data has its own limit on Alpaca: its 429 does not stop the trading key's calls.
-MARKET_DATA_CALLS = frozenset({"latest_quotes", "get_bars"})
+# Market data has its own limit at Alpaca: a 429 there does not block the account's calls.
+MARKET_DATA_CALLS = frozenset({"latest_quotes", "get_bars", "option_chain"})
 SNAPSHOT_SLOTS = 3  # account, positions, open orders
 CANCEL_SLOTS = 2  # the cancel, then the order's state
 
 
-class ObservedGateway(BrokerGateway, Protocol):
-    """A BrokerGateway that reports its requests and the broker's rate-limit headers."""
+class Observed(Protocol):
+    """A broker client that reports its requests and the broker's rate-limit headers."""
 
     rate_limits: RateLimitObserver
 
 
+class ObservedGateway(BrokerGateway, Observed, Protocol):
+    """A BrokerGateway that reports its requests and the broker's rate-limit headers."""
+
+
 WaitNotice = Callable[[BrokerError, float], None]
+G = TypeVar("G", bound=Observed)
 
 
-class MeteredGateway:
-    """The BrokerGateway's calls, async, each paid for from the account-wide budget first."""
+class Metered(Generic[G]):
+    """The metering every metered broker client shares: each call is paid for from the
+    account-wide budget first, counted, traced, and waited out on a 429 while patience lasts."""
 
     def __init__(
         self,
-        gateway: ObservedGateway,
+        gateway: G,
         budget: BrokerBudget,
         *,
         patience: timedelta = timedelta(0),
@@ -80,6 +87,69 @@ class MeteredGateway:
         self._patience_s = patience.total_seconds()
         self._on_wait = on_wait
         self._learned: BrokerLimitSeen | None = None
+
+    # ---- metering ----------------------------------------------------------------------
+    async def _call(self, priority: Priority, call: str, fn: Callable[[], T], slots: int = 1) -> T:
+        with broker_call_span(call):  # one span per call, its 429/budget waits included
+            return await self._patiently(lambda: self._once(priority, call, fn, slots))
+
+    async def _once(self, priority: Priority, call: str, fn: Callable[[], T], slots: int) -> T:
+        try:
+            await self.budget.acquire(priority, call, slots)
+        except BudgetExhausted:
+            metrics.broker_call(call, metrics.CallOutcome.BUDGET)
+            raise
+        tally = RequestTally()
+        loop = asyncio.get_running_loop()
+        outcome = metrics.CallOutcome.ERROR
+        try:
+            answer = await loop.run_in_executor(BROKER_THREADS, self._tallied, tally, fn)
+            outcome = _outcome_of(answer)
+            return answer
+        except RateLimited as exc:
+            outcome = metrics.CallOutcome.RATE_LIMITED
+            if call not in MARKET_DATA_CALLS:
+                await self.budget.block(exc.reset_at, f"{call} was answered 429")
+            raise
+        except NotFound:
+            outcome = metrics.CallOutcome.OK  # a definitive answer (404), not a failure
+            raise
+        finally:
+            metrics.broker_call(call, outcome)
+            await self._settle(priority, call, slots, tally)
+
+    def _tallied(self, tally: RequestTally, fn: Callable[[], T]) -> T:
+        with self._gateway.rate_limits.tallying(tally):
+            return fn()
+
+    async def _settle(self, priority: Priority, call: str, slots: int, tally: RequestTally) -> None:
+        """Count what the call sent beyond its slots; pass on the broker's newest count."""
+        if tally.sent > slots:
+            await self.budget.charge(priority, call, tally.sent - slots)
+        seen = self._gateway.rate_limits.latest
+        if seen is not None and seen != self._learned:
+            self._learned = seen
+            if seen.remaining is not None:
+                metrics.ratelimit_remaining(seen.remaining)
+            await self.budget.learn(seen)
+
+    async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Wait out a 429 or a spent budget while the patience lasts, telling on_wait."""
+        deadline = time.monotonic() + self._patience_s
+        while True:
+            try:
+                return await attempt()
+            except (RateLimited, BudgetExhausted) as exc:
+                wait_s = retry_in(exc)
+                if time.monotonic() + wait_s > deadline:
+                    raise
+                if self._on_wait is not None:
+                    self._on_wait(exc, wait_s)
+                await asyncio.sleep(wait_s)
+
+
+class MeteredGateway(Metered[ObservedGateway]):
+    """The BrokerGateway's calls, async, each paid for from the account-wide budget first."""
 
     # ---- reads -------------------------------------------------------------------------
     async def get_account(self) -> BrokerAccount:
@@ -197,71 +267,13 @@ class MeteredGateway:
             lambda: self._gateway.close_position(symbol, qty, percentage),
         )
 
-    # ---- metering ----------------------------------------------------------------------
+    # ---- probes ------------------------------------------------------------------------
     async def _probe(self, kind: type[P], call: str, fn: Callable[[], P]) -> P:
         """A read whose answer may be unknown: a spent budget answers UNKNOWN, not an error."""
         try:
             return await self._call(Priority.READ, call, fn)
         except BudgetExhausted as exc:
             return kind(outcome=ProbeOutcome.UNKNOWN, error=_describe(exc))
-
-    async def _call(self, priority: Priority, call: str, fn: Callable[[], T], slots: int = 1) -> T:
-        with broker_call_span(call):  # one span per call, its 429/budget waits included
-            return await self._patiently(lambda: self._once(priority, call, fn, slots))
-
-    async def _once(self, priority: Priority, call: str, fn: Callable[[], T], slots: int) -> T:
-        try:
-            await self.budget.acquire(priority, call, slots)
-        except BudgetExhausted:
-            metrics.broker_call(call, metrics.CallOutcome.BUDGET)
-            raise
-        tally = RequestTally()
-        loop = asyncio.get_running_loop()
-        outcome = metrics.CallOutcome.ERROR
-        try:
-            answer = await loop.run_in_executor(BROKER_THREADS, self._tallied, tally, fn)
-            outcome = _outcome_of(answer)
-            return answer
-        except RateLimited as exc:
-            outcome = metrics.CallOutcome.RATE_LIMITED
-            if call not in MARKET_DATA_CALLS:
-                await self.budget.block(exc.reset_at, f"{call} was answered 429")
-            raise
-        except NotFound:
-            outcome = metrics.CallOutcome.OK  # a definitive answer (404), not a failure
-            raise
-        finally:
-            metrics.broker_call(call, outcome)
-            await self._settle(priority, call, slots, tally)
-
-    def _tallied(self, tally: RequestTally, fn: Callable[[], T]) -> T:
-        with self._gateway.rate_limits.tallying(tally):
-            return fn()
-
-    async def _settle(self, priority: Priority, call: str, slots: int, tally: RequestTally) -> None:
-        """Count what the call sent beyond its slots; pass on the broker's newest count."""
-        if tally.sent > slots:
-            await self.budget.charge(priority, call, tally.sent - slots)
-        seen = self._gateway.rate_limits.latest
-        if seen is not None and seen != self._learned:
-            self._learned = seen
-            if seen.remaining is not None:
-                metrics.ratelimit_remaining(seen.remaining)
-            await self.budget.learn(seen)
-
-    async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Wait out a 429 or a spent budget while the patience lasts, telling on_wait."""
-        deadline = time.monotonic() + self._patience_s
-        while True:
-            try:
-                return await attempt()
-            except (RateLimited, BudgetExhausted) as exc:
-                wait_s = retry_in(exc)
-                if time.monotonic() + wait_s > deadline:
-                    raise
-                if self._on_wait is not None:
-                    self._on_wait(exc, wait_s)
-                await asyncio.sleep(wait_s)
 
 
 def retry_in(exc: RateLimited | BudgetExhausted) -> float:

@@ -15,11 +15,9 @@ on market data does not, as in MeteredGateway.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -34,14 +32,12 @@ from broker.alpaca import (
     CONNECT_TIMEOUT_S,
     READ_TIMEOUT_S,
     DeadlineAdapter,
-    _harden,
-    map_error,
+    harden,
+    mapped_call,
 )
-from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
-from broker.errors import BudgetExhausted, RateLimited
-from broker.metered import BROKER_THREADS, WaitNotice, retry_in
-from broker.rate_limits import RateLimitObserver, RequestTally
+from broker.metered import Metered
+from broker.rate_limits import RateLimitObserver
 from trading.broker_budget import Priority
 from trading.models import Frozen
 from trading.options.chain import OptionChain, OptionContractQuote, OptionRight
@@ -152,16 +148,11 @@ class AlpacaOptionsGateway:
         self._options = OptionHistoricalDataClient(key, secret, url_override=endpoint.data_url)
         self.rate_limits = RateLimitObserver()
         deadlines = (connect_timeout_s, read_timeout_s)
-        _harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
-        _harden(self._options, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
+        harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
+        harden(self._options, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except Exception as exc:
-            mapped = map_error(exc)
-            logger.info("broker %s failed: %s %s", what, type(mapped).__name__, mapped.message)
-            raise mapped from None
+        return mapped_call(what, fn)
 
     def list_contracts(self, underlying: str, start: date, end: date) -> list[ListedContract]:
         """The active contracts of an underlying expiring in [start, end], every page."""
@@ -195,71 +186,20 @@ class AlpacaOptionsGateway:
         return dict(snapshots)
 
 
-class MeteredOptions:
-    """AlpacaOptionsGateway's reads, async, each paid for from the account-wide budget first."""
-
-    def __init__(
-        self,
-        gateway: AlpacaOptionsGateway,
-        budget: BrokerBudget,
-        *,
-        patience: timedelta = timedelta(0),
-        on_wait: WaitNotice | None = None,
-    ) -> None:
-        self._gateway = gateway
-        self.budget = budget
-        self._patience_s = patience.total_seconds()
-        self._on_wait = on_wait
+class MeteredOptions(Metered[AlpacaOptionsGateway]):
+    """AlpacaOptionsGateway's reads, async, each paid for from the account-wide budget first
+    (broker/metered.py's metering: the same budget, counts, spans and patience as every call)."""
 
     async def list_contracts(self, underlying: str, start: date, end: date) -> list[ListedContract]:
         """The underlying's active contracts expiring in [start, end] (pages charged)."""
-        return await self._patiently(
-            CONTRACTS_CALL, lambda: self._gateway.list_contracts(underlying, start, end)
+        return await self._call(
+            Priority.READ,
+            CONTRACTS_CALL,
+            lambda: self._gateway.list_contracts(underlying, start, end),
         )
 
     async def chain_snapshots(self, underlying: str, start: date, end: date) -> dict[str, Any]:
         """Snapshots (quote, greeks, IV) of the underlying's expiries in [start, end]."""
-        return await self._patiently(
-            CHAIN_CALL, lambda: self._gateway.chain_snapshots(underlying, start, end)
+        return await self._call(
+            Priority.READ, CHAIN_CALL, lambda: self._gateway.chain_snapshots(underlying, start, end)
         )
-
-    async def _patiently(self, call: str, fn: Callable[[], T]) -> T:
-        """Wait out a 429 or a spent budget while the patience lasts, telling on_wait."""
-        return await _with_patience(lambda: self._once(call, fn), self._patience_s, self._on_wait)
-
-    async def _once(self, call: str, fn: Callable[[], T]) -> T:
-        await self.budget.acquire(Priority.READ, call)
-        tally = RequestTally()
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(BROKER_THREADS, self._tallied, tally, fn)
-        except RateLimited as exc:
-            if call == CONTRACTS_CALL:  # the trading API's limit is the account's
-                await self.budget.block(exc.reset_at, f"{call} was answered 429")
-            raise
-        finally:
-            if tally.sent > 1:
-                await self.budget.charge(Priority.READ, call, tally.sent - 1)
-            seen = self._gateway.rate_limits.latest
-            if seen is not None:
-                await self.budget.learn(seen)
-
-    def _tallied(self, tally: RequestTally, fn: Callable[[], T]) -> T:
-        with self._gateway.rate_limits.tallying(tally):
-            return fn()
-
-
-async def _with_patience(
-    attempt: Callable[[], Awaitable[T]], patience_s: float, on_wait: WaitNotice | None
-) -> T:
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            return await attempt()
-        except (RateLimited, BudgetExhausted) as exc:
-            wait_s = retry_in(exc)
-            if time.monotonic() + wait_s > deadline:
-                raise
-            if on_wait is not None:
-                on_wait(exc, wait_s)
-            await asyncio.sleep(wait_s)
