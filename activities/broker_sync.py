@@ -311,12 +311,11 @@ class BrokerSyncActivities:
         metrics.coverage(coverage)
         metrics.trades_open(self._open_statuses)
         try:
-            funnel = await self._signals.funnel(1)
-            oldest = await self._signals.oldest_pending_age_s()
+            pending, oldest = await self._signals.pending()
         except (OSError, asyncpg.PostgresError) as exc:  # metrics never fail the poll
             activity.logger.warning("signal gauges not refreshed: %s", exc)
             return
-        metrics.signals_pending(funnel.all_time.pending, oldest)
+        metrics.signals_pending(pending, oldest)
 
     async def _tell(self, routes: list[PositionRoute], *, unstick: bool) -> dict[str, str]:
         """Signal each trade its view, a few at a time; trade id -> digest of those told.

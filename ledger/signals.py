@@ -90,6 +90,11 @@ FROM (
 _OLDEST_PENDING = """
 SELECT extract(epoch FROM now() - min(created_at)) FROM signals WHERE status = 'PENDING'
 """
+# Both read only PENDING rows through signals_pending_idx (the funnel reads the whole table).
+_PENDING = """
+SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM signals
+WHERE status = 'PENDING'
+"""
 
 
 def _signal(record: asyncpg.Record) -> records.SignalRecord:
@@ -157,6 +162,12 @@ class Signals(Repository):
                 pending=row["pending"],
             ),
         )
+
+    async def pending(self) -> tuple[int, float | None]:
+        """How many signals are PENDING, and the oldest one's age in seconds (None: none)."""
+        row = await self._pool.fetchrow(_PENDING)
+        assert row is not None
+        return int(row[0]), None if row[1] is None else float(row[1])
 
     async def oldest_pending_age_s(self) -> float | None:
         """Seconds since the oldest PENDING signal was created (None when none is pending)."""

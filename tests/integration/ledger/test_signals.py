@@ -170,3 +170,19 @@ async def test_funnel_counts_recent_and_all_time(fresh_pool: asyncpg.Pool) -> No
     assert funnel.window_hours == 24
     assert funnel.recent.model_dump() == {"created": 3, "scored": 1, "error": 1, "pending": 1}
     assert funnel.all_time.model_dump() == {"created": 4, "scored": 2, "error": 1, "pending": 1}
+
+
+async def test_pending_counts_only_pending_and_ages_the_oldest(fresh_pool: asyncpg.Pool) -> None:
+    signals = Signals(fresh_pool)
+    assert await signals.pending() == (0, None)
+    old = datetime.now(UTC) - timedelta(minutes=10)
+    await signals.insert(_signal("p-old", created_at=old))
+    await signals.insert(_signal("p-new"))
+    await signals.insert(_signal("p-scored"))
+    await signals.mark_scored(
+        SignalScored(signal_key="p-scored", score=Decimal("0.5"), confidence=Decimal("0.5"))
+    )
+    count, oldest = await signals.pending()
+    funnel = await signals.funnel(1)
+    assert count == 2 == funnel.all_time.pending
+    assert oldest is not None and 590 <= oldest <= 700
