@@ -19,6 +19,7 @@ from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
+from activities.option_ledger import OptionLedgerActivities
 from activities.options import OptionOrderActivities
 from activities.reconcile import ReconcileActivities
 from activities.scan import ScanActivities
@@ -78,6 +79,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     reconcile = ReconcileActivities(metered, pool)
     notify = NotifyActivities(pool, deps.alerts)
     options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
+    option_ledger = OptionLedgerActivities(pool)
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -138,6 +140,9 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         options.get_option_order,
         options.cancel_option_order,
         options.option_marks,
+        option_ledger.record_option_trade,
+        option_ledger.list_option_trades,
+        option_ledger.close_ghost_option_trade,
     ]
 
 

@@ -21,10 +21,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.option_ledger import OptionLedgerActivities
     from activities.options import OptionOrderActivities
     from contracts import option_trade
     from trading.broker_models import OrderStatus, ProbeOutcome
     from trading.options.exits import CondorPositionState, ExitAction, next_exit
+    from trading.options.records import option_trade_write
     from trading.options.trade_models import (
         ENTRY_FAILED,
         FORCED_EXIT,
@@ -48,12 +50,14 @@ with workflow.unsafe.imports_passed_through():
         opening_legs,
         realized_pnl,
     )
-    from workflows.calls import call, failure, failure_kind
+    from workflows.calls import call, failure, failure_kind, ledger
     from workflows.details import Details
     from workflows.policies import BROKER_READ, BROKER_SUBMIT, BROKER_WRITE
 
 # While an order works, look every second (entry walk and close), not every check interval.
 ORDER_POLL = timedelta(seconds=1)
+# The trade's final row must land: a write that spent its retries is tried again this often.
+LEDGER_RETRY = timedelta(seconds=30)
 
 
 @workflow.defn(name=option_trade.WORKFLOW.name)
@@ -67,12 +71,15 @@ class OptionTradeWorkflow:
         self._legs = opening_legs(request.spec.plan)
         self._lock = asyncio.Lock()
         self._wake = False
+        self._recorded: OptionTradeStatus | None = None  # the status the ledger row has
 
     @workflow.run
     async def run(self, request: OptionTradeInput) -> OptionTradeResult:
         """Enter, watch and exit; continue-as-new when history grows."""
         state = self._state
         self._publish()
+        with contextlib.suppress(ActivityError):  # a failed write is tried again next step
+            await self._record()
         while not state.status.is_terminal:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -81,6 +88,7 @@ class OptionTradeWorkflow:
             async with self._lock:
                 try:
                     await self._step()
+                    await self._record()
                 except ActivityError as err:
                     # Retries spent: the answer is unknown, so change nothing and look again.
                     state.note = f"check failed, retrying: {failure(err)}"
@@ -93,6 +101,12 @@ class OptionTradeWorkflow:
                     timeout=self._next_check_in(),
                     timeout_summary=f"next check of option trade {self._spec.trade_id}",
                 )
+        while self._recorded is not state.status:
+            try:
+                await self._record()
+            except ActivityError as err:
+                state.note = f"ledger write failed, retrying: {failure(err)}"
+                await workflow.sleep(LEDGER_RETRY, summary="retry the ledger write")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return OptionTradeResult(
             trade_id=self._spec.trade_id,
@@ -102,6 +116,20 @@ class OptionTradeWorkflow:
             exit_debit=state.exit_debit,
             realized_pnl=state.realized_pnl,
         )
+
+    async def _record(self) -> None:
+        """Write the ledger row when the status moved since the last write (idempotent)."""
+        status = self._state.status
+        if self._recorded is status:
+            return
+        info = workflow.info()
+        write = option_trade_write(self._spec, self._state, info.workflow_id, workflow.now())
+        await ledger(
+            OptionLedgerActivities.record_option_trade,
+            write,
+            f"ledger: option trade {self._spec.trade_id} {status.value}",
+        )
+        self._recorded = status
 
     def _next_check_in(self) -> timedelta:
         if self._state.status is OptionTradeStatus.OPEN:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from trading.broker_models import TERMINAL_STATUSES, OrderSide, OrderStatus, ProbeOutcome
+from trading.ledger_records import TradeOrigin
 from trading.models import Frozen
 from trading.options.chain import CONTRACT_MULTIPLIER
 from trading.options.condor import CondorPlan
@@ -61,6 +62,7 @@ class OptionTradeSpec(Frozen):
     entry_wait: timedelta = timedelta(seconds=5)  # how long each entry (or close) price works
     rules: CondorExitRules = CondorExitRules()
     check_interval: timedelta = timedelta(minutes=1)
+    origin: TradeOrigin = TradeOrigin.INTERNAL  # external: adopted by reconcile, opened elsewhere
 
 
 class OptionTradeState(BaseModel):

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from alpaca.trading.enums import OrderStatus as SdkOrderStatus
 
+from ledger.option_trades import OptionTrades
 from tests.integration.options.conftest import (
     LONG_CALL,
     LONG_PUT,
@@ -64,6 +65,24 @@ async def test_condor_opens_with_one_mleg_and_takes_profit_when_iv_falls(
         if o.client_order_id.startswith(f"{spec.trade_id}-close-")
     ]
     assert [o.status for o in closes] == [SdkOrderStatus.FILLED]
+    # The ledger row followed the workflow: closed with the same numbers, each status audited.
+    row = await OptionTrades(option_trades.pool).get(spec.trade_id)
+    assert row is not None and row.status is OptionTradeStatus.CLOSED
+    assert (row.credit, row.exit_debit, row.realized_pnl) == (
+        credit,
+        result.exit_debit,
+        result.realized_pnl,
+    )
+    assert row.exit_reason == "take_profit" and row.max_loss == (spec.plan.width - credit) * 100
+    actions = await option_trades.pool.fetch(
+        "SELECT action FROM audit_log WHERE trade_id = $1 ORDER BY id", spec.trade_id
+    )
+    assert [a["action"] for a in actions] == [
+        "option_trade_pending_entry",
+        "option_trade_open",
+        "option_trade_closing",
+        "option_trade_closed",
+    ]
 
 
 async def test_force_exit_closes_the_condor_with_one_mleg(option_trades: OptionHarness) -> None:
