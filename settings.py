@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a CLI command waits out a broker rate limit or a spent budget",
     )
+    option_marks_max_age_s: float = Field(
+        10.0,
+        gt=0,
+        description="Option marks: an expiry's chain quotes are read again after this many "
+        "seconds (one read serves every open option trade of that expiry)",
+    )
     # --- strategies (trading/strategies/) -----------------------------------------------
     strategies: str = Field(
         "orb,trend_pullback,momentum",

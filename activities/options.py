@@ -6,12 +6,18 @@ order and its cancel at PROTECT (closing a structure is risk-reducing, like an e
 follow-up requests a call sent (a duplicate's lookup, a cancel's re-read) are charged after.
 Broker errors become typed ApplicationErrors (activities/broker.py's as_application_error), so
 the named policies' non-retryable types apply to them as to every other broker call.
+
+Marks come from one OptionQuotePoll per worker (broker/option_marks.py): a chain read per
+(underlying, expiry) shared by every open structure and kept for `marks_max_age`, so marks
+cost the same broker requests however many condors are open. Each request the poll sends
+takes one READ slot; a mark served from its cache takes none.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import activity
@@ -20,6 +26,7 @@ from activities.broker import as_application_error
 from broker.budget import BrokerBudget
 from broker.errors import BrokerError
 from broker.metered import BROKER_THREADS
+from broker.option_marks import MARKS_MAX_AGE, OptionQuotePoll
 from broker.option_orders import OptionOrdersGateway
 from broker.rate_limits import RequestTally
 from trading.broker_budget import Priority
@@ -40,9 +47,17 @@ T = TypeVar("T")
 class OptionOrderActivities:
     """mleg orders, order probes and latest option quotes, paid for from the shared budget."""
 
-    def __init__(self, gateway: OptionOrdersGateway, budget: BrokerBudget) -> None:
+    def __init__(
+        self,
+        gateway: OptionOrdersGateway,
+        budget: BrokerBudget,
+        *,
+        marks_max_age: timedelta = MARKS_MAX_AGE,
+    ) -> None:
         self._gateway = gateway
         self._budget = budget
+        # build_activities makes one of these per worker: one poll serves all its trades.
+        self._marks = OptionQuotePoll(gateway, self._marks_read, marks_max_age)
 
     async def _paid(self, priority: Priority, call: str, fn: Callable[[], T]) -> T:
         tally = RequestTally()
@@ -59,6 +74,10 @@ class OptionOrderActivities:
     def _tallied(self, tally: RequestTally, fn: Callable[[], T]) -> T:
         with self._gateway.rate_limits.tallying(tally):
             return fn()
+
+    async def _marks_read(self, read: Callable[[], T]) -> T:
+        """One request of the marks poll, paid like the option_marks call it stands for."""
+        return await self._paid(Priority.READ, "option_marks", read)
 
     @activity.defn
     async def probe_option_order(self, ref: OptionClientOrderRef) -> OptionOrderProbe:
@@ -94,8 +113,5 @@ class OptionOrderActivities:
 
     @activity.defn
     async def option_marks(self, request: OptionQuotesRequest) -> OptionMarks:
-        """The latest quotes of these option symbols and the session date they are of."""
-        symbols = request.symbols
-        return await self._paid(
-            Priority.READ, "option_marks", lambda: self._gateway.latest_quotes(symbols)
-        )
+        """These option symbols' latest quotes (read at most max_age ago), their session date."""
+        return await self._marks.marks(request.symbols)
