@@ -1,4 +1,9 @@
-"""`starter.py trade ...`: open, exit, tighten and inspect trades (TradeWorkflow)."""
+"""`starter.py trade ...`: open, exit, tighten and inspect trades.
+
+Stock trades are TradeWorkflows; `exit`, `status` and `list` also serve option trades
+(OptionTradeWorkflow, see cli/option_trades.py): an id that names no stock trade is looked
+up as an option trade.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,15 @@ from temporalio.client import WorkflowUpdateFailedError
 from activities.trade_link import TradeLink
 from broker.errors import BrokerError
 from broker.metered import MeteredGateway
+from cli import option_trades
 from cli.broker_calls import broker_failed, cli_broker
 from cli.output import emit_json, fail, say, table
 from clients import make_client
-from contracts import trade
+from contracts import option_trade, trade
 from settings import Settings
 from trading.ids import new_trade_id, validate_trade_id
 from trading.ledger_records import ExitUrgency
+from trading.options.trade_models import OptionTradeView
 from trading.ticks import is_on_tick, tick_size
 from trading.trade_models import (
     EntryType,
@@ -74,7 +81,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
-    listed = sub.add_parser("list", help="recent trades (from Temporal visibility)")
+    listed = sub.add_parser(
+        "list", help="recent trades: stock (Temporal visibility) and option (the ledger)"
+    )
     listed.add_argument("--json", action="store_true", help="print JSON")
     listed.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listed.set_defaults(handler=cmd_list)
@@ -176,30 +185,54 @@ def cmd_open(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _checked_id(trade_id: str) -> str:
+    try:
+        return validate_trade_id(trade_id)
+    except ValueError as exc:
+        raise CliInputError(str(exc)) from None
+
+
+def _unknown(trade_id: str) -> CliInputError:
+    return CliInputError(
+        f"unknown trade {trade_id!r} (no workflow {trade.workflow_id(trade_id)} or "
+        f"{option_trade.workflow_id(trade_id)}); see `python starter.py trade list`"
+    )
+
+
+async def _is_option_trade(settings: Settings, trade_id: str) -> bool:
+    """True when the id names no stock trade but an option trade; CliInputError for neither."""
+    client = await make_client(settings)
+    if await TradeLink(client, settings.temporal_task_queue).status(trade_id) is not None:
+        return False
+    if await option_trades.option_run_status(client, trade_id) is not None:
+        return True
+    raise _unknown(trade_id)
+
+
 def _run_on_trade(
     settings: Settings, trade_id: str, action: Callable[[TradeLink], Awaitable[T]]
 ) -> T:
-    """Run `action` on a trade that exists (running or ended); CliInputError when it does not."""
-    try:
-        validate_trade_id(trade_id)
-    except ValueError as exc:
-        raise CliInputError(str(exc)) from None
+    """Run `action` on a stock trade that exists (running or ended); else CliInputError."""
+    _checked_id(trade_id)
 
     async def go() -> T:
         link = TradeLink(await make_client(settings), settings.temporal_task_queue)
         if await link.status(trade_id) is None:
-            raise CliInputError(
-                f"unknown trade {trade_id!r} (no workflow {trade.workflow_id(trade_id)}); "
-                "see `python starter.py trade list`"
-            )
+            raise _unknown(trade_id)
         return await action(link)
 
     return asyncio.run(go())
 
 
 def cmd_exit(args: argparse.Namespace, settings: Settings) -> int:
-    """Signal force_exit."""
+    """Signal force_exit (a stock trade's, or an option trade's FORCE_EXIT)."""
     urgency = ExitUrgency.NEXT_OPEN if args.next_open else ExitUrgency.IMMEDIATE
+    try:
+        is_option = asyncio.run(_is_option_trade(settings, _checked_id(args.trade_id)))
+    except CliInputError as exc:
+        return fail(str(exc), code=2)
+    if is_option:
+        return _exit_option(args, settings)
 
     async def signal(link: TradeLink) -> bool:
         request = ForceExit(urgency=urgency, reason=args.reason)
@@ -213,6 +246,26 @@ def cmd_exit(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"trade {args.trade_id} is no longer running; nothing to exit", code=1)
     say(f"exit ({urgency.value}) requested for trade {args.trade_id}: {args.reason}")
     say(f"web UI: {_ui_link(settings, trade.workflow_id(args.trade_id))}")
+    return 0
+
+
+def _exit_option(args: argparse.Namespace, settings: Settings) -> int:
+    """An option trade closes now with one mleg order (it has no next-open exit)."""
+    if args.next_open:
+        return fail(
+            f"trade {args.trade_id} is an option trade: it exits now only (one mleg order "
+            "at the natural debit); run it again without --next-open",
+            code=2,
+        )
+
+    async def signal() -> bool:
+        client = await make_client(settings)
+        return await option_trades.force_exit_option(client, args.trade_id, args.reason)
+
+    if not asyncio.run(signal()):
+        return fail(f"option trade {args.trade_id} is no longer running; nothing to exit", 1)
+    say(f"exit requested for option trade {args.trade_id}: {args.reason}")
+    say(f"web UI: {_ui_link(settings, option_trade.workflow_id(args.trade_id))}")
     return 0
 
 
@@ -236,7 +289,13 @@ def cmd_tighten(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    """Query a trade's state."""
+    """Query a trade's state (stock or option)."""
+    try:
+        is_option = asyncio.run(_is_option_trade(settings, _checked_id(args.trade_id)))
+    except CliInputError as exc:
+        return fail(str(exc), code=2)
+    if is_option:
+        return _option_status(args, settings)
 
     async def query(link: TradeLink) -> TradeStatusView:
         return await link.query(args.trade_id, trade.STATUS)
@@ -246,7 +305,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     except CliInputError as exc:
         return fail(str(exc), code=2)
     if args.json:
-        emit_json(view.model_dump(mode="json"))
+        emit_json({"kind": "stock", **view.model_dump(mode="json")})
         return 0
     state = view.state
     rows = [
@@ -265,8 +324,23 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _option_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def query() -> OptionTradeView:
+        return await option_trades.option_view(await make_client(settings), args.trade_id)
+
+    view = asyncio.run(query())
+    if args.json:
+        emit_json({"kind": "iron_condor", **view.model_dump(mode="json")})
+        return 0
+    link = _ui_link(settings, option_trade.workflow_id(view.trade_id))
+    say(table(option_trades.status_rows(view, link)))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Recent TradeWorkflows with their search attributes."""
+    """Recent TradeWorkflows (visibility) and option trades (ledger), newest first."""
+    if args.limit < 1:
+        return fail(f"--limit must be at least 1, got {args.limit}", code=2)
 
     async def listing() -> list[dict[str, Any]]:
         client = await make_client(settings)
@@ -277,6 +351,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             found.append(
                 {
                     "trade_id": trade.trade_id_of(wf.id),
+                    "kind": "stock",
                     "workflow_id": wf.id,
                     "symbol": (attrs.get("TradeSymbol") or [None])[0],
                     "status": (attrs.get("TradeStatus") or [None])[0],
@@ -284,7 +359,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
                     "started_at": wf.start_time.isoformat(),
                 }
             )
-        return found
+        found += await option_trades.option_listing(settings, args.limit)
+        found.sort(key=lambda t: t["started_at"], reverse=True)
+        return found[: args.limit]
 
     trades = asyncio.run(listing())
     if args.json:
@@ -296,10 +373,10 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     say(
         table(
             [
-                (t["trade_id"], str(t["symbol"]), str(t["status"]), t["started_at"][:19])
+                (t["trade_id"], t["kind"], str(t["symbol"]), str(t["status"]), t["started_at"][:19])
                 for t in trades
             ],
-            header=("trade", "symbol", "status", "started (UTC)"),
+            header=("trade", "kind", "symbol", "status", "started (UTC)"),
         )
     )
     return 0
