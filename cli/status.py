@@ -19,6 +19,7 @@ from cli.broker_calls import metered_broker
 from cli.output import emit_json, market_state, say, table
 from clients import make_client, make_pool
 from contracts.schedules import SCHEDULE_PREFIX
+from ledger.option_trades import OptionTrades
 from ledger.risk import RiskEvents
 from ledger.runs import EntryRuns, ReconcileRuns
 from ledger.signal_paths import SignalPathsRepository
@@ -33,6 +34,7 @@ from trading.ops_health import Dependency, DependencyVerdict, readiness_lines
 from trading.ops_status import (
     BrokerSection,
     OpsStatus,
+    OptionsSection,
     ReconcileSection,
     RescueSection,
     ScheduleView,
@@ -40,7 +42,9 @@ from trading.ops_status import (
     control_section,
     entry_section,
     health,
+    options_section,
 )
+from trading.options.records import OptionTradesQuery
 from trading.signal_path import SignalPathQuery
 
 BROKER_READ_TIMEOUT_S = 5.0  # a status that waits long on one read is no status
@@ -140,6 +144,11 @@ async def _ledger(
     return scoring, reconcile, rescues, await EntryRuns(pool).last()
 
 
+async def _options(pool: asyncpg.Pool) -> OptionsSection:
+    found = await OptionTrades(pool).list(OptionTradesQuery(open_only=True))
+    return options_section(found.trades)
+
+
 async def gather(settings: Settings) -> OpsStatus:
     """Collect every section; a failing source leaves its section empty with the error."""
     pool: asyncpg.Pool | None = None
@@ -170,10 +179,12 @@ async def _gather(
     except (ConfigError, RPCError) as exc:
         temporal_error = str(exc)
     scoring = reconcile = rescues = None
+    options: OptionsSection | None = None
     last_run: EntryRunRecord | None = None
     if pool is not None:
         try:
             scoring, reconcile, rescues, last_run = await _ledger(pool)
+            options = await _options(pool)
         except (asyncpg.PostgresError, OSError) as exc:
             ledger_error = str(exc)
     # The market loop's own gate, on the same inputs it reads: one answer, never two.
@@ -189,6 +200,7 @@ async def _gather(
         scoring=scoring,
         reconcile=reconcile,
         rescues=rescues,
+        options=options,
         schedules=schedules,
         ledger_error=ledger_error,
         temporal_error=temporal_error,
@@ -293,6 +305,9 @@ def _print(status: OpsStatus) -> None:
         say(
             f"stop rescues (24 h): {x.rescued_24h} ok, {x.failed_24h} failed, {x.alerts_24h} alerts"
         )
+    if status.options is not None:
+        for line in option_lines(status.options):
+            say(line)
     if status.schedules is not None:
         say(f"schedules: {len(status.schedules)} installed")
         for sched in status.schedules:
@@ -303,6 +318,21 @@ def _print(status: OpsStatus) -> None:
     for label, error in (("ledger", status.ledger_error), ("temporal", status.temporal_error)):
         if error:
             say(f"{label}: UNAVAILABLE ({error})")
+
+
+def option_lines(options: OptionsSection) -> list[str]:
+    """Open option trades: one line each, and their max loss together."""
+    trades = options.open_trades
+    if not trades:
+        return ["options: no open option trades"]
+    lines = [f"options: {len(trades)} open, max loss together {options.max_loss_open} USD"]
+    for t in trades:
+        credit = "-" if t.credit is None else f"{t.credit}"
+        lines.append(
+            f"  {t.id}: {t.underlying} {t.strategy} x{t.qty} exp {t.expiry} {t.status.value} "
+            f"({t.origin.value}) credit {credit} max loss {t.max_loss}"
+        )
+    return lines
 
 
 def budget_lines(budget: BudgetView) -> list[str]:

@@ -7,6 +7,7 @@ committed as docs/status.schema.json and a test keeps the two in step.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +16,7 @@ from trading.broker_models import BrokerAccount, BrokerOrder, BrokerPosition
 from trading.entry_gate import ControlView, EntryReason, GateAnswer, control_gate
 from trading.ledger_records import EntryRunRecord, ReconcileRunRecord, SignalCounts
 from trading.ops_health import Readiness
+from trading.options.records import OptionTradeRecord
 
 STATUS_SCHEMA_VERSION = 2
 
@@ -119,6 +121,22 @@ class HealthSection(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
+class OptionsSection(BaseModel):
+    """Open option trades from the ledger, and the most they can lose together."""
+
+    open_trades: list[OptionTradeRecord] = Field(default_factory=list)
+    max_loss_open: Decimal = Field(
+        Decimal(0), description="dollars: the open structures' max losses summed (their heat)"
+    )
+
+
+def options_section(open_trades: list[OptionTradeRecord]) -> OptionsSection:
+    """The section from the ledger's open option trades."""
+    return OptionsSection(
+        open_trades=open_trades, max_loss_open=sum((t.max_loss for t in open_trades), Decimal(0))
+    )
+
+
 class OpsStatus(BaseModel):
     """Everything `starter.py status` shows, in one document."""
 
@@ -133,6 +151,9 @@ class OpsStatus(BaseModel):
     scoring: ScoringSection | None
     reconcile: ReconcileSection | None
     rescues: RescueSection | None
+    options: OptionsSection | None = Field(
+        None, description="open option trades (the ledger); null when the ledger was not read"
+    )
     schedules: list[ScheduleView] | None
     ledger_error: str | None = None
     temporal_error: str | None = None

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import asyncpg
 import pytest
 
+from ledger.option_trades import OptionTrades
 from ledger.runs import EntryRuns
 from paperbroker.admin_client import AdminClient
 from paperbroker.testing import RunningBroker
 from settings import Settings
 from tests.integration.cli_helpers import run_cli, stack_env
+from trading.broker_models import OrderSide
 from trading.ledger_records import EntryRunCreate
 from trading.ops_status import OpsStatus
+from trading.options.records import OptionTradeWrite
+from trading.options.trade_models import OptionLeg, OptionTradeStatus
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +63,45 @@ async def test_status_json_follows_the_schema_and_shows_why_entries_are_gated(
 
     human = await asyncio.to_thread(run_cli, "status", env=env)
     assert "entries: gated: max_open_positions brokerPositionsCount=2" in human.stdout
+
+
+async def test_status_shows_open_option_trades_and_their_max_loss(
+    env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    legs = [
+        OptionLeg(symbol="SPY240419P00480000", side=OrderSide.BUY),
+        OptionLeg(symbol="SPY240419P00485000", side=OrderSide.SELL),
+        OptionLeg(symbol="SPY240419C00540000", side=OrderSide.SELL),
+        OptionLeg(symbol="SPY240419C00545000", side=OrderSide.BUY),
+    ]
+    for trade_id, status, max_loss in (
+        ("ic-status-open", OptionTradeStatus.OPEN, Decimal(350)),
+        ("ic-status-entering", OptionTradeStatus.PENDING_ENTRY, Decimal(400)),
+        ("ic-status-done", OptionTradeStatus.CLOSED, Decimal(900)),
+    ):
+        await OptionTrades(pool).record(
+            OptionTradeWrite(
+                trade_id=trade_id,
+                underlying="SPY",
+                status=status,
+                expiry=date(2024, 4, 19),
+                qty=1,
+                legs=legs,
+                width=Decimal(5),
+                credit=Decimal("1.50"),
+                max_loss=max_loss,
+                workflow_id=f"option-trade-{trade_id}",
+                at=datetime.now(UTC),
+            )
+        )
+    done = await asyncio.to_thread(run_cli, "status", "--json", env=env)
+    status = OpsStatus.model_validate(json.loads(done.stdout))
+    assert status.options is not None
+    assert {t.id for t in status.options.open_trades} == {"ic-status-open", "ic-status-entering"}
+    assert status.options.max_loss_open == Decimal(750)
+    human = await asyncio.to_thread(run_cli, "status", env=env)
+    assert "options: 2 open, max loss together 750 USD" in human.stdout
+    assert "ic-status-open: SPY iron_condor x1 exp 2024-04-19 OPEN (internal)" in human.stdout
 
 
 async def test_status_reports_an_unreachable_broker_without_failing_the_rest(
