@@ -45,7 +45,8 @@ class EntryActivities:
 
     @activity.defn
     async def entry_context(self, query: EntryContextQuery) -> EntryContext:
-        """Symbols entered today, open trades of the symbols, P&L of trades closed since."""
+        """Symbols entered today, open trades of the symbols, P&L of trades closed since, and
+        the open option trades' max loss (heat)."""
         return await self._reads.context(query)
 
     @activity.defn

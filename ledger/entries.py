@@ -1,5 +1,6 @@
 """Entry reads for the market loop: SCORED signals no trade took yet, and the entry context
-(symbols entered today, open trades by symbol, realized P&L of recent closes)."""
+(symbols entered today, open trades by symbol, realized P&L of recent closes, open option
+trades' max loss)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from trading.broker_models import OrderSide
 from trading.entry import EntrySignal
 from trading.entry_context import EntryContext, EntryContextQuery, LedgerTrade
 from trading.ledger_records import TradeOrigin
+from trading.risk import DefinedRisk
 
 _CANDIDATES = """
 SELECT s.id, s.signal_key, s.symbol, s.strategy, s.side, s.score, s.confidence, s.created_at,
@@ -33,6 +35,13 @@ _CLOSED_PNLS = """
 SELECT realized_pnl FROM trades
 WHERE closed_at >= $1 AND realized_pnl IS NOT NULL
 ORDER BY closed_at, id
+"""
+
+# Entering, open or closing: every one of them can still lose its max loss (option_trades_open).
+_OPEN_OPTION_TRADES = """
+SELECT id, underlying, max_loss FROM option_trades
+WHERE closed_at IS NULL
+ORDER BY created_at, id
 """
 
 _ENTERED = """
@@ -70,10 +79,12 @@ class EntryReads(Repository):
         return [r["symbol"] for r in await self._pool.fetch(_ENTERED, symbols, since)]
 
     async def context(self, query: EntryContextQuery) -> EntryContext:
-        """Symbols entered today, the open trades of `symbols`, P&L of trades closed since."""
+        """Symbols entered today, the open trades of `symbols`, P&L of trades closed since,
+        and every open option trade's max loss."""
         entered = await self.symbols_entered_since(query.symbols, query.since)
         trades = await self._pool.fetch(_OPEN_TRADES, query.symbols) if query.symbols else []
         pnls = await self._pool.fetch(_CLOSED_PNLS, query.closed_since)
+        options = await self._pool.fetch(_OPEN_OPTION_TRADES)
         return EntryContext(
             entered_symbols=entered,
             open_trades=[
@@ -87,4 +98,8 @@ class EntryReads(Repository):
                 for r in trades
             ],
             closed_pnls=[r["realized_pnl"] for r in pnls],
+            open_option_trades=[
+                DefinedRisk(trade_id=r["id"], symbol=r["underlying"], max_loss=r["max_loss"])
+                for r in options
+            ],
         )

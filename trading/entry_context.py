@@ -1,8 +1,9 @@
 """What the market loop reads from the ledger to decide entries, in one call (values only).
 
 The broker says what is held; the ledger says whose it is (a trade of ours, or an external
-position a protect-only guard watches), which symbols were already entered today, and the
-P&L of the trades closed since entries last resumed (the system guard's input).
+position a protect-only guard watches), which symbols were already entered today, the
+P&L of the trades closed since entries last resumed (the system guard's input), and the open
+option trades, whose max loss the heat counts (the stock view of the broker leaves options out).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import AwareDatetime, Field
 
 from trading.ledger_records import TradeOrigin
 from trading.models import Frozen
+from trading.risk import DefinedRisk
 
 
 class EntryContextQuery(Frozen):
@@ -39,6 +41,9 @@ class EntryContext(Frozen):
     entered_symbols: list[str] = Field(default_factory=list)
     open_trades: list[LedgerTrade] = Field(default_factory=list)
     closed_pnls: list[Decimal] = Field(default_factory=list)  # oldest first
+    # Open option trades (entering, open or closing) and their max loss. A default keeps the
+    # results recorded before it decodable: a history without it replays with none.
+    open_option_trades: list[DefinedRisk] = Field(default_factory=list)
 
     def trade_of(self, symbol: str) -> LedgerTrade | None:
         """The open trade holding `symbol` (an internal one first), or None."""

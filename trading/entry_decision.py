@@ -15,10 +15,14 @@ The order of questions:
 4. otherwise a new entry: the risk engine (`check_entry`) sizes it from the signal's stop (or
    the default stop distance) at the ask, and checks one signal per symbol a day, the daily
    loss limit, allocation, heat, buying power and the per-order caps.
+
+Heat (`open_risks`) is every held position's risk to its covering stop, this run's entries,
+and each open option trade's max loss (EntryContext.open_option_trades, from the ledger).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
@@ -33,9 +37,11 @@ from trading.models import Frozen, evolve
 from trading.ranker import Ranked, RankInput, rank
 from trading.risk import (
     AccountView,
+    DefinedRisk,
     EntryProposal,
     HeldPosition,
     OpenRisk,
+    Risk,
     RiskReason,
     addon_decision,
     check_entry,
@@ -93,9 +99,12 @@ def account_view(truth: BrokerTruth, book: EntryBook) -> AccountView:
     )
 
 
-def open_risks(truth: BrokerTruth, book: EntryBook) -> list[OpenRisk]:
-    """Each held position's risk to the stop that covers it, plus this run's entries."""
-    risks: list[OpenRisk] = []
+def open_risks(
+    truth: BrokerTruth, book: EntryBook, defined: Iterable[DefinedRisk] = ()
+) -> list[Risk]:
+    """Each held position's risk to the stop that covers it, this run's entries, and each
+    defined-risk structure's max loss (the open option trades)."""
+    risks: list[Risk] = []
     for position in truth.positions:
         if position.qty == 0:
             continue
@@ -109,7 +118,7 @@ def open_risks(truth: BrokerTruth, book: EntryBook) -> list[OpenRisk]:
                 stop=stop.stop_price if stop is not None else None,
             )
         )
-    return risks + book.risks
+    return [*risks, *book.risks, *defined]
 
 
 def ranked_signals(signals: list[EntrySignal]) -> list[tuple[EntrySignal, Ranked]]:
@@ -201,7 +210,7 @@ def _decide(
             confidence=signal.setup_confidence,
         ),
         account,
-        open_risks(truth, book),
+        open_risks(truth, book, context.open_option_trades),
         request.risk,
         signal.symbol in context.entered_symbols,
     )
@@ -252,7 +261,7 @@ def _add_on(
     per_share = quote.ask - stop
     by_allocation = (verdict.max_notional / quote.ask).to_integral_value(rounding=ROUND_FLOOR)
     by_risk = size_for_risk(quote.ask, stop, account.equity, request.risk)
-    heat = portfolio_heat(open_risks(truth, book))
+    heat = portfolio_heat(open_risks(truth, book, context.open_option_trades))
     cap = request.risk.max_heat_pct * account.equity
     by_heat = ((cap - heat) / per_share).to_integral_value(rounding=ROUND_FLOOR)
     if per_share > 0 and by_heat < 1:

@@ -12,7 +12,11 @@ Rules (long entries):
   one `default_stop_distance` below the entry; every stop is rounded onto the tick grid away
   from the market (trading/ticks.py `protective_stop_price`).
 - Heat: the sum of open risk, each position's qty * max(price - stop, 0) (without a stop all
-  of its value is at risk). An entry passes when heat + its risk <= `max_heat_pct` of equity.
+  of its value is at risk), plus each open defined-risk structure's max loss (an iron condor:
+  `DefinedRisk`). An entry passes when heat + its risk <= `max_heat_pct` of equity.
+- Defined risk (`check_defined_risk`): a structure whose loss is capped opens when its max loss
+  fits the risk budget, no daily loss limit is breached, heat + max loss <= the heat cap, and
+  the max loss fits the buying power (what a level-3 account holds against a spread).
 - Daily loss: today's P&L is equity - last_equity (realized and unrealized since the previous
   close). Breached when the loss reaches `daily_loss_limit_usd` or `daily_loss_limit_pct` of
   last_equity (whichever are set).
@@ -89,6 +93,7 @@ class RiskReason(StrEnum):
     SIGNAL_ALREADY_TODAY = "signal_already_today"
     DAILY_LOSS_LIMIT = "daily_loss_limit"
     RISK_TOO_SMALL = "risk_too_small"
+    MAX_LOSS_OVER_BUDGET = "max_loss_over_budget"
     MAX_ALLOCATION = "max_allocation"
     HEAT_CAP = "heat_cap"
     INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
@@ -126,6 +131,34 @@ class OpenRisk(Frozen):
             return size * self.price
         gap = self.price - self.stop if self.qty >= 0 else self.stop - self.price
         return size * gap if gap > 0 else _ZERO
+
+
+class DefinedRisk(Frozen):
+    """An open structure whose loss is capped (an iron condor): heat counts its max loss.
+
+    Kept apart from OpenRisk: it holds no shares of its underlying, so it is no part of that
+    symbol's allocation, and its risk does not move with a price or a stop.
+    """
+
+    trade_id: str
+    symbol: str  # the underlying
+    max_loss: Decimal = Field(ge=0)  # dollars for the whole structure (x100 x qty)
+
+    @property
+    def risk(self) -> Decimal:
+        """Dollars the structure can lose: its max loss."""
+        return self.max_loss
+
+
+Risk = OpenRisk | DefinedRisk  # what the heat sums
+
+
+class DefinedRiskProposal(Frozen):
+    """A defined-risk structure to open: its underlying, how many, and its max loss in dollars."""
+
+    underlying: str
+    qty: int = Field(ge=1)
+    max_loss: Decimal = Field(ge=0)
 
 
 class EntryProposal(Frozen):
@@ -227,8 +260,9 @@ def size_for_risk(
     return _floor(risk_budget(equity, limits) / per_share)
 
 
-def portfolio_heat(open_risks: Iterable[OpenRisk]) -> Decimal:
-    """The book's open risk: the sum of each position's loss if its stop filled now."""
+def portfolio_heat(open_risks: Iterable[Risk]) -> Decimal:
+    """The book's open risk: each position's loss if its stop filled now, plus each
+    defined-risk structure's max loss."""
     return sum((position.risk for position in open_risks), _ZERO)
 
 
@@ -310,7 +344,7 @@ def _refuse(
 def check_entry(
     proposal: EntryProposal,
     account: AccountView,
-    open_risks: Iterable[OpenRisk],
+    open_risks: Iterable[Risk],
     limits: RiskLimits,
     signalled_today: bool,
 ) -> RiskVerdict:
@@ -351,7 +385,10 @@ def check_entry(
             stop=stop,
         )
     risks = list(open_risks)
-    held_value = sum((abs(r.qty) * r.price for r in risks if r.symbol == symbol), _ZERO)
+    held_value = sum(
+        (abs(r.qty) * r.price for r in risks if isinstance(r, OpenRisk) and r.symbol == symbol),
+        _ZERO,
+    )
     allocation_cap = limits.max_allocation_pct * equity
     room = allocation_cap - held_value
     note = ""
@@ -408,6 +445,72 @@ def check_entry(
         slices=slices,
         risk=risk,
         heat_after=heat + risk,
+    )
+
+
+def check_defined_risk(
+    proposal: DefinedRiskProposal,
+    account: AccountView,
+    open_risks: Iterable[Risk],
+    limits: RiskLimits,
+) -> RiskVerdict:
+    """Approve opening a defined-risk structure (an iron condor), or refuse it with the first
+    rule it breaks.
+
+    Checks, in order: the daily loss limit, the max loss against the risk budget
+    (`risk_budget`), the heat cap (heat + max loss <= `max_heat_pct` of equity), then buying
+    power (max loss <= buying power: a defined-risk spread holds its max loss). Each limit is
+    inclusive: a max loss exactly at it passes. The verdict's qty is the structures, its risk
+    the max loss; one order opens them all.
+    """
+    qty, max_loss, underlying = Decimal(proposal.qty), proposal.max_loss, proposal.underlying
+    loss = daily_loss_breach(account, limits)
+    if loss is not None:
+        return _refuse(RiskReason.DAILY_LOSS_LIMIT, loss, qty=qty, risk=max_loss)
+    equity = account.equity
+    budget = risk_budget(equity, limits)
+    if max_loss > budget:
+        source = (
+            "risk_per_trade_usd"
+            if limits.risk_per_trade_usd is not None
+            else f"{_pct(limits.risk_per_trade_pct)} of {_plain(equity)}"
+        )
+        return _refuse(
+            RiskReason.MAX_LOSS_OVER_BUDGET,
+            f"{underlying} x{proposal.qty}: max_loss={_usd(max_loss)} budget={_usd(budget)} "
+            f"({source})",
+            qty=qty,
+            risk=max_loss,
+        )
+    heat = portfolio_heat(open_risks)
+    heat_cap = limits.max_heat_pct * equity
+    if heat + max_loss > heat_cap:
+        return _refuse(
+            RiskReason.HEAT_CAP,
+            f"heat={_usd(heat)} new={_usd(max_loss)} cap={_usd(heat_cap)} "
+            f"({_pct(limits.max_heat_pct)} of {_plain(equity)})",
+            qty=qty,
+            risk=max_loss,
+        )
+    if max_loss > account.buying_power:
+        return _refuse(
+            RiskReason.INSUFFICIENT_BUYING_POWER,
+            f"max_loss={_usd(max_loss)} buying_power={_usd(account.buying_power)} "
+            f"({underlying} x{proposal.qty})",
+            qty=qty,
+            risk=max_loss,
+        )
+    return RiskVerdict(
+        approved=True,
+        reason=RiskReason.APPROVED,
+        detail=(
+            f"{underlying} x{proposal.qty} max_loss={_usd(max_loss)} budget={_usd(budget)} "
+            f"heat_after={_usd(heat + max_loss)} cap={_usd(heat_cap)}"
+        ),
+        qty=qty,
+        slices=[qty],
+        risk=max_loss,
+        heat_after=heat + max_loss,
     )
 
 
