@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from alpaca.trading.enums import OrderStatus as SdkOrderStatus
+from temporalio.client import WorkflowHandle
 
 from ledger.option_trades import OptionTrades
 from tests.integration.options.conftest import (
@@ -17,6 +20,7 @@ from tests.integration.options.conftest import (
     UNDERLYING,
     OptionHarness,
 )
+from tests.integration.trade.conftest import HISTORIES
 from trading.options.exits import CondorExitRules
 from trading.options.trade_models import (
     ENTRY_FAILED,
@@ -27,12 +31,23 @@ from trading.options.trade_models import (
 )
 from workflows.option_trade import OptionTradeWorkflow
 
+# SAVE_OPTION_HISTORIES=1 re-records tests/histories/option_trade_*.json from these runs (only
+# for a deliberate workflow change; say so in the commit). test_option_trade_replay.py replays
+# them against today's code.
+SAVE_OPTION_HISTORIES = os.environ.get("SAVE_OPTION_HISTORIES") == "1"
+
 OPENED = {
     LONG_PUT: Decimal(1),
     SHORT_PUT: Decimal(-1),
     SHORT_CALL: Decimal(-1),
     LONG_CALL: Decimal(1),
 }
+
+
+async def _save(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    if SAVE_OPTION_HISTORIES:
+        history = await handle.fetch_history()
+        (HISTORIES / f"option_trade_{name}.json").write_text(history.to_json())
 
 
 async def test_condor_opens_with_one_mleg_and_takes_profit_when_iv_falls(
@@ -83,6 +98,7 @@ async def test_condor_opens_with_one_mleg_and_takes_profit_when_iv_falls(
         "option_trade_closing",
         "option_trade_closed",
     ]
+    await _save(handle, "take_profit_after_an_iv_fall")
 
 
 async def test_force_exit_closes_the_condor_with_one_mleg(option_trades: OptionHarness) -> None:
@@ -97,6 +113,7 @@ async def test_force_exit_closes_the_condor_with_one_mleg(option_trades: OptionH
 
     assert result.status is OptionTradeStatus.CLOSED
     assert result.exit_reason == FORCED_EXIT
+    await _save(handle, "force_exit")
     assert option_trades.option_positions() == {}
     statuses = sorted(str(o.status.value) for o in option_trades.mleg_orders(spec.trade_id))
     assert statuses.count("filled") == 2  # one open, one close
