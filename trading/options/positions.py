@@ -1,0 +1,472 @@
+"""Option positions against the ledger's open option trades, as a pure diff.
+
+The broker holds option legs (signed contracts: a short is negative); the ledger holds option
+trades, each a structure of legs x qty. Given one successful read of the option positions
+(absence from it is a definitive answer) and the open option rows, `option_reconcile_plan`
+says:
+
+- ghosts: open rows none of whose legs the broker holds and that have not changed within
+  `grace` (an entry just sent may not show yet). The plan only names them: a row is closed
+  when its workflow is not running, as reconcile closes a stock ghost; a running workflow
+  closes its own row.
+- leg mismatches: open rows some of whose legs are held, but not every leg at legs x qty (the
+  sum of every open row claiming the symbol). Reported with the numbers, never auto-fixed.
+- adoptable condors: legs no open row claims that form an iron condor - same underlying and
+  expiry, long put < short put < short call < long call, all |qty| equal, shorts negative, and
+  opened for a credit (short entry prices - long entry prices, per share, > 0). Each gets a
+  deterministic trade id, so a repeated reconcile adopts the same structure under the same id.
+- unmanaged legs: unclaimed legs that form no such condor, each with the reason.
+
+How legs are paired (deterministic): within one underlying, expiry and size, each short put
+(highest strike first) takes the nearest unused long put below it and each short call (lowest
+first) the nearest unused long call above it; put spreads (nearest the money first) then take
+the nearest unused call spread whose short strike is above theirs, so condors nest rather
+than cross. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from pydantic import Field
+
+from trading.broker_models import OrderSide
+from trading.ledger_records import TradeOrigin
+from trading.models import Frozen
+from trading.options.chain import (
+    CONTRACT_MULTIPLIER,
+    OccSymbol,
+    OptionContractQuote,
+    OptionRight,
+    parse_occ_symbol,
+)
+from trading.options.condor import CondorPlan
+from trading.options.exits import CondorExitRules
+from trading.options.records import OptionTradeRecord
+from trading.options.trade_models import (
+    MAX_CLIENT_ORDER_ID,
+    OptionTradeInput,
+    OptionTradeSpec,
+    OptionTradeState,
+    OptionTradeStatus,
+)
+
+DEFAULT_OPTION_GRACE = timedelta(minutes=2)
+MAX_TRADE_ID = 32
+ADOPTED_PREFIX = "ic-"
+_ZERO = Decimal(0)
+
+
+class OptionPosition(Frozen):
+    """One option leg the broker holds: OCC symbol, signed contracts, prices per share."""
+
+    symbol: str
+    qty: Decimal  # contracts; negative for a short
+    avg_entry_price: Decimal = Field(ge=0)
+    current_price: Decimal | None = Field(default=None, ge=0)
+
+
+class OptionGhost(Frozen):
+    """An open option trade the broker holds none of the legs of."""
+
+    trade_id: str
+    underlying: str
+    status: OptionTradeStatus
+    legs: list[str]
+
+
+class LegQty(Frozen):
+    """One leg of an open trade: what the open rows claiming it expect and what is held."""
+
+    symbol: str
+    expected: Decimal  # signed, legs x qty summed over every open row claiming the symbol
+    held: Decimal  # signed, 0 when the broker holds none
+
+
+class LegMismatch(Frozen):
+    """An open option trade some of whose legs are held at a quantity other than expected."""
+
+    trade_id: str
+    underlying: str
+    status: OptionTradeStatus
+    qty: int
+    legs: list[LegQty]
+
+    @property
+    def summary(self) -> str:
+        """`symbol held/expected` for each leg that differs."""
+        return ", ".join(
+            f"{leg.symbol} held {leg.held} expected {leg.expected}"
+            for leg in self.legs
+            if leg.held != leg.expected
+        )
+
+
+class AdoptableCondor(Frozen):
+    """Unclaimed legs that form an iron condor opened for a credit: adopt it as a trade."""
+
+    trade_id: str = Field(min_length=1, max_length=MAX_TRADE_ID)
+    underlying: str
+    expiry: date
+    dte: int  # calendar days from the planning day (New York) to the expiry
+    qty: int = Field(ge=1)
+    long_put: OptionPosition
+    short_put: OptionPosition
+    short_call: OptionPosition
+    long_call: OptionPosition
+    credit: Decimal = Field(gt=0)  # per share, from the legs' entry prices
+    width: Decimal = Field(gt=0)  # the wider of the two spreads
+
+    @property
+    def legs(self) -> list[OptionPosition]:
+        """Long put, short put, short call, long call."""
+        return [self.long_put, self.short_put, self.short_call, self.long_call]
+
+    @property
+    def strikes(self) -> str:
+        """`lp/sp p sc/lc c`, as the condor planner writes them."""
+        s = [format(parse_occ_symbol(leg.symbol).strike, "f") for leg in self.legs]
+        return f"{s[0]}/{s[1]}p {s[2]}/{s[3]}c"
+
+
+class UnmanagedLeg(Frozen):
+    """An unclaimed option leg reconcile does not adopt, and why."""
+
+    symbol: str
+    qty: Decimal
+    reason: str
+
+
+class OptionsPlan(Frozen):
+    """The options half of a reconcile: adoptions and ghosts to act on, the rest reported."""
+
+    checked_trades: int = 0
+    checked_positions: int = 0
+    adoptions: list[AdoptableCondor] = Field(default_factory=list)
+    ghosts: list[OptionGhost] = Field(default_factory=list)
+    mismatches: list[LegMismatch] = Field(default_factory=list)
+    unmanaged: list[UnmanagedLeg] = Field(default_factory=list)
+    deferred: int = 0  # actions left for the next run by max_actions
+
+    @property
+    def actions(self) -> int:
+        """Adoptions and ghost closes: what a run changes (the rest is reported only)."""
+        return len(self.adoptions) + len(self.ghosts)
+
+
+# --- the diff ------------------------------------------------------------------------------
+
+
+def _sign(side: OrderSide) -> int:
+    return 1 if side is OrderSide.BUY else -1
+
+
+def expected_legs(trade: OptionTradeRecord) -> dict[str, Decimal]:
+    """The signed contracts a trade holds once open: +ratio x qty long, -ratio x qty short."""
+    expected: dict[str, Decimal] = defaultdict(Decimal)
+    for leg in trade.legs:
+        expected[leg.symbol] += Decimal(_sign(leg.side) * leg.ratio_qty * trade.qty)
+    return dict(expected)
+
+
+def _settled(trade: OptionTradeRecord, now: datetime, grace: timedelta) -> bool:
+    last_change = max(trade.created_at, trade.status_at)
+    return now - last_change >= grace
+
+
+def option_reconcile_plan(
+    positions: list[OptionPosition],
+    open_trades: list[OptionTradeRecord],
+    now: datetime,
+    today: date,
+    grace: timedelta = DEFAULT_OPTION_GRACE,
+) -> OptionsPlan:
+    """Diff one successful read of the option positions against the open option rows.
+
+    `today` is the New York session date (an adopted condor's days to expiry count from it).
+    """
+    held = {p.symbol: p for p in positions if p.qty != 0}
+    live = sorted((t for t in open_trades if t.is_open), key=lambda t: (t.created_at, t.id))
+    claimed: dict[str, Decimal] = defaultdict(Decimal)
+    for trade in live:
+        for symbol, qty in expected_legs(trade).items():
+            claimed[symbol] += qty
+
+    ghosts: list[OptionGhost] = []
+    mismatches: list[LegMismatch] = []
+    for trade in live:
+        expected = expected_legs(trade)
+        legs = [
+            LegQty(
+                symbol=symbol,
+                expected=claimed[symbol],
+                held=held[symbol].qty if symbol in held else _ZERO,
+            )
+            for symbol in expected
+        ]
+        if not _settled(trade, now, grace):
+            continue
+        if all(leg.held == 0 for leg in legs):
+            ghosts.append(
+                OptionGhost(
+                    trade_id=trade.id,
+                    underlying=trade.underlying,
+                    status=trade.status,
+                    legs=list(expected),
+                )
+            )
+        elif any(leg.held != leg.expected for leg in legs):
+            mismatches.append(
+                LegMismatch(
+                    trade_id=trade.id,
+                    underlying=trade.underlying,
+                    status=trade.status,
+                    qty=trade.qty,
+                    legs=legs,
+                )
+            )
+
+    unclaimed = [held[s] for s in sorted(held) if s not in claimed]
+    adoptions, unmanaged = find_condors(unclaimed, today)
+    return OptionsPlan(
+        checked_trades=len(live),
+        checked_positions=len(held),
+        adoptions=adoptions,
+        ghosts=ghosts,
+        mismatches=mismatches,
+        unmanaged=unmanaged,
+    )
+
+
+# --- condors among unclaimed legs ----------------------------------------------------------
+
+_Leg = tuple[OccSymbol, OptionPosition]
+
+
+def find_condors(
+    legs: Iterable[OptionPosition], today: date
+) -> tuple[list[AdoptableCondor], list[UnmanagedLeg]]:
+    """The iron condors these legs form (see the module for the pairing), and the rest."""
+    groups: dict[tuple[str, date, Decimal], list[_Leg]] = defaultdict(list)
+    unmanaged: list[UnmanagedLeg] = []
+    for position in legs:
+        if position.qty == 0:
+            continue
+        try:
+            occ = parse_occ_symbol(position.symbol)
+        except ValueError:
+            unmanaged.append(_unmanaged(position, "not an OCC option symbol"))
+            continue
+        if position.qty != position.qty.to_integral_value():
+            unmanaged.append(_unmanaged(position, "fractional contracts"))
+            continue
+        groups[(occ.underlying, occ.expiry, abs(position.qty))].append((occ, position))
+
+    condors: list[AdoptableCondor] = []
+    for key in sorted(groups):
+        found, left = _condors_of(groups[key], today)
+        condors += found
+        unmanaged += left
+    unmanaged.sort(key=lambda u: u.symbol)
+    return condors, unmanaged
+
+
+def _condors_of(group: list[_Leg], today: date) -> tuple[list[AdoptableCondor], list[UnmanagedLeg]]:
+    """Condors within one underlying, expiry and size."""
+
+    def pick(right: OptionRight, long: bool) -> list[_Leg]:
+        chosen = [x for x in group if x[0].right is right and (x[1].qty > 0) is long]
+        return sorted(chosen, key=lambda x: x[0].strike)
+
+    long_puts, short_puts = pick(OptionRight.PUT, True), pick(OptionRight.PUT, False)
+    long_calls, short_calls = pick(OptionRight.CALL, True), pick(OptionRight.CALL, False)
+    put_spreads: list[tuple[_Leg, _Leg]] = []  # (long, short)
+    for short in reversed(short_puts):
+        below = [x for x in long_puts if x[0].strike < short[0].strike]
+        if below:
+            wing = below[-1]
+            long_puts.remove(wing)
+            put_spreads.append((wing, short))
+    call_spreads: list[tuple[_Leg, _Leg]] = []  # (short, long)
+    for short in short_calls:
+        above = [x for x in long_calls if x[0].strike > short[0].strike]
+        if above:
+            wing = above[0]
+            long_calls.remove(wing)
+            call_spreads.append((short, wing))
+    put_spreads.sort(key=lambda s: s[1][0].strike, reverse=True)
+    call_spreads.sort(key=lambda s: s[0][0].strike)
+
+    condors: list[AdoptableCondor] = []
+    unmanaged: list[UnmanagedLeg] = []
+    used: set[str] = set()
+    for put_wing, put_short in put_spreads:
+        call = next((c for c in call_spreads if c[0][0].strike > put_short[0].strike), None)
+        if call is None:
+            continue
+        call_spreads.remove(call)
+        legs = (put_wing[1], put_short[1], call[0][1], call[1][1])
+        credit = legs[1].avg_entry_price + legs[2].avg_entry_price
+        credit -= legs[0].avg_entry_price + legs[3].avg_entry_price
+        used.update(leg.symbol for leg in legs)
+        if credit <= 0:
+            unmanaged += [
+                _unmanaged(leg, f"iron condor opened for a debit of {-credit}: not adopted")
+                for leg in legs
+            ]
+            continue
+        condors.append(_condor(legs, put_short[0], call, credit, today))
+    for _, position in group:
+        if position.symbol not in used:
+            unmanaged.append(
+                _unmanaged(
+                    position,
+                    "not part of an iron condor (same underlying, expiry and size: "
+                    "long put < short put < short call < long call)",
+                )
+            )
+    return condors, unmanaged
+
+
+def _condor(
+    legs: tuple[OptionPosition, OptionPosition, OptionPosition, OptionPosition],
+    short_put: OccSymbol,
+    call: tuple[_Leg, _Leg],
+    credit: Decimal,
+    today: date,
+) -> AdoptableCondor:
+    long_put, short_put_position, short_call, long_call = legs
+    strikes = [parse_occ_symbol(leg.symbol).strike for leg in legs]
+    width = max(strikes[1] - strikes[0], strikes[3] - strikes[2])
+    qty = int(abs(short_put_position.qty))
+    return AdoptableCondor(
+        trade_id=adopted_trade_id(legs, qty),
+        underlying=short_put.underlying,
+        expiry=short_put.expiry,
+        dte=(short_put.expiry - today).days,
+        qty=qty,
+        long_put=long_put,
+        short_put=short_put_position,
+        short_call=short_call,
+        long_call=long_call,
+        credit=credit,
+        width=width,
+    )
+
+
+def _unmanaged(position: OptionPosition, reason: str) -> UnmanagedLeg:
+    return UnmanagedLeg(symbol=position.symbol, qty=position.qty, reason=reason)
+
+
+def adopted_trade_id(legs: Iterable[OptionPosition], qty: int) -> str:
+    """`ic-<underlying>-<yymmdd>-<digest>`: the same legs, size and entry prices, the same id.
+
+    The entry prices make a condor opened again later at the same strikes a new trade (an
+    adopted trade's workflow id is used once).
+    """
+    legs = list(legs)
+    occ = parse_occ_symbol(legs[0].symbol)
+    identity = "|".join(
+        [str(qty), *(f"{leg.symbol}@{leg.avg_entry_price.normalize()}" for leg in legs)]
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    root = "".join(c for c in occ.underlying.lower() if c.isalnum())[:6] or "x"
+    trade_id = f"{ADOPTED_PREFIX}{root}-{occ.expiry:%y%m%d}-{digest}"
+    assert len(trade_id) <= MAX_TRADE_ID and len(trade_id) + 8 <= MAX_CLIENT_ORDER_ID
+    return trade_id
+
+
+# --- adopting ------------------------------------------------------------------------------
+
+
+def _quote(position: OptionPosition) -> OptionContractQuote:
+    """A plan leg from a held position: bid = ask = mid = its current price (entry if none)."""
+    occ = parse_occ_symbol(position.symbol)
+    price = position.current_price
+    if price is None:
+        price = position.avg_entry_price
+    return OptionContractQuote(
+        symbol=position.symbol,
+        underlying=occ.underlying,
+        expiry=occ.expiry,
+        right=occ.right,
+        strike=occ.strike,
+        bid=price,
+        ask=price,
+        mid=price,
+    )
+
+
+def adopted_condor_plan(condor: AdoptableCondor) -> CondorPlan:
+    """The CondorPlan of a held condor: legs at their current prices, numbers at its credit.
+
+    The credit fields are the credit it was opened for (from the entry prices), so the max
+    loss and break-evens are those of the position held. The probabilities are placeholders
+    (0): the positions carry no greeks, and nothing downstream of an open trade reads them.
+    """
+    per_unit = Decimal(CONTRACT_MULTIPLIER * condor.qty)
+    credit, width = condor.credit, condor.width
+    short_put, short_call = _quote(condor.short_put), _quote(condor.short_call)
+    return CondorPlan(
+        underlying=condor.underlying,
+        expiry=condor.expiry,
+        dte=condor.dte,
+        qty=condor.qty,
+        width=width,
+        short_put=short_put,
+        long_put=_quote(condor.long_put),
+        short_call=short_call,
+        long_call=_quote(condor.long_call),
+        credit_mid=credit,
+        credit_natural=credit,
+        credit=credit * per_unit,
+        credit_natural_usd=credit * per_unit,
+        max_loss=(width - credit) * per_unit,
+        max_loss_natural=(width - credit) * per_unit,
+        credit_to_width=credit / width,
+        break_even_low=short_put.strike - credit,
+        break_even_high=short_call.strike + credit,
+        probability_of_profit=_ZERO,
+        probability_of_max_loss=_ZERO,
+        detail=(
+            f"adopted {condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty}: "
+            f"opened elsewhere for a credit of {credit}; probabilities not known (no greeks)"
+        ),
+    )
+
+
+def adoption_input(
+    condor: AdoptableCondor, rules: CondorExitRules | None = None
+) -> OptionTradeInput:
+    """OptionTradeWorkflow's input for a held condor: already OPEN at its credit, external."""
+    spec = OptionTradeSpec(
+        trade_id=condor.trade_id,
+        plan=adopted_condor_plan(condor),
+        qty=condor.qty,
+        limit_credit=condor.credit,
+        rules=rules or CondorExitRules(),
+        origin=TradeOrigin.EXTERNAL,
+    )
+    state = OptionTradeState(
+        status=OptionTradeStatus.OPEN,
+        credit=condor.credit,
+        note=f"adopted by reconcile: {condor.strikes} x{condor.qty} held at the broker",
+    )
+    return OptionTradeInput(spec=spec, state=state)
+
+
+def capped_options(plan: OptionsPlan, room: int | None) -> OptionsPlan:
+    """At most `room` actions (adoptions first: an unmanaged condor is the bigger risk)."""
+    if room is None or plan.actions <= room:
+        return plan
+    room = max(room, 0)
+    adoptions = plan.adoptions[:room]
+    ghosts = plan.ghosts[: room - len(adoptions)]
+    kept = len(adoptions) + len(ghosts)
+    return plan.model_copy(
+        update={"adoptions": adoptions, "ghosts": ghosts, "deferred": plan.actions - kept}
+    )
