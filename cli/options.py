@@ -2,10 +2,16 @@
 and an iron condor planned - and, without --dry-run, opened as an OptionTradeWorkflow.
 
 Chains come from the broker through alpaca-py (broker/options.py), every read paid for from
-the account's broker-call budget. `condor open` plans (trading/options/condor.py); without
---dry-run it starts `option-trade-<id>` (workflows/option_trade.py), which enters with one mleg
-limit order and closes by the exit rules (trading/options/exits.py) or on FORCE_EXIT.
-Exit codes: 0 done; 1 the planner refused or the broker failed; 2 bad input; 75 rate limited.
+the account's broker-call budget. `condor open` plans (trading/options/condor.py) and checks the
+plan with the risk engine (trading/risk.py `check_defined_risk`: its max loss at the worst
+credit the entry may accept, against the risk budget, the daily loss limit, the heat of the
+stock positions to their covering stops plus the ledger's open option trades, and buying
+power); without --dry-run, and only when the risk engine approves, it starts
+`option-trade-<id>` (workflows/option_trade.py), which enters with one mleg limit order and
+closes by the exit rules (trading/options/exits.py) or on FORCE_EXIT. --dry-run shows the risk
+verdict and places nothing (its exit code is the planner's).
+Exit codes: 0 done; 1 the planner or the risk engine refused, or the broker failed; 2 bad
+input; 75 rate limited.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from broker.options import (
     MeteredOptions,
     build_chain,
 )
-from cli.broker_calls import WaitLine, broker_failed, cli_broker
+from cli.broker_calls import WaitLine, broker_failed, cli_broker, metered_broker
 from cli.output import emit_model, fail, say, say_table
-from clients import make_client
+from clients import make_client, make_pool
 from contracts import option_trade
-from settings import Settings
+from ledger.option_trades import OptionTrades
+from settings import ConfigError, Settings
+from trading.entry_decision import EntryBook, account_view, open_risks
 from trading.ids import new_trade_id
 from trading.models import Frozen, evolve
 from trading.options.chain import (
@@ -57,7 +65,9 @@ from trading.options.ranker import (
     rank_candidates,
     vertical_candidates,
 )
+from trading.options.records import OptionTradesQuery, max_loss_usd
 from trading.options.trade_models import PRICE_TICK, OptionTradeInput, OptionTradeSpec
+from trading.risk import DefinedRisk, DefinedRiskProposal, RiskVerdict, check_defined_risk
 from workflows.option_trade import OptionTradeWorkflow
 
 EXIT_REFUSED = 1
@@ -92,8 +102,8 @@ class OptionRankReport(Frozen):
 
 
 class CondorDryRun(Frozen):
-    """`condor open [--dry-run] --json`: the plan, or the planner's refusal, and (without
-    --dry-run) the option trade started for it."""
+    """`condor open [--dry-run] --json`: the plan, or the planner's refusal, the risk engine's
+    verdict on it, and (without --dry-run) the option trade started for it."""
 
     dry_run: bool = True
     placed: bool = False
@@ -104,6 +114,12 @@ class CondorDryRun(Frozen):
     config: IronCondorConfig
     plan: CondorPlan | None = None
     refusal: CondorRefusal | None = None
+    risk: RiskVerdict | None = None  # the risk engine on the plan (None: not asked)
+    risk_error: str | None = None  # why the risk engine could not be asked
+
+
+class RiskReadError(Exception):
+    """The account, the positions or the ledger's option trades could not be read."""
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -361,7 +377,8 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- condor open -----------------------------------------------------------------------
 def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
-    """Plan an iron condor (--dry-run); placing one is refused until its workflow exists."""
+    """Plan an iron condor, check it with the risk engine and (without --dry-run, when it is
+    approved) open it as an option trade."""
     try:
         symbol, expiry = parse_symbol(args.symbol), parse_expiry(args.expiry)
         width, delta, qty = parse_width(args.width), parse_delta(args.delta), parse_qty(args.qty)
@@ -394,16 +411,31 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         refusal=refusal,
     )
     code = 0 if plan is not None else EXIT_REFUSED
-    if plan is not None and not args.dry_run:
+    if plan is not None:
         spec = condor_trade_spec(plan, datetime.now(ZoneInfo("UTC")))
-        started = asyncio.run(_start_condor(settings, spec))
-        result = evolve(result, placed=True, trade_id=spec.trade_id, workflow_id=started)
+        try:
+            verdict = asyncio.run(condor_risk(settings, spec))
+        except RiskReadError as exc:
+            if not args.dry_run:
+                return fail(f"condor not placed: its risk cannot be checked: {exc}")
+            result = evolve(result, risk_error=str(exc))
+        else:
+            result = evolve(result, risk=verdict)
+            if not args.dry_run and not verdict.approved:
+                code = EXIT_REFUSED
+            elif not args.dry_run:
+                started = asyncio.run(_start_condor(settings, spec))
+                result = evolve(result, placed=True, trade_id=spec.trade_id, workflow_id=started)
     if args.json:
         return emit_model(result, code)
     if refusal is not None:
         return fail(f"no condor: {refusal.reason.value}: {refusal.detail}", code=EXIT_REFUSED)
     assert plan is not None
+    if code == EXIT_REFUSED and result.risk is not None:
+        verdict = result.risk
+        return fail(f"condor not placed: risk refused: {verdict.reason.value}: {verdict.detail}")
     _print_plan(plan, chain.underlying_price, placed=result.placed)
+    say(_risk_line(result))
     if result.workflow_id is not None:
         say("")
         say(
@@ -412,6 +444,42 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         )
         say(f"Web UI: {_ui_link(settings, result.workflow_id)}")
     return 0
+
+
+def _risk_line(result: CondorDryRun) -> str:
+    verdict = result.risk
+    if verdict is None:
+        return f"risk: not checked ({result.risk_error})"
+    if verdict.approved:
+        return f"risk: approved: {verdict.detail}"
+    return f"risk: would be refused: {verdict.reason.value}: {verdict.detail}"
+
+
+async def condor_risk(settings: Settings, spec: OptionTradeSpec) -> RiskVerdict:
+    """The risk engine on the condor: its max loss at the worst credit the entry may accept
+    (what its ledger row counts until it fills), against the broker's account, the stock
+    positions' risk to their covering stops and the ledger's open option trades."""
+    try:
+        pool = await make_pool(settings, min_size=1, max_size=2)
+    except ConfigError as exc:
+        raise RiskReadError(str(exc)) from None
+    try:
+        truth = await metered_broker(settings, pool).broker_truth()
+        held = await OptionTrades(pool).list(OptionTradesQuery(open_only=True))
+    except BrokerError as exc:
+        raise RiskReadError(f"the broker could not be asked ({exc.message})") from None
+    finally:
+        await pool.close()
+    options = [
+        DefinedRisk(trade_id=t.id, symbol=t.underlying, max_loss=t.max_loss) for t in held.trades
+    ]
+    book = EntryBook()
+    proposal = DefinedRiskProposal(
+        underlying=spec.plan.underlying, qty=spec.qty, max_loss=max_loss_usd(spec, None)
+    )
+    return check_defined_risk(
+        proposal, account_view(truth, book), open_risks(truth, book, options), settings.risk_limits
+    )
 
 
 def condor_trade_spec(plan: CondorPlan, now: datetime) -> OptionTradeSpec:

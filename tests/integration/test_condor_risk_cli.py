@@ -1,0 +1,119 @@
+"""`condor open` asks the risk engine before it starts anything: a condor whose max loss is over
+the per-trade risk budget, or that the open option trades' heat leaves no room for, is refused
+with the reason and its numbers, exit 1, and no option trade is started; --dry-run shows the
+verdict and places nothing.
+
+The paper broker's account holds $100,000 (the root conftest's SESSION_START clock); a 1-lot
+5-wide AAPL condor can lose a few hundred dollars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from paperbroker.admin_client import AdminClient
+from paperbroker.testing import RunningBroker
+from settings import Settings
+from tests.integration.cli_helpers import run_cli, stack_env
+
+pytestmark = pytest.mark.integration
+
+D = Decimal
+
+
+@pytest.fixture
+def env(
+    settings: Settings, paper_broker: RunningBroker, database_url: str, broker_admin: AdminClient
+) -> dict[str, str]:
+    """The CLI pointed at this module's paper broker (reset to SESSION_START) and ledger."""
+    return stack_env(settings, paper_broker, database_url)
+
+
+async def _cli(env: dict[str, str], *args: str) -> Any:
+    return await asyncio.to_thread(run_cli, *args, env=env)
+
+
+async def _option_trades_started(client: Client, since: datetime) -> list[str]:
+    query = f"WorkflowType = 'OptionTradeWorkflow' AND StartTime > '{since.isoformat()}'"
+    return [w.id async for w in client.list_workflows(query)]
+
+
+async def _open_condor_row(pool: asyncpg.Pool, trade_id: str, max_loss: Decimal) -> None:
+    """An OPEN option trade in the ledger, as its workflow writes it."""
+    legs = [{"symbol": f"SPY240419P0050{n}000", "side": "buy", "ratio_qty": 1} for n in range(4)]
+    at = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)
+    await pool.execute(
+        """
+        INSERT INTO option_trades (id, underlying, status, status_rank, expiry, qty, legs, width,
+                                   credit, max_loss, workflow_id, opened_at, status_at)
+        VALUES ($1, 'SPY', 'OPEN', 1, $2, 1, $3::jsonb, 100, 1, $4, $5, $6, $6)
+        """,
+        trade_id,
+        date(2024, 4, 19),
+        json.dumps(legs),
+        max_loss,
+        f"option-trade-{trade_id}",
+        at,
+    )
+
+
+async def test_condor_over_the_per_trade_risk_is_refused_and_nothing_starts(
+    env: dict[str, str], client: Client
+) -> None:
+    since = datetime.now(UTC)
+    tight = {**env, "RISK_PER_TRADE_USD": "50"}
+    done = await _cli(tight, "condor", "open", "AAPL", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["placed"] is False and result["workflow_id"] is None, result
+    risk = result["risk"]
+    assert risk["approved"] is False and risk["reason"] == "max_loss_over_budget", risk
+    assert D(risk["risk"]) > 50
+    assert f"max_loss={D(risk['risk']):.2f} budget=50.00 (risk_per_trade_usd)" in risk["detail"]
+    # The refused max loss is the plan's worst case: the width less the natural credit.
+    assert D(risk["risk"]) == D(result["plan"]["max_loss_natural"]).quantize(D("0.01"))
+
+    human = await _cli(tight, "condor", "open", "AAPL")
+    assert human.returncode == 1, human.stdout + human.stderr
+    lines = [line for line in human.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, human.stderr
+    assert lines[0].startswith("error: condor not placed: risk refused: max_loss_over_budget: ")
+    assert "budget=50.00" in lines[0]
+    assert await _option_trades_started(client, since) == []
+
+    # --dry-run shows the same verdict and places nothing; its exit code is the planner's.
+    dry = await _cli(tight, "condor", "open", "AAPL", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "risk: would be refused: max_loss_over_budget: " in dry.stdout
+
+
+async def test_open_option_trades_heat_refuses_a_condor_that_fits_the_budget(
+    env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    approved = json.loads((await _cli(env, "condor", "open", "AAPL", "--dry-run", "--json")).stdout)
+    assert approved["risk"]["approved"] is True, approved["risk"]
+    assert approved["risk"]["heat_after"] == approved["risk"]["risk"]  # nothing else open
+    # An open condor holding $5,900 of the $6,000 heat cap (6 % of $100,000) leaves $100.
+    await _open_condor_row(pool, "ic-hot", D(5_900))
+    try:
+        done = await _cli(env, "condor", "open", "AAPL", "--json")
+        assert done.returncode == 1, done.stdout + done.stderr
+        result = json.loads(done.stdout)
+        assert result["placed"] is False
+        risk = result["risk"]
+        assert risk["reason"] == "heat_cap", risk
+        assert risk["detail"].startswith("heat=5900.00 new=") and "cap=6000.00" in risk["detail"]
+
+        dry = await _cli(env, "condor", "open", "AAPL", "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "risk: would be refused: heat_cap: heat=5900.00" in dry.stdout
+    finally:
+        await pool.execute("DELETE FROM option_trades WHERE id = 'ic-hot'")
