@@ -19,7 +19,9 @@ from activities.broker_sync import BrokerSyncActivities
 from activities.entries import EntryActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
+from activities.option_adoption import OptionAdoptionActivities
 from activities.option_ledger import OptionLedgerActivities
+from activities.option_link import OptionLinkActivities
 from activities.options import OptionOrderActivities
 from activities.reconcile import ReconcileActivities
 from activities.scan import ScanActivities
@@ -29,6 +31,7 @@ from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
 from broker.metered import MeteredGateway, ObservedGateway
 from broker.option_orders import OptionOrdersGateway
+from broker.option_positions import MeteredOptionPositions, OptionPositionsGateway
 from ops.notifier import AlertTarget
 from trading.broker_budget import BudgetConfig
 from trading.broker_sync_models import SyncRequest, SyncSummary
@@ -76,10 +79,13 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     scan = ScanActivities(broker)
     trades = TradeLinkActivities(link)
     scoring = ScoringActivities(pool)
-    reconcile = ReconcileActivities(metered, pool)
+    option_positions = MeteredOptionPositions(OptionPositionsGateway(deps.endpoint), metered.budget)
+    reconcile = ReconcileActivities(metered, pool, option_positions)
+    option_adoption = OptionAdoptionActivities(client, deps.task_queue)
     notify = NotifyActivities(pool, deps.alerts)
     options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
     option_ledger = OptionLedgerActivities(pool)
+    option_link = OptionLinkActivities(client)
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -143,6 +149,9 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         option_ledger.record_option_trade,
         option_ledger.list_option_trades,
         option_ledger.close_ghost_option_trade,
+        option_link.force_exit_option_trade,
+        option_adoption.adopt_option_trade,
+        option_adoption.option_workflows,
     ]
 
 

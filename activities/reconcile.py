@@ -7,11 +7,16 @@ workflow's history. This activity reads the snapshot first and the open trades s
 trade opened in between is younger than the grace, so it is never taken for a ghost), diffs
 them with trading/reconcile.py's pure `reconcile_plan`, and returns the plan with the
 snapshot's view of each symbol a quantity sync will tell its trade.
+
+Asked `with_options`, it also reads the option positions (after the stock snapshot, before
+the ledger, for the same reason) and the open option trades, and puts their diff
+(trading/options/positions.py) in `plan.options`. Either read failing fails the plan whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio import activity
@@ -19,23 +24,43 @@ from temporalio import activity
 from activities.broker import as_application_error
 from broker.errors import BrokerError
 from broker.metered import MeteredGateway
+from broker.option_positions import MeteredOptionPositions
+from ledger.option_trades import OptionTrades
 from ledger.trades import Trades
+from trading.options.positions import (
+    OptionPosition,
+    OptionsPlan,
+    capped_options,
+    option_reconcile_plan,
+)
+from trading.options.records import OptionTradesQuery
 from trading.reconcile import position_updates, reconcile_plan
 from trading.reconcile_models import PlannedReconcile, ReconcilePlanRequest
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 class ReconcileActivities:
     """Plans a reconcile where its inputs are read, so only the plan crosses into history."""
 
-    def __init__(self, broker: MeteredGateway, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        broker: MeteredGateway,
+        pool: asyncpg.Pool,
+        option_positions: MeteredOptionPositions | None = None,
+    ) -> None:
         self._broker = broker
         self._trades = Trades(pool)
+        self._option_trades = OptionTrades(pool)
+        self._option_positions = option_positions
 
     @activity.defn
     async def plan_reconcile(self, request: ReconcilePlanRequest) -> PlannedReconcile:
         """One snapshot and the open trades, diffed; a failed snapshot fails it whole."""
+        options = request.with_options and self._option_positions is not None
         try:
             truth = await self._broker.broker_truth()
+            held = await self._read_option_positions() if options else None
         except BrokerError as exc:
             raise as_application_error(exc) from None
         open_trades = await self._trades.list_open()
@@ -50,6 +75,11 @@ class ReconcileActivities:
             request.close_reason,
             request.stop_distance,
         )
+        if held is not None:
+            room = None if request.max_actions is None else request.max_actions - plan.actions
+            plan = plan.model_copy(
+                update={"options": capped_options(await self._options_plan(held, request), room)}
+            )
         activity.logger.info(
             "reconcile plan over %d positions, %d open orders, %d open trades: %d adoptions, "
             "%d ghosts, %d quantity syncs (%d deferred)",
@@ -66,3 +96,26 @@ class ReconcileActivities:
             plan=plan,
             sync_updates=position_updates(truth, {s.symbol for s in plan.quantity_syncs}),
         )
+
+    async def _read_option_positions(self) -> list[OptionPosition]:
+        assert self._option_positions is not None
+        return await self._option_positions.option_positions()
+
+    async def _options_plan(
+        self, held: list[OptionPosition], request: ReconcilePlanRequest
+    ) -> OptionsPlan:
+        """The option legs held against the open option trades (read now, after the legs)."""
+        rows = await self._option_trades.list(OptionTradesQuery(open_only=True))
+        today = request.as_of.astimezone(NEW_YORK).date()
+        options = option_reconcile_plan(held, rows.trades, request.as_of, today, request.grace)
+        activity.logger.info(
+            "reconcile options over %d legs, %d open option trades: %d condors to adopt, "
+            "%d ghosts, %d leg mismatches, %d unmanaged legs",
+            len(held),
+            len(rows.trades),
+            len(options.adoptions),
+            len(options.ghosts),
+            len(options.mismatches),
+            len(options.unmanaged),
+        )
+        return options

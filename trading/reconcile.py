@@ -20,6 +20,7 @@ from trading.broker_models import BrokerOrder, BrokerPosition, BrokerTruth, Orde
 from trading.ids import new_trade_id
 from trading.ledger_records import CloseReason, TradeRecord, TradeStatus
 from trading.models import Frozen
+from trading.options.positions import OptionsPlan
 from trading.routing import covering_stop_of
 from trading.ticks import protective_stop_price
 from trading.trade_models import PositionUpdate, TradeSpec
@@ -78,10 +79,12 @@ class ReconcilePlan(Frozen):
     quantity_syncs: list[QuantitySync] = Field(default_factory=list)
     skipped: list[SkippedPosition] = Field(default_factory=list)
     deferred: int = 0  # actions left for the next run by max_actions
+    # The option legs' diff (trading/options/positions.py); None: runs that did not read them.
+    options: OptionsPlan | None = None
 
     @property
     def actions(self) -> int:
-        """How many actions the plan holds."""
+        """How many stock actions the plan holds (the options part counts its own)."""
         return len(self.adoptions) + len(self.ghost_closes) + len(self.quantity_syncs)
 
 

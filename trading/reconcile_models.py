@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field
 
 from trading.ledger_records import CloseReason
 from trading.models import Frozen
+from trading.options.trade_models import OptionTradeInput
 from trading.reconcile import DEFAULT_GRACE, DEFAULT_STOP_DISTANCE, ReconcilePlan
 from trading.trade_models import PositionUpdate, TradeSpec
 
@@ -36,6 +37,8 @@ class ReconcilePlanRequest(Frozen):
     max_actions: int | None = Field(default=None, ge=0)
     close_reason: CloseReason = CloseReason.GHOST
     stop_distance: Decimal = Field(default=DEFAULT_STOP_DISTANCE, gt=0, lt=1)
+    # Also diff the option positions against the open option trades (plan.options).
+    with_options: bool = False
 
 
 class PlannedReconcile(Frozen):
@@ -74,6 +77,43 @@ class ReconcileResult(Frozen):
     failed_actions: int = 0
     duration_ms: int = 0
     plan: ReconcilePlan | None = None  # None when the snapshot failed
+    # Options (plan.options names each one): condors adopted, ghost rows closed, ghosts left
+    # to their running workflow, and what was only reported.
+    options_adopted: int = 0
+    options_closed: int = 0
+    options_ghosts_running: int = 0
+    option_mismatches: int = 0
+    unmanaged_option_legs: int = 0
+
+
+class OptionAdoptionRequest(Frozen):
+    """Start `option-trade-<id>` for a held condor; a repeat finds it (running or ended)."""
+
+    trade: OptionTradeInput
+
+
+class OptionAdoptionOutcome(Frozen):
+    """Whether this call started the workflow, or found the id already used."""
+
+    workflow_id: str
+    started: bool
+    status: str | None = None  # the existing run's status when not started
+
+
+class OptionWorkflowsQuery(Frozen):
+    """Which of these option trades' workflows run."""
+
+    trade_ids: list[str] = Field(min_length=1)
+
+
+class OptionWorkflowsStatus(Frozen):
+    """Each trade id's latest run status (`missing`: the id was never used)."""
+
+    found: dict[str, str]
+
+    def running(self, trade_id: str) -> bool:
+        """The trade's workflow runs (a ghost row it will close itself)."""
+        return self.found.get(trade_id) == "running"
 
 
 class GuardAction(StrEnum):
