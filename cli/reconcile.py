@@ -8,6 +8,7 @@ from cli.output import emit_model, fail, say, say_table
 from cli.run import run_workflow
 from contracts import auto_manage, reconcile
 from settings import Settings
+from trading.options.positions import OptionsPlan
 from trading.reconcile import ReconcilePlan
 from trading.reconcile_models import (
     AutoManageInput,
@@ -70,6 +71,36 @@ def plan_rows(plan: ReconcilePlan) -> list[tuple[str, ...]]:
         )
     for skipped in plan.skipped:
         rows.append(("skip", skipped.symbol, "-", f"{skipped.qty}: {skipped.reason}"))
+    if plan.options is not None:
+        rows += option_rows(plan.options)
+    return rows
+
+
+def option_rows(options: OptionsPlan) -> list[tuple[str, ...]]:
+    """One line per option finding: adoptions and ghosts (acted on), then what is reported."""
+    rows: list[tuple[str, ...]] = [
+        (
+            "adopt condor",
+            condor.underlying,
+            condor.trade_id,
+            f"{condor.expiry} {condor.strikes} x{condor.qty} for a credit of {condor.credit}",
+        )
+        for condor in options.adoptions
+    ]
+    rows += [
+        (
+            "close option",
+            ghost.underlying,
+            ghost.trade_id,
+            f"{ghost.status.value}: no leg held (closed unless its workflow runs)",
+        )
+        for ghost in options.ghosts
+    ]
+    rows += [
+        ("leg mismatch", m.underlying, m.trade_id, f"x{m.qty}: {m.summary} (not fixed)")
+        for m in options.mismatches
+    ]
+    rows += [("unmanaged", u.symbol, "-", f"{u.qty}: {u.reason}") for u in options.unmanaged]
     return rows
 
 
@@ -89,8 +120,11 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             header=("ACTION", "SYMBOL", "TRADE", "DETAIL"),
             empty="nothing to do: the ledger matches the broker",
         )
-        if result.plan.deferred:
-            say(f"{result.plan.deferred} more actions deferred by --max")
+        deferred = result.plan.deferred
+        if result.plan.options is not None:
+            deferred += result.plan.options.deferred
+        if deferred:
+            say(f"{deferred} more actions deferred by --max")
     if result.dry_run:
         say(f"dry run {result.run_id}: nothing changed")
     else:
@@ -98,6 +132,13 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"run {result.run_id}: checked {result.checked}, closed {result.closed}, "
             f"ghosts signalled {result.ghosts_signalled}, adopted {result.adopted}, "
             f"synced {result.synced} ({result.duration_ms} ms)"
+        )
+    if result.plan is not None and result.plan.options is not None:
+        say(
+            f"options: adopted {result.options_adopted}, closed {result.options_closed}, "
+            f"ghosts left to their running workflow {result.options_ghosts_running}, "
+            f"leg mismatches {result.option_mismatches}, "
+            f"unmanaged legs {result.unmanaged_option_legs}"
         )
     if not result.ok:
         return fail(result.error or "reconcile failed")

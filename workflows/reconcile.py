@@ -7,6 +7,12 @@ account. A failed snapshot changes nothing (unknown is never absent). Every acti
 idempotent (first close wins, adoption ids are deterministic and started with USE_EXISTING)
 and names its own trade, so actions run a few at a time, and a repeated or overlapping run
 converges on the same ledger.
+
+Option positions (behind RECONCILE_OPTIONS): the same activity reads the option legs and the
+open option trades and plans their diff (trading/options/positions.py). Held iron condors no
+row claims are adopted (OptionTradeWorkflow started already OPEN at the credit they were
+opened for, origin external, its id used once); ghost rows whose workflow is not running are
+closed; leg mismatches and unmanaged legs are reported (result, audit, Details), never fixed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
+    from activities.option_adoption import OptionAdoptionActivities
+    from activities.option_ledger import OptionLedgerActivities
     from activities.reconcile import ReconcileActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import reconcile
@@ -35,6 +43,13 @@ with workflow.unsafe.imports_passed_through():
         TradeEntryFill,
     )
     from trading.models import AuditEntry, JsonScalar
+    from trading.options.positions import (
+        AdoptableCondor,
+        OptionGhost,
+        OptionsPlan,
+        adoption_input,
+    )
+    from trading.options.records import OptionTradeGhost
     from trading.reconcile import (
         Adoption,
         GhostClose,
@@ -48,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
         GuardOutcome,
         GuardRequest,
         GuardRequests,
+        OptionAdoptionRequest,
+        OptionWorkflowsQuery,
         PlannedReconcile,
         ReconcileInput,
         ReconcilePlanRequest,
@@ -65,6 +82,8 @@ with workflow.unsafe.imports_passed_through():
 # Patch id: runs before it took the snapshot and the open trades into the workflow itself
 # (megabytes at a few thousand trades) and applied the plan one action at a time.
 PLAN_IN_ACTIVITY = "reconcile-plan-in-activity"
+# Patch id: runs before it read no option positions (their plan has no options part).
+RECONCILE_OPTIONS = "reconcile-options"
 # Actions in flight at once: each names its own trade (a ghost, an adoption, a sync).
 ACTIONS_IN_FLIGHT = 16
 
@@ -81,6 +100,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
         self._request = request
         self._run_id = request.run_id or workflow.info().workflow_id
         self._in_activity = False  # PLAN_IN_ACTIVITY: set by run once the marker is known
+        self._options = False  # RECONCILE_OPTIONS: likewise
         self._progress = ReconcileResult(
             run_id=self._run_id, source=request.run_source, dry_run=request.dry_run, ok=False
         )
@@ -100,6 +120,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             f"ledger: reconcile run {self._run_id} started",
         )
         self._in_activity = in_activity = workflow.patched(PLAN_IN_ACTIVITY)
+        self._options = in_activity and workflow.patched(RECONCILE_OPTIONS)
         planned = await (self._plan() if in_activity else self._plan_here())
         if planned is None:
             return await self._finish(started)  # unknown is never absent: nothing is done
@@ -114,8 +135,16 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             plan.deferred,
             " [dry run]" if request.dry_run else "",
         )
+        options = plan.options if self._options else None
+        if options is not None:
+            self._update(
+                option_mismatches=len(options.mismatches),
+                unmanaged_option_legs=len(options.unmanaged),
+            )
         if not request.dry_run:
             await self._apply(plan, update_for, ACTIONS_IN_FLIGHT if in_activity else 1)
+            if options is not None and not self._progress.partial:
+                await self._apply_options(options)
         return await self._finish(started)
 
     # --- planning --------------------------------------------------------------------------
@@ -132,6 +161,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
                     max_actions=request.max,
                     close_reason=request.close_reason,
                     stop_distance=request.stop_distance,
+                    with_options=self._options,
                 ),
                 broker_snapshot(request.snapshot_attempts),
                 "broker truth and the ledger's open trades, diffed into the reconcile plan",
@@ -333,6 +363,117 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             {"workflow": outcome.action.value, "sole_owner": sync.sole_owner},
         )
 
+    # --- options ---------------------------------------------------------------------------
+
+    async def _apply_options(self, options: OptionsPlan) -> None:
+        """Adopt the held condors, close the ghosts, report mismatches and unmanaged legs."""
+        errors: list[str] = []
+        adoptions = options.adoptions
+        for done in range(0, len(adoptions), ACTIONS_IN_FLIGHT):
+            if self._past_deadline(f"deadline reached after {done} option adoptions"):
+                return
+            wave = adoptions[done : done + ACTIONS_IN_FLIGHT]
+            found = await asyncio.gather(*(self._adopt_condor(c) for c in wave))
+            errors += [e for e in found if e is not None]
+        if options.ghosts and not self._past_deadline("deadline reached before option ghosts"):
+            errors += await self._close_option_ghosts(options.ghosts)
+        await self._report_options(options)
+        if errors:
+            error = "; ".join(filter(None, [self._progress.error, *errors]))
+            self._update(ok=False, error=error[:1000])
+
+    def _past_deadline(self, why: str) -> bool:
+        deadline = self._request.deadline
+        if deadline is None or workflow.now() < deadline:
+            return False
+        self._update(partial=True, ok=False, error=why)
+        return True
+
+    def _option_failed(self, trade_id: str, why: str) -> str:
+        self._update(failed_actions=self._progress.failed_actions + 1)
+        workflow.logger.error("reconcile %s: option trade %s: %s", self._run_id, trade_id, why)
+        return f"{trade_id}: {why}"
+
+    async def _adopt_condor(self, condor: AdoptableCondor) -> str | None:
+        """Start the condor's workflow already OPEN (once); why it failed, or None."""
+        try:
+            outcome = await call(
+                OptionAdoptionActivities.adopt_option_trade,
+                OptionAdoptionRequest(trade=adoption_input(condor)),
+                TRADE_LINK,
+                f"adopt {condor.underlying} {condor.expiry} condor {condor.strikes} "
+                f"x{condor.qty} as option trade {condor.trade_id}",
+            )
+        except ActivityError as err:
+            return self._option_failed(condor.trade_id, failure(err))
+        if not outcome.started:
+            return None  # adopted before (its workflow runs, or ended): nothing to do
+        self._update(options_adopted=self._progress.options_adopted + 1)
+        await self._audit(
+            "option_trade_adopted",
+            condor.trade_id,
+            f"{condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty} "
+            f"for a credit of {condor.credit}",
+            {"legs": ",".join(leg.symbol for leg in condor.legs), "credit": str(condor.credit)},
+        )
+        return None
+
+    async def _close_option_ghosts(self, ghosts: list[OptionGhost]) -> list[str]:
+        """Close each ghost row whose workflow is not running (a running one closes itself)."""
+        ids = [g.trade_id for g in ghosts]
+        statuses = await attempt(
+            call(
+                OptionAdoptionActivities.option_workflows,
+                OptionWorkflowsQuery(trade_ids=ids),
+                TRADE_LINK,
+                f"which of {len(ids)} ghost option trades run: {', '.join(ids)}"[:200],
+            )
+        )
+        if isinstance(statuses, Failed):  # unknown whether they run: none is closed
+            return [self._option_failed(t, statuses.why) for t in ids]
+        errors: list[str] = []
+        for ghost in ghosts:
+            if statuses.running(ghost.trade_id):
+                self._update(options_ghosts_running=self._progress.options_ghosts_running + 1)
+                continue
+            reason = (
+                f"reconcile {self._run_id}: no leg held at the broker, workflow "
+                f"{statuses.found.get(ghost.trade_id, 'missing')}"
+            )
+            try:
+                result = await ledger(
+                    OptionLedgerActivities.close_ghost_option_trade,
+                    OptionTradeGhost(trade_id=ghost.trade_id, reason=reason, at=workflow.now()),
+                    f"ledger: close ghost option trade {ghost.trade_id} ({ghost.underlying})",
+                )
+            except ActivityError as err:
+                errors.append(self._option_failed(ghost.trade_id, failure(err)))
+                continue
+            if result.applied:
+                self._update(options_closed=self._progress.options_closed + 1)
+        return errors
+
+    async def _report_options(self, options: OptionsPlan) -> None:
+        """Audit what reconcile does not fix: leg mismatches and unmanaged legs."""
+        for mismatch in options.mismatches:
+            await self._audit(
+                "option_legs_mismatch",
+                mismatch.trade_id,
+                f"{mismatch.underlying} x{mismatch.qty} ({mismatch.status.value}): "
+                f"{mismatch.summary}",
+                {leg.symbol: f"held {leg.held} expected {leg.expected}" for leg in mismatch.legs},
+            )
+        if options.unmanaged:
+            await audit(
+                "option_legs_unmanaged",
+                f"{len(options.unmanaged)} option legs no trade manages",
+                {
+                    "run_id": self._run_id,
+                    **{u.symbol: f"{u.qty}: {u.reason}" for u in options.unmanaged},
+                },
+                key="unmanaged",
+            )
+
     # --- helpers ---------------------------------------------------------------------------
 
     async def _guard(self, request: GuardRequest) -> GuardOutcome:
@@ -391,4 +532,25 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             ("checked", "closed", "ghosts signalled", "adopted", "synced", "failed actions"),
             [(r.checked, r.closed, r.ghosts_signalled, r.adopted, r.synced, r.failed_actions)],
         )
+        options = r.plan.options if r.plan is not None else None
+        if options is not None:
+            page.line(
+                f"options: adopted {r.options_adopted}, closed {r.options_closed}, ghosts "
+                f"running {r.options_ghosts_running}"
+            )
+            page.table(
+                ("option trade / leg", "finding"),
+                [
+                    *(
+                        (a.trade_id, f"adopt {a.strikes} x{a.qty} @ {a.credit}")
+                        for a in options.adoptions
+                    ),
+                    *(
+                        (g.trade_id, f"ghost ({g.status.value}): no leg held")
+                        for g in options.ghosts
+                    ),
+                    *((m.trade_id, f"leg mismatch: {m.summary}") for m in options.mismatches),
+                    *((u.symbol, f"unmanaged {u.qty}: {u.reason}") for u in options.unmanaged),
+                ],
+            )
         page.publish()

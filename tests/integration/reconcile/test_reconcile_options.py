@@ -1,0 +1,287 @@
+"""ReconcileWorkflow and option positions on the real stack: a condor opened outside the system
+is adopted by an OptionTradeWorkflow (origin external, already open at its credit) once; a
+ghost option row is closed; a row held at another size is reported, not fixed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+import pytest
+import pytest_asyncio
+from alpaca.trading.client import TradingClient
+from temporalio.client import WorkflowExecutionStatus
+
+from broker.option_orders import OptionOrdersGateway
+from broker.option_positions import OptionPositionsGateway
+from cli.reconcile import register
+from contracts.option_trade import workflow_id as option_workflow_id
+from ledger.option_trades import OptionTrades
+from settings import Settings
+from tests.integration.helpers import terminate_running
+from tests.integration.options.conftest import MONTHLY, UNDERLYING, WEEKLY, CondorLegs
+from tests.integration.reconcile.conftest import ReconcileHarness
+from trading.broker_models import OrderSide, OrderStatus
+from trading.ledger_records import TradeOrigin
+from trading.options.chain import parse_occ_symbol
+from trading.options.positions import OptionPosition
+from trading.options.records import (
+    OptionTradeGhost,
+    OptionTradeRecord,
+    OptionTradesQuery,
+    OptionTradeWrite,
+)
+from trading.options.trade_models import (
+    MlegOrderIntent,
+    OptionForceExit,
+    OptionLeg,
+    OptionTradeResult,
+    OptionTradeStatus,
+)
+from workflows.option_trade import OptionTradeWorkflow
+
+pytestmark = pytest.mark.integration
+CENT = Decimal("0.01")
+
+
+class OptionsBench:
+    """Opens and closes condors outside the system; reads option legs and option rows."""
+
+    def __init__(self, harness: ReconcileHarness) -> None:
+        endpoint = harness.gateway.endpoint
+        self.harness = harness
+        self.orders = OptionOrdersGateway(endpoint)
+        self.positions = OptionPositionsGateway(endpoint)
+        self.rows = OptionTrades(harness.pool)
+        self.trading = TradingClient(
+            endpoint.key_id.get_secret_value(),
+            endpoint.secret_key.get_secret_value(),
+            paper=True,
+            url_override=endpoint.trading_url,
+        )
+
+    def held(self) -> dict[str, OptionPosition]:
+        return {p.symbol: p for p in self.positions.option_positions()}
+
+    def close_leg(self, symbol: str) -> None:
+        """Close one option position outside the system (a market order at the broker)."""
+        self.trading.close_position(symbol)
+
+    async def trade_mleg(self, legs: CondorLegs, qty: int, opening: bool) -> None:
+        """An mleg at the natural price from a dashboard's client id; waits for its fill."""
+        marks = self.orders.latest_quotes(legs.symbols)
+        quote = {q.symbol: q for q in marks.quotes}
+        lp, sp, sc, lc = (quote[s] for s in legs.symbols)
+        buy, sell = OrderSide.BUY, OrderSide.SELL
+        if opening:  # a credit: the shorts at the bid, the wings at the ask
+            sides = [buy, sell, sell, buy]
+            limit = -(sp.bid + sc.bid - lp.ask - lc.ask).quantize(CENT, rounding=ROUND_DOWN)
+        else:  # a debit: buy the shorts back at the ask, sell the wings at the bid
+            sides = [sell, buy, buy, sell]
+            limit = (sp.ask + sc.ask - lp.bid - lc.bid).quantize(CENT, rounding=ROUND_DOWN) + CENT
+        order = self.orders.submit_mleg(
+            MlegOrderIntent(
+                client_order_id=f"dashboard-{uuid.uuid4().hex[:12]}",
+                qty=qty,
+                legs=[
+                    OptionLeg(symbol=s, side=x) for s, x in zip(legs.symbols, sides, strict=True)
+                ],
+                limit_price=limit,
+            )
+        )
+        deadline = time.monotonic() + 10
+        while order.status is not OrderStatus.FILLED:
+            assert time.monotonic() < deadline, f"outside mleg never filled: {order}"
+            await asyncio.sleep(0.2)
+            order = self.orders.order(order.id)
+
+    async def ledger_row(self, legs: CondorLegs, qty: int) -> str:
+        """An OPEN option row written an hour ago with no workflow behind it."""
+        trade_id = f"row-{uuid.uuid4().hex[:10]}"
+        sides = [OrderSide.BUY, OrderSide.SELL, OrderSide.SELL, OrderSide.BUY]
+        await self.rows.record(
+            OptionTradeWrite(
+                trade_id=trade_id,
+                underlying=UNDERLYING,
+                status=OptionTradeStatus.OPEN,
+                expiry=parse_occ_symbol(legs.short_put).expiry,
+                qty=qty,
+                legs=[
+                    OptionLeg(symbol=s, side=x) for s, x in zip(legs.symbols, sides, strict=True)
+                ],
+                width=Decimal(10),
+                credit=Decimal(2),
+                max_loss=Decimal(800) * qty,
+                workflow_id=option_workflow_id(trade_id),
+                at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
+        return trade_id
+
+    async def row(self, trade_id: str) -> OptionTradeRecord:
+        found = await self.rows.get(trade_id)
+        assert found is not None, f"no option row {trade_id}"
+        return found
+
+    async def wait_for_row(self, trade_id: str, within: float = 15.0) -> OptionTradeRecord:
+        deadline = time.monotonic() + within
+        while (found := await self.rows.get(trade_id)) is None:
+            assert time.monotonic() < deadline, f"option row {trade_id} never written"
+            await asyncio.sleep(0.2)
+        return found
+
+    async def cleanup(self) -> None:
+        """Terminate option workflows, close their rows and flatten every option leg."""
+        client = self.harness.client
+        open_rows = await self.rows.list(OptionTradesQuery(open_only=True))
+        for row in open_rows.trades:
+            await terminate_running(
+                [client.get_workflow_handle(option_workflow_id(row.id))], "test finished"
+            )
+            await self.rows.close_ghost(
+                OptionTradeGhost(trade_id=row.id, reason="test finished", at=datetime.now(UTC))
+            )
+        # Shorts first: a wing sold while its short is held would leave the short uncovered.
+        for position in sorted(self.held().values(), key=lambda p: p.qty):
+            self.close_leg(position.symbol)
+
+
+@pytest_asyncio.fixture
+async def bench(harness: ReconcileHarness) -> AsyncIterator[OptionsBench]:
+    state = OptionsBench(harness)
+    try:
+        yield state
+    finally:
+        await state.cleanup()
+
+
+async def test_a_condor_opened_outside_is_adopted_once_and_closes_on_force_exit(
+    harness: ReconcileHarness, bench: OptionsBench
+) -> None:
+    await bench.trade_mleg(MONTHLY, qty=2, opening=True)
+    held = bench.held()
+    lp, sp, sc, lc = (held[s] for s in MONTHLY.symbols)
+    credit = sp.avg_entry_price + sc.avg_entry_price - lp.avg_entry_price - lc.avg_entry_price
+    assert credit > 0
+
+    result = await harness.reconcile()
+
+    assert result.ok and result.options_adopted == 1, result
+    assert result.plan is not None and result.plan.options is not None
+    (condor,) = result.plan.options.adoptions
+    assert condor.credit == credit and condor.qty == 2
+    handle = harness.client.get_workflow_handle_for(
+        OptionTradeWorkflow.run, option_workflow_id(condor.trade_id)
+    )
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+    view = await handle.query(OptionTradeWorkflow.status)
+    assert view.status is OptionTradeStatus.OPEN and view.state.credit == credit
+    assert [leg.symbol for leg in view.legs] == MONTHLY.symbols
+    row = await bench.wait_for_row(condor.trade_id)
+    assert row.status is OptionTradeStatus.OPEN and row.origin is TradeOrigin.EXTERNAL
+    assert (row.credit, row.qty) == (credit, 2)
+    assert [(leg.symbol, leg.side) for leg in row.legs] == [
+        (MONTHLY.long_put, OrderSide.BUY),
+        (MONTHLY.short_put, OrderSide.SELL),
+        (MONTHLY.short_call, OrderSide.SELL),
+        (MONTHLY.long_call, OrderSide.BUY),
+    ]
+    assert row.max_loss == (condor.width - credit) * 100 * 2
+
+    again = await harness.reconcile()
+    assert again.ok and again.options_adopted == 0 and again.options_closed == 0
+    assert again.plan is not None and again.plan.options is not None
+    assert again.plan.options.adoptions == [] and again.plan.options.ghosts == []
+    assert again.plan.options.mismatches == [] and again.plan.options.unmanaged == []
+    assert (await bench.row(condor.trade_id)).status is OptionTradeStatus.OPEN
+
+    await handle.signal(OptionTradeWorkflow.force_exit, OptionForceExit(reason="test"))
+    ended: OptionTradeResult = await handle.result()
+    assert ended.status is OptionTradeStatus.CLOSED
+    assert bench.held() == {}
+    assert (await bench.row(condor.trade_id)).status is OptionTradeStatus.CLOSED
+
+
+async def test_a_ghost_option_row_is_closed_and_a_size_mismatch_is_reported(
+    harness: ReconcileHarness, bench: OptionsBench
+) -> None:
+    ghost = await bench.ledger_row(MONTHLY, qty=1)  # nothing held, no workflow
+    await bench.trade_mleg(WEEKLY, qty=1, opening=True)
+    oversized = await bench.ledger_row(WEEKLY, qty=2)  # the broker holds one
+
+    dry = await harness.reconcile(dry_run=True)
+    assert dry.plan is not None and dry.plan.options is not None
+    assert [g.trade_id for g in dry.plan.options.ghosts] == [ghost]
+    assert (await bench.row(ghost)).status is OptionTradeStatus.OPEN
+
+    result = await harness.reconcile()
+
+    assert result.ok and result.options_closed == 1 and result.options_adopted == 0
+    assert result.option_mismatches == 1 and result.unmanaged_option_legs == 0
+    closed = await bench.row(ghost)
+    assert closed.status is OptionTradeStatus.CLOSED and closed.closed_at is not None
+    assert result.plan is not None and result.plan.options is not None
+    (mismatch,) = result.plan.options.mismatches
+    assert mismatch.trade_id == oversized
+    assert {(leg.symbol, leg.held, leg.expected) for leg in mismatch.legs} == {
+        (WEEKLY.long_put, Decimal(1), Decimal(2)),
+        (WEEKLY.short_put, Decimal(-1), Decimal(-2)),
+        (WEEKLY.short_call, Decimal(-1), Decimal(-2)),
+        (WEEKLY.long_call, Decimal(1), Decimal(2)),
+    }
+    # Reported, not fixed: the row stays open, the legs stay held, nothing was adopted.
+    assert (await bench.row(oversized)).status is OptionTradeStatus.OPEN
+    assert set(bench.held()) == set(WEEKLY.symbols)
+    audited = await harness.pool.fetch(
+        "SELECT action, reason FROM audit_log WHERE trade_id = $1", oversized
+    )
+    assert [a["action"] for a in audited if a["action"] == "option_legs_mismatch"] == [
+        "option_legs_mismatch"
+    ]
+
+
+async def test_unclaimed_legs_that_form_no_condor_are_reported_as_unmanaged(
+    harness: ReconcileHarness, bench: OptionsBench
+) -> None:
+    await bench.trade_mleg(WEEKLY, qty=1, opening=True)
+    bench.close_leg(WEEKLY.short_call)  # a broken condor: no short call
+
+    result = await harness.reconcile()
+
+    assert result.ok and result.options_adopted == 0
+    assert result.plan is not None and result.plan.options is not None
+    assert sorted(u.symbol for u in result.plan.options.unmanaged) == sorted(
+        [WEEKLY.long_put, WEEKLY.short_put, WEEKLY.long_call]
+    )
+    assert result.unmanaged_option_legs == 3
+
+
+async def test_the_cli_shows_the_options_part(
+    harness: ReconcileHarness,
+    bench: OptionsBench,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser(prog="starter.py")
+    register(parser.add_subparsers(dest="command", required=True))
+    await bench.trade_mleg(MONTHLY, qty=1, opening=True)
+    held = bench.held()
+    lp, sp, sc, lc = (held[s] for s in MONTHLY.symbols)
+    credit = sp.avg_entry_price + sc.avg_entry_price - lp.avg_entry_price - lc.avg_entry_price
+
+    args = parser.parse_args(["reconcile", "--dry-run"])
+    code = await asyncio.to_thread(args.handler, args, settings)
+    out = capsys.readouterr().out
+    assert code == 0 and "nothing changed" in out
+    assert "adopt condor" in out and "500/510p 530/535c x1" in out and str(credit) in out
+    assert "options: adopted 0" in out
+
+    args = parser.parse_args(["reconcile"])
+    code = await asyncio.to_thread(args.handler, args, settings)
+    out = capsys.readouterr().out
+    assert code == 0 and "options: adopted 1, closed 0" in out
