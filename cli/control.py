@@ -15,10 +15,11 @@ from activities.control_link import ensure_control
 from broker.errors import BrokerError
 from cli.broker_calls import broker_failed, cli_broker
 from cli.output import confirm, emit_json, fail, say, table
-from clients import make_client
+from clients import make_client, make_pool
 from contracts import control
 from contracts.base import Signal
-from settings import Settings
+from ledger.option_trades import OptionTrades
+from settings import ConfigError, Settings
 from trading.broker_models import BrokerOrder, BrokerPosition
 from trading.control import (
     ControlCommand,
@@ -31,6 +32,7 @@ from trading.control import (
     working_orders,
 )
 from trading.entry_gate import control_gate, control_view_of
+from trading.options.records import OptionTradesQuery
 
 CLI_ACTOR = "cli"
 CONFIRM_WORD = "flatten"
@@ -60,7 +62,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         parser.set_defaults(handler=cmd_change, control_command=command)
 
     flatten = commands.add_parser(
-        "flatten", help="halt, cancel entries and exit every position at market"
+        "flatten",
+        help="halt, cancel entries, exit every position at market and close every option trade",
     )
     flatten.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     flatten.add_argument("--reason", default="manual flatten from the CLI", help="why (audited)")
@@ -138,10 +141,11 @@ def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
         return broker_failed(exc, settings)
     symbols = ", ".join(sorted(p.symbol for p in positions)) or "none"
     if not args.yes:
+        option_trades = asyncio.run(_open_option_trades(settings))
         refusal = confirm(
             "flatten",
             f"Flatten will exit {len(positions)} positions ({symbols}) and cancel "
-            f"{len(orders)} orders.",
+            f"{len(orders)} orders. {_option_scope(option_trades)}",
             CONFIRM_WORD,
         )
         if refusal is not None:
@@ -164,13 +168,36 @@ def cmd_flatten(args: argparse.Namespace, settings: Settings) -> int:
         f"flatten {'done' if report.done else 'INCOMPLETE'} after {report.rounds} rounds: "
         f"{len(report.signalled_trades)} trades told to exit, "
         f"{len(report.cancelled_orders)} orders cancelled, "
-        f"closed outside positions: {', '.join(report.closed_symbols) or 'none'}"
+        f"closed outside positions: {', '.join(report.closed_symbols) or 'none'}, "
+        f"{len(report.signalled_option_trades)} option trades told to close"
     )
     say(report.note)
     for error in report.errors[-5:]:
         say(f"  error: {error}")
     say("trading is HALTED; `resume` allows new entries again")
     return 0 if report.done else 1
+
+
+def _option_scope(trade_ids: list[str] | None) -> str:
+    if trade_ids is None:
+        return "It will close every open option trade (the ledger could not be read to count them)."
+    if not trade_ids:
+        return "No option trade is open."
+    return f"It will close {len(trade_ids)} option trades ({', '.join(trade_ids)})."
+
+
+async def _open_option_trades(settings: Settings) -> list[str] | None:
+    """The ids of the option trades the ledger shows open, or None when it cannot be read
+    (the flatten itself reads them again, round by round)."""
+    try:
+        pool = await make_pool(settings, min_size=1, max_size=1)
+    except ConfigError:
+        return None
+    try:
+        found = await OptionTrades(pool).list(OptionTradesQuery(open_only=True))
+    finally:
+        await pool.close()
+    return [t.id for t in found.trades]
 
 
 async def _flatten_scope(settings: Settings) -> tuple[list[BrokerPosition], list[BrokerOrder]]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from trading.broker_models import BrokerOrder, BrokerPosition, OrderSide, OrderType
 from trading.models import Frozen
+from trading.options.trade_models import OptionForceExit
 from trading.risk import AccountView, RiskLimits, daily_loss_breach
 
 HISTORY_KEPT = 50  # changes kept in the state (the audit log keeps them all)
@@ -125,8 +126,21 @@ class FlattenReport(BaseModel):
     unprotected_since: dict[str, datetime] = Field(default_factory=dict)
     positions_left: list[str] = Field(default_factory=list)
     orders_left: int = 0
+    # Option trades (flattens since FLATTEN_CLOSES_OPTION_TRADES): told to close through their
+    # workflow's FORCE_EXIT, found with no running workflow, and still open in the ledger at the
+    # last round. A flatten is done only when none is open.
+    signalled_option_trades: list[str] = Field(default_factory=list)
+    unreachable_option_trades: list[str] = Field(default_factory=list)
+    option_trades_left: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
     note: str = ""
+
+
+class OptionTradeExitRequest(Frozen):
+    """Tell one option trade's workflow (`option-trade-<id>`) to close its structure now."""
+
+    trade_id: str = Field(min_length=1)
+    exit: OptionForceExit
 
 
 class ControlState(BaseModel):
@@ -382,6 +396,27 @@ def flatten_step(
             )
         )
     return FlattenStep(cancel=cancel, close=close, waiting_on=waiting, done=not held and not orders)
+
+
+def flatten_note(report: FlattenReport, timeout: timedelta) -> str:
+    """How a finished flatten ended, in one line for people."""
+    if report.done:
+        note = "flat: no position and no open order at the broker"
+        if report.signalled_option_trades:
+            note += f"; {len(report.signalled_option_trades)} option trades closed"
+        return note
+    left = [
+        f"{', '.join(report.positions_left)} positions",
+        f"{report.orders_left} open orders",
+    ]
+    if report.option_trades_left:
+        unreachable = set(report.unreachable_option_trades)
+        shown = ", ".join(
+            f"{t} (no running workflow)" if t in unreachable else t
+            for t in report.option_trades_left
+        )
+        left.append(f"option trades {shown}")
+    return f"not flat after {timeout}: {', '.join(left)} left"
 
 
 def order_label(order: BrokerOrder) -> str:

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.broker import BrokerActivities
     from activities.ledger import LedgerActivities
     from activities.notify import NotifyActivities
+    from activities.option_ledger import OptionLedgerActivities
+    from activities.option_link import OptionLinkActivities
     from activities.trade_link import TradeLinkActivities
     from contracts import control, trade
     from ops import metrics
@@ -34,10 +36,12 @@ with workflow.unsafe.imports_passed_through():
         FlattenReport,
         FlattenRequest,
         LossCheck,
+        OptionTradeExitRequest,
         RescueAlert,
         UntrackedClose,
         apply_change,
         decide,
+        flatten_note,
         flatten_step,
         loss_outcome,
         order_label,
@@ -54,6 +58,8 @@ with workflow.unsafe.imports_passed_through():
         halt_notice,
         rescue_alert_notice,
     )
+    from trading.options.records import OptionTradesQuery
+    from trading.options.trade_models import OptionForceExit
     from trading.trade_models import ForceExit, TradeExitRequest
     from workflows.broker_reads import broker_truth
     from workflows.calls import Failed, attempt, call, failure, ledger
@@ -67,6 +73,10 @@ FLATTEN_THROUGH_TRADE_LINK = "flatten-through-trade-link"
 # Patch id: controls started before it told nobody (alerts to people: halts, rescue alerts,
 # flattens go to ALERT_WEBHOOK_URL through NotifyActivities).
 NOTIFY_PEOPLE = "notify-people"
+# Patch id: flattens started before it left option trades alone (the broker view flatten reads
+# holds no option position); since, each round tells every open option trade to close and the
+# flatten is done only when the ledger shows none open.
+FLATTEN_CLOSES_OPTION_TRADES = "flatten-closes-option-trades"
 # Before continue-as-new, notices still being sent get this long to go out.
 NOTICE_GRACE = timedelta(seconds=60)
 
@@ -187,12 +197,7 @@ class TradingControlWorkflow:
         self, request: FlattenRequest, report: FlattenReport, started: datetime
     ) -> None:
         report.finished_at = workflow.now()
-        report.note = (
-            "flat: no position and no open order at the broker"
-            if report.done
-            else f"not flat after {request.timeout}: {', '.join(report.positions_left)} "
-            f"positions, {report.orders_left} open orders left"
-        )
+        report.note = flatten_note(report, request.timeout)
         self._publish()
         self._notify(flatten_finished_notice(report))
         await audit(
@@ -205,6 +210,8 @@ class TradingControlWorkflow:
                 "closed_symbols": ",".join(report.closed_symbols),
                 "positions_left": ",".join(report.positions_left),
                 "orders_left": report.orders_left,
+                "signalled_option_trades": len(report.signalled_option_trades),
+                "option_trades_left": ",".join(report.option_trades_left),
                 "seconds": (report.finished_at - started).total_seconds(),
             },
             key=report.flatten_id,
@@ -326,7 +333,8 @@ class TradingControlWorkflow:
         signalled: set[str],
         started: datetime,
     ) -> bool:
-        """One pass: tell trades to exit, look at the broker, cancel and close; True when flat."""
+        """One pass: tell trades and option trades to exit, look at the broker, cancel and
+        close; True when flat (and, since FLATTEN_CLOSES_OPTION_TRADES, no option trade open)."""
         open_trades = (
             await ledger(
                 LedgerActivities.list_open_trades, OpenTradesQuery(), "ledger: open trades"
@@ -346,6 +354,7 @@ class TradingControlWorkflow:
             else:
                 # No running workflow guards it: flatten closes its position itself.
                 report.unreachable_trades.append(trade_id)
+        options_closed = await self._close_option_trades(request, report)
         in_grace = workflow.now() - started < request.trade_grace
         guarded = signalled | unknown
         tracked = {t.symbol for t in open_trades if t.id in guarded} if in_grace else set()
@@ -361,12 +370,52 @@ class TradingControlWorkflow:
         report.positions_left = sorted({p.symbol for p in truth.positions if p.qty != 0})
         report.orders_left = len(step.cancel) + sum(len(c.cancel_first) for c in step.close)
         if step.done:
-            return True
+            return options_closed
         for order in step.cancel:
             await self._cancel(order.id, order_label(order), report)
         for close in step.close:
             await self._close_untracked(close, report)
         return False
+
+    async def _close_option_trades(self, request: FlattenRequest, report: FlattenReport) -> bool:
+        """Tell every open option trade to close (FORCE_EXIT, once each); True when the ledger
+        shows none open. Its own workflow closes the structure with one mleg order: the broker
+        view flatten reads holds no option position, so flatten never closes one itself. An
+        option trade with no running workflow stays open (reported) until reconcile closes it."""
+        if not workflow.patched(FLATTEN_CLOSES_OPTION_TRADES):
+            return True
+        listed = await attempt(
+            ledger(
+                OptionLedgerActivities.list_option_trades,
+                OptionTradesQuery(open_only=True),
+                "ledger: open option trades",
+            )
+        )
+        if isinstance(listed, Failed):
+            report.errors = [*report.errors, f"open option trades: {listed.why}"][-20:]
+            return False
+        report.option_trades_left = [t.id for t in listed.trades]
+        told = {*report.signalled_option_trades, *report.unreachable_option_trades}
+        for trade_id in report.option_trades_left:
+            if trade_id in told:
+                continue
+            delivery = await attempt(
+                call(
+                    OptionLinkActivities.force_exit_option_trade,
+                    OptionTradeExitRequest(
+                        trade_id=trade_id, exit=OptionForceExit(reason=f"flatten: {request.reason}")
+                    ),
+                    TRADE_LINK,
+                    f"flatten: close option trade {trade_id} now",
+                )
+            )
+            if isinstance(delivery, Failed):  # unknown: ask again next round
+                report.errors = [*report.errors, f"option trade {trade_id}: {delivery.why}"][-20:]
+            elif delivery.delivered:
+                report.signalled_option_trades.append(trade_id)
+            else:
+                report.unreachable_option_trades.append(trade_id)
+        return not report.option_trades_left
 
     async def _tell_trade_to_exit(
         self, trade_id: str, reason: str, report: FlattenReport
@@ -514,8 +563,10 @@ class TradingControlWorkflow:
                     f"flatten ({flat.reason}): {'done' if flat.done else 'in progress'} "
                     f"after {flat.rounds} rounds; {len(flat.signalled_trades)} trades signalled, "
                     f"{len(flat.cancelled_orders)} orders cancelled, closed "
-                    f"{', '.join(flat.closed_symbols) or 'none'}; left: "
+                    f"{', '.join(flat.closed_symbols) or 'none'}; "
+                    f"{len(flat.signalled_option_trades)} option trades told to close; left: "
                     f"{', '.join(flat.positions_left) or 'no positions'}, {flat.orders_left} orders"
+                    f", {len(flat.option_trades_left)} option trades"
                 ]
             )
         if state.history:
