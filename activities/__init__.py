@@ -22,7 +22,6 @@ from activities.notify import NotifyActivities
 from activities.option_adoption import OptionAdoptionActivities
 from activities.option_ledger import OptionLedgerActivities
 from activities.option_link import OptionLinkActivities
-from activities.option_link import OptionLinkActivities
 from activities.options import OptionOrderActivities
 from activities.reconcile import ReconcileActivities
 from activities.scan import ScanActivities
@@ -87,7 +86,6 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
     option_ledger = OptionLedgerActivities(pool)
     option_link = OptionLinkActivities(client)
-    option_link = OptionLinkActivities(client)
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -151,7 +149,6 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         option_ledger.record_option_trade,
         option_ledger.list_option_trades,
         option_ledger.close_ghost_option_trade,
-        option_link.force_exit_option_trade,
         option_link.force_exit_option_trade,
         option_adoption.adopt_option_trade,
         option_adoption.option_workflows,
