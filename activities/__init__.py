@@ -81,7 +81,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     scoring = ScoringActivities(pool)
     option_positions = MeteredOptionPositions(OptionPositionsGateway(deps.endpoint), metered.budget)
     reconcile = ReconcileActivities(metered, pool, option_positions)
-    option_adoption = OptionAdoptionActivities(client, deps.task_queue)
+    option_adoption = OptionAdoptionActivities(client, deps.task_queue, pool)
     notify = NotifyActivities(pool, deps.alerts)
     options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
     option_ledger = OptionLedgerActivities(pool)

@@ -1,10 +1,16 @@
 """OptionAdoptionActivities: reconcile's reach into option trade workflows.
 
-Adopting a held condor starts `option-trade-<id>` already OPEN (its id is the condor's
-deterministic trade id). The id is used once: a running workflow is kept (conflict policy
-USE_EXISTING) and an ended one is never started again (reuse policy REJECT_DUPLICATE) - an
-ended adopted trade closed its legs, and a second run of it would send a closing order for
-legs nobody holds. So a repeated or overlapping reconcile starts nothing twice.
+Adopting a held condor starts `option-trade-<id>` already OPEN. The id is the condor's
+deterministic trade id (trading/options/positions.py), and each workflow id is used once: a
+running workflow is kept (conflict policy USE_EXISTING) and an ended one is never started again
+(reuse policy REJECT_DUPLICATE) - a second run of an ended trade would send a closing order for
+legs it no longer holds. A repeated or overlapping reconcile therefore starts nothing twice.
+
+The same legs at the same entry prices may be opened again after an adopted trade of them
+ended (the id then names a closed row). Such legs are a new position when the earlier trade's
+row was closed before they were read (`seen_before`): the condor is adopted under the next
+generation of its id (`<id>-2`, `<id>-3`, ...). A row closed later (or still open) means the
+legs read were that trade's own, and nothing is started.
 
 Whether a ghost row's workflow runs comes from the client's describe, as TradeLink decides
 for stock trades: only a definitive "not running" (or an id never used) lets reconcile close
@@ -15,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import option_trade
+from ledger.option_trades import OptionTrades
 from trading.reconcile_models import (
     OptionAdoptionOutcome,
     OptionAdoptionRequest,
@@ -30,14 +38,22 @@ from trading.reconcile_models import (
 )
 
 MISSING = "missing"
+RUNNING = "running"
+MAX_GENERATIONS = 99  # `<id>-99` still fits the 32-character trade id
+
+
+def generation_id(trade_id: str, generation: int) -> str:
+    """The condor's id for its n-th adoption: the id itself first, then `<id>-<n>`."""
+    return trade_id if generation == 1 else f"{trade_id}-{generation}"
 
 
 class OptionAdoptionActivities:
     """Starts adopted option trades and tells whether option trades' workflows run."""
 
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(self, client: Client, task_queue: str, pool: asyncpg.Pool) -> None:
         self._client = client
         self._task_queue = task_queue
+        self._rows = OptionTrades(pool)
 
     async def _status(self, trade_id: str) -> str:
         handle = self._client.get_workflow_handle(option_trade.workflow_id(trade_id))
@@ -49,39 +65,61 @@ class OptionAdoptionActivities:
             raise
         return description.status.name.lower() if description.status else MISSING
 
+    async def _ended_before(self, trade_id: str, request: OptionAdoptionRequest) -> bool:
+        """The trade's row was closed (or never written) before the legs were read."""
+        row = await self._rows.get(trade_id)
+        if row is None:
+            return True  # its workflow ended before writing a row: it never held these legs
+        return row.closed_at is not None and row.closed_at < request.seen_before
+
     @activity.defn
     async def adopt_option_trade(self, request: OptionAdoptionRequest) -> OptionAdoptionOutcome:
-        """Start the adopted condor's workflow once (see the module for the id policies)."""
+        """Start the adopted condor's workflow once (see the module for ids and generations)."""
         spec = request.trade.spec
-        workflow_id = option_trade.workflow_id(spec.trade_id)
-        # The SDK's start does not say whether USE_EXISTING found a run: look first, so a
-        # repeat reports "already adopted" (a start racing this one is kept all the same).
-        status = await self._status(spec.trade_id)
-        if status != MISSING:
-            activity.logger.info("option trade %s already adopted (%s)", spec.trade_id, status)
-            return OptionAdoptionOutcome(workflow_id=workflow_id, started=False, status=status)
+        for generation in range(1, MAX_GENERATIONS + 1):
+            trade_id = generation_id(spec.trade_id, generation)
+            workflow_id = option_trade.workflow_id(trade_id)
+            status = await self._status(trade_id)
+            if status == MISSING:
+                break
+            if status == RUNNING or not await self._ended_before(trade_id, request):
+                activity.logger.info("option trade %s already adopted (%s)", trade_id, status)
+                return OptionAdoptionOutcome(
+                    trade_id=trade_id, workflow_id=workflow_id, started=False, status=status
+                )
+        else:
+            raise ApplicationError(
+                f"option trade {spec.trade_id}: {MAX_GENERATIONS} adoptions used",
+                type="AdoptionIdsExhausted",
+                non_retryable=True,
+            )
+        trade = request.trade.model_copy(
+            update={"spec": spec.model_copy(update={"trade_id": trade_id})}
+        )
+        # The SDK's start does not say whether USE_EXISTING found a run; the describe above
+        # did, and a start racing this one is kept all the same.
         try:
             await self._client.start_workflow(
                 option_trade.WORKFLOW.name,
-                request.trade,
+                trade,
                 id=workflow_id,
                 task_queue=self._task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
-        except WorkflowAlreadyStartedError:
-            status = await self._status(spec.trade_id)
-            activity.logger.info("option trade %s already adopted (%s)", spec.trade_id, status)
-            return OptionAdoptionOutcome(workflow_id=workflow_id, started=False, status=status)
+        except WorkflowAlreadyStartedError:  # started and ended since the describe
+            return OptionAdoptionOutcome(
+                trade_id=trade_id, workflow_id=workflow_id, started=False, status="ended"
+            )
         activity.logger.info(
             "option trade %s adopted: %s %s x%s, credit %s",
-            spec.trade_id,
+            trade_id,
             spec.plan.underlying,
             spec.plan.expiry,
             spec.qty,
             spec.limit_credit,
         )
-        return OptionAdoptionOutcome(workflow_id=workflow_id, started=True)
+        return OptionAdoptionOutcome(trade_id=trade_id, workflow_id=workflow_id, started=True)
 
     @activity.defn
     async def option_workflows(self, query: OptionWorkflowsQuery) -> OptionWorkflowsStatus:

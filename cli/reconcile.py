@@ -140,6 +140,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"leg mismatches {result.option_mismatches}, "
             f"unmanaged legs {result.unmanaged_option_legs}"
         )
+        for trade_id in result.adopted_option_trades:
+            say(f"adopted option trade {trade_id} (workflow option-trade-{trade_id})")
     if not result.ok:
         return fail(result.error or "reconcile failed")
     return 0

@@ -80,6 +80,7 @@ class ReconcileResult(Frozen):
     # Options (plan.options names each one): condors adopted, ghost rows closed, ghosts left
     # to their running workflow, and what was only reported.
     options_adopted: int = 0
+    adopted_option_trades: list[str] = Field(default_factory=list)  # their trade ids
     options_closed: int = 0
     options_ghosts_running: int = 0
     option_mismatches: int = 0
@@ -90,11 +91,13 @@ class OptionAdoptionRequest(Frozen):
     """Start `option-trade-<id>` for a held condor; a repeat finds it (running or ended)."""
 
     trade: OptionTradeInput
+    seen_before: AwareDatetime  # the legs were read after this (the plan's as_of)
 
 
 class OptionAdoptionOutcome(Frozen):
-    """Whether this call started the workflow, or found the id already used."""
+    """Whether this call started the workflow, or found the condor adopted already."""
 
+    trade_id: str  # the condor's id, or a later generation of it (`<id>-2`, ...)
     workflow_id: str
     started: bool
     status: str | None = None  # the existing run's status when not started

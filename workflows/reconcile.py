@@ -101,6 +101,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
         self._run_id = request.run_id or workflow.info().workflow_id
         self._in_activity = False  # PLAN_IN_ACTIVITY: set by run once the marker is known
         self._options = False  # RECONCILE_OPTIONS: likewise
+        self._planned_at = workflow.now()  # the plan's as_of: its legs were read after it
         self._progress = ReconcileResult(
             run_id=self._run_id, source=request.run_source, dry_run=request.dry_run, ok=False
         )
@@ -152,11 +153,12 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
     async def _plan(self) -> tuple[ReconcilePlan, UpdateFor] | None:
         """The plan, taken where the snapshot and the open trades are read; None if unknown."""
         request = self._request
+        self._planned_at = workflow.now()
         try:
             planned: PlannedReconcile = await call(
                 ReconcileActivities.plan_reconcile,
                 ReconcilePlanRequest(
-                    as_of=workflow.now(),
+                    as_of=self._planned_at,
                     grace=request.grace,
                     max_actions=request.max,
                     close_reason=request.close_reason,
@@ -399,7 +401,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
         try:
             outcome = await call(
                 OptionAdoptionActivities.adopt_option_trade,
-                OptionAdoptionRequest(trade=adoption_input(condor)),
+                OptionAdoptionRequest(trade=adoption_input(condor), seen_before=self._planned_at),
                 TRADE_LINK,
                 f"adopt {condor.underlying} {condor.expiry} condor {condor.strikes} "
                 f"x{condor.qty} as option trade {condor.trade_id}",
@@ -408,10 +410,13 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             return self._option_failed(condor.trade_id, failure(err))
         if not outcome.started:
             return None  # adopted before (its workflow runs, or ended): nothing to do
-        self._update(options_adopted=self._progress.options_adopted + 1)
+        self._update(
+            options_adopted=self._progress.options_adopted + 1,
+            adopted_option_trades=[*self._progress.adopted_option_trades, outcome.trade_id],
+        )
         await self._audit(
             "option_trade_adopted",
-            condor.trade_id,
+            outcome.trade_id,
             f"{condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty} "
             f"for a credit of {condor.credit}",
             {"legs": ",".join(leg.symbol for leg in condor.legs), "credit": str(condor.credit)},
