@@ -208,3 +208,84 @@ async def option_trades(
             for handle in harness.handles:
                 if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                     await handle.terminate("test finished")
+
+
+@dataclass(frozen=True)
+class CondorLegs:
+    """The four OCC symbols of an iron condor: the wings and the shorts."""
+
+    long_put: str
+    short_put: str
+    short_call: str
+    long_call: str
+
+    @property
+    def symbols(self) -> list[str]:
+        """Long put, short put, short call, long call."""
+        return [self.long_put, self.short_put, self.short_call, self.long_call]
+
+
+WEEKLY = CondorLegs(LONG_PUT, SHORT_PUT, SHORT_CALL, LONG_CALL)
+# The same strikes on the April monthly (Friday 2024-04-19, 45 days after the session): listed
+# at the test clock and far enough out that a days-to-expiry threshold lies ahead of it.
+MONTHLY = CondorLegs(
+    "SPY240419P00500000", "SPY240419P00510000", "SPY240419C00530000", "SPY240419C00535000"
+)
+
+
+def condor_plan_for(marks: OptionMarks, legs: CondorLegs) -> CondorPlan:
+    """A 1-lot plan of these legs priced at the broker's quotes (width: the wider wing)."""
+    lp, sp = contract_quote(legs.long_put, marks), contract_quote(legs.short_put, marks)
+    sc, lc = contract_quote(legs.short_call, marks), contract_quote(legs.long_call, marks)
+    mid = sp.mid + sc.mid - lp.mid - lc.mid
+    natural = sp.bid + sc.bid - lp.ask - lc.ask
+    width = max(sp.strike - lp.strike, lc.strike - sc.strike)
+    return CondorPlan(
+        underlying=UNDERLYING,
+        expiry=sp.expiry,
+        dte=(sp.expiry - marks.session_date).days,
+        qty=1,
+        width=width,
+        short_put=sp,
+        long_put=lp,
+        short_call=sc,
+        long_call=lc,
+        credit_mid=mid,
+        credit_natural=natural,
+        credit=mid * 100,
+        credit_natural_usd=natural * 100,
+        max_loss=width * 100 - mid * 100,
+        max_loss_natural=width * 100 - natural * 100,
+        credit_to_width=mid / width,
+        break_even_low=sp.strike - mid,
+        break_even_high=sc.strike + mid,
+        probability_of_profit=Decimal("0.5"),
+        probability_of_max_loss=Decimal("0.1"),
+        detail=f"test condor {legs.short_put}/{legs.short_call}",
+    )
+
+
+def marketable_spec(harness: OptionHarness, legs: CondorLegs, **fields: Any) -> OptionTradeSpec:
+    """A 1-lot condor of these legs asking the natural credit (fills at once, no walk)."""
+    plan = condor_plan_for(harness.options.latest_quotes(legs.symbols), legs)
+    base: dict[str, Any] = {
+        "plan": plan,
+        "limit_credit": plan.credit_natural,
+        "max_walk": Decimal(0),
+    }
+    base.update(fields)
+    return harness.spec(**base)
+
+
+def option_harness(
+    client: Client, task_queue: str, admin: AdminClient, gateway: AlpacaGateway, pool: asyncpg.Pool
+) -> OptionHarness:
+    """An OptionHarness on this client and queue, for tests that run their own workers."""
+    endpoint = gateway.endpoint
+    trading = TradingClient(
+        endpoint.key_id.get_secret_value(),
+        endpoint.secret_key.get_secret_value(),
+        paper=True,
+        url_override=endpoint.trading_url,
+    )
+    return OptionHarness(client, task_queue, admin, OptionOrdersGateway(endpoint), trading, pool)
