@@ -8,7 +8,6 @@ from cli.output import emit_model, fail, say, say_table
 from cli.run import run_workflow
 from contracts import auto_manage, reconcile
 from settings import Settings
-from trading.options.positions import OptionsPlan
 from trading.reconcile import ReconcilePlan
 from trading.reconcile_models import (
     AutoManageInput,
@@ -72,35 +71,7 @@ def plan_rows(plan: ReconcilePlan) -> list[tuple[str, ...]]:
     for skipped in plan.skipped:
         rows.append(("skip", skipped.symbol, "-", f"{skipped.qty}: {skipped.reason}"))
     if plan.options is not None:
-        rows += option_rows(plan.options)
-    return rows
-
-
-def option_rows(options: OptionsPlan) -> list[tuple[str, ...]]:
-    """One line per option finding: adoptions and ghosts (acted on), then what is reported."""
-    rows: list[tuple[str, ...]] = [
-        (
-            "adopt condor",
-            condor.underlying,
-            condor.trade_id,
-            f"{condor.expiry} {condor.strikes} x{condor.qty} for a credit of {condor.credit}",
-        )
-        for condor in options.adoptions
-    ]
-    rows += [
-        (
-            "close option",
-            ghost.underlying,
-            ghost.trade_id,
-            f"{ghost.status.value}: no leg held (closed unless its workflow runs)",
-        )
-        for ghost in options.ghosts
-    ]
-    rows += [
-        ("leg mismatch", m.underlying, m.trade_id, f"x{m.qty}: {m.summary} (not fixed)")
-        for m in options.mismatches
-    ]
-    rows += [("unmanaged", u.symbol, "-", f"{u.qty}: {u.reason}") for u in options.unmanaged]
+        rows += plan.options.findings()
     return rows
 
 

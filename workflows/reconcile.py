@@ -543,19 +543,5 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
                 f"options: adopted {r.options_adopted}, closed {r.options_closed}, ghosts "
                 f"running {r.options_ghosts_running}"
             )
-            page.table(
-                ("option trade / leg", "finding"),
-                [
-                    *(
-                        (a.trade_id, f"adopt {a.strikes} x{a.qty} @ {a.credit}")
-                        for a in options.adoptions
-                    ),
-                    *(
-                        (g.trade_id, f"ghost ({g.status.value}): no leg held")
-                        for g in options.ghosts
-                    ),
-                    *((m.trade_id, f"leg mismatch: {m.summary}") for m in options.mismatches),
-                    *((u.symbol, f"unmanaged {u.qty}: {u.reason}") for u in options.unmanaged),
-                ],
-            )
+            page.table(("action", "underlying / leg", "trade", "detail"), options.findings())
         page.publish()

@@ -157,6 +157,33 @@ class OptionsPlan(Frozen):
         """Adoptions and ghost closes: what a run changes (the rest is reported only)."""
         return len(self.adoptions) + len(self.ghosts)
 
+    def findings(self) -> list[tuple[str, str, str, str]]:
+        """(action, underlying or leg, trade id, detail) of each finding, actions first."""
+        rows = [
+            (
+                "adopt condor",
+                c.underlying,
+                c.trade_id,
+                f"{c.expiry} {c.strikes} x{c.qty} for a credit of {c.credit}",
+            )
+            for c in self.adoptions
+        ]
+        rows += [
+            (
+                "close option",
+                g.underlying,
+                g.trade_id,
+                f"{g.status.value}: no leg held (closed unless its workflow runs)",
+            )
+            for g in self.ghosts
+        ]
+        rows += [
+            ("leg mismatch", m.underlying, m.trade_id, f"x{m.qty}: {m.summary} (not fixed)")
+            for m in self.mismatches
+        ]
+        rows += [("unmanaged", u.symbol, "-", f"{u.qty}: {u.reason}") for u in self.unmanaged]
+        return rows
+
 
 # --- the diff ------------------------------------------------------------------------------
 
