@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -214,13 +214,20 @@ def to_order(order: SdkOrder) -> domain.BrokerOrder:
     )
 
 
-def _is_option(item: Any) -> bool:
-    """An options position or order (its asset class, or an OCC symbol; an mleg parent)."""
-    if _enum_value(getattr(item, "asset_class", None)) == "us_option":
+def is_option_item(item: Any) -> bool:
+    """An options position or order (its asset class, or an OCC symbol; an mleg parent).
+
+    `item` is an alpaca-py model or its JSON (a dict, as a trade_updates frame carries it).
+    """
+
+    def field(name: str) -> Any:
+        return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+
+    if _enum_value(field("asset_class")) == "us_option":
         return True
-    if _enum_value(getattr(item, "order_class", None)) == "mleg":
+    if _enum_value(field("order_class")) == "mleg":
         return True
-    symbol = getattr(item, "symbol", None)
+    symbol = field("symbol")
     return bool(symbol) and is_option_symbol(str(symbol))
 
 
@@ -381,7 +388,7 @@ class AlpacaGateway:
         the stock guard's answer and never an option leg's (OptionTradeWorkflow manages those
         by its exit rules; broker/options.py reads them)."""
         positions: Any = self._call("get_positions", self._trading.get_all_positions)
-        return [to_position(p) for p in positions if not _is_option(p)]
+        return [to_position(p) for p in positions if not is_option_item(p)]
 
     def probe_position(self, symbol: str) -> domain.PositionProbe:
         """exists / absent (404) / unknown (error)."""
@@ -403,8 +410,8 @@ class AlpacaGateway:
         Never nested: a filled bracket/OTO parent is no longer open, and Alpaca then leaves its
         held stop leg out of a nested listing - a live protective stop would look absent.
         """
-        found: dict[str, domain.BrokerOrder] = {}
-        options: set[str] = set()
+        seen: set[str] = set()
+        found: list[domain.BrokerOrder] = []
         until: datetime | None = None
         while True:
             request = sdk.GetOrdersRequest(
@@ -415,16 +422,19 @@ class AlpacaGateway:
                 direction=Sort.DESC,
             )
             page: Any = self._call("get_orders", _bind(self._trading.get_orders, request))
-            before = len(found)
+            before = len(seen)
             for order in page:
-                found.setdefault(str(order.id), to_order(order))
-                if _is_option(order):
-                    options.add(str(order.id))
-            if len(page) < 500:
+                if str(order.id) in seen:
+                    continue
+                seen.add(str(order.id))
                 # Options orders are OptionTradeWorkflow's, not the stock guard's (see
-                # get_positions); they page like the rest and are left out at the end.
-                return [o for key, o in found.items() if key not in options]
-            if len(found) == before:  # a full page of nothing new: the listing is not whole
+                # get_positions): they page like the rest but are never mapped (an mleg
+                # parent is no stock order class) and never listed.
+                if not is_option_item(order):
+                    found.append(to_order(order))
+            if len(page) < 500:
+                return found
+            if len(seen) == before:  # a full page of nothing new: the listing is not whole
                 raise BrokerUnavailable("open orders could not be paged completely")
             # `until` is exclusive: step just past the oldest so same-instant orders are kept.
             oldest = min(o.submitted_at or o.created_at for o in page)

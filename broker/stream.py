@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from broker.alpaca import to_order
+from broker.alpaca import is_option_item, to_order
 from broker.endpoint import BrokerEndpoint
 from broker.errors import AuthFailed, BrokerError
 from trading.trade_models import OrderEvent
@@ -336,6 +336,12 @@ class TradeUpdateStream:
             logger.debug("trade_updates: ignored a %s message", _stream_of(message))
             return None
         data = message.get("data")
+        order = data.get("order") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(order, Mapping) and is_option_item(order):
+            # Option orders (single legs and mleg parents) are OptionTradeWorkflow's: it reads
+            # them itself, and the stock guard must never adopt or act on an option fill.
+            logger.debug("trade_updates: left out an option order's %s", data.get("event"))
+            return None
         try:
             event = to_order_event(TradeUpdate.model_validate(data))
         except ValueError as exc:

@@ -368,12 +368,6 @@ async def test_a_ghost_row_whose_workflow_runs_is_left_to_it(
     assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker/alpaca.py get_open_orders maps every order (to_order) before it leaves "
-    "options out, and 'mleg' is no OrderClass: while an option order works at the broker, the "
-    "stock snapshot fails and reconcile changes nothing",
-)
 async def test_an_option_entry_working_at_the_broker_leaves_the_snapshot_whole(
     harness: ReconcileHarness, bench: OptionsBench
 ) -> None:
