@@ -167,7 +167,7 @@ class OptionQuotePoll:
         cached = self._chains.get(group)
         if cached is not None:
             return cached
-        return await self._shared(group, lambda: self._read_chain(group))
+        return await self._shared(("chain", group), lambda: self._read_chain(group))
 
     async def _read_chain(self, group: ExpiryGroup) -> QuoteRead:
         underlying, expiry = group
@@ -184,7 +184,7 @@ class OptionQuotePoll:
         kept = {s: self._off_chain[s] for s in symbols if s in self._off_chain}
         unread = sorted(s for s in symbols if s not in kept)
         if unread:
-            read = await self._shared(tuple(unread), lambda: self._read_latest(unread))
+            read = await self._shared(("latest", *unread), lambda: self._read_latest(unread))
             kept.update(dict.fromkeys(unread, read))
         return {s: q for s, read in kept.items() if (q := read.quotes.get(s)) is not None}
 
