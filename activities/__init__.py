@@ -22,6 +22,7 @@ from activities.notify import NotifyActivities
 from activities.option_adoption import OptionAdoptionActivities
 from activities.option_ledger import OptionLedgerActivities
 from activities.option_link import OptionLinkActivities
+from activities.option_positions import OptionPositionActivities
 from activities.options import OptionOrderActivities
 from activities.reconcile import ReconcileActivities
 from activities.scan import ScanActivities
@@ -86,6 +87,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
     option_ledger = OptionLedgerActivities(pool)
     option_link = OptionLinkActivities(client)
+    option_legs = OptionPositionActivities(option_positions)
     return [
         ledger.append_audit,
         ledger.get_audit,
@@ -150,6 +152,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         option_ledger.list_option_trades,
         option_ledger.close_ghost_option_trade,
         option_link.force_exit_option_trade,
+        option_legs.option_legs_held,
         option_adoption.adopt_option_trade,
         option_adoption.option_workflows,
     ]

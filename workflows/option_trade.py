@@ -8,7 +8,10 @@ a careful reading of Alpaca, refuses to replace an mleg order); past `max_walk` 
 ENTRY_FAILED with nothing open. Open: every `check_interval` (a durable timer) it reads the
 legs' quotes, marks the cost to close at the mids and asks trading/options/exits.py's
 `next_exit`; a close (or FORCE_EXIT) sends one mleg order buying back the shorts and selling
-the wings at the natural debit. Decisions are pure functions in trading/options/.
+the wings at the natural debit - only once the account is seen to hold every leg as opened
+(trading/options/legs.py: a close of legs that are gone would open the opposite position; no
+leg held ends the trade `closed_outside`, a partial set holds the close back and reports it).
+Decisions are pure functions in trading/options/.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.option_ledger import OptionLedgerActivities
+    from activities.option_positions import OptionPositionActivities
     from activities.options import OptionOrderActivities
     from contracts import option_trade
     from trading.broker_models import OrderStatus, ProbeOutcome
     from trading.options.exits import CondorPositionState, ExitAction, next_exit
+    from trading.options.legs import CLOSED_OUTSIDE, LegsHeldRequest, LegsVerdict, legs_verdict
     from trading.options.records import option_trade_write
     from trading.options.trade_models import (
         ENTRY_FAILED,
@@ -132,7 +137,8 @@ class OptionTradeWorkflow:
         self._recorded = status
 
     def _next_check_in(self) -> timedelta:
-        if self._state.status is OptionTradeStatus.OPEN:
+        state = self._state
+        if state.status is OptionTradeStatus.OPEN or state.legs_mismatch is not None:
             return self._spec.check_interval
         return ORDER_POLL
 
@@ -290,8 +296,34 @@ class OptionTradeWorkflow:
         state.status = OptionTradeStatus.CLOSING
         await self._send_close(marks)
 
+    async def _legs_held(self) -> bool:
+        """True when every leg is held as opened; else the trade ends (gone) or waits."""
+        state, trade_id = self._state, self._spec.trade_id
+        held = await call(
+            OptionPositionActivities.option_legs_held,
+            LegsHeldRequest(symbols=[leg.symbol for leg in self._legs]),
+            BROKER_READ,
+            f"legs held before closing {trade_id}",
+        )
+        check = legs_verdict(self._legs, self._spec.qty, held)
+        if check.verdict is LegsVerdict.HELD:
+            state.legs_mismatch = None
+            return True
+        if check.verdict is LegsVerdict.GONE:
+            state.status = OptionTradeStatus.CLOSED
+            state.exit_reason = CLOSED_OUTSIDE
+            state.note = f"no leg held any more, nothing to close ({check.detail})"
+            workflow.logger.warning("option trade %s %s", trade_id, state.note)
+            return False
+        state.legs_mismatch = check.detail
+        state.note = f"close held back, the legs held do not match the trade: {check.detail}"
+        workflow.logger.error("option trade %s %s", trade_id, state.note)
+        return False
+
     async def _send_close(self, marks: OptionMarks) -> None:
         state = self._state
+        if not await self._legs_held():
+            return
         intent = close_intent(self._spec, natural_debit(self._legs, marks), state.exit_attempt)
         order = await self._place(intent)
         if order is not None:

@@ -83,6 +83,7 @@ class OptionTradeState(BaseModel):
     marked_at: datetime | None = None
     decision: ExitDecision | None = None
     realized_pnl: Decimal | None = None  # dollars
+    legs_mismatch: str | None = None  # the legs held differ from the trade's: close held back
     checks: int = 0
     note: str = ""
 
