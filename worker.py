@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from activities import ActivityDeps, build_activities, sync_at_start
 from broker.alpaca import AlpacaGateway
 from broker.endpoint import BrokerEndpoint, broker_endpoint
+from broker.option_marks import MARKS_MAX_AGE
 from clients import make_client, make_pool
 from ledger.migrate import apply_migrations
 from ops.health import health_server
@@ -51,9 +52,12 @@ def create_worker(
     *,
     budget: BudgetConfig | None = None,
     alerts: AlertTarget | None = None,
+    marks_max_age: timedelta = MARKS_MAX_AGE,
 ) -> Worker:
     """A Worker with every workflow and activity registered (shared with the tests)."""
-    deps = ActivityDeps(pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget, alerts)
+    deps = ActivityDeps(
+        pool, AlpacaGateway(endpoint), client, endpoint, task_queue, budget, alerts, marks_max_age
+    )
     activities = build_activities(deps)
     return Worker(
         client,
@@ -123,6 +127,7 @@ async def run_worker(settings: Settings) -> None:
                 broker_endpoint(settings),
                 budget=settings.broker_budget,
                 alerts=AlertTarget.from_settings(settings),
+                marks_max_age=timedelta(seconds=settings.option_marks_max_age_s),
             )
             async with worker, health_server(settings, client, pool):
                 # In the background: a slow broker at start must not hold up a SIGTERM.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from activities.trade_link import TradeLink, TradeLinkActivities
 from broker.budget import BrokerBudget
 from broker.endpoint import BrokerEndpoint
 from broker.metered import MeteredGateway, ObservedGateway
+from broker.option_marks import MARKS_MAX_AGE
 from broker.option_orders import OptionOrdersGateway
 from broker.option_positions import MeteredOptionPositions, OptionPositionsGateway
 from ops.notifier import AlertTarget
@@ -54,6 +56,7 @@ class ActivityDeps:
     task_queue: str
     budget_config: BudgetConfig | None = None
     alerts: AlertTarget | None = None  # ALERT_WEBHOOK_URL; None: notices recorded, not sent
+    marks_max_age: timedelta = MARKS_MAX_AGE  # OPTION_MARKS_MAX_AGE_S: the marks poll's cache
 
     def metered(self) -> MeteredGateway:
         """The gateway behind the account's shared budget."""
@@ -84,7 +87,9 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     reconcile = ReconcileActivities(metered, pool, option_positions)
     option_adoption = OptionAdoptionActivities(client, deps.task_queue, pool)
     notify = NotifyActivities(pool, deps.alerts)
-    options = OptionOrderActivities(OptionOrdersGateway(deps.endpoint), metered.budget)
+    options = OptionOrderActivities(
+        OptionOrdersGateway(deps.endpoint), metered.budget, marks_max_age=deps.marks_max_age
+    )
     option_ledger = OptionLedgerActivities(pool)
     option_link = OptionLinkActivities(client)
     option_legs = OptionPositionActivities(option_positions)
