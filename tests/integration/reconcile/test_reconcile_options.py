@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ from tests.integration.options.conftest import (
     UNDERLYING,
 )
 from tests.integration.reconcile.conftest import ReconcileHarness
+from tests.integration.trade.conftest import HISTORIES
 from trading.broker_models import OrderSide, OrderStatus
 from trading.ledger_records import TradeOrigin
 from trading.options.chain import parse_occ_symbol
@@ -69,6 +71,10 @@ from workflows.reconcile import ReconcileWorkflow
 
 pytestmark = pytest.mark.integration
 CENT = Decimal("0.01")
+# SAVE_RECONCILE_HISTORIES=1 re-records tests/histories/reconcile_options_*.json from the runs
+# that name one (only for a deliberate workflow change; say so in the commit).
+# test_reconcile_replay.py replays them against today's code.
+SAVE_RECONCILE_HISTORIES = os.environ.get("SAVE_RECONCILE_HISTORIES") == "1"
 
 
 @dataclass(frozen=True)
@@ -186,8 +192,12 @@ class OptionsBench:
             await asyncio.sleep(0.2)
         return found
 
-    async def reconcile_replayed(self) -> ReconcileResult:
-        """One reconcile (grace 0), whose history then replays against today's code."""
+    async def reconcile_replayed(self, save_as: str | None = None) -> ReconcileResult:
+        """One reconcile (grace 0), whose history then replays against today's code.
+
+        With SAVE_RECONCILE_HISTORIES, a run given `save_as` is saved as
+        tests/histories/reconcile_options_<save_as>.json.
+        """
         handle = await self.harness.client.start_workflow(
             ReconcileWorkflow.run,
             ReconcileInput(grace=timedelta(0), run_source="test"),
@@ -199,6 +209,8 @@ class OptionsBench:
         replayer = Replayer(workflows=[ReconcileWorkflow], data_converter=pydantic_data_converter)
         replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert replayed.replay_failure is None, repr(replayed.replay_failure)
+        if SAVE_RECONCILE_HISTORIES and save_as is not None:
+            (HISTORIES / f"reconcile_options_{save_as}.json").write_text(history.to_json())
         return result
 
     def unfillable_spec(self, legs: CondorLegs) -> OptionTradeSpec:
@@ -258,7 +270,7 @@ async def test_a_condor_opened_outside_is_adopted_once_and_closes_on_force_exit(
     credit = sp.avg_entry_price + sc.avg_entry_price - lp.avg_entry_price - lc.avg_entry_price
     assert credit > 0
 
-    result = await bench.reconcile_replayed()
+    result = await bench.reconcile_replayed(save_as="a_condor_adopted")
 
     assert result.ok and result.options_adopted == 1, result
     assert result.plan is not None and result.plan.options is not None
@@ -320,7 +332,7 @@ async def test_a_ghost_option_row_is_closed_and_a_size_mismatch_is_reported(
     assert [g.trade_id for g in dry.plan.options.ghosts] == [ghost]
     assert (await bench.row(ghost)).status is OptionTradeStatus.OPEN
 
-    result = await bench.reconcile_replayed()
+    result = await bench.reconcile_replayed(save_as="a_ghost_closed_and_a_mismatch_reported")
 
     assert result.ok and result.options_closed == 1 and result.options_adopted == 0
     assert result.option_mismatches == 1 and result.unmanaged_option_legs == 0

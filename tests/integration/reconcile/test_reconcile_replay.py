@@ -3,6 +3,11 @@
 reconcile_*.json was recorded before the plan moved into one activity (8331034): the run took
 the broker snapshot and the open trades into its history and applied a ghost close, an
 adoption and a quantity sync one at a time. A run in flight across the upgrade must replay.
+
+reconcile_options_*.json are runs with option positions (behind the reconcile-options patch):
+a condor held outside adopted by an OptionTradeWorkflow, and a ghost option row closed with a
+leg mismatch reported. test_reconcile_options.py re-records them with
+SAVE_RECONCILE_HISTORIES=1 (only for a deliberate workflow change; say so in the commit).
 """
 
 from __future__ import annotations
