@@ -112,6 +112,9 @@ BROKER_ROUTES: Final[Mapping[str, tuple[str, ...]]] = {
     "cancel_order": ("DELETE /v2/orders/{id}",),
     "replace_order": ("PATCH /v2/orders/{id}",),
     "close_position": ("DELETE /v2/positions/{symbol}",),
+    # broker/option_positions.py's OPTION_POSITIONS_CALL (reconcile's option legs, and
+    # option_legs_held before each option close): the same positions route, options kept.
+    "option_positions": ("GET /v2/positions",),
 }
 # Alpaca's trade_updates event names (the stream's `event` field).
 TRADE_UPDATE_EVENTS: Final = frozenset(

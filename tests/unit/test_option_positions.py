@@ -8,6 +8,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.option_positions import OPTION_POSITIONS_CALL
+from ops import metrics
 from trading.broker_models import OrderSide
 from trading.ledger_records import TradeOrigin
 from trading.options.chain import OptionRight, format_occ_symbol
@@ -232,6 +234,14 @@ def test_capped_keeps_adoptions_first_and_counts_the_rest() -> None:
     assert len(capped.adoptions) == 1 and len(capped.ghosts) == 1 and capped.deferred == 1
     assert capped_options(full, None) == full
     assert capped_options(full, 0).deferred == 3
+
+
+def test_the_option_positions_read_counts_on_the_positions_route() -> None:
+    # Before it was declared, the read counted under route "other".
+    routes = metrics.BROKER_ROUTES.get(OPTION_POSITIONS_CALL)
+    assert routes == ("GET /v2/positions",)
+    labels = {"route": routes[0], "outcome": "ok"}
+    assert metrics.bounded("dt_broker_calls_total", labels) == labels
 
 
 # --- properties ----------------------------------------------------------------------------
