@@ -15,6 +15,7 @@ from trading.ledger_records import TradeOrigin
 from trading.options.chain import OptionRight, format_occ_symbol
 from trading.options.positions import (
     MAX_TRADE_ID,
+    RESTARTED_CLOSE,
     AdoptableCondor,
     OptionPosition,
     OptionsPlan,
@@ -22,6 +23,8 @@ from trading.options.positions import (
     capped_options,
     find_condors,
     option_reconcile_plan,
+    restart_input,
+    restartable,
 )
 from trading.options.records import OptionTradeRecord, max_loss_usd
 from trading.options.trade_models import (
@@ -244,6 +247,114 @@ def test_the_option_positions_read_counts_on_the_positions_route() -> None:
     assert metrics.bounded("dt_broker_calls_total", labels) == labels
 
 
+# --- held trades and restarts --------------------------------------------------------------
+
+
+def test_a_row_whose_legs_are_all_held_is_a_held_trade_at_its_own_credit() -> None:
+    legs = condor_legs(qty=2)
+    external = row("ext", [p.symbol for p in legs], qty=2).model_copy(
+        update={"origin": TradeOrigin.EXTERNAL}
+    )
+    result = plan(legs, [external])
+    assert result.ghosts == [] and result.mismatches == [] and result.adoptions == []
+    (held,) = result.held
+    assert (held.trade_id, held.status, held.origin) == (
+        "ext",
+        OptionTradeStatus.OPEN,
+        external.origin,
+    )
+    condor = held.condor
+    assert condor.trade_id == "ext" and condor.qty == 2 and condor.credit == Decimal("3.7")
+    assert [p.symbol for p in condor.legs] == [p.symbol for p in legs]
+    assert [p.qty for p in condor.legs] == [2, -2, -2, 2]
+    assert (condor.width, condor.dte) == (Decimal(10), 3)
+
+
+def test_ghosts_mismatches_and_fresh_rows_are_not_held_trades() -> None:
+    legs = condor_legs()
+    symbols = [p.symbol for p in legs]
+    rows = [
+        row("ghost", [occ(400 + i, OptionRight.PUT) for i in range(4)]),
+        row("big", symbols, qty=2),  # held at one: a mismatch
+        row("fresh", symbols, at=NOW),  # within the grace: not looked at
+    ]
+    assert plan(legs, rows).held == []
+    assert plan(legs[:3], [row("half", symbols)]).held == []
+
+
+def test_an_entry_filled_unseen_is_held_at_the_credit_of_the_entry_prices() -> None:
+    legs = condor_legs()
+    pending = row("p", [p.symbol for p in legs], status=OptionTradeStatus.PENDING_ENTRY)
+    pending = pending.model_copy(update={"credit": None})
+    (held,) = plan(legs, [pending]).held
+    assert held.status is OptionTradeStatus.PENDING_ENTRY
+    assert held.condor.credit == Decimal("3") + Decimal("2.5") - Decimal("1") - Decimal("0.8")
+    trade = restart_input(held, "terminated")
+    assert trade.state is not None and trade.state.status is OptionTradeStatus.OPEN
+    assert trade.state.credit == trade.spec.limit_credit == held.condor.credit
+
+
+def test_a_row_that_is_no_iron_condor_is_not_a_held_trade() -> None:
+    # Held exactly as the row says, but four puts: no condor to restart it as.
+    legs = [leg(k, OptionRight.PUT, q) for k, q in ((500, 1), (510, -1), (520, -1), (530, 1))]
+    result = plan(legs, [row("puts", [p.symbol for p in legs])])
+    assert result.held == [] and result.mismatches == [] and result.ghosts == []
+
+
+def test_only_trades_whose_workflow_ended_without_closing_them_are_restarted() -> None:
+    legs = condor_legs()
+    rows = [row(name, [p.symbol for p in legs]) for name in "abcdefgh"]
+    held = plan([x.model_copy(update={"qty": x.qty * 8}) for x in legs], rows).held
+    assert len(held) == 8
+    statuses = {
+        "a": "terminated",
+        "b": "failed",
+        "c": "timed_out",
+        "d": "canceled",
+        "e": "missing",
+        "f": "running",
+        "g": "completed",  # its final row was written: nothing to repair
+    }  # "h": not known - left alone
+    assert [h.trade_id for h in restartable(held, statuses)] == ["a", "b", "c", "d", "e"]
+
+
+def test_the_restart_input_is_the_row_open_at_its_credit_with_its_origin() -> None:
+    legs = condor_legs()
+    (held,) = plan(legs, [row("ic-1", [p.symbol for p in legs])]).held
+    trade = restart_input(held, "terminated")
+    spec, state = trade.spec, trade.state
+    assert state is not None and state.status is OptionTradeStatus.OPEN
+    assert spec.trade_id == "ic-1" and spec.origin is TradeOrigin.INTERNAL and spec.qty == 1
+    assert state.credit == spec.limit_credit == Decimal("3.7")
+    assert [(x.symbol, x.side) for x in opening_legs(spec.plan)] == [
+        (p.symbol, OrderSide.BUY if p.qty > 0 else OrderSide.SELL) for p in legs
+    ]
+    assert max_loss_usd(spec, state.credit) == (Decimal(10) - Decimal("3.7")) * 100
+    assert "terminated" in state.note and "restarted" in spec.plan.detail
+    assert state.exit_reason is None
+
+
+def test_a_closing_row_resumes_closing_under_its_exit_reason() -> None:
+    legs = condor_legs()
+    closing = row("c", [p.symbol for p in legs], status=OptionTradeStatus.CLOSING)
+    (held,) = plan(legs, [closing.model_copy(update={"exit_reason": "stop_loss"})]).held
+    state = restart_input(held, "failed").state
+    assert state is not None and state.status is OptionTradeStatus.CLOSING
+    assert state.exit_reason == "stop_loss"
+    (bare,) = plan(legs, [closing]).held
+    bare_state = restart_input(bare, "failed").state
+    assert bare_state is not None and bare_state.exit_reason == RESTARTED_CLOSE
+
+
+def test_restarted_findings_name_only_the_restarted_trades() -> None:
+    legs = condor_legs()
+    options = plan(legs, [row("r1", [p.symbol for p in legs])])
+    assert options.restarted_findings([]) == []
+    ((action, underlying, trade_id, detail),) = options.restarted_findings(["r1", "other"])
+    assert (action, underlying, trade_id) == ("restart option", "SPY", "r1")
+    assert "500/510p 530/535c x1" in detail and "3.7" in detail
+
+
 # --- properties ----------------------------------------------------------------------------
 
 strikes = st.lists(
@@ -325,3 +436,4 @@ def test_every_unclaimed_leg_is_adopted_or_named_exactly_once(
         assert strikes_ == sorted(strikes_) and len(set(strikes_)) == 4
     # Every row claims only its symbol: one held is fine or mismatched, none held a ghost.
     assert len(result.ghosts) + len(result.mismatches) <= len(rows)
+    assert result.held == []  # [s, s, s, s] is no iron condor: nothing to restart it as

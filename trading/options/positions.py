@@ -16,6 +16,9 @@ says:
   opened for a credit (short entry prices - long entry prices, per share, > 0). Each gets a
   deterministic trade id, so a repeated reconcile adopts the same structure under the same id.
 - unmanaged legs: unclaimed legs that form no such condor, each with the reason.
+- held trades: open rows every leg of which is held as the rows claiming it say. Their
+  workflows should run; reconcile asks, and restarts those that ended without closing the
+  trade (terminated, failed, timed out, or gone): `restartable` and `restart_input`.
 
 How legs are paired (deterministic): within one underlying, expiry and size, each short put
 (highest strike first) takes the nearest unused long put below it and each short call (lowest
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -141,6 +144,20 @@ class UnmanagedLeg(Frozen):
     reason: str
 
 
+class HeldOptionTrade(Frozen):
+    """An open row whose legs the broker holds as the row says: what restarting it needs.
+
+    `condor` is the row's structure at the row's size with the positions' prices, under the
+    row's id; its credit is the row's (an entry filled unseen: the positions' entry prices).
+    """
+
+    trade_id: str
+    status: OptionTradeStatus  # the row's
+    origin: TradeOrigin
+    exit_reason: str | None = None
+    condor: AdoptableCondor
+
+
 class OptionsPlan(Frozen):
     """The options half of a reconcile: adoptions and ghosts to act on, the rest reported."""
 
@@ -150,6 +167,7 @@ class OptionsPlan(Frozen):
     ghosts: list[OptionGhost] = Field(default_factory=list)
     mismatches: list[LegMismatch] = Field(default_factory=list)
     unmanaged: list[UnmanagedLeg] = Field(default_factory=list)
+    held: list[HeldOptionTrade] = Field(default_factory=list)  # restarted if not running
     deferred: int = 0  # actions left for the next run by max_actions
 
     @property
@@ -183,6 +201,21 @@ class OptionsPlan(Frozen):
         ]
         rows += [("unmanaged", u.symbol, "-", f"{u.qty}: {u.reason}") for u in self.unmanaged]
         return rows
+
+    def restarted_findings(self, trade_ids: Iterable[str]) -> list[tuple[str, str, str, str]]:
+        """Finding rows of the held trades a run restarted (their ids: the run's result)."""
+        restarted = set(trade_ids)
+        return [
+            (
+                "restart option",
+                h.condor.underlying,
+                h.trade_id,
+                f"{h.status.value} {h.condor.expiry} {h.condor.strikes} x{h.condor.qty}: "
+                f"workflow ended, every leg held; new run at a credit of {h.condor.credit}",
+            )
+            for h in self.held
+            if h.trade_id in restarted
+        ]
 
 
 # --- the diff ------------------------------------------------------------------------------
@@ -225,6 +258,7 @@ def option_reconcile_plan(
 
     ghosts: list[OptionGhost] = []
     mismatches: list[LegMismatch] = []
+    held_trades: list[HeldOptionTrade] = []
     for trade in live:
         expected = expected_legs(trade)
         legs = [
@@ -256,6 +290,8 @@ def option_reconcile_plan(
                     legs=legs,
                 )
             )
+        elif (held_trade := held_option_trade(trade, held, today)) is not None:
+            held_trades.append(held_trade)
 
     unclaimed = [held[s] for s in sorted(held) if s not in claimed]
     adoptions, unmanaged = find_condors(unclaimed, today)
@@ -266,6 +302,7 @@ def option_reconcile_plan(
         ghosts=ghosts,
         mismatches=mismatches,
         unmanaged=unmanaged,
+        held=held_trades,
     )
 
 
@@ -346,7 +383,7 @@ def _condors_of(group: list[_Leg], today: date) -> tuple[list[AdoptableCondor], 
                 for leg in legs
             ]
             continue
-        condors.append(_condor(legs, put_short[0], call, credit, today))
+        condors.append(_condor(legs, put_short[0], credit, today))
     for _, position in group:
         if position.symbol not in used:
             unmanaged.append(
@@ -362,7 +399,6 @@ def _condors_of(group: list[_Leg], today: date) -> tuple[list[AdoptableCondor], 
 def _condor(
     legs: tuple[OptionPosition, OptionPosition, OptionPosition, OptionPosition],
     short_put: OccSymbol,
-    call: tuple[_Leg, _Leg],
     credit: Decimal,
     today: date,
 ) -> AdoptableCondor:
@@ -482,6 +518,107 @@ def adoption_input(
         status=OptionTradeStatus.OPEN,
         credit=condor.credit,
         note=f"adopted by reconcile: {condor.strikes} x{condor.qty} held at the broker",
+    )
+    return OptionTradeInput(spec=spec, state=state)
+
+
+# --- restarting held trades whose workflow ended --------------------------------------------
+
+# Latest-run statuses (activities/option_adoption.py's names) of a workflow that ended without
+# closing its trade, or is gone (`missing`: never started, or its history aged out).
+# `completed` is not among them: the workflow completes only after writing its final row, so a
+# completed run under an open row is nothing a restart repairs (the start refuses it too).
+RESTARTABLE_ENDS = frozenset({"terminated", "failed", "timed_out", "canceled", "missing"})
+# The exit reason a CLOSING row restarted without one closes under.
+RESTARTED_CLOSE = "restarted_close"
+_CONDOR_SHAPE = [
+    (OptionRight.PUT, OrderSide.BUY),
+    (OptionRight.PUT, OrderSide.SELL),
+    (OptionRight.CALL, OrderSide.SELL),
+    (OptionRight.CALL, OrderSide.BUY),
+]
+
+
+def held_option_trade(
+    trade: OptionTradeRecord, held: dict[str, OptionPosition], today: date
+) -> HeldOptionTrade | None:
+    """The row as the condor it holds; None if its legs are no iron condor's or none is held,
+    or no credit is known (the row's, else - an entry filled unseen - the entry prices')."""
+    legs = trade.legs
+    if len(legs) != len(_CONDOR_SHAPE) or any(leg.ratio_qty != 1 for leg in legs):
+        return None
+    try:
+        occs = [parse_occ_symbol(leg.symbol) for leg in legs]
+    except ValueError:
+        return None
+    strikes = [occ.strike for occ in occs]
+    if (
+        [(occ.right, leg.side) for occ, leg in zip(occs, legs, strict=True)] != _CONDOR_SHAPE
+        or strikes != sorted(set(strikes))
+        or len({(occ.underlying, occ.expiry) for occ in occs}) != 1
+        or any(leg.symbol not in held for leg in legs)
+    ):
+        return None
+    lp, sp, sc, lc = (
+        OptionPosition(
+            symbol=leg.symbol,
+            qty=Decimal(_sign(leg.side) * trade.qty),
+            avg_entry_price=held[leg.symbol].avg_entry_price,
+            current_price=held[leg.symbol].current_price,
+        )
+        for leg in legs
+    )
+    credit = trade.credit
+    if trade.status is OptionTradeStatus.PENDING_ENTRY or credit is None or credit <= 0:
+        credit = sp.avg_entry_price + sc.avg_entry_price - lp.avg_entry_price - lc.avg_entry_price
+    if credit <= 0:
+        return None
+    condor = _condor((lp, sp, sc, lc), occs[1], credit, today)
+    return HeldOptionTrade(
+        trade_id=trade.id,
+        status=trade.status,
+        origin=trade.origin,
+        exit_reason=trade.exit_reason,
+        condor=condor.model_copy(update={"trade_id": trade.id}),
+    )
+
+
+def restartable(
+    held: Iterable[HeldOptionTrade], workflows: Mapping[str, str]
+) -> list[HeldOptionTrade]:
+    """Held trades whose workflow ended without closing them (by latest-run status); a trade
+    whose status is not known is left alone."""
+    return [h for h in held if workflows.get(h.trade_id) in RESTARTABLE_ENDS]
+
+
+def restart_input(
+    held: HeldOptionTrade, workflow_status: str, rules: CondorExitRules | None = None
+) -> OptionTradeInput:
+    """A new run's input for a held trade whose workflow ended: OPEN at its credit, its origin.
+
+    A CLOSING row resumes CLOSING under its exit reason (the close was decided; a restart OPEN
+    would write a row behind the ledger's, which never moves back). An entry filled unseen
+    (PENDING_ENTRY) starts OPEN at the credit of the positions' entry prices. The exit rules
+    and intervals are the defaults: the row does not keep the first run's.
+    """
+    condor = held.condor
+    adopted = adoption_input(condor, rules)
+    detail = (
+        f"restarted {condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty} at a "
+        f"credit of {condor.credit}: its workflow {workflow_status}, every leg held"
+    )
+    spec = adopted.spec.model_copy(
+        update={
+            "origin": held.origin,
+            "plan": adopted.spec.plan.model_copy(update={"detail": detail}),
+        }
+    )
+    closing = held.status is OptionTradeStatus.CLOSING
+    state = OptionTradeState(
+        status=OptionTradeStatus.CLOSING if closing else OptionTradeStatus.OPEN,
+        credit=condor.credit,
+        exit_reason=(held.exit_reason or RESTARTED_CLOSE) if closing else None,
+        note=f"restarted by reconcile (row {held.status.value}, workflow {workflow_status})",
     )
     return OptionTradeInput(spec=spec, state=state)
 
