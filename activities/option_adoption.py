@@ -15,6 +15,22 @@ legs read were that trade's own, and nothing is started.
 Whether a ghost row's workflow runs comes from the client's describe, as TradeLink decides
 for stock trades: only a definitive "not running" (or an id never used) lets reconcile close
 the row; any other failure fails the activity, and nothing is closed on unknown.
+
+Restarting an orphan (an open row whose legs are all held, its workflow terminated, failed,
+timed out or gone) starts a new run under the same workflow id (`restart` in the request: one
+activity starts both, so the worker's registrations stay as they are). Three guards keep it
+to one run, however many reconciles overlap or repeat:
+- the start allows a duplicate only of a run that did not complete (reuse policy
+  ALLOW_DUPLICATE_FAILED_ONLY: a completed run wrote its final row, so nothing is restarted
+  over a trade that ended properly) and fails on a running one (conflict policy FAIL: the
+  server refuses atomically, so two reconciles racing start one run - the loser reads
+  WorkflowAlreadyStartedError and starts nothing);
+- the latest run is described first and the row read after it: a running run, or a row
+  closed since the plan, starts nothing;
+- a run restarted by another reconcile that already ended (the tiny window between that
+  describe and the start) completed after writing its row closed, which the reuse policy
+  refuses; a failed one would be restarted again - and a restarted trade sends no close
+  for legs it no longer holds (OptionTradeWorkflow reads them first).
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import option_trade
 from ledger.option_trades import OptionTrades
+from trading.options.positions import RESTARTABLE_ENDS
 from trading.reconcile_models import (
     OptionAdoptionOutcome,
     OptionAdoptionRequest,
@@ -74,7 +91,10 @@ class OptionAdoptionActivities:
 
     @activity.defn
     async def adopt_option_trade(self, request: OptionAdoptionRequest) -> OptionAdoptionOutcome:
-        """Start the adopted condor's workflow once (see the module for ids and generations)."""
+        """Start the adopted condor's workflow once (see the module for ids and generations),
+        or with `restart` a new run of a held trade whose workflow ended."""
+        if request.restart:
+            return await self._restart(request)
         spec = request.trade.spec
         for generation in range(1, MAX_GENERATIONS + 1):
             trade_id = generation_id(spec.trade_id, generation)
@@ -120,6 +140,49 @@ class OptionAdoptionActivities:
             spec.limit_credit,
         )
         return OptionAdoptionOutcome(trade_id=trade_id, workflow_id=workflow_id, started=True)
+
+    async def _restart(self, request: OptionAdoptionRequest) -> OptionAdoptionOutcome:
+        """Start a new run of a held trade whose workflow ended (once; see the module)."""
+        spec = request.trade.spec
+        trade_id = spec.trade_id
+        workflow_id = option_trade.workflow_id(trade_id)
+
+        def kept(status: str) -> OptionAdoptionOutcome:
+            activity.logger.info("option trade %s not restarted: %s", trade_id, status)
+            return OptionAdoptionOutcome(
+                trade_id=trade_id, workflow_id=workflow_id, started=False, status=status
+            )
+
+        status = await self._status(trade_id)
+        if status not in RESTARTABLE_ENDS:
+            return kept(status)
+        row = await self._rows.get(trade_id)
+        if row is None or not row.is_open:
+            return kept("row closed")
+        try:
+            await self._client.start_workflow(
+                option_trade.WORKFLOW.name,
+                request.trade,
+                id=workflow_id,
+                task_queue=self._task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+        except WorkflowAlreadyStartedError:  # running again, or completed, since the describe
+            return kept("started elsewhere")
+        state = request.trade.state
+        activity.logger.info(
+            "option trade %s restarted (workflow was %s): %s x%s %s at a credit of %s",
+            trade_id,
+            status,
+            spec.plan.underlying,
+            spec.qty,
+            state.status.value if state else "-",
+            state.credit if state else "-",
+        )
+        return OptionAdoptionOutcome(
+            trade_id=trade_id, workflow_id=workflow_id, started=True, status=status
+        )
 
     @activity.defn
     async def option_workflows(self, query: OptionWorkflowsQuery) -> OptionWorkflowsStatus:

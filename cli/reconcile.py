@@ -21,7 +21,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add `reconcile` and `auto-manage`."""
     reconcile = commands.add_parser(
         "reconcile",
-        help="close ghost trades, adopt broker-only positions, sync quantities (broker truth)",
+        help=(
+            "close ghost trades, adopt broker-only positions, sync quantities, restart "
+            "orphaned option trades (broker truth)"
+        ),
     )
     reconcile.add_argument(
         "--dry-run", action="store_true", help="print the plan and change nothing"
@@ -86,8 +89,11 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         return emit_model(result, code=0 if result.ok else 1)
     if result.plan is not None:
+        rows = plan_rows(result.plan)
+        if result.plan.options is not None:
+            rows += result.plan.options.restarted_findings(result.restarted_option_trades)
         say_table(
-            plan_rows(result.plan),
+            rows,
             header=("ACTION", "SYMBOL", "TRADE", "DETAIL"),
             empty="nothing to do: the ledger matches the broker",
         )
@@ -109,10 +115,16 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"options: adopted {result.options_adopted}, closed {result.options_closed}, "
             f"ghosts left to their running workflow {result.options_ghosts_running}, "
             f"leg mismatches {result.option_mismatches}, "
-            f"unmanaged legs {result.unmanaged_option_legs}"
+            f"unmanaged legs {result.unmanaged_option_legs}, "
+            f"restarted {result.options_restarted}"
         )
         for trade_id in result.adopted_option_trades:
             say(f"adopted option trade {trade_id} (workflow option-trade-{trade_id})")
+        for trade_id in result.restarted_option_trades:
+            say(
+                f"restarted option trade {trade_id}: its workflow had ended with every leg "
+                f"held (new run of option-trade-{trade_id})"
+            )
     if not result.ok:
         return fail(result.error or "reconcile failed")
     return 0

@@ -85,13 +85,21 @@ class ReconcileResult(Frozen):
     options_ghosts_running: int = 0
     option_mismatches: int = 0
     unmanaged_option_legs: int = 0
+    # Held option trades whose workflow had ended (terminated, failed, ...): a new run started.
+    options_restarted: int = 0
+    restarted_option_trades: list[str] = Field(default_factory=list)  # their trade ids
 
 
 class OptionAdoptionRequest(Frozen):
-    """Start `option-trade-<id>` for a held condor; a repeat finds it (running or ended)."""
+    """Start `option-trade-<id>` for a held condor; a repeat finds it (running or ended).
+
+    With `restart`, the condor is an open row's whose workflow ended (terminated, failed,
+    ...): a new run starts under the same id, never while one runs.
+    """
 
     trade: OptionTradeInput
     seen_before: AwareDatetime  # the legs were read after this (the plan's as_of)
+    restart: bool = False
 
 
 class OptionAdoptionOutcome(Frozen):

@@ -13,6 +13,11 @@ open option trades and plans their diff (trading/options/positions.py). Held iro
 row claims are adopted (OptionTradeWorkflow started already OPEN at the credit they were
 opened for, origin external, its id used once); ghost rows whose workflow is not running are
 closed; leg mismatches and unmanaged legs are reported (result, audit, Details), never fixed.
+
+Orphaned option trades (behind RECONCILE_OPTION_RESTARTS): an open row every leg of which is
+held as it says, whose workflow ended without closing it (terminated, failed, timed out, or
+gone), is restarted - a new run under the same id, OPEN at the row's credit (see
+activities/option_adoption.py for why overlapping or repeated runs start it once).
 """
 
 from __future__ import annotations
@@ -45,9 +50,12 @@ with workflow.unsafe.imports_passed_through():
     from trading.models import AuditEntry, JsonScalar
     from trading.options.positions import (
         AdoptableCondor,
+        HeldOptionTrade,
         OptionGhost,
         OptionsPlan,
         adoption_input,
+        restart_input,
+        restartable,
     )
     from trading.options.records import OptionTradeGhost
     from trading.reconcile import (
@@ -84,6 +92,8 @@ with workflow.unsafe.imports_passed_through():
 PLAN_IN_ACTIVITY = "reconcile-plan-in-activity"
 # Patch id: runs before it read no option positions (their plan has no options part).
 RECONCILE_OPTIONS = "reconcile-options"
+# Patch id: runs before it asked whether held option trades' workflows run (and restarted none).
+RECONCILE_OPTION_RESTARTS = "reconcile-option-restarts"
 # Actions in flight at once: each names its own trade (a ghost, an adoption, a sync).
 ACTIONS_IN_FLIGHT = 16
 
@@ -101,6 +111,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
         self._run_id = request.run_id or workflow.info().workflow_id
         self._in_activity = False  # PLAN_IN_ACTIVITY: set by run once the marker is known
         self._options = False  # RECONCILE_OPTIONS: likewise
+        self._restarts = False  # RECONCILE_OPTION_RESTARTS: likewise
         self._planned_at = workflow.now()  # the plan's as_of: its legs were read after it
         self._progress = ReconcileResult(
             run_id=self._run_id, source=request.run_source, dry_run=request.dry_run, ok=False
@@ -122,6 +133,7 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
         )
         self._in_activity = in_activity = workflow.patched(PLAN_IN_ACTIVITY)
         self._options = in_activity and workflow.patched(RECONCILE_OPTIONS)
+        self._restarts = self._options and workflow.patched(RECONCILE_OPTION_RESTARTS)
         planned = await (self._plan() if in_activity else self._plan_here())
         if planned is None:
             return await self._finish(started)  # unknown is never absent: nothing is done
@@ -379,6 +391,9 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             errors += [e for e in found if e is not None]
         if options.ghosts and not self._past_deadline("deadline reached before option ghosts"):
             errors += await self._close_option_ghosts(options.ghosts)
+        restarts = self._restarts and options.held
+        if restarts and not self._past_deadline("deadline reached before option restarts"):
+            errors += await self._restart_orphans(options.held)
         await self._report_options(options)
         if errors:
             error = "; ".join(filter(None, [self._progress.error, *errors]))
@@ -457,6 +472,75 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
             if result.applied:
                 self._update(options_closed=self._progress.options_closed + 1)
         return errors
+
+    async def _restart_orphans(self, held: list[HeldOptionTrade]) -> list[str]:
+        """Ask whether the held trades' workflows run; restart those that ended (orphans)."""
+        ids = [h.trade_id for h in held]
+        statuses = await attempt(
+            call(
+                OptionAdoptionActivities.option_workflows,
+                OptionWorkflowsQuery(trade_ids=ids),
+                TRADE_LINK,
+                f"which of {len(ids)} held option trades run: {', '.join(ids)}"[:200],
+            )
+        )
+        if isinstance(statuses, Failed):  # unknown whether any ended: none is restarted
+            return [self._option_failed(f"{len(ids)} held option trades", statuses.why)]
+        orphans = restartable(held, statuses.found)
+        errors: list[str] = []
+        for done in range(0, len(orphans), ACTIONS_IN_FLIGHT):
+            if self._past_deadline(f"deadline reached after {done} option restarts"):
+                break
+            wave = orphans[done : done + ACTIONS_IN_FLIGHT]
+            found = await asyncio.gather(
+                *(self._restart_orphan(h, statuses.found[h.trade_id]) for h in wave)
+            )
+            errors += [e for e in found if e is not None]
+        return errors
+
+    async def _restart_orphan(self, held: HeldOptionTrade, workflow_status: str) -> str | None:
+        """Start a new run of a held trade whose workflow ended; why it failed, or None."""
+        trade = restart_input(held, workflow_status)
+        state, condor = trade.state, held.condor
+        assert state is not None
+        what = (
+            f"{condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty}: workflow "
+            f"{workflow_status}, every leg held; restarted {state.status.value} at a credit "
+            f"of {condor.credit}"
+        )
+        try:
+            outcome = await call(
+                OptionAdoptionActivities.adopt_option_trade,
+                OptionAdoptionRequest(trade=trade, seen_before=self._planned_at, restart=True),
+                TRADE_LINK,
+                f"restart option trade {held.trade_id} ({held.status.value} row, workflow "
+                f"{workflow_status})",
+            )
+        except ActivityError as err:
+            return self._option_failed(held.trade_id, failure(err))
+        if not outcome.started:
+            return None  # running again, or its row closed, since the plan: nothing to do
+        self._update(
+            options_restarted=self._progress.options_restarted + 1,
+            restarted_option_trades=[*self._progress.restarted_option_trades, held.trade_id],
+        )
+        workflow.logger.warning(
+            "reconcile %s: option trade %s %s", self._run_id, held.trade_id, what
+        )
+        await self._audit(
+            "option_trade_restarted",
+            held.trade_id,
+            what,
+            {
+                "workflow": workflow_status,
+                "row_status": held.status.value,
+                "status": state.status.value,
+                "credit": str(condor.credit),
+                "origin": held.origin.value,
+                "legs": ",".join(leg.symbol for leg in condor.legs),
+            },
+        )
+        return None
 
     async def _report_options(self, options: OptionsPlan) -> None:
         """Audit what reconcile does not fix: leg mismatches and unmanaged legs."""
@@ -540,8 +624,11 @@ class ReconcileWorkflow(RunWorkflow[ReconcileResult]):
         options = r.plan.options if r.plan is not None else None
         if options is not None:
             page.line(
-                f"options: adopted {r.options_adopted}, closed {r.options_closed}, ghosts "
-                f"running {r.options_ghosts_running}"
+                f"options: adopted {r.options_adopted}, restarted {r.options_restarted}, closed "
+                f"{r.options_closed}, ghosts running {r.options_ghosts_running}"
             )
-            page.table(("action", "underlying / leg", "trade", "detail"), options.findings())
+            page.table(
+                ("action", "underlying / leg", "trade", "detail"),
+                options.findings() + options.restarted_findings(r.restarted_option_trades),
+            )
         page.publish()

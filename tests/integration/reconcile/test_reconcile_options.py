@@ -1,6 +1,7 @@
 """ReconcileWorkflow and option positions on the real stack: a condor opened outside the system
 is adopted by an OptionTradeWorkflow (origin external, already open at its credit) once; a
-ghost option row is closed; a row held at another size is reported, not fixed."""
+ghost option row is closed; a row held at another size is reported, not fixed; an option
+trade whose workflow ended with every leg still held is restarted (once) under its own id."""
 
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ from tests.integration.options.conftest import (
     SHORT_CALL,
     SHORT_PUT,
     UNDERLYING,
+    marketable_spec,
+    option_harness,
 )
+from tests.integration.options.conftest import MONTHLY as MONTHLY_LEGS
 from tests.integration.reconcile.conftest import ReconcileHarness
 from tests.integration.trade.conftest import HISTORIES
 from trading.broker_models import OrderSide, OrderStatus
@@ -157,26 +161,34 @@ class OptionsBench:
             await asyncio.sleep(0.2)
             order = self.orders.order(order.id)
 
-    async def ledger_row(self, legs: CondorLegs, qty: int) -> str:
-        """An OPEN option row written an hour ago with no workflow behind it."""
+    async def ledger_row(
+        self, legs: CondorLegs, qty: int, status: OptionTradeStatus = OptionTradeStatus.OPEN
+    ) -> str:
+        """An option row (OPEN at a credit of 2, or PENDING_ENTRY with none) written an hour
+        ago with no workflow behind it."""
         trade_id = f"row-{uuid.uuid4().hex[:10]}"
         sides = [OrderSide.BUY, OrderSide.SELL, OrderSide.SELL, OrderSide.BUY]
         await self.rows.record(
             OptionTradeWrite(
                 trade_id=trade_id,
                 underlying=UNDERLYING,
-                status=OptionTradeStatus.OPEN,
+                status=status,
                 expiry=parse_occ_symbol(legs.short_put).expiry,
                 qty=qty,
                 legs=[
                     OptionLeg(symbol=s, side=x) for s, x in zip(legs.symbols, sides, strict=True)
                 ],
                 width=Decimal(10),
-                credit=Decimal(2),
+                credit=None if status is OptionTradeStatus.PENDING_ENTRY else Decimal(2),
                 max_loss=Decimal(800) * qty,
                 workflow_id=option_workflow_id(trade_id),
                 at=datetime.now(UTC) - timedelta(hours=1),
             )
+        )
+        # Past any grace (the CLI's run keeps the default): created an hour ago as well.
+        await self.harness.pool.execute(
+            "UPDATE option_trades SET created_at = now() - interval '1 hour' WHERE id = $1",
+            trade_id,
         )
         return trade_id
 
@@ -185,10 +197,18 @@ class OptionsBench:
         assert found is not None, f"no option row {trade_id}"
         return found
 
-    async def wait_for_row(self, trade_id: str, within: float = 15.0) -> OptionTradeRecord:
+    async def wait_for_row(
+        self,
+        trade_id: str,
+        within: float = 15.0,
+        status: OptionTradeStatus | None = None,
+    ) -> OptionTradeRecord:
+        """The row once written (and, given a status, once it has it)."""
         deadline = time.monotonic() + within
-        while (found := await self.rows.get(trade_id)) is None:
-            assert time.monotonic() < deadline, f"option row {trade_id} never written"
+        while (found := await self.rows.get(trade_id)) is None or (
+            status is not None and found.status is not status
+        ):
+            assert time.monotonic() < deadline, f"option row {trade_id} never {status}: {found}"
             await asyncio.sleep(0.2)
         return found
 
@@ -445,3 +465,95 @@ async def test_the_cli_shows_the_options_part(
     out = capsys.readouterr().out
     assert code == 0 and "options: adopted 1, closed 0" in out
     assert "adopted option trade ic-spy-240419-" in out
+
+
+async def test_an_orphaned_option_trade_is_restarted_once_and_closes_on_force_exit(
+    harness: ReconcileHarness, bench: OptionsBench
+) -> None:
+    options = option_harness(
+        harness.client, harness.task_queue, harness.admin, harness.gateway, harness.pool
+    )
+    spec = marketable_spec(options, MONTHLY_LEGS)
+    first = await harness.client.start_workflow(
+        OptionTradeWorkflow.run,
+        OptionTradeInput(spec=spec),
+        id=option_workflow_id(spec.trade_id),
+        task_queue=harness.task_queue,
+    )
+    opened = await bench.wait_for_row(spec.trade_id, status=OptionTradeStatus.OPEN)
+    assert opened.credit is not None and set(bench.held()) == set(MONTHLY.symbols)
+    first_run = (await first.describe()).run_id
+    await first.terminate("test: the worker lost the trade")
+
+    result = await bench.reconcile_replayed(save_as="an_orphaned_option_trade_restarted")
+
+    assert result.ok and result.options_restarted == 1, result
+    assert result.restarted_option_trades == [spec.trade_id]
+    assert result.options_adopted == 0 and result.options_closed == 0
+    handle = harness.client.get_workflow_handle_for(
+        OptionTradeWorkflow.run, option_workflow_id(spec.trade_id)
+    )
+    described = await handle.describe()
+    assert described.status is WorkflowExecutionStatus.RUNNING and described.run_id != first_run
+    view = await handle.query(OptionTradeWorkflow.status)
+    assert view.status is OptionTradeStatus.OPEN and view.state.credit == opened.credit
+    assert [leg.symbol for leg in view.legs] == MONTHLY.symbols
+    row = await bench.row(spec.trade_id)
+    assert row.status is OptionTradeStatus.OPEN and row.credit == opened.credit
+    assert row.origin is TradeOrigin.INTERNAL
+    audited = await harness.pool.fetch(
+        "SELECT detail FROM audit_log WHERE trade_id = $1 AND action = 'option_trade_restarted'",
+        spec.trade_id,
+    )
+    assert len(audited) == 1
+
+    # A repeat finds it running: nothing starts.
+    again = await harness.reconcile()
+    assert again.ok and again.options_restarted == 0 and again.restarted_option_trades == []
+    assert (await handle.describe()).run_id == described.run_id
+
+    # Lost again, two reconciles at once: one new run between them.
+    await handle.terminate("test: lost again")
+    both = await asyncio.gather(harness.reconcile(), harness.reconcile())
+    assert all(r.ok for r in both), [r.error for r in both]
+    assert sum(r.options_restarted for r in both) == 1
+    latest = await handle.describe()
+    assert latest.status is WorkflowExecutionStatus.RUNNING
+    assert latest.run_id not in (first_run, described.run_id)
+
+    await handle.signal(OptionTradeWorkflow.force_exit, OptionForceExit(reason="test"))
+    ended: OptionTradeResult = await handle.result()
+    assert ended.status is OptionTradeStatus.CLOSED and ended.credit == opened.credit
+    assert bench.held() == {}
+    closed = await bench.row(spec.trade_id)
+    assert closed.status is OptionTradeStatus.CLOSED and closed.realized_pnl is not None
+
+
+async def test_an_entry_filled_unseen_is_restarted_open_at_the_fill_credit_and_shown_by_the_cli(
+    harness: ReconcileHarness,
+    bench: OptionsBench,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await bench.trade_mleg(MONTHLY, qty=1, opening=True)
+    held = bench.held()
+    lp, sp, sc, lc = (held[s] for s in MONTHLY.symbols)
+    credit = sp.avg_entry_price + sc.avg_entry_price - lp.avg_entry_price - lc.avg_entry_price
+    pending = await bench.ledger_row(MONTHLY, qty=1, status=OptionTradeStatus.PENDING_ENTRY)
+    parser = argparse.ArgumentParser(prog="starter.py")
+    register(parser.add_subparsers(dest="command", required=True))
+
+    args = parser.parse_args(["reconcile"])
+    code = await asyncio.to_thread(args.handler, args, settings)
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "restart option" in out and f"restarted option trade {pending}" in out
+    assert "restarted 1" in out and "options: adopted 0" in out
+    handle = harness.client.get_workflow_handle_for(
+        OptionTradeWorkflow.run, option_workflow_id(pending)
+    )
+    view = await handle.query(OptionTradeWorkflow.status)
+    assert view.status is OptionTradeStatus.OPEN and view.state.credit == credit
+    row = await bench.wait_for_row(pending, status=OptionTradeStatus.OPEN)
+    assert row.credit == credit and row.opened_at is not None

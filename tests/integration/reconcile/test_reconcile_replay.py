@@ -6,7 +6,9 @@ adoption and a quantity sync one at a time. A run in flight across the upgrade m
 
 reconcile_options_*.json are runs with option positions (behind the reconcile-options patch):
 a condor held outside adopted by an OptionTradeWorkflow, and a ghost option row closed with a
-leg mismatch reported. test_reconcile_options.py re-records them with
+leg mismatch reported (both recorded before orphaned option trades were restarted: they guard
+the reconcile-option-restarts patch), and an orphaned option trade restarted (after it).
+test_reconcile_options.py re-records them with
 SAVE_RECONCILE_HISTORIES=1 (only for a deliberate workflow change; say so in the commit).
 """
 
