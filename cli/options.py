@@ -35,6 +35,7 @@ from broker.options import (
     MeteredOptions,
     build_chain,
 )
+from cli import option_quote
 from cli.broker_calls import WaitLine, broker_failed, cli_broker, metered_broker
 from cli.output import emit_model, fail, say, say_table
 from clients import make_client, make_pool
@@ -137,6 +138,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rank.add_argument("--top", type=int, default=20, help="rows in the table (JSON has all)")
     rank.add_argument("--json", action="store_true", help="print JSON")
     rank.set_defaults(handler=cmd_rank)
+    option_quote.register(sub)
 
     condor = commands.add_parser("condor", help="iron condors: plan one, or open it")
     condor_sub = condor.add_subparsers(dest="condor_command", required=True, metavar="COMMAND")

@@ -156,6 +156,21 @@ async def test_condor_refusal_exits_1_with_the_planners_reason(env: dict[str, st
     assert refused["plan"] is None and refused["refusal"]["reason"] in done.stderr
 
 
+async def test_quote_shows_named_contracts_as_the_chain_does(env: dict[str, str]) -> None:
+    chain = OptionChain.model_validate(
+        _json(await _cli(env, "options", "chain", "AAPL", "--expiry", "2024-03-15", "--json"))
+    )
+    near = sorted(chain.contracts, key=lambda c: abs(c.strike - chain.underlying_price))[:2]
+    asked = [c.symbol for c in near]
+    quoted = _json(await _cli(env, "options", "quote", *[s.lower() for s in asked], "--json"))
+    assert [c["symbol"] for c in quoted["contracts"]] == asked
+    for shown, known in zip(quoted["contracts"], near, strict=True):
+        assert (D(shown["bid"]), D(shown["ask"])) == (known.bid, known.ask)
+        assert shown["delta"] is not None and shown["open_interest"] == known.open_interest
+    human = await _cli(env, "options", "quote", *asked)
+    assert human.returncode == 0 and asked[0] in human.stdout and "open interest" in human.stdout
+
+
 async def test_bad_input_exits_2_with_one_line(env: dict[str, str]) -> None:
     cases = {
         ("options", "chain", "ZZZZ"): "unknown symbol ZZZZ",
@@ -167,6 +182,9 @@ async def test_bad_input_exits_2_with_one_line(env: dict[str, str]) -> None:
         ("condor", "open", "AAPL", "--qty", "0", "--dry-run"): "--qty must be a whole number",
         ("condor", "open", "AAPL", "--delta", "0.7", "--dry-run"): "--delta must be between 0",
         ("condor", "open", "ZZZZ", "--dry-run"): "unknown symbol ZZZZ",
+        ("options", "quote", "AAPL"): "not an option contract symbol: 'AAPL'",
+        ("options", "quote", "AAPL240301C00180000"): "expiry 2024-03-01 is in the past",
+        ("options", "quote", "AAPL240315C09990000"): "unknown contract AAPL240315C09990000",
     }
     for args, message in cases.items():
         assert message in _error(await _cli(env, *args)), args
