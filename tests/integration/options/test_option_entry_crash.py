@@ -83,6 +83,20 @@ async def _submit_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
     return attempts
 
 
+async def _workflow_task_after_the_submit(handle: WorkflowHandle[Any, Any]) -> bool:
+    """A workflow task completed after the submit did: a live worker holds the workflow now."""
+    submit: int | None = None
+    submitted = False
+    async for event in handle.fetch_history_events():
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "submit_mleg_order":
+            submit = event.event_id
+        if event.activity_task_completed_event_attributes.scheduled_event_id == submit:
+            submitted = True
+        if submitted and event.HasField("workflow_task_completed_event_attributes"):
+            return True
+    return False
+
+
 @pytest.mark.parametrize(
     "held",
     [LANDS_WHILE_DOWN, LANDS_AFTER_THE_RETRY],
@@ -122,6 +136,12 @@ async def test_worker_stopped_mid_entry_leaves_exactly_one_opening_order(
             if not held.applied_before_the_retry:
                 await _until(placed)
                 assert time.monotonic() < applied_at, "the retry came after the held POST"
+            # Queried before the new worker has taken the workflow over, the server may still
+            # route the query to the stopped worker's sticky queue; wait for a task it completed.
+            deadline = time.monotonic() + 15
+            while not await _workflow_task_after_the_submit(handle):
+                assert time.monotonic() < deadline, "the new worker never took the trade over"
+                await asyncio.sleep(0.1)
             view = await harness.wait_for(handle, lambda v: v.status is OptionTradeStatus.OPEN)
             # Past the moment the held POST was applied (or refused as a duplicate).
             await asyncio.sleep(max(0.0, applied_at + 0.5 - time.monotonic()))
