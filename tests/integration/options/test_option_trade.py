@@ -105,7 +105,7 @@ async def test_force_exit_closes_the_condor_with_one_mleg(option_trades: OptionH
     spec = option_trades.spec(check_interval=timedelta(minutes=10))
     handle = await option_trades.start(spec)
     await option_trades.wait_for(handle, lambda v: v.status is OptionTradeStatus.OPEN)
-    view = await handle.query(OptionTradeWorkflow.status)
+    view = await option_trades.wait_for(handle, lambda v: v.state.decision is not None)
     assert view.state.decision is not None and view.state.decision.action == "hold"
 
     await handle.signal(OptionTradeWorkflow.force_exit, OptionForceExit(reason="test"))
