@@ -48,13 +48,12 @@ with workflow.unsafe.imports_passed_through():
         TradeEntryFill,
     )
     from trading.models import AuditEntry, JsonScalar
+    from trading.options.adoption import adoption_input, restart_input
     from trading.options.positions import (
         AdoptableCondor,
         HeldOptionTrade,
         OptionGhost,
         OptionsPlan,
-        adoption_input,
-        restart_input,
         restartable,
     )
     from trading.options.records import OptionTradeGhost

@@ -12,18 +12,16 @@ from broker.option_positions import OPTION_POSITIONS_CALL
 from ops import metrics
 from trading.broker_models import OrderSide
 from trading.ledger_records import TradeOrigin
+from trading.options.adoption import RESTARTED_CLOSE, adoption_input, restart_input
 from trading.options.chain import OptionRight, format_occ_symbol
 from trading.options.positions import (
     MAX_TRADE_ID,
-    RESTARTED_CLOSE,
     AdoptableCondor,
     OptionPosition,
     OptionsPlan,
-    adoption_input,
     capped_options,
     find_condors,
     option_reconcile_plan,
-    restart_input,
     restartable,
 )
 from trading.options.records import OptionTradeRecord, max_loss_usd

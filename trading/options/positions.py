@@ -18,7 +18,10 @@ says:
 - unmanaged legs: unclaimed legs that form no such condor, each with the reason.
 - held trades: open rows every leg of which is held as the rows claiming it say. Their
   workflows should run; reconcile asks, and restarts those that ended without closing the
-  trade (terminated, failed, timed out, or gone): `restartable` and `restart_input`.
+  trade (terminated, failed, timed out, or gone): `restartable` picks them.
+
+What a new OptionTradeWorkflow run of an adopted condor or a restarted trade starts with is
+trading/options/adoption.py's.
 
 How legs are paired (deterministic): within one underlying, expiry and size, each short put
 (highest strike first) takes the nearest unused long put below it and each short call (lowest
@@ -40,23 +43,9 @@ from pydantic import Field
 from trading.broker_models import OrderSide
 from trading.ledger_records import TradeOrigin
 from trading.models import Frozen
-from trading.options.chain import (
-    CONTRACT_MULTIPLIER,
-    OccSymbol,
-    OptionContractQuote,
-    OptionRight,
-    parse_occ_symbol,
-)
-from trading.options.condor import CondorPlan
-from trading.options.exits import CondorExitRules
+from trading.options.chain import OccSymbol, OptionRight, parse_occ_symbol
 from trading.options.records import OptionTradeRecord
-from trading.options.trade_models import (
-    MAX_CLIENT_ORDER_ID,
-    OptionTradeInput,
-    OptionTradeSpec,
-    OptionTradeState,
-    OptionTradeStatus,
-)
+from trading.options.trade_models import MAX_CLIENT_ORDER_ID, OptionTradeStatus
 
 DEFAULT_OPTION_GRACE = timedelta(minutes=2)
 MAX_TRADE_ID = 32
@@ -443,94 +432,13 @@ def adopted_trade_id(legs: Iterable[OptionPosition], qty: int) -> str:
     return trade_id
 
 
-# --- adopting ------------------------------------------------------------------------------
-
-
-def _quote(position: OptionPosition) -> OptionContractQuote:
-    """A plan leg from a held position: bid = ask = mid = its current price (entry if none)."""
-    occ = parse_occ_symbol(position.symbol)
-    price = position.current_price
-    if price is None:
-        price = position.avg_entry_price
-    return OptionContractQuote(
-        symbol=position.symbol,
-        underlying=occ.underlying,
-        expiry=occ.expiry,
-        right=occ.right,
-        strike=occ.strike,
-        bid=price,
-        ask=price,
-        mid=price,
-    )
-
-
-def adopted_condor_plan(condor: AdoptableCondor) -> CondorPlan:
-    """The CondorPlan of a held condor: legs at their current prices, numbers at its credit.
-
-    The credit fields are the credit it was opened for (from the entry prices), so the max
-    loss and break-evens are those of the position held. The probabilities are placeholders
-    (0): the positions carry no greeks, and nothing downstream of an open trade reads them.
-    """
-    per_unit = Decimal(CONTRACT_MULTIPLIER * condor.qty)
-    credit, width = condor.credit, condor.width
-    short_put, short_call = _quote(condor.short_put), _quote(condor.short_call)
-    return CondorPlan(
-        underlying=condor.underlying,
-        expiry=condor.expiry,
-        dte=condor.dte,
-        qty=condor.qty,
-        width=width,
-        short_put=short_put,
-        long_put=_quote(condor.long_put),
-        short_call=short_call,
-        long_call=_quote(condor.long_call),
-        credit_mid=credit,
-        credit_natural=credit,
-        credit=credit * per_unit,
-        credit_natural_usd=credit * per_unit,
-        max_loss=(width - credit) * per_unit,
-        max_loss_natural=(width - credit) * per_unit,
-        credit_to_width=credit / width,
-        break_even_low=short_put.strike - credit,
-        break_even_high=short_call.strike + credit,
-        probability_of_profit=_ZERO,
-        probability_of_max_loss=_ZERO,
-        detail=(
-            f"adopted {condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty}: "
-            f"opened elsewhere for a credit of {credit}; probabilities not known (no greeks)"
-        ),
-    )
-
-
-def adoption_input(
-    condor: AdoptableCondor, rules: CondorExitRules | None = None
-) -> OptionTradeInput:
-    """OptionTradeWorkflow's input for a held condor: already OPEN at its credit, external."""
-    spec = OptionTradeSpec(
-        trade_id=condor.trade_id,
-        plan=adopted_condor_plan(condor),
-        qty=condor.qty,
-        limit_credit=condor.credit,
-        rules=rules or CondorExitRules(),
-        origin=TradeOrigin.EXTERNAL,
-    )
-    state = OptionTradeState(
-        status=OptionTradeStatus.OPEN,
-        credit=condor.credit,
-        note=f"adopted by reconcile: {condor.strikes} x{condor.qty} held at the broker",
-    )
-    return OptionTradeInput(spec=spec, state=state)
-
-
-# --- restarting held trades whose workflow ended --------------------------------------------
+# --- held trades and whether their workflows ended -----------------------------------------
 
 # Latest-run statuses (activities/option_adoption.py's names) of a workflow that ended without
 # closing its trade, or is gone (`missing`: never started, or its history aged out).
 # `completed` is not among them: the workflow completes only after writing its final row, so a
 # completed run under an open row is nothing a restart repairs (the start refuses it too).
 RESTARTABLE_ENDS = frozenset({"terminated", "failed", "timed_out", "canceled", "missing"})
-# The exit reason a CLOSING row restarted without one closes under.
-RESTARTED_CLOSE = "restarted_close"
 _CONDOR_SHAPE = [
     (OptionRight.PUT, OrderSide.BUY),
     (OptionRight.PUT, OrderSide.SELL),
@@ -589,38 +497,6 @@ def restartable(
     """Held trades whose workflow ended without closing them (by latest-run status); a trade
     whose status is not known is left alone."""
     return [h for h in held if workflows.get(h.trade_id) in RESTARTABLE_ENDS]
-
-
-def restart_input(
-    held: HeldOptionTrade, workflow_status: str, rules: CondorExitRules | None = None
-) -> OptionTradeInput:
-    """A new run's input for a held trade whose workflow ended: OPEN at its credit, its origin.
-
-    A CLOSING row resumes CLOSING under its exit reason (the close was decided; a restart OPEN
-    would write a row behind the ledger's, which never moves back). An entry filled unseen
-    (PENDING_ENTRY) starts OPEN at the credit of the positions' entry prices. The exit rules
-    and intervals are the defaults: the row does not keep the first run's.
-    """
-    condor = held.condor
-    adopted = adoption_input(condor, rules)
-    detail = (
-        f"restarted {condor.underlying} {condor.expiry} {condor.strikes} x{condor.qty} at a "
-        f"credit of {condor.credit}: its workflow {workflow_status}, every leg held"
-    )
-    spec = adopted.spec.model_copy(
-        update={
-            "origin": held.origin,
-            "plan": adopted.spec.plan.model_copy(update={"detail": detail}),
-        }
-    )
-    closing = held.status is OptionTradeStatus.CLOSING
-    state = OptionTradeState(
-        status=OptionTradeStatus.CLOSING if closing else OptionTradeStatus.OPEN,
-        credit=condor.credit,
-        exit_reason=(held.exit_reason or RESTARTED_CLOSE) if closing else None,
-        note=f"restarted by reconcile (row {held.status.value}, workflow {workflow_status})",
-    )
-    return OptionTradeInput(spec=spec, state=state)
 
 
 def capped_options(plan: OptionsPlan, room: int | None) -> OptionsPlan:
