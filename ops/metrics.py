@@ -31,6 +31,9 @@ from trading.broker_models import BrokerOrder, BrokerPosition
 from trading.control import ControlMode
 from trading.entry_gate import EntryReason
 from trading.ledger_records import TradeStatus
+from trading.options.exits import CondorExitRule
+from trading.options.legs import CLOSED_OUTSIDE
+from trading.options.trade_models import ENTRY_FAILED, FORCED_EXIT
 from trading.risk import RiskReason
 from trading.routing import covering_stop_of
 
@@ -143,6 +146,11 @@ TRADE_UPDATE_EVENTS: Final = frozenset(
 ENTRY_REASONS: Final = frozenset(r.value for r in EntryReason) | frozenset(
     r.value for r in RiskReason
 )
+# An option trade's transitions: opened, and each way it ends (the workflow's exit reasons).
+OPTION_OPENED: Final = "opened"
+OPTION_TRADE_EVENTS: Final = frozenset(
+    {OPTION_OPENED, ENTRY_FAILED, FORCED_EXIT, CLOSED_OUTSIDE}
+) | frozenset(r.value for r in CondorExitRule)
 
 
 def _values(*groups: Iterable[str]) -> frozenset[str]:
@@ -292,6 +300,22 @@ _DEFS: Final = (
         signed=True,
     ),
     MetricDef("dt_equity_dollars", Kind.GAUGE, "Account equity (each loss check)", "dollars"),
+    MetricDef(
+        "dt_option_trades_total",
+        Kind.COUNTER,
+        "Option trades opened, and ended by reason (entry_failed, an exit rule, forced, "
+        "closed_outside)",
+        labels={"event": _values(OPTION_TRADE_EVENTS)},
+    ),
+    # A counter, not a gauge of held-back trades: each trade's workflow records alone (no
+    # process sees them all), and a gauge would keep a stale 1 on a worker the workflow left.
+    # A held-back trade checks again every check_interval, so the count grows while it lasts.
+    MetricDef(
+        "dt_option_legs_mismatch_total",
+        Kind.COUNTER,
+        "Option trade checks that held a close back: the legs held do not match the trade "
+        "(one per check while it lasts)",
+    ),
 )
 CATALOG: Final[Mapping[str, MetricDef]] = {d.name: d for d in _DEFS}
 # Labels the SDK's workflow and activity meters add (bounded: one namespace and task queue
@@ -528,3 +552,13 @@ def account(daily_pnl: Decimal | None, equity: Decimal) -> None:
     if daily_pnl is not None:
         gauge("dt_daily_pnl_dollars", daily_pnl)
     gauge("dt_equity_dollars", equity)
+
+
+def option_trade(event: str | None) -> None:
+    """An option trade opened, or ended: entry_failed, or closed for its exit reason."""
+    count("dt_option_trades_total", event=event or OTHER)
+
+
+def option_legs_mismatch() -> None:
+    """One check of an option trade that held its close back (the legs held do not match)."""
+    count("dt_option_legs_mismatch_total")

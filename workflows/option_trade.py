@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.option_positions import OptionPositionActivities
     from activities.options import OptionOrderActivities
     from contracts import option_trade
+    from ops import metrics
     from trading.broker_models import OrderStatus, ProbeOutcome
     from trading.options.exits import CondorPositionState, ExitAction, next_exit
     from trading.options.legs import CLOSED_OUTSIDE, LegsHeldRequest, LegsVerdict, legs_verdict
@@ -209,6 +210,7 @@ class OptionTradeWorkflow:
         state.status = OptionTradeStatus.OPEN
         state.note = f"opened by {order.client_order_id} for a credit of {state.credit}"
         workflow.logger.info("option trade %s %s", self._spec.trade_id, state.note)
+        metrics.option_trade(metrics.OPTION_OPENED)
         self._wake = True  # mark it now
 
     def _end_entry(self, why: str) -> None:
@@ -217,6 +219,7 @@ class OptionTradeWorkflow:
         state.exit_reason = ENTRY_FAILED
         state.note = why
         workflow.logger.info("option trade %s entry failed: %s", self._spec.trade_id, why)
+        metrics.option_trade(ENTRY_FAILED)
 
     # --- orders ----------------------------------------------------------------------------
 
@@ -314,10 +317,12 @@ class OptionTradeWorkflow:
             state.exit_reason = CLOSED_OUTSIDE
             state.note = f"no leg held any more, nothing to close ({check.detail})"
             workflow.logger.warning("option trade %s %s", trade_id, state.note)
+            metrics.option_trade(CLOSED_OUTSIDE)
             return False
         state.legs_mismatch = check.detail
         state.note = f"close held back, the legs held do not match the trade: {check.detail}"
         workflow.logger.error("option trade %s %s", trade_id, state.note)
+        metrics.option_legs_mismatch()
         return False
 
     async def _send_close(self, marks: OptionMarks) -> None:
@@ -367,6 +372,7 @@ class OptionTradeWorkflow:
             state.realized_pnl = realized_pnl(state.credit, debit, self._spec.qty)
         state.note = f"closed by {order.client_order_id} ({state.exit_reason}) for {debit}"
         workflow.logger.info("option trade %s %s", self._spec.trade_id, state.note)
+        metrics.option_trade(state.exit_reason)
 
     # --- messages and details -----------------------------------------------------------------
 

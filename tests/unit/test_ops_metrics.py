@@ -36,6 +36,9 @@ from trading.broker_models import (
     TimeInForce,
 )
 from trading.control import ControlMode
+from trading.options.exits import CondorExitRule
+from trading.options.legs import CLOSED_OUTSIDE
+from trading.options.trade_models import ENTRY_FAILED, FORCED_EXIT
 
 # The names the shared design fixes (alerts, prelive and the report read them).
 DESIGN_NAMES = {
@@ -63,6 +66,8 @@ DESIGN_NAMES = {
     "dt_daily_pnl_dollars",
     "dt_equity_dollars",
     "dt_broker_http_429_total",
+    "dt_option_trades_total",
+    "dt_option_legs_mismatch_total",
 }
 KIND_CODES = {
     BUFFERED_METRIC_KIND_COUNTER: metrics.Kind.COUNTER,
@@ -219,6 +224,47 @@ def test_a_losing_day_is_a_negative_pnl_on_the_scrape() -> None:
     assert 'dt_daily_pnl_dollars{service_name="temporal-core-sdk"} -150.25' in lines
     assert 'dt_equity_dollars{service_name="temporal-core-sdk"} 99849.75' in lines
     assert 'dt_truth_poll_age_seconds{service_name="temporal-core-sdk"} 0' in lines
+
+
+def test_every_way_an_option_trade_ends_is_its_own_event() -> None:
+    """Each exit reason OptionTradeWorkflow sets is a declared event, never folded into other."""
+    reasons = {r.value for r in CondorExitRule} | {FORCED_EXIT, CLOSED_OUTSIDE, ENTRY_FAILED}
+    assert reasons == {
+        "take_profit",
+        "stop_loss",
+        "dte_threshold",
+        "before_expiry",
+        "forced",
+        "closed_outside",
+        "entry_failed",
+    }
+    for event in reasons | {metrics.OPTION_OPENED}:
+        assert metrics.bounded("dt_option_trades_total", {"event": event}) == {"event": event}
+    events = metrics.CATALOG["dt_option_trades_total"].labels["event"]
+    assert events == reasons | {"opened", metrics.OTHER}
+
+
+@pytest.mark.parametrize("odd", ["hold", "ic-3f9a2b7c01", "SPY240308C00530000", ""])
+def test_an_option_event_outside_the_set_is_other(odd: str) -> None:
+    assert metrics.bounded("dt_option_trades_total", {"event": odd}) == {"event": "other"}
+
+
+def test_option_trade_transitions_and_held_back_closes_are_counted(
+    recorded: MetricBuffer,
+) -> None:
+    metrics.option_trade(metrics.OPTION_OPENED)
+    metrics.option_trade("take_profit")
+    metrics.option_trade(None)  # a close without a reason: counted, as other
+    metrics.option_trade("hold")
+    metrics.option_legs_mismatch()
+    metrics.option_legs_mismatch()
+    updates = _updates(recorded)
+    events = [(a["event"], v) for n, _, a, v in updates if n == "dt_option_trades_total"]
+    assert events == [("opened", 1), ("take_profit", 1), ("other", 1), ("other", 1)]
+    held_back = [(k, a, v) for n, k, a, v in updates if n == "dt_option_legs_mismatch_total"]
+    assert held_back == [(metrics.Kind.COUNTER, {}, 1)] * 2
+    with pytest.raises(ValueError, match="takes labels"):
+        metrics.count("dt_option_legs_mismatch_total", trade_id="ic-1")
 
 
 def test_counters_skip_zero(recorded: MetricBuffer) -> None:
