@@ -66,35 +66,8 @@ def contract_quote(symbol: str, marks: OptionMarks) -> OptionContractQuote:
 
 
 def condor_plan(marks: OptionMarks) -> CondorPlan:
-    """The 500/510 put, 530/535 call condor priced at the broker's quotes (qty 1)."""
-    lp, sp = contract_quote(LONG_PUT, marks), contract_quote(SHORT_PUT, marks)
-    sc, lc = contract_quote(SHORT_CALL, marks), contract_quote(LONG_CALL, marks)
-    mid = sp.mid + sc.mid - lp.mid - lc.mid
-    natural = sp.bid + sc.bid - lp.ask - lc.ask
-    width = Decimal(10)
-    return CondorPlan(
-        underlying=UNDERLYING,
-        expiry=sp.expiry,
-        dte=(sp.expiry - marks.session_date).days,
-        qty=1,
-        width=width,
-        short_put=sp,
-        long_put=lp,
-        short_call=sc,
-        long_call=lc,
-        credit_mid=mid,
-        credit_natural=natural,
-        credit=mid * 100,
-        credit_natural_usd=natural * 100,
-        max_loss=width * 100 - mid * 100,
-        max_loss_natural=width * 100 - natural * 100,
-        credit_to_width=mid / width,
-        break_even_low=sp.strike - mid,
-        break_even_high=sc.strike + mid,
-        probability_of_profit=Decimal("0.5"),
-        probability_of_max_loss=Decimal("0.1"),
-        detail="test condor",
-    )
+    """The 500/510 put, 530/535 call condor of Friday's weekly, priced at the broker's quotes."""
+    return condor_plan_for(marks, WEEKLY)
 
 
 @dataclass

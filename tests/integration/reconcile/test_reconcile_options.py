@@ -11,7 +11,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -34,15 +33,13 @@ from ledger.option_trades import OptionTrades
 from settings import Settings
 from tests.integration.helpers import terminate_running
 from tests.integration.options.conftest import (
-    LONG_CALL,
-    LONG_PUT,
-    SHORT_CALL,
-    SHORT_PUT,
+    MONTHLY,
     UNDERLYING,
+    WEEKLY,
+    CondorLegs,
     marketable_spec,
     option_harness,
 )
-from tests.integration.options.conftest import MONTHLY as MONTHLY_LEGS
 from tests.integration.reconcile.conftest import ReconcileHarness
 from tests.integration.trade.conftest import HISTORIES
 from trading.broker_models import OrderSide, OrderStatus
@@ -75,30 +72,6 @@ CENT = Decimal("0.01")
 # that name one (only for a deliberate workflow change; say so in the commit).
 # test_reconcile_replay.py replays them against today's code.
 SAVE_RECONCILE_HISTORIES = os.environ.get("SAVE_RECONCILE_HISTORIES") == "1"
-
-
-@dataclass(frozen=True)
-class CondorLegs:
-    """The four OCC symbols of an iron condor: long put, short put, short call, long call."""
-
-    long_put: str
-    short_put: str
-    short_call: str
-    long_call: str
-
-    @property
-    def symbols(self) -> list[str]:
-        return [self.long_put, self.short_put, self.short_call, self.long_call]
-
-
-# Friday's weekly (3 days out at the test session): the default exit rules would close it at
-# once, so it is only held outside or claimed by a bare ledger row here.
-WEEKLY = CondorLegs(LONG_PUT, SHORT_PUT, SHORT_CALL, LONG_CALL)
-# The same strikes on the April monthly (45 days out): an adopted condor holds under the
-# default rules (days to expiry above 21, the mark near its credit).
-MONTHLY = CondorLegs(
-    "SPY240419P00500000", "SPY240419P00510000", "SPY240419C00530000", "SPY240419C00535000"
-)
 
 
 class OptionsBench:
@@ -469,7 +442,7 @@ async def test_an_orphaned_option_trade_is_restarted_once_and_closes_on_force_ex
     options = option_harness(
         harness.client, harness.task_queue, harness.admin, harness.gateway, harness.pool
     )
-    spec = marketable_spec(options, MONTHLY_LEGS)
+    spec = marketable_spec(options, MONTHLY)
     first = await harness.client.start_workflow(
         OptionTradeWorkflow.run,
         OptionTradeInput(spec=spec),
