@@ -18,7 +18,7 @@ Messages Alpaca's docs do not spell out are this broker's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -143,6 +143,13 @@ class OptionsDesk:
         self.activities.clear()
         if not self._fixed_quotes:
             self._quotes = None  # the pricer reads the (new) price engine
+
+    def restore(
+        self, positions: Iterable[OptionPositionRecord], activities: Iterable[OptionsActivity]
+    ) -> None:
+        """Take back the positions and activities of a snapshot (after `reset`)."""
+        self.positions = {p.symbol: p.model_copy() for p in positions}
+        self.activities = list(activities)
 
     # ---- quotes ---------------------------------------------------------------------------
     def quote(self, symbol: str, when: datetime) -> OptionQuoteLike:

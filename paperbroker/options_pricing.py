@@ -244,8 +244,22 @@ class IvOverrides:
 
 
 # Overrides belong to a price engine, not to one pricer: every OptionPricer over the same
-# engine (market data, order fills) sees them, and a reset or restore (a new engine) drops them.
+# engine (market data, order fills) sees them, and a reset (a new engine) drops them; a
+# snapshot saves them and a restore puts them on its new engine (paperbroker/snapshot.py).
 _IV_OVERRIDES: WeakKeyDictionary[PriceEngine, IvOverrides] = WeakKeyDictionary()
+
+
+def iv_overrides(engine: PriceEngine) -> IvOverrides:
+    """Return a copy of the IV overrides set on `engine` (empty when none were set)."""
+    overrides = _IV_OVERRIDES.get(engine)
+    if overrides is None:
+        return IvOverrides()
+    return IvOverrides(base=dict(overrides.base), shift=dict(overrides.shift))
+
+
+def adopt_iv_overrides(engine: PriceEngine, overrides: IvOverrides) -> None:
+    """Make (a copy of) `overrides` the IV overrides of `engine`, replacing any it had."""
+    _IV_OVERRIDES[engine] = IvOverrides(base=dict(overrides.base), shift=dict(overrides.shift))
 
 
 class OptionPricer:
