@@ -23,6 +23,7 @@ from tests.unit.promql_eval import (
 )
 from trading.broker_sync_models import BrokerSyncInput
 from trading.ledger_records import DEFAULT_SIGNAL_MAX_AGE_SECONDS
+from trading.options.trade_models import OptionTradeSpec
 
 RULES_FILE = ROOT / "ops" / "alerts.yml"
 SCRAPES = ROOT / "tests" / "data" / "scrapes"
@@ -51,6 +52,8 @@ DESIGN_METRICS = {
     "dt_daily_pnl_dollars",
     "dt_equity_dollars",
     "dt_broker_http_429_total",
+    "dt_option_trades_total",
+    "dt_option_legs_mismatch_total",
 }
 DESIGN_HISTOGRAMS = {"dt_stop_rescue_latency_ms", "dt_unprotected_gap_ms"}
 # SDK metrics as the Rust core names them (temporalio's PrometheusConfig defaults).
@@ -67,6 +70,9 @@ FIRES = {
     "position_uncovered_backstop_firing": {"DtPositionUncovered"},
     "stop_rescue_failed_firing": {"DtStopRescueFailed"},
     "stop_rescue_failed_first_firing": {"DtStopRescueFailed"},
+    "option_legs_mismatch_firing": {"DtOptionLegsMismatch"},
+    "option_legs_mismatch_first_firing": {"DtOptionLegsMismatch"},
+    "option_legs_mismatch_stalled_firing": {"DtOptionLegsMismatch"},
     "truth_poll_stale_firing": {"DtTruthPollStale"},
     "truth_poll_stalled_firing": {"DtTruthPollStale"},
     "stream_frozen_firing": {"DtTradeUpdatesStreamStale"},
@@ -158,7 +164,12 @@ def test_the_issue_s_troubles_each_have_a_rule() -> None:
         "DtActivityTaskBacklog",
         "DtMetricsEndpointDown",
     } <= set(BY_NAME)
-    for name in ("DtPositionUncovered", "DtStopRescueFailed", "DtTradingHalted"):
+    for name in (
+        "DtPositionUncovered",
+        "DtStopRescueFailed",
+        "DtTradingHalted",
+        "DtOptionLegsMismatch",
+    ):
         assert BY_NAME[name]["labels"]["severity"] == "page"
 
 
@@ -190,6 +201,16 @@ def test_thresholds_follow_the_code() -> None:
     stream = BY_NAME["DtTradeUpdatesStreamStale"]["expr"]
     cycle_s = BrokerSyncInput().listen_for.total_seconds() + 300
     assert re.search(rf"dt_trade_updates_stream_age_seconds\s*>\s*{cycle_s:g}\b", stream)
+
+
+def test_the_legs_mismatch_window_spans_several_option_checks() -> None:
+    """A held-back option trade counts once per check (check_interval): the rule's window
+    holds several, so a few failed checks do not resolve the page while the legs are wrong."""
+    expr = BY_NAME["DtOptionLegsMismatch"]["expr"]
+    windows = set(re.findall(r"\[(\w+)\]|offset (\w+)", expr))
+    durations = {pp.parse_duration(w).total_seconds() for pair in windows for w in pair if w}
+    check_s = OptionTradeSpec.model_fields["check_interval"].default.total_seconds()
+    assert len(durations) == 1 and min(durations) >= 5 * check_s, (durations, check_s)
 
 
 def test_sdk_exporter_keeps_the_units_the_backlog_rules_assume() -> None:
@@ -245,6 +266,7 @@ JUST_LONG_ENOUGH = [
     "signals_pending_firing",
     "position_uncovered_backstop_firing",
     "halted_firing",
+    "option_legs_mismatch_first_firing",
 ]
 
 
@@ -269,6 +291,17 @@ def test_a_stricter_threshold_silences_the_rule() -> None:
     assert evaluator.firing(rule["expr"], _for_seconds(rule))
     raised = rule["expr"].replace("21600", "23000")
     assert not evaluator.firing(raised, _for_seconds(rule))
+
+
+def test_a_shorter_window_lets_a_held_back_close_go_quiet() -> None:
+    """Six minutes of failed checks count nothing: a 5-minute window would resolve the page
+    while the close is still held back; the rule's 10 minutes keep it firing."""
+    evaluator = _evaluator("option_legs_mismatch_stalled_firing")
+    rule = BY_NAME["DtOptionLegsMismatch"]
+    assert evaluator.firing(rule["expr"], _for_seconds(rule))
+    shorter = rule["expr"].replace("10m", "5m")
+    assert shorter != rule["expr"]
+    assert not evaluator.firing(shorter, _for_seconds(rule))
 
 
 # --- the evaluator itself ------------------------------------------------------------------

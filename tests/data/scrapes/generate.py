@@ -59,6 +59,7 @@ class Worker:
     wf_slow: int = 0  # workflow tasks per minute that waited 1-5 s
     act_slow: int = 0
     activity_slots: int = 96
+    legs_mismatch: int | None = None  # held-back option closes; None: the series was never created
     extra: list[str] = field(default_factory=list)
 
 
@@ -109,6 +110,7 @@ def render(w: Worker, at: int, history: list[Worker]) -> list[str]:
     reconcile = {**SDK, "workflow_type": "ReconcileWorkflow"}
     drain = {**SDK, "workflow_type": "ScoreDrainWorkflow"}
     control = {**SDK, "workflow_type": "TradingControlWorkflow"}
+    option = {**SDK, "workflow_type": "OptionTradeWorkflow"}
     listener = {**SDK, "activity_type": "listen_trade_updates"}
     broker = {**SDK, "activity_type": "submit_order"}
     snapshot = {**SDK, "activity_type": "broker_snapshot"}
@@ -204,6 +206,13 @@ def render(w: Worker, at: int, history: list[Worker]) -> list[str]:
             for m in ("ACTIVE", "REDUCING", "HALTED")
         ],
     )
+    lines += _typed(
+        "dt_option_trades_total",
+        "counter",
+        [({**option, "event": "opened"}, 2), ({**option, "event": "take_profit"}, 1)],
+    )
+    if w.legs_mismatch is not None:
+        lines += _typed("dt_option_legs_mismatch_total", "counter", [(option, w.legs_mismatch)])
     # SDK metrics, as the core names them: cumulative counts over this process's life.
     wf_slow = sum(h.wf_slow for h in history)
     act_slow = sum(h.act_slow for h in history)
@@ -291,6 +300,7 @@ def main() -> None:
     """Write every file."""
 
     def healthy_day(state: Worker, k: int, minutes: int) -> None:
+        state.legs_mismatch = 3  # an option close held back this morning, its legs since fixed
         if k == 7:  # a fill seen one poll before its stop is acknowledged: not an alert
             state.uncovered, state.uncovered_max_s = 1, 4.0
 
@@ -316,6 +326,25 @@ def main() -> None:
         state.rescues_failed = 1
 
     write("stop_rescue_failed_first_firing", 6, last(1, first_rescue_failure))
+
+    def legs_mismatch(state: Worker, k: int, minutes: int) -> None:
+        # the morning's three held-back checks, then a new mismatch counting once a minute
+        state.legs_mismatch = 3 + max(0, k - (minutes - 4))
+
+    write("option_legs_mismatch_firing", 12, legs_mismatch)
+
+    def first_legs_mismatch(state: Worker, into: int) -> None:
+        state.legs_mismatch = 1
+
+    write("option_legs_mismatch_first_firing", 6, last(1, first_legs_mismatch))
+
+    def legs_mismatch_checks_failing(state: Worker, k: int, minutes: int) -> None:
+        # held back from minute 2, then six minutes of checks that fail before the legs are
+        # read (quotes not answered): nothing counts, and the close is still held back
+        if k >= 2:
+            state.legs_mismatch = min(k - 1, 6)
+
+    write("option_legs_mismatch_stalled_firing", 14, legs_mismatch_checks_failing)
 
     def poll_failing(state: Worker, into: int) -> None:
         state.poll_age_s = 30.0 + STEP * into
