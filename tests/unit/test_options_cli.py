@@ -9,14 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from broker.options import ListedContract, build_chain
-from cli.options import (
-    OptionsInputError,
-    check_width,
-    parse_delta,
-    parse_qty,
-    parse_symbol,
-    parse_width,
-)
+from cli.condor import parse_delta, parse_qty
+from cli.options import OptionsInputError, check_width, parse_symbol, parse_width
 from trading.options.chain import OptionRight, format_occ_symbol
 
 D = Decimal
