@@ -11,6 +11,7 @@ from cli import (
     backtest,
     broker_cmd,
     codec_server,
+    condor,
     control,
     dev,
     drain,
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.register(commands)
     market.register(commands)
     options.register(commands)
+    condor.register(commands)
     broker_cmd.register(commands)
     backtest.register(commands)
     report.register(commands)

@@ -1,6 +1,6 @@
 """`starter.py options chain|rank|quote`: option chains, ranked credit spreads and named
-contracts' quotes, read from the broker; `condor open` is cli/condor.py's (registered with
-this group, and reading chains as it does).
+contracts' quotes, read from the broker; `condor open` is cli/condor.py's (it reads chains
+with this module's readers).
 
 Chains come from the broker through alpaca-py (broker/options.py), every read paid for from
 the account's broker-call budget.
@@ -71,7 +71,7 @@ class OptionRankReport(Frozen):
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `options chain|rank|quote`, and after it `condor open` (cli/condor.py)."""
+    """Add `options chain|rank|quote`."""
     group = commands.add_parser("options", help="option chains and ranked credit spreads (read)")
     sub = group.add_subparsers(dest="options_command", required=True, metavar="COMMAND")
     chain = sub.add_parser("chain", help="the option chain: quotes, greeks, IV, open interest")
@@ -86,9 +86,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rank.add_argument("--json", action="store_true", help="print JSON")
     rank.set_defaults(handler=cmd_rank)
     option_quote.register(sub)
-    from cli import condor  # it reads chains with this module's readers: import it once loaded
-
-    condor.register(commands)
 
 
 # ---- input -----------------------------------------------------------------------------
