@@ -42,8 +42,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities.option_link import OptionTradeLink
 from contracts import option_trade
 from ledger.option_trades import OptionTrades
 from trading.options.positions import RESTARTABLE_ENDS
@@ -69,18 +69,13 @@ class OptionAdoptionActivities:
 
     def __init__(self, client: Client, task_queue: str, pool: asyncpg.Pool) -> None:
         self._client = client
+        self._link = OptionTradeLink(client)
         self._task_queue = task_queue
         self._rows = OptionTrades(pool)
 
     async def _status(self, trade_id: str) -> str:
-        handle = self._client.get_workflow_handle(option_trade.workflow_id(trade_id))
-        try:
-            description = await handle.describe()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                return MISSING
-            raise
-        return description.status.name.lower() if description.status else MISSING
+        status = await self._link.status(trade_id)
+        return status.name.lower() if status is not None else MISSING
 
     async def _ended_before(self, trade_id: str, request: OptionAdoptionRequest) -> bool:
         """The trade's row was closed (or never written) before the legs were read."""

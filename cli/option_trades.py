@@ -11,48 +11,28 @@ from datetime import UTC
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities.option_link import OptionTradeLink
 from clients import make_pool
-from contracts import option_trade
 from ledger.option_trades import OptionTrades
 from settings import Settings
 from trading.options.records import OptionTradeRecord, OptionTradesQuery
 from trading.options.trade_models import OptionForceExit, OptionTradeView
 
-_GONE = (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
-
 
 async def option_run_status(client: Client, trade_id: str) -> WorkflowExecutionStatus | None:
     """The option trade's latest run status, or None when no such workflow exists."""
-    handle = client.get_workflow_handle(option_trade.workflow_id(trade_id))
-    try:
-        return (await handle.describe()).status
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+    return await OptionTradeLink(client).status(trade_id)
 
 
 async def option_view(client: Client, trade_id: str) -> OptionTradeView:
     """The STATUS query's answer (legs, credit, mark, P&L, next rule)."""
-    handle = client.get_workflow_handle(option_trade.workflow_id(trade_id))
-    view: OptionTradeView = await handle.query(
-        option_trade.STATUS.name, result_type=OptionTradeView
-    )
-    return view
+    return await OptionTradeLink(client).view(trade_id)
 
 
 async def force_exit_option(client: Client, trade_id: str, reason: str) -> bool:
     """FORCE_EXIT; False when the workflow is no longer running."""
-    handle = client.get_workflow_handle(option_trade.workflow_id(trade_id))
-    try:
-        await handle.signal(option_trade.FORCE_EXIT.name, OptionForceExit(reason=reason))
-    except RPCError as err:
-        if err.status in _GONE:
-            return False
-        raise
-    return True
+    return await OptionTradeLink(client).force_exit(trade_id, OptionForceExit(reason=reason))
 
 
 def status_rows(view: OptionTradeView, ui_link: str) -> list[tuple[str, str]]:
