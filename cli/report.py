@@ -1,6 +1,7 @@
 """`starter.py report day [--date D] [--json] [--html PATH]`: the burn-in report of one New
-York trading day, read from the ledger (trades, orders' outcomes, risk events, reconcile and
-entry runs, signal decisions, the broker-call budget, BrokerSync's last poll, the audit log).
+York trading day, read from the ledger (trades, option trades, orders' outcomes, risk events,
+reconcile and entry runs, signal decisions, the broker-call budget, BrokerSync's last poll, the
+audit log).
 
 The figures and the verdict are trading/report/day.py's; the SQL that reads the day is here.
 The HTML page (default .state/reports/<date>.html) embeds its PNG charts as data URIs.
@@ -33,6 +34,8 @@ from trading.ledger_records import (
 )
 from trading.models import AuditRow
 from trading.notify import daily_report_notice
+from trading.options.records import OptionTradeRecord
+from trading.options.trade_models import OptionLeg
 from trading.report.charts import render_charts
 from trading.report.day import build_report, day_window, new_york_date
 from trading.report.html import render_html
@@ -54,6 +57,17 @@ SELECT id, symbol, side, origin, status, status_at, qty, entry_price, exit_price
        exit_intent_at, close_reason, realized_pnl, signal_id, workflow_id, opened_at, closed_at,
        created_at, updated_at
 FROM trades
+WHERE (created_at >= $1 AND created_at < $2)
+   OR (closed_at >= $1 AND closed_at < $2)
+   OR (created_at < $2 AND (closed_at IS NULL OR closed_at >= $2))
+ORDER BY created_at, id
+"""
+# Option trades touching the window, by the same rule as _TRADES.
+_OPTION_TRADES = """
+SELECT id, underlying, strategy, origin, status, expiry, qty, legs, width, credit, max_loss,
+       exit_debit, exit_reason, realized_pnl, note, workflow_id, opened_at, closed_at, status_at,
+       created_at, updated_at
+FROM option_trades
 WHERE (created_at >= $1 AND created_at < $2)
    OR (closed_at >= $1 AND closed_at < $2)
    OR (created_at < $2 AND (closed_at IS NULL OR closed_at >= $2))
@@ -92,6 +106,7 @@ _VIEW = "SELECT symbol, qty, open_orders FROM broker_view_symbols ORDER BY symbo
 _LATEST = """
 SELECT max(t) FROM (
     SELECT max(GREATEST(created_at, opened_at, closed_at)) AS t FROM trades
+    UNION ALL SELECT max(GREATEST(created_at, opened_at, closed_at)) FROM option_trades
     UNION ALL SELECT max(at) FROM risk_events
     UNION ALL SELECT max(at) FROM audit_log
     UNION ALL SELECT max(started_at) FROM reconcile_runs
@@ -190,16 +205,16 @@ def cmd_report_day(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _notify(settings: Settings, report: DayReport) -> str:
     """The day's verdict to the webhook (`daily_report:<date>`: one message a day)."""
-    trades = report.trades
+    trades, options = report.trades, report.options
+    figures = {
+        "trades opened / closed": f"{trades.opened} / {trades.closed}",
+        "realized P&L": f"{report.pnl.realized_pnl:.2f}",
+        "winners / losers": f"{trades.winners} / {trades.losers}",
+    }
+    if options.trades:
+        figures["option trades opened / closed"] = f"{options.opened} / {options.closed}"
     notice = daily_report_notice(
-        report.day,
-        report.verdict.result.value,
-        report.verdict.reason,
-        {
-            "trades opened / closed": f"{trades.opened} / {trades.closed}",
-            "realized P&L": f"{trades.realized_pnl:.2f}",
-            "winners / losers": f"{trades.winners} / {trades.losers}",
-        },
+        report.day, report.verdict.result.value, report.verdict.reason, figures
     )
     pool = await make_pool(settings, max_size=2)
     try:
@@ -260,6 +275,7 @@ async def _read(conn: Connection, settings: Settings, day: date | None) -> DayLe
         window_end=end,
         generated_at=generated_at,
         trades=[_trade(r) for r in await conn.fetch(_TRADES, *window)],
+        option_trades=[_option_trade(r) for r in await conn.fetch(_OPTION_TRADES, *window)],
         risk_events=[
             RiskEventRecord(**dict(r) | {"detail": load_json_object(r["detail"])})
             for r in await conn.fetch(_RISK_EVENTS, *window)
@@ -311,6 +327,12 @@ def _trade(record: asyncpg.Record) -> TradeRecord:
     )
 
 
+def _option_trade(record: asyncpg.Record) -> OptionTradeRecord:
+    values = dict(record)
+    legs = [OptionLeg.model_validate(leg) for leg in load_json(values.pop("legs")) or []]
+    return OptionTradeRecord(**values, legs=legs)
+
+
 # --- the human view --------------------------------------------------------------------------
 
 
@@ -359,6 +381,7 @@ def show(report: DayReport) -> None:
             "P&L",
         ),
     )
+    _show_options(report)
     latency = rescues.latency
     say(
         f"rescues: {rescues.rescued} ok, {rescues.failed} failed, {rescues.alerts} alerts; "
@@ -403,7 +426,53 @@ def show(report: DayReport) -> None:
     say(f"incidents: {len(report.incidents)}")
     for incident in report.incidents:
         say(f"  {_t(incident.at)} {incident.kind} ({incident.severity}) {incident.detail}")
+    say(f"realized P&L of the day (stocks and options): {report.pnl.realized_pnl}")
     say(f"P&L chart: {report.pnl.note}")
     say("")
     say(f"verdict: {report.verdict.result.value}: {report.verdict.reason}")
     sys.stdout.flush()
+
+
+def _show_options(report: DayReport) -> None:
+    """The options line, a table of the day's option trades, and any close held back."""
+    options = report.options
+    say(
+        f"options: {options.opened} opened, {options.closed} closed ({options.winners} won, "
+        f"{options.losers} lost, {options.closed_outside} closed outside), "
+        f"{options.entries_failed} entries failed, {options.adopted} adopted, "
+        f"{options.open_at_end} open at the end (max loss {options.max_loss_open_at_end}); "
+        f"realized P&L {options.realized_pnl}"
+    )
+    say_table(
+        [
+            (
+                t.trade_id,
+                t.underlying,
+                t.status.value,
+                t.origin.value,
+                str(t.qty),
+                str(t.credit or "-"),
+                str(t.exit_debit or "-"),
+                _t(t.opened_at),
+                _t(t.closed_at),
+                t.exit_reason or "-",
+                str(t.realized_pnl if t.realized_pnl is not None else "-"),
+            )
+            for t in options.trades
+        ],
+        header=(
+            "OPTION TRADE",
+            "UNDERLYING",
+            "STATUS",
+            "ORIGIN",
+            "QTY",
+            "CREDIT",
+            "EXIT DEBIT",
+            "OPENED",
+            "CLOSED",
+            "REASON",
+            "P&L",
+        ),
+    )
+    for held_back in options.held_back_at_end:
+        say(f"  option close held back at the end: {held_back}")

@@ -33,6 +33,9 @@ from trading.ledger_records import (
     TradeStatus,
 )
 from trading.models import AuditRow, JsonScalar
+from trading.options.legs import CLOSED_OUTSIDE
+from trading.options.records import OptionTradeRecord
+from trading.options.trade_models import OptionLeg, OptionTradeStatus
 from trading.report.charts import CHART_TITLES, render_charts
 from trading.report.day import build_report, day_window, latency_stats, peak_in_window
 from trading.report.html import render_html
@@ -98,6 +101,55 @@ def trade(
         created_at=created,
         updated_at=closed or created,
     )
+
+
+def condor(
+    trade_id: str,
+    *,
+    created: datetime,
+    status: OptionTradeStatus,
+    closed: datetime | None = None,
+    pnl: str | None = None,
+    exit_reason: str | None = None,
+    origin: TradeOrigin = TradeOrigin.INTERNAL,
+    max_loss: str = "380",
+    note: str = "",
+) -> OptionTradeRecord:
+    """An iron condor's row: filled at its creation unless it never opened."""
+    filled = status not in (OptionTradeStatus.PENDING_ENTRY, OptionTradeStatus.ENTRY_FAILED)
+    return OptionTradeRecord(
+        id=trade_id,
+        underlying="SPY",
+        strategy="iron_condor",
+        origin=origin,
+        status=status,
+        expiry=DAY + timedelta(days=30),
+        qty=1,
+        legs=[
+            OptionLeg(symbol="SPY250411P00540000", side=OrderSide.BUY),
+            OptionLeg(symbol="SPY250411P00545000", side=OrderSide.SELL),
+            OptionLeg(symbol="SPY250411C00575000", side=OrderSide.SELL),
+            OptionLeg(symbol="SPY250411C00580000", side=OrderSide.BUY),
+        ],
+        width=Decimal(5),
+        credit=Decimal("1.20") if filled else None,
+        max_loss=Decimal(max_loss),
+        exit_debit=Decimal("0.60") if pnl is not None else None,
+        exit_reason=exit_reason,
+        realized_pnl=Decimal(pnl) if pnl is not None else None,
+        note=note,
+        workflow_id=f"option-trade-{trade_id}",
+        opened_at=created if filled else None,
+        closed_at=closed,
+        status_at=closed or created,
+        created_at=created,
+        updated_at=closed or created,
+    )
+
+
+HELD_BACK = (
+    "close held back, the legs held do not match the trade: SPY250411C00575000 held 0 expected -1"
+)
 
 
 def risk(
@@ -232,6 +284,77 @@ def test_the_ledger_s_clock_places_an_entry_whose_fill_time_is_simulated() -> No
     held = trade("held", opened=at(2)).model_copy(update={"opened_at": END + timedelta(days=3)})
     report = build_report(ledger(trades=[simulated, held]))
     assert (report.trades.opened, report.trades.closed, report.trades.open_at_end) == (2, 1, 1)
+
+
+def test_option_trades_of_the_day_and_their_closes_in_the_day_s_realized_pnl() -> None:
+    report = build_report(
+        ledger(
+            trades=[trade("stock", opened=at(0), closed=at(10.5), pnl="50.25")],
+            option_trades=[
+                condor("tp", created=at(1), status=OptionTradeStatus.CLOSED, closed=at(10.2),
+                       pnl="60.00", exit_reason="take_profit"),
+                condor("sl", created=at(2), status=OptionTradeStatus.CLOSED, closed=at(45),
+                       pnl="-130.00", exit_reason="stop_loss"),
+                condor("gone", created=at(3), status=OptionTradeStatus.CLOSED, closed=at(50),
+                       exit_reason=CLOSED_OUTSIDE),
+                condor("refused", created=at(4), status=OptionTradeStatus.ENTRY_FAILED,
+                       closed=at(5), exit_reason="entry_failed"),
+                condor("held", created=at(6), status=OptionTradeStatus.OPEN, max_loss="400"),
+                condor("working", created=at(7), status=OptionTradeStatus.PENDING_ENTRY,
+                       max_loss="450"),
+                condor("adopted", created=at(8), status=OptionTradeStatus.OPEN,
+                       origin=TradeOrigin.EXTERNAL, max_loss="250"),
+                condor("carried", created=START - timedelta(days=1), status=OptionTradeStatus.OPEN,
+                       closed=None, max_loss="300"),
+                condor("last week", created=START - timedelta(days=7),
+                       status=OptionTradeStatus.CLOSED, closed=START - timedelta(days=1),
+                       pnl="99", exit_reason="dte_threshold"),
+            ],
+        )
+    )  # fmt: skip
+    options = report.options
+    assert (options.opened, options.closed, options.entries_failed) == (5, 3, 1)
+    assert (options.adopted, options.closed_outside, options.open_at_end) == (1, 1, 4)
+    assert (options.winners, options.losers) == (1, 1)
+    assert options.realized_pnl == Decimal("-70.00")
+    assert options.max_loss_open_at_end == Decimal(1400)  # the entry still working counts too
+    assert options.held_back_at_end == []
+    assert [t.trade_id for t in options.trades][:2] == ["carried", "tp"]  # in entry order
+    assert "last week" not in {t.trade_id for t in options.trades}
+    lines = {t.trade_id: t for t in options.trades}
+    assert lines["tp"].closed_today and lines["tp"].opened_today
+    assert lines["tp"].credit == Decimal("1.20") and lines["tp"].exit_debit == Decimal("0.60")
+    assert not lines["carried"].opened_today and not lines["carried"].closed_today
+    assert not lines["working"].opened_today  # not filled yet
+    # The stock trades' figures stay their own; the day's total and its chart count both.
+    assert report.trades.realized_pnl == Decimal("50.25")
+    assert report.pnl.realized_pnl == Decimal("-19.75")
+    assert [(p.minute, p.cumulative_realized) for p in report.pnl.points] == [
+        (at(10), Decimal("110.25")),
+        (at(45), Decimal("-19.75")),
+        (at(50), Decimal("-19.75")),
+    ]
+    assert "option" in report.pnl.note
+    assert report.verdict.result is VerdictResult.PASS
+    assert (
+        "1 trade(s) closed, 3 option trade(s) closed, realized P&L -19.75" in report.verdict.reason
+    )
+
+
+def test_option_trades_alone_are_activity() -> None:
+    report = build_report(
+        ledger(option_trades=[condor("only", created=at(1), status=OptionTradeStatus.OPEN)])
+    )
+    assert report.activity and report.verdict.result is VerdictResult.PASS
+    assert report.options.open_at_end == 1 and report.trades.trades == []
+
+
+def test_older_report_json_without_options_still_reads() -> None:
+    document = quiet_day().model_dump(mode="json")
+    del document["options"]
+    del document["pnl"]["realized_pnl"]
+    older = DayReport.model_validate(document)
+    assert older.options.trades == [] and older.options.realized_pnl == 0
 
 
 def test_rescue_latencies_and_gaps_from_risk_events_and_the_audit() -> None:
@@ -462,6 +585,31 @@ def test_an_open_position_without_a_stop_at_the_end_fails() -> None:
     assert closed.verdict.result is VerdictResult.PASS
 
 
+def test_an_option_close_held_back_at_the_end_fails() -> None:
+    held_back = condor("ic1", created=at(2), status=OptionTradeStatus.CLOSING, note=HELD_BACK)
+    report = quiet_day(option_trades=[held_back])
+    assert report.verdict.result is VerdictResult.FAIL
+    assert report.verdict.reason.startswith(
+        "1 option close(s) held back at the end: ic1 (SPY: close held back, the legs held"
+    )
+    assert report.options.held_back_at_end == [f"ic1 (SPY: {HELD_BACK})"]
+    # A close still working (its order sent) is not held back; neither is one that ended.
+    working = condor(
+        "ic2", created=at(2), status=OptionTradeStatus.CLOSING, note="close ic2-x1 accepted"
+    )
+    outside = condor(
+        "ic3",
+        created=at(2),
+        status=OptionTradeStatus.CLOSED,
+        closed=at(80),
+        exit_reason=CLOSED_OUTSIDE,
+        note="no leg held any more, nothing to close",
+    )
+    passed = quiet_day(option_trades=[working, outside])
+    assert passed.verdict.result is VerdictResult.PASS, passed.verdict
+    assert passed.options.closed_outside == 1
+
+
 def _stop(qty: str, status: OrderStatus = OrderStatus.NEW) -> BrokerOrder:
     return BrokerOrder(
         id="o1",
@@ -546,3 +694,17 @@ def test_the_page_embeds_every_chart_as_a_png(busy: bool) -> None:
     assert f"<b>{report.verdict.result.value}</b>" in page
     if busy:
         assert "<td>w</td>" in page and "-7" in page
+
+
+def test_the_page_has_a_table_of_the_day_s_option_trades() -> None:
+    report = quiet_day(
+        option_trades=[
+            condor("ic-won", created=at(1), status=OptionTradeStatus.CLOSED, closed=at(30),
+                   pnl="60.00", exit_reason="take_profit"),
+        ]
+    )  # fmt: skip
+    page = render_html(report, render_charts(report))
+    assert "<h2>Option trades</h2>" in page
+    assert "<td>ic-won</td><td>SPY</td>" in page and "<td>take_profit</td>" in page
+    empty = render_html(quiet_day(), {})
+    assert "no option trade on this day" in empty

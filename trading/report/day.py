@@ -35,6 +35,7 @@ from trading.report.models import (
     Incident,
     LatencyStats,
     MinuteCount,
+    OptionTradesSection,
     PnlPoint,
     PnlSection,
     ReconcileFailure,
@@ -47,6 +48,7 @@ from trading.report.models import (
     Verdict,
     VerdictResult,
 )
+from trading.report.options import option_closes, option_trades_section
 from trading.report.verdict import verdict_of
 from trading.routing import covering_stop_of
 from trading.strategies.sessions import NEW_YORK
@@ -78,8 +80,8 @@ BLOCK_AFTER_429 = timedelta(minutes=2)
 MINUTE = timedelta(minutes=1)
 WINDOW_60S = timedelta(seconds=60)
 PNL_NOTE_NO_EQUITY = (
-    "cumulative realized P&L only: the ledger stores no broker account snapshots, so there "
-    "is no equity curve"
+    "cumulative realized P&L only (stock and option trades' closes): the ledger stores no "
+    "broker account snapshots, so there is no equity curve"
 )
 
 
@@ -227,13 +229,18 @@ def _minute(moment: datetime) -> datetime:
 
 
 def pnl_section(ledger: DayLedger, end: datetime) -> PnlSection:
-    """Cumulative realized P&L at the end of each minute with a close."""
+    """The day's realized P&L, and its running total at the end of each minute with a close
+    (stock trades' and option trades' closes)."""
     closes = sorted(
-        (t.closed_at, t.realized_pnl or Decimal(0))
-        for t in ledger.trades
-        if t.closed_at is not None
-        and _inside(t.closed_at, ledger.window_start, end)
-        and t.status not in FAILED_ENTRY
+        [
+            (t.closed_at, t.realized_pnl or Decimal(0))
+            for t in ledger.trades
+            if t.closed_at is not None
+            and _inside(t.closed_at, ledger.window_start, end)
+            and t.status not in FAILED_ENTRY
+        ]
+        + option_closes(ledger, end),
+        key=lambda close: close[0],
     )
     by_minute: dict[datetime, Decimal] = {}
     running = Decimal(0)
@@ -241,7 +248,9 @@ def pnl_section(ledger: DayLedger, end: datetime) -> PnlSection:
         running += realized
         by_minute[_minute(closed_at)] = running
     points = [PnlPoint(minute=m, cumulative_realized=v) for m, v in by_minute.items()]
-    return PnlSection(points=points, equity_available=False, note=PNL_NOTE_NO_EQUITY)
+    return PnlSection(
+        realized_pnl=running, points=points, equity_available=False, note=PNL_NOTE_NO_EQUITY
+    )
 
 
 def _rescue_events(ledger: DayLedger) -> list[RiskEventRecord]:
@@ -515,9 +524,10 @@ def incidents(ledger: DayLedger) -> list[Incident]:
     return sorted(found, key=lambda i: i.at)
 
 
-def _has_activity(ledger: DayLedger, trades: TradesSection) -> bool:
+def _has_activity(ledger: DayLedger, trades: TradesSection, options: OptionTradesSection) -> bool:
     return bool(
         trades.trades
+        or options.trades
         or ledger.risk_events
         or ledger.audit
         or ledger.reconcile_runs
@@ -533,6 +543,7 @@ def build_report(ledger: DayLedger, thresholds: ReportThresholds | None = None) 
     complete = ledger.generated_at >= ledger.window_end
     end = min(ledger.window_end, ledger.generated_at)
     trades = trades_section(ledger, end, complete)
+    options = option_trades_section(ledger, end)
     rescues = rescue_section(ledger)
     draft = DayReport(
         day=ledger.day,
@@ -540,9 +551,10 @@ def build_report(ledger: DayLedger, thresholds: ReportThresholds | None = None) 
         window_end=ledger.window_end,
         generated_at=ledger.generated_at,
         complete=complete,
-        activity=_has_activity(ledger, trades),
+        activity=_has_activity(ledger, trades, options),
         thresholds=limits,
         trades=trades,
+        options=options,
         pnl=pnl_section(ledger, end),
         rescues=rescues,
         gaps=gap_section(ledger, rescues, limits.max_unprotected_gap_ms),

@@ -57,12 +57,18 @@ def _pairs(rows: Iterable[tuple[str, object]]) -> str:
 
 def _summary(report: DayReport) -> str:
     trades, rescues, gaps = report.trades, report.rescues, report.gaps
-    calls, reconcile = report.broker_calls, report.reconcile
+    calls, reconcile, options = report.broker_calls, report.reconcile, report.options
     return _pairs(
         [
             ("trades opened / closed", f"{trades.opened} / {trades.closed}"),
             ("realized P&L", f"{trades.realized_pnl} ({trades.winners} won, {trades.losers} lost)"),
             ("open at the end", trades.open_at_end),
+            (
+                "option trades opened / closed",
+                f"{options.opened} / {options.closed}; realized P&L {options.realized_pnl}, "
+                f"{options.open_at_end} open at the end (max loss {options.max_loss_open_at_end})",
+            ),
+            ("day's realized P&L (stocks and options)", report.pnl.realized_pnl),
             (
                 "stop rescues",
                 f"{rescues.rescued} ok, {rescues.failed} failed, {rescues.alerts} alerts; "
@@ -88,6 +94,50 @@ def _summary(report: DayReport) -> str:
             ("incidents", len(report.incidents)),
         ]
     )
+
+
+def _options(report: DayReport) -> str:
+    options = report.options
+    held_back = _table(
+        ("option close held back at the end",),
+        ((h,) for h in options.held_back_at_end),
+        "no option close held back at the end",
+    )
+    trades = _table(
+        (
+            "trade",
+            "underlying",
+            "origin",
+            "status",
+            "qty",
+            "credit",
+            "exit debit",
+            "opened",
+            "closed",
+            "reason",
+            "realized P&L",
+            "max loss",
+        ),
+        (
+            (
+                t.trade_id,
+                t.underlying,
+                t.origin.value,
+                t.status.value,
+                t.qty,
+                t.credit,
+                t.exit_debit,
+                _t(t.opened_at),
+                _t(t.closed_at),
+                t.exit_reason,
+                t.realized_pnl,
+                t.max_loss,
+            )
+            for t in options.trades
+        ),
+        "no option trade on this day",
+    )
+    return trades + held_back
 
 
 def _charts(charts: dict[str, bytes]) -> str:
@@ -156,6 +206,8 @@ def render_html(report: DayReport, charts: dict[str, bytes]) -> str:
             ((u,) for u in report.trades.unprotected_at_end),
             "every open position had a stop at the end",
         ),
+        "<h2>Option trades</h2>",
+        _options(report),
         "<h2>Stop rescues</h2>",
         _table(
             ("at", "trade", "symbol", "outcome", "latency ms", "gap ms", "error"),

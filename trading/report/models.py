@@ -24,6 +24,8 @@ from trading.ledger_records import (
     TradeStatus,
 )
 from trading.models import AuditRow, Frozen
+from trading.options.records import OptionTradeRecord
+from trading.options.trade_models import OptionTradeStatus
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -86,13 +88,16 @@ class BrokerViewSymbol(Frozen):
 
 class DayLedger(Frozen):
     """Everything the report reads for one New York day, in UTC; rows fall inside the window
-    (trades: those touching it, or still open at its start)."""
+    (trades and option trades: those touching it, or still open at its start)."""
 
     day: date
     window_start: datetime
     window_end: datetime
     generated_at: datetime
     trades: list[TradeRecord] = Field(default_factory=list)
+    option_trades: list[OptionTradeRecord] = Field(
+        default_factory=list, description="option trades touching the window, as trades"
+    )
     risk_events: list[RiskEventRecord] = Field(default_factory=list)
     audit: list[AuditRow] = Field(default_factory=list)
     reconcile_runs: list[ReconcileRunRecord] = Field(default_factory=list)
@@ -166,16 +171,76 @@ class TradesSection(Frozen):
     trades: list[TradeLine] = Field(default_factory=list)
 
 
+class OptionTradeLine(Frozen):
+    """One option trade (an iron condor) of the day: prices per share, money in dollars."""
+
+    trade_id: str
+    underlying: str
+    strategy: str
+    origin: TradeOrigin
+    status: OptionTradeStatus
+    expiry: date
+    qty: int
+    credit: Decimal | None = Field(description="per share, taken in at the open")
+    exit_debit: Decimal | None = Field(description="per share, paid at the close")
+    exit_reason: str | None
+    realized_pnl: Decimal | None
+    max_loss: Decimal
+    opened_at: datetime | None
+    closed_at: datetime | None
+    opened_today: bool
+    closed_today: bool
+    note: str = ""
+
+
+class OptionTradesSection(Frozen):
+    """Option trades (the option_trades table) opened and closed on the day.
+
+    Counted as stock trades are: opened on the day its row was created with a fill, closed on
+    the day of closed_at. Their closes count in the day's total realized P&L
+    (pnl.realized_pnl) and in the cumulative P&L chart; realized_pnl here is theirs alone.
+    """
+
+    opened: int = 0
+    closed: int = Field(default=0, description="CLOSED on the day, whatever the exit reason")
+    entries_failed: int = Field(default=0, description="ENTRY_FAILED on the day")
+    adopted: int = Field(default=0, description="opened on the day by reconcile (external)")
+    closed_outside: int = Field(
+        default=0, description="closed on the day with no leg held (exit reason closed_outside)"
+    )
+    open_at_end: int = Field(
+        default=0, description="rows not closed at the end: entering, open or closing"
+    )
+    winners: int = 0
+    losers: int = 0
+    realized_pnl: Decimal = Field(
+        default=Decimal(0), description="sum of realized_pnl of the option trades closed that day"
+    )
+    max_loss_open_at_end: Decimal = Field(
+        default=Decimal(0), description="the max_loss of the rows open at the end, summed"
+    )
+    held_back_at_end: list[str] = Field(
+        default_factory=list,
+        description="CLOSING at the end with the close held back (the legs held do not match)",
+    )
+    trades: list[OptionTradeLine] = Field(default_factory=list)
+
+
 class PnlPoint(Frozen):
-    """Cumulative realized P&L at the end of a minute with a close."""
+    """Cumulative realized P&L (stock and option closes) at the end of a minute with a close."""
 
     minute: datetime
     cumulative_realized: Decimal
 
 
 class PnlSection(Frozen):
-    """Realized P&L through the day; equity only when account snapshots are stored."""
+    """Realized P&L through the day (stock and option closes); equity only when account
+    snapshots are stored."""
 
+    realized_pnl: Decimal = Field(
+        default=Decimal(0),
+        description="the day's total realized P&L: stock trades' and option trades' closes",
+    )
     points: list[PnlPoint] = Field(default_factory=list)
     equity_available: bool = False
     note: str
@@ -357,6 +422,9 @@ class DayReport(Frozen):
     activity: bool
     thresholds: ReportThresholds
     trades: TradesSection
+    options: OptionTradesSection = Field(
+        default_factory=OptionTradesSection, description="option trades (iron condors)"
+    )
     pnl: PnlSection
     rescues: RescueSection
     gaps: GapSection

@@ -12,8 +12,12 @@ Verdict rules, checked in this order; the first broken one is the one-line reaso
    `max_heartbeat_gap_s` (10 min), or, while the day is on, BrokerSync's last poll that old;
 7. an open position without a stop at the day's end (a trade open then with no stop order, or,
    while the day is on, a long position in BrokerSync's last poll with no covering stop);
-8. any other critical risk event (a daily loss limit, a failed flatten close);
-9. a flatten that did not end flat.
+8. an option trade's close held back at the day's end (still CLOSING: the legs held do not
+   match the trade, so no close is sent until a person or the legs settle it); a trade that
+   ended `closed_outside` (no leg held) is counted, not failed, as a stock trade closed
+   elsewhere is;
+9. any other critical risk event (a daily loss limit, a failed flatten close);
+10. a flatten that did not end flat.
 None broken: PASS. A day with no ledger activity at all: NO_ACTIVITY (nothing to judge).
 """
 
@@ -82,6 +86,9 @@ def verdict_of(report: DayReport) -> Verdict:
     unprotected = report.trades.unprotected_at_end
     if unprotected:
         failures.append(f"{len(unprotected)} open position(s) without a stop: {unprotected[0]}")
+    held_back = report.options.held_back_at_end
+    if held_back:
+        failures.append(f"{len(held_back)} option close(s) held back at the end: {held_back[0]}")
     critical = [
         i
         for i in report.incidents
@@ -100,10 +107,13 @@ def verdict_of(report: DayReport) -> Verdict:
             reason=f"no activity on {report.day}: no trades, runs, events or broker calls",
         )
     worst = f", longest unprotected gap {_seconds(worst_gap.gap_ms)}" if worst_gap else ""
+    options = report.options.closed
+    closed_options = f", {options} option trade(s) closed" if options else ""
     return Verdict(
         result=VerdictResult.PASS,
         reason=(
-            f"{report.trades.closed} trade(s) closed, realized P&L {report.trades.realized_pnl}, "
-            f"{report.rescues.rescued} rescue(s){worst}; no rule broken"
+            f"{report.trades.closed} trade(s) closed{closed_options}, realized P&L "
+            f"{report.pnl.realized_pnl}, {report.rescues.rescued} rescue(s){worst}; "
+            "no rule broken"
         ),
     )
