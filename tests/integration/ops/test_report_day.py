@@ -1,7 +1,9 @@
 """`report day` on a scripted day of the real stack: the paper broker (manual clock), a
 production worker with BrokerSync, the ledger. Two trades open, one stop is cancelled from the
-dashboard and rescued, one trade closes with a profit and one with a loss; the report's JSON
-figures are checked against the ledger, and its HTML against its PNG charts."""
+dashboard and rescued, one trade closes with a profit and one with a loss; two iron condors
+are written to the ledger beside them (one closed at a profit, one still open) and, later, a
+third whose close is held back. The report's JSON figures are checked against the ledger, its
+HTML against its PNG charts, and its text view for the options line and table."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,15 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 import cli.main
 from broker.alpaca import AlpacaGateway
+from ledger.option_trades import OptionTrades
 from paperbroker.admin_client import AdminClient
 from settings import Settings
 from tests.integration.trade.conftest import TradeHarness, eventually
+from trading.broker_models import OrderSide
 from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun
 from trading.ledger_records import CloseReason, ExitUrgency, TradeStatus
+from trading.options.records import OptionTradeWrite
+from trading.options.trade_models import OptionLeg, OptionTradeStatus
 from trading.report.charts import CHART_TITLES
 from trading.report.models import DayReport, VerdictResult
 from trading.ticks import protective_stop_price
@@ -45,6 +51,15 @@ pytestmark = pytest.mark.integration
 
 WINNER, LOSER = "AAPL", "MSFT"
 PNG = b"\x89PNG\r\n\x1a\n"
+CONDOR_LEGS = [
+    OptionLeg(symbol="SPY240419P00480000", side=OrderSide.BUY),
+    OptionLeg(symbol="SPY240419P00485000", side=OrderSide.SELL),
+    OptionLeg(symbol="SPY240419C00540000", side=OrderSide.SELL),
+    OptionLeg(symbol="SPY240419C00545000", side=OrderSide.BUY),
+]
+HELD_BACK = (
+    "close held back, the legs held do not match the trade: SPY240419C00540000 held 0 expected -1"
+)
 
 
 @dataclass
@@ -98,6 +113,26 @@ async def run_report(
     return code, captured.out, captured.err
 
 
+async def record_condor(
+    pool: asyncpg.Pool, trade_id: str, status: OptionTradeStatus, **numbers: Any
+) -> None:
+    """An iron condor's row as its workflow writes it, at the time now."""
+    write = {
+        "trade_id": trade_id,
+        "underlying": "SPY",
+        "status": status,
+        "expiry": date(2024, 4, 19),
+        "qty": 1,
+        "legs": CONDOR_LEGS,
+        "width": Decimal(5),
+        "credit": Decimal("1.20"),
+        "max_loss": Decimal(380),
+        "workflow_id": f"option-trade-{trade_id}",
+        "at": datetime.now(UTC),
+    }
+    await OptionTrades(pool).record(OptionTradeWrite.model_validate(write | numbers))
+
+
 def embedded_pngs(page: str) -> dict[str, bytes]:
     found = re.findall(r"id='chart-(\w+)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     return {name: base64.b64decode(data) for name, data in found}
@@ -140,6 +175,19 @@ async def test_report_day_figures_match_the_ledger_of_a_scripted_day(
     assert all(isinstance(r, TradeResult) for r in results)
     assert [r.close_reason for r in results] == [CloseReason.FORCE_EXIT, CloseReason.STOP_FILLED]
 
+    # Two iron condors beside them: one opens and closes at a profit, one is still open.
+    condor_won, condor_held = (f"ic-{name}-{uuid.uuid4().hex[:6]}" for name in ("won", "held"))
+    await record_condor(pool, condor_won, OptionTradeStatus.OPEN)
+    await record_condor(
+        pool,
+        condor_won,
+        OptionTradeStatus.CLOSED,
+        exit_debit=Decimal("0.60"),
+        exit_reason="take_profit",
+        realized_pnl=Decimal("60.00"),
+    )
+    await record_condor(pool, condor_held, OptionTradeStatus.OPEN, max_loss=Decimal(390))
+
     html = tmp_path / "reports" / "day.html"
     code, out, err = await run_report(
         monkeypatch, cli_settings, capsys, "--json", "--html", str(html)
@@ -164,7 +212,15 @@ async def test_report_day_figures_match_the_ledger_of_a_scripted_day(
         report.window_start,
         seen_to,
     )
+    option_closed = await pool.fetch(
+        "SELECT id, realized_pnl FROM option_trades WHERE status = 'CLOSED' "
+        "AND closed_at >= $1 AND closed_at < $2",
+        *window,
+    )
     pnl = {r["id"]: r["realized_pnl"] for r in closed}
+    option_pnl = {r["id"]: r["realized_pnl"] for r in option_closed}
+    assert option_pnl == {condor_won: Decimal("60.00")}
+    day_pnl = sum(pnl.values()) + sum(option_pnl.values())
     assert set(pnl) == {won.trade_id, lost.trade_id}
     assert pnl[won.trade_id] > 0 > pnl[lost.trade_id]
 
@@ -174,7 +230,21 @@ async def test_report_day_figures_match_the_ledger_of_a_scripted_day(
     assert {t.trade_id: t.realized_pnl for t in trades.trades} == pnl
     assert all(t.status is TradeStatus.CLOSED for t in trades.trades)
     assert trades.open_at_end == 0 and trades.unprotected_at_end == []
-    assert report.pnl.points[-1].cumulative_realized == sum(pnl.values())
+    # The option trades: their own figures, and their close in the day's P&L and its chart.
+    options = report.options
+    assert (options.opened, options.closed, options.winners, options.losers) == (2, 1, 1, 0)
+    assert (options.open_at_end, options.max_loss_open_at_end) == (1, Decimal(390))
+    assert options.realized_pnl == Decimal("60.00") and options.held_back_at_end == []
+    lines = {t.trade_id: t for t in options.trades}
+    assert set(lines) == {condor_won, condor_held}
+    won_line = lines[condor_won]
+    assert (won_line.status, won_line.exit_reason) == (OptionTradeStatus.CLOSED, "take_profit")
+    assert (won_line.credit, won_line.exit_debit) == (Decimal("1.20"), Decimal("0.60"))
+    assert won_line.opened_today and won_line.closed_today
+    assert lines[condor_held].status is OptionTradeStatus.OPEN
+    assert not lines[condor_held].closed_today
+    assert report.pnl.realized_pnl == day_pnl
+    assert report.pnl.points[-1].cumulative_realized == day_pnl
 
     assert rescued == 1
     assert (report.rescues.rescued, report.rescues.failed) == (rescued, 0)
@@ -189,10 +259,13 @@ async def test_report_day_figures_match_the_ledger_of_a_scripted_day(
     assert report.heartbeats.broker_sync_last_poll is not None
     assert not report.complete and report.activity
     assert report.verdict.result is VerdictResult.PASS, report.verdict
-    assert "2 trade(s) closed" in report.verdict.reason
+    assert f"2 trade(s) closed, 1 option trade(s) closed, realized P&L {day_pnl}" in (
+        report.verdict.reason
+    )
 
     page = html.read_text()
     assert "<b>PASS</b>" in page and won.trade_id in page and lost.trade_id in page
+    assert "<h2>Option trades</h2>" in page and f"<td>{condor_won}</td><td>SPY</td>" in page
     charts = embedded_pngs(page)
     assert set(charts) == set(CHART_TITLES)
     for name, png in charts.items():
@@ -206,6 +279,34 @@ async def test_report_day_figures_match_the_ledger_of_a_scripted_day(
     assert code == 0
     assert out.rstrip().splitlines()[-2] == f"verdict: PASS: {report.verdict.reason}"
     assert out.rstrip().endswith(f"HTML: {tmp_path / 'again.html'}")
+    assert (
+        "options: 2 opened, 1 closed (1 won, 0 lost, 0 closed outside), 0 entries failed, "
+        "0 adopted, 1 open at the end (max loss 390); realized P&L 60.00"
+    ) in out.splitlines()
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("ic-")}
+    assert table[condor_won][1:4] == ["SPY", "CLOSED", "internal"]
+    assert table[condor_won][-2:] == ["take_profit", "60.00"]
+    assert table[condor_held][1:4] == ["SPY", "OPEN", "internal"]
+    assert f"realized P&L of the day (stocks and options): {day_pnl}" in out
+
+    # A third condor's close is held back (the legs held do not match): the day fails.
+    condor_stuck = f"ic-stuck-{uuid.uuid4().hex[:6]}"
+    await record_condor(pool, condor_stuck, OptionTradeStatus.OPEN)
+    await record_condor(
+        pool, condor_stuck, OptionTradeStatus.CLOSING, exit_reason="stop_loss", note=HELD_BACK
+    )
+    code, out, _ = await run_report(monkeypatch, cli_settings, capsys, "--json", "--no-html")
+    assert code == 1
+    failed = DayReport.model_validate(json.loads(out))
+    assert failed.options.held_back_at_end == [f"{condor_stuck} (SPY: {HELD_BACK})"]
+    assert failed.verdict.result is VerdictResult.FAIL
+    assert failed.verdict.failures == [
+        f"1 option close(s) held back at the end: {condor_stuck} (SPY: {HELD_BACK})"
+    ]
+    code, out, _ = await run_report(monkeypatch, cli_settings, capsys, "--no-html")
+    assert code == 1
+    assert f"  option close held back at the end: {condor_stuck} (SPY: {HELD_BACK})" in out
+    assert out.rstrip().splitlines()[-1] == f"verdict: FAIL: {failed.verdict.reason}"
 
 
 async def test_a_quiet_date_reports_no_activity(
