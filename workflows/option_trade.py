@@ -31,7 +31,13 @@ with workflow.unsafe.imports_passed_through():
     from ops import metrics
     from trading.broker_models import OrderStatus, ProbeOutcome
     from trading.options.exits import CondorPositionState, ExitAction, next_exit
-    from trading.options.legs import CLOSED_OUTSIDE, LegsHeldRequest, LegsVerdict, legs_verdict
+    from trading.options.legs import (
+        CLOSED_OUTSIDE,
+        LegsHeldRequest,
+        LegsVerdict,
+        held_back_note,
+        legs_verdict,
+    )
     from trading.options.records import option_trade_write
     from trading.options.trade_models import (
         ENTRY_FAILED,
@@ -320,7 +326,7 @@ class OptionTradeWorkflow:
             metrics.option_trade(CLOSED_OUTSIDE)
             return False
         state.legs_mismatch = check.detail
-        state.note = f"close held back, the legs held do not match the trade: {check.detail}"
+        state.note = held_back_note(check.detail)
         workflow.logger.error("option trade %s %s", trade_id, state.note)
         metrics.option_legs_mismatch()
         return False

@@ -25,6 +25,14 @@ from trading.models import Frozen
 from trading.options.trade_models import OptionLeg
 
 CLOSED_OUTSIDE = "closed_outside"  # the exit reason when no leg is held any more
+# How the trade's note (and so its ledger row) starts while a mismatch holds its close back;
+# the day report finds held-back closes by it.
+CLOSE_HELD_BACK = "close held back"
+
+
+def held_back_note(detail: str) -> str:
+    """The trade's note while its close is held back: the prefix, then the legs' numbers."""
+    return f"{CLOSE_HELD_BACK}, the legs held do not match the trade: {detail}"
 
 
 class LegsHeldRequest(Frozen):

@@ -16,14 +16,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from trading.ledger_records import TradeOrigin
-from trading.options.legs import CLOSED_OUTSIDE
+from trading.options.legs import CLOSE_HELD_BACK, CLOSED_OUTSIDE
 from trading.options.records import OptionTradeRecord
 from trading.options.trade_models import OptionTradeStatus
 from trading.report.models import DayLedger, OptionTradeLine, OptionTradesSection
 
 # How OptionTradeWorkflow's note starts when the legs held do not match the trade and it
 # holds the close back (workflows/option_trade.py, _legs_held); the row stays CLOSING.
-CLOSE_HELD_BACK = "close held back"
 
 
 def _inside(moment: datetime | None, start: datetime, end: datetime) -> bool:
