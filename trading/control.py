@@ -127,8 +127,9 @@ class FlattenReport(BaseModel):
     positions_left: list[str] = Field(default_factory=list)
     orders_left: int = 0
     # Option trades (flattens since FLATTEN_CLOSES_OPTION_TRADES): told to close through their
-    # workflow's FORCE_EXIT, found with no running workflow, and still open in the ledger at the
-    # last round. A flatten is done only when none is open.
+    # workflow's FORCE_EXIT, found with no running workflow (each by its latest delivery: in one
+    # list, never both), and still open in the ledger at the last round. A flatten is done only
+    # when none is open.
     signalled_option_trades: list[str] = Field(default_factory=list)
     unreachable_option_trades: list[str] = Field(default_factory=list)
     option_trades_left: list[str] = Field(default_factory=list)
@@ -396,6 +397,18 @@ def flatten_step(
             )
         )
     return FlattenStep(cancel=cancel, close=close, waiting_on=waiting, done=not held and not orders)
+
+
+def option_delivery_seen(report: FlattenReport, trade_id: str, *, delivered: bool) -> None:
+    """Record an option trade's latest FORCE_EXIT delivery (mutates the report): signalled or
+    unreachable, never both. A trade unreachable in one round may be signalled in the next
+    (reconcile restarted its workflow), and one signalled may be found with no run later."""
+    signalled, unreachable = report.signalled_option_trades, report.unreachable_option_trades
+    into, out_of = (signalled, unreachable) if delivered else (unreachable, signalled)
+    if trade_id in out_of:
+        out_of.remove(trade_id)
+    if trade_id not in into:
+        into.append(trade_id)
 
 
 def flatten_note(report: FlattenReport, timeout: timedelta) -> str:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         flatten_note,
         flatten_step,
         loss_outcome,
+        option_delivery_seen,
         order_label,
         rescue_alert_outcome,
         unchanged_note,
@@ -74,8 +75,9 @@ FLATTEN_THROUGH_TRADE_LINK = "flatten-through-trade-link"
 # flattens go to ALERT_WEBHOOK_URL through NotifyActivities).
 NOTIFY_PEOPLE = "notify-people"
 # Patch id: flattens started before it left option trades alone (the broker view flatten reads
-# holds no option position); since, each round tells every open option trade to close and the
-# flatten is done only when the ledger shows none open.
+# holds no option position); since, each round tells every open option trade to close (again
+# each round: a restarted run never saw the first signal) and the flatten is done only when the
+# ledger shows none open.
 FLATTEN_CLOSES_OPTION_TRADES = "flatten-closes-option-trades"
 # Before continue-as-new, notices still being sent get this long to go out.
 NOTICE_GRACE = timedelta(seconds=60)
@@ -378,10 +380,13 @@ class TradingControlWorkflow:
         return False
 
     async def _close_option_trades(self, request: FlattenRequest, report: FlattenReport) -> bool:
-        """Tell every open option trade to close (FORCE_EXIT, once each); True when the ledger
+        """Tell every open option trade to close (FORCE_EXIT, every round); True when the ledger
         shows none open. Its own workflow closes the structure with one mleg order: the broker
-        view flatten reads holds no option position, so flatten never closes one itself. An
-        option trade with no running workflow stays open (reported) until reconcile closes it."""
+        view flatten reads holds no option position, so flatten never closes one itself. Told
+        again each round, since the run told may have ended (its repeats are one exit): one
+        found with no running workflow, or one whose run ended after the signal, may come back
+        OPEN in a new run (reconcile restarts it) that never saw FORCE_EXIT. An option trade
+        with no running workflow stays open (reported) until reconcile restarts or closes it."""
         if not workflow.patched(FLATTEN_CLOSES_OPTION_TRADES):
             return True
         listed = await attempt(
@@ -395,10 +400,7 @@ class TradingControlWorkflow:
             report.errors = [*report.errors, f"open option trades: {listed.why}"][-20:]
             return False
         report.option_trades_left = [t.id for t in listed.trades]
-        told = {*report.signalled_option_trades, *report.unreachable_option_trades}
         for trade_id in report.option_trades_left:
-            if trade_id in told:
-                continue
             delivery = await attempt(
                 call(
                     OptionLinkActivities.force_exit_option_trade,
@@ -409,12 +411,10 @@ class TradingControlWorkflow:
                     f"flatten: close option trade {trade_id} now",
                 )
             )
-            if isinstance(delivery, Failed):  # unknown: ask again next round
+            if isinstance(delivery, Failed):  # unknown: its last known delivery stands
                 report.errors = [*report.errors, f"option trade {trade_id}: {delivery.why}"][-20:]
-            elif delivery.delivered:
-                report.signalled_option_trades.append(trade_id)
             else:
-                report.unreachable_option_trades.append(trade_id)
+                option_delivery_seen(report, trade_id, delivered=delivery.delivered)
         return not report.option_trades_left
 
     async def _tell_trade_to_exit(
