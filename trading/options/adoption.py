@@ -5,7 +5,13 @@ open rows whose legs are all held (`HeldOptionTrade`); this module turns them in
 of a new OptionTradeWorkflow run: `adoption_input` starts an adopted condor already OPEN at the
 credit it was opened for, origin external; `restart_input` starts a new run of a held trade
 whose workflow ended, OPEN at the row's credit (CLOSING under its exit reason), its origin.
-Nothing here does I/O.
+
+Both run by the default exit rules (trading/options/exits.py), except one: a condor already at
+or inside the DTE threshold (days to expiry <= close_at_dte, 21 by default) - a weekly opened
+outside, a trade restarted late - gets close_at_dte=0 (`adopted_exit_rules`). Under the
+default it would be closed on its first check at the natural debit, for no reason but its
+age; it still closes on the last session before expiry (`before_expiry`) and at its take
+profit or stop. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -89,16 +95,26 @@ def adopted_condor_plan(condor: AdoptableCondor) -> CondorPlan:
     )
 
 
+def adopted_exit_rules(dte: int, rules: CondorExitRules | None = None) -> CondorExitRules:
+    """The exit rules of a condor taken over at `dte` days to expiry: the rules (default
+    ones when None), with close_at_dte=0 when dte is at or below it (see the module)."""
+    rules = rules or CondorExitRules()
+    if dte <= rules.close_at_dte:
+        return rules.model_copy(update={"close_at_dte": 0})
+    return rules
+
+
 def adoption_input(
     condor: AdoptableCondor, rules: CondorExitRules | None = None
 ) -> OptionTradeInput:
-    """OptionTradeWorkflow's input for a held condor: already OPEN at its credit, external."""
+    """OptionTradeWorkflow's input for a held condor: already OPEN at its credit, external,
+    under `adopted_exit_rules`."""
     spec = OptionTradeSpec(
         trade_id=condor.trade_id,
         plan=adopted_condor_plan(condor),
         qty=condor.qty,
         limit_credit=condor.credit,
-        rules=rules or CondorExitRules(),
+        rules=adopted_exit_rules(condor.dte, rules),
         origin=TradeOrigin.EXTERNAL,
     )
     state = OptionTradeState(
@@ -120,7 +136,8 @@ def restart_input(
     A CLOSING row resumes CLOSING under its exit reason (the close was decided; a restart OPEN
     would write a row behind the ledger's, which never moves back). An entry filled unseen
     (PENDING_ENTRY) starts OPEN at the credit of the positions' entry prices. The exit rules
-    and intervals are the defaults: the row does not keep the first run's.
+    and intervals are the defaults (the row does not keep the first run's), as
+    `adopted_exit_rules` adjusts them to the days left.
     """
     condor = held.condor
     adopted = adoption_input(condor, rules)
