@@ -8,9 +8,17 @@ budget, the daily loss limit, the heat of the stock positions to their covering 
 the ledger's open option trades, and buying power); without --dry-run, and only when the risk
 engine approves, it starts `option-trade-<id>` (workflows/option_trade.py), which enters with
 one mleg limit order and closes by the exit rules (trading/options/exits.py) or on FORCE_EXIT.
---dry-run shows the risk verdict and places nothing (its exit code is the planner's).
-Exit codes: 0 done; 1 the planner or the risk engine refused, or the broker failed; 2 bad
-input; 75 rate limited.
+One option contract belongs to at most one open option trade: OptionTradeWorkflow checks,
+before every close, that the account holds each leg as its trade opened it (the total held of
+each contract against its own size, trading/options/legs.py), so two trades sharing a contract
+would both hold their closes back forever. `condor open` refuses a plan any leg of which is a
+leg of an open option trade in the ledger (`claimed_legs`), naming the contract and the trade.
+An --expiry at or inside the exit rules' close_at_dte (21 days) is bad input: the condor would
+be closed as soon as it opened.
+--dry-run shows the risk verdict and the claimed legs and places nothing (its exit code is the
+planner's).
+Exit codes: 0 done; 1 the planner or the risk engine refused, a leg belongs to an open option
+trade, or the broker failed; 2 bad input; 75 rate limited.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from pydantic import Field
 from temporalio.common import WorkflowIDReusePolicy
 
 from broker.errors import BrokerError
@@ -54,12 +64,27 @@ from trading.options.condor import (
     pick_expiry,
     plan_iron_condor,
 )
-from trading.options.records import OptionTradesQuery, max_loss_usd
-from trading.options.trade_models import PRICE_TICK, OptionTradeInput, OptionTradeSpec
+from trading.options.exits import CondorExitRules
+from trading.options.records import OptionTradeRecord, OptionTradesQuery, max_loss_usd
+from trading.options.trade_models import (
+    PRICE_TICK,
+    OptionTradeInput,
+    OptionTradeSpec,
+    OptionTradeStatus,
+    opening_legs,
+)
 from trading.risk import DefinedRisk, DefinedRiskProposal, RiskVerdict, check_defined_risk
 from workflows.option_trade import OptionTradeWorkflow
 
 EXIT_REFUSED = 1
+
+
+class ClaimedLeg(Frozen):
+    """A leg of the plan that is already a leg of an open option trade."""
+
+    symbol: str
+    trade_id: str
+    status: OptionTradeStatus
 
 
 class CondorDryRun(Frozen):
@@ -77,10 +102,18 @@ class CondorDryRun(Frozen):
     refusal: CondorRefusal | None = None
     risk: RiskVerdict | None = None  # the risk engine on the plan (None: not asked)
     risk_error: str | None = None  # why the risk engine could not be asked
+    claimed: list[ClaimedLeg] = Field(default_factory=list)  # legs open trades hold: refused
 
 
 class RiskReadError(Exception):
     """The account, the positions or the ledger's option trades could not be read."""
+
+
+class CondorCheck(Frozen):
+    """What the ledger and the broker say of a plan: the risk verdict and its claimed legs."""
+
+    risk: RiskVerdict
+    claimed: list[ClaimedLeg] = Field(default_factory=list)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -149,6 +182,8 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         dte = days_to_expiry(expiry, today)
         if dte < 1:
             return fail(f"expiry {expiry} is today; a condor needs one at least a day away", 2)
+        if (too_close := expiry_too_close(expiry, dte)) is not None:
+            return fail(too_close, code=EXIT_BAD_INPUT)
         config = config.model_copy(update={"dte_min": dte, "dte_max": dte})
     chosen = pick_expiry(chain, today, config)
     try:
@@ -170,14 +205,14 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     if plan is not None:
         spec = condor_trade_spec(plan, datetime.now(ZoneInfo("UTC")))
         try:
-            verdict = asyncio.run(condor_risk(settings, spec))
+            checked = asyncio.run(condor_check(settings, spec))
         except RiskReadError as exc:
             if not args.dry_run:
                 return fail(f"condor not placed: its risk cannot be checked: {exc}")
             result = evolve(result, risk_error=str(exc))
         else:
-            result = evolve(result, risk=verdict)
-            if not args.dry_run and not verdict.approved:
+            result = evolve(result, risk=checked.risk, claimed=checked.claimed)
+            if not args.dry_run and (checked.claimed or not checked.risk.approved):
                 code = EXIT_REFUSED
             elif not args.dry_run:
                 started = asyncio.run(_start_condor(settings, spec))
@@ -187,11 +222,15 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     if refusal is not None:
         return fail(f"no condor: {refusal.reason.value}: {refusal.detail}", code=EXIT_REFUSED)
     assert plan is not None
+    if code == EXIT_REFUSED and result.claimed:
+        return fail(f"condor not placed: {claimed_message(result.claimed)}")
     if code == EXIT_REFUSED and result.risk is not None:
         verdict = result.risk
         return fail(f"condor not placed: risk refused: {verdict.reason.value}: {verdict.detail}")
     _print_plan(plan, chain.underlying_price, placed=result.placed)
     say(_risk_line(result))
+    if result.claimed:
+        say(f"legs: would be refused: {claimed_message(result.claimed)}")
     if result.workflow_id is not None:
         say("")
         say(
@@ -211,10 +250,51 @@ def _risk_line(result: CondorDryRun) -> str:
     return f"risk: would be refused: {verdict.reason.value}: {verdict.detail}"
 
 
-async def condor_risk(settings: Settings, spec: OptionTradeSpec) -> RiskVerdict:
-    """The risk engine on the condor: its max loss at the worst credit the entry may accept
+def expiry_too_close(expiry: date, dte: int, rules: CondorExitRules | None = None) -> str | None:
+    """Why a condor cannot be opened at this expiry (None: it can): at or inside the exit
+    rules' close_at_dte it would be closed on its first check, right after it opened."""
+    close_at = (rules or CondorExitRules()).close_at_dte
+    if dte > close_at:
+        return None
+    return (
+        f"expiry {expiry} is {dte} days out; condors are closed at {close_at} days to expiry: "
+        f"pick an expiry more than {close_at} days out"
+    )
+
+
+def claimed_legs(plan: CondorPlan, open_trades: Iterable[OptionTradeRecord]) -> list[ClaimedLeg]:
+    """The plan's legs that are legs of an open option trade (one contract, one trade), in
+    the plan's leg order."""
+    owners: dict[str, OptionTradeRecord] = {}
+    for trade in open_trades:
+        if trade.is_open:
+            for leg in trade.legs:
+                owners.setdefault(leg.symbol, trade)
+    return [
+        ClaimedLeg(symbol=leg.symbol, trade_id=owner.id, status=owner.status)
+        for leg in opening_legs(plan)
+        if (owner := owners.get(leg.symbol)) is not None
+    ]
+
+
+def claimed_message(claimed: list[ClaimedLeg]) -> str:
+    """The claimed legs, their trades and what to do instead."""
+    legs = ", ".join(
+        f"{c.symbol} is a leg of open option trade {c.trade_id} ({c.status.value})" for c in claimed
+    )
+    trades = ", ".join(dict.fromkeys(c.trade_id for c in claimed))
+    return (
+        f"{legs}; an option contract belongs to one open option trade (two trades sharing it "
+        f"would each hold their close back): pick another --expiry, --delta or --width, or "
+        f"close {trades} first (python starter.py trade exit <id>)"
+    )
+
+
+async def condor_check(settings: Settings, spec: OptionTradeSpec) -> CondorCheck:
+    """The risk engine on the condor - its max loss at the worst credit the entry may accept
     (what its ledger row counts until it fills), against the broker's account, the stock
-    positions' risk to their covering stops and the ledger's open option trades."""
+    positions' risk to their covering stops and the ledger's open option trades - and the
+    plan's legs those trades hold."""
     try:
         pool = await make_pool(settings, min_size=1, max_size=2)
     except ConfigError as exc:
@@ -233,9 +313,10 @@ async def condor_risk(settings: Settings, spec: OptionTradeSpec) -> RiskVerdict:
     proposal = DefinedRiskProposal(
         underlying=spec.plan.underlying, qty=spec.qty, max_loss=max_loss_usd(spec, None)
     )
-    return check_defined_risk(
+    verdict = check_defined_risk(
         proposal, account_view(truth, book), open_risks(truth, book, options), settings.risk_limits
     )
+    return CondorCheck(risk=verdict, claimed=claimed_legs(spec.plan, held.trades))
 
 
 def condor_trade_spec(plan: CondorPlan, now: datetime) -> OptionTradeSpec:

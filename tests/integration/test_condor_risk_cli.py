@@ -1,7 +1,10 @@
 """`condor open` asks the risk engine before it starts anything: a condor whose max loss is over
 the per-trade risk budget, or that the open option trades' heat leaves no room for, is refused
 with the reason and its numbers, exit 1, and no option trade is started; --dry-run shows the
-verdict and places nothing.
+verdict and places nothing. A condor any leg of which is a leg of an open option trade is
+refused the same way, naming the contract and the trade (one contract, one open option trade:
+two would hold each other's closes back); an --expiry the exit rules would close at once (21
+days to expiry or less) is bad input, exit 2.
 
 The paper broker's account holds $100,000 (the root conftest's SESSION_START clock); a 1-lot
 5-wide AAPL condor can lose a few hundred dollars.
@@ -46,9 +49,15 @@ async def _option_trades_started(client: Client, since: datetime) -> list[str]:
     return [w.id async for w in client.list_workflows(query)]
 
 
-async def _open_condor_row(pool: asyncpg.Pool, trade_id: str, max_loss: Decimal) -> None:
-    """An OPEN option trade in the ledger, as its workflow writes it."""
-    legs = [{"symbol": f"SPY240419P0050{n}000", "side": "buy", "ratio_qty": 1} for n in range(4)]
+async def _open_condor_row(
+    pool: asyncpg.Pool, trade_id: str, max_loss: Decimal, symbols: list[str] | None = None
+) -> None:
+    """An OPEN option trade in the ledger, as its workflow writes it (SPY legs by default)."""
+    symbols = symbols or [f"SPY240419P0050{n}000" for n in range(4)]
+    sides = ["buy", "sell", "sell", "buy"]
+    legs = [
+        {"symbol": s, "side": side, "ratio_qty": 1} for s, side in zip(symbols, sides, strict=True)
+    ]
     at = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)
     await pool.execute(
         """
@@ -117,3 +126,57 @@ async def test_open_option_trades_heat_refuses_a_condor_that_fits_the_budget(
         assert "risk: would be refused: heat_cap: heat=5900.00" in dry.stdout
     finally:
         await pool.execute("DELETE FROM option_trades WHERE id = 'ic-hot'")
+
+
+async def test_a_condor_on_the_legs_of_an_open_option_trade_is_refused_naming_them(
+    env: dict[str, str], pool: asyncpg.Pool, client: Client
+) -> None:
+    since = datetime.now(UTC)
+    first = json.loads((await _cli(env, "condor", "open", "AAPL", "--dry-run", "--json")).stdout)
+    assert first["risk"]["approved"] is True and first["claimed"] == [], first
+    plan = first["plan"]
+    symbols = [plan[leg]["symbol"] for leg in ("long_put", "short_put", "short_call", "long_call")]
+    # An open condor on the same expiry and deltas: the same strikes.
+    await _open_condor_row(pool, "ic-same", D(100), symbols)
+    try:
+        done = await _cli(env, "condor", "open", "AAPL", "--json")
+        assert done.returncode == 1, done.stdout + done.stderr
+        result = json.loads(done.stdout)
+        assert result["placed"] is False and result["workflow_id"] is None, result
+        assert result["risk"]["approved"] is True  # refused for its legs, not its risk
+        assert [(c["symbol"], c["trade_id"], c["status"]) for c in result["claimed"]] == [
+            (s, "ic-same", "OPEN") for s in symbols
+        ]
+
+        human = await _cli(env, "condor", "open", "AAPL")
+        assert human.returncode == 1, human.stdout + human.stderr
+        lines = [line for line in human.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, human.stderr
+        assert lines[0].startswith(
+            f"error: condor not placed: {symbols[0]} is a leg of open option trade ic-same (OPEN)"
+        )
+        assert "pick another --expiry, --delta or --width, or close ic-same first" in lines[0]
+        assert await _option_trades_started(client, since) == []
+
+        dry = await _cli(env, "condor", "open", "AAPL", "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert f"legs: would be refused: {symbols[0]} is a leg of open option trade ic-same" in (
+            dry.stdout
+        )
+    finally:
+        await pool.execute("DELETE FROM option_trades WHERE id = 'ic-same'")
+
+
+async def test_an_expiry_the_exit_rules_would_close_at_once_is_bad_input(
+    env: dict[str, str], client: Client
+) -> None:
+    since = datetime.now(UTC)
+    # SESSION_START is 2024-03-05: the 2024-03-15 weekly is 10 days out, inside the 21.
+    for extra in ((), ("--dry-run", "--json")):
+        done = await _cli(env, "condor", "open", "AAPL", "--expiry", "2024-03-15", *extra)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.strip() == (
+            "error: expiry 2024-03-15 is 10 days out; condors are closed at 21 days to expiry: "
+            "pick an expiry more than 21 days out"
+        )
+    assert await _option_trades_started(client, since) == []

@@ -1,4 +1,6 @@
-"""The options commands' pure parts: chain mapping from alpaca-py's shapes, and input checks."""
+"""The options commands' pure parts: chain mapping from alpaca-py's shapes, input checks, and
+`condor open`'s refusals (an expiry the exit rules would close at once, a leg an open option
+trade holds)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,19 @@ from types import SimpleNamespace
 import pytest
 
 from broker.options import ListedContract, build_chain
-from cli.condor import parse_delta, parse_qty
+from cli.condor import (
+    claimed_legs,
+    claimed_message,
+    expiry_too_close,
+    parse_delta,
+    parse_qty,
+)
 from cli.options import OptionsInputError, check_width, parse_symbol, parse_width
+from tests.unit.test_option_positions import condor_legs, plan, row
+from trading.options.adoption import adopted_condor_plan
 from trading.options.chain import OptionRight, format_occ_symbol
+from trading.options.exits import CondorExitRules
+from trading.options.trade_models import OptionTradeStatus
 
 D = Decimal
 EXPIRY = date(2024, 3, 15)
@@ -94,3 +106,37 @@ def test_good_values_and_defaults() -> None:
     assert parse_symbol(" aapl ") == "AAPL"
     assert (parse_width(None), parse_width("2.5")) == (D(5), D("2.5"))
     assert (parse_delta(None), parse_qty(None), parse_qty("3")) == (D("0.16"), 1, 3)
+
+
+# ---- condor open: refusals -------------------------------------------------------------
+
+
+def test_an_expiry_at_or_inside_the_close_at_dte_is_refused_with_what_to_pick() -> None:
+    assert expiry_too_close(EXPIRY, 10) == (
+        "expiry 2024-03-15 is 10 days out; condors are closed at 21 days to expiry: "
+        "pick an expiry more than 21 days out"
+    )
+    assert expiry_too_close(EXPIRY, 21) is not None
+    assert expiry_too_close(EXPIRY, 22) is None
+    assert expiry_too_close(EXPIRY, 5, CondorExitRules(close_at_dte=0)) is None
+
+
+def test_a_plan_sharing_a_contract_with_an_open_trade_names_the_contract_and_the_trade() -> None:
+    legs = condor_legs()
+    (condor,) = plan(legs, []).adoptions
+    condor_plan = adopted_condor_plan(condor)
+    symbols = [p.symbol for p in legs]
+    assert claimed_legs(condor_plan, []) == []
+    closed = row("done", symbols).model_copy(
+        update={"status": OptionTradeStatus.CLOSED, "closed_at": datetime(2024, 3, 5, tzinfo=UTC)}
+    )
+    assert claimed_legs(condor_plan, [closed]) == []
+    # Another open trade on the same put spread but other calls: the two put legs are its.
+    other = row("ic-1", [*symbols[:2], "SPY240308C00600000", "SPY240308C00610000"])
+    claimed = claimed_legs(condor_plan, [closed, other])
+    assert [(c.symbol, c.trade_id) for c in claimed] == [(s, "ic-1") for s in symbols[:2]]
+    message = claimed_message(claimed)
+    assert f"{symbols[0]} is a leg of open option trade ic-1 (OPEN)" in message
+    assert "pick another --expiry, --delta or --width, or close ic-1 first" in message
+    closing = row("ic-2", symbols, status=OptionTradeStatus.CLOSING)
+    assert [c.trade_id for c in claimed_legs(condor_plan, [closing])] == ["ic-2"] * 4
