@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.broker import as_application_error
 from broker.budget import BrokerBudget
@@ -42,6 +43,7 @@ from trading.options.trade_models import (
 )
 
 T = TypeVar("T")
+OPTION_QUOTE_MISSING = "OptionQuoteMissing"  # a leg without a quote (retried)
 
 
 class OptionOrderActivities:
@@ -113,5 +115,14 @@ class OptionOrderActivities:
 
     @activity.defn
     async def option_marks(self, request: OptionQuotesRequest) -> OptionMarks:
-        """These option symbols' latest quotes (read at most max_age ago), their session date."""
-        return await self._marks.marks(request.symbols)
+        """These option symbols' latest quotes (read at most max_age ago), their session date.
+
+        A symbol the broker did not quote fails the call (OptionQuoteMissing, retried): a
+        structure cannot be marked, or its close priced, without every leg.
+        """
+        marks = await self._marks.marks(request.symbols)
+        quoted = {quote.symbol for quote in marks.quotes}
+        missing = [symbol for symbol in request.symbols if symbol not in quoted]
+        if missing:
+            raise ApplicationError(f"no quote for {', '.join(missing)}", type=OPTION_QUOTE_MISSING)
+        return marks

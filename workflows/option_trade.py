@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         OptionClientOrderRef,
         OptionForceExit,
         OptionMarks,
+        OptionOrderProbe,
         OptionOrderRef,
         OptionOrderView,
         OptionQuotesRequest,
@@ -83,15 +84,17 @@ class OptionTradeWorkflow:
         self._legs = opening_legs(request.spec.plan)
         self._lock = asyncio.Lock()
         self._wake = False
-        self._recorded: OptionTradeStatus | None = None  # the status the ledger row has
+        # What the ledger row shows: its status and a held-back close's legs (None: unwritten).
+        self._recorded: tuple[OptionTradeStatus, str | None] | None = None
 
     @workflow.run
     async def run(self, request: OptionTradeInput) -> OptionTradeResult:
         """Enter, watch and exit; continue-as-new when history grows."""
         state = self._state
         self._publish()
-        with contextlib.suppress(ActivityError):  # a failed write is tried again next step
-            await self._record()
+        # The row lands before any order is sent: without it the trade's max loss is in no
+        # heat and reconcile would take its legs for someone else's.
+        await self._record_until_written()
         while not state.status.is_terminal:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -113,12 +116,7 @@ class OptionTradeWorkflow:
                     timeout=self._next_check_in(),
                     timeout_summary=f"next check of option trade {self._spec.trade_id}",
                 )
-        while self._recorded is not state.status:
-            try:
-                await self._record()
-            except ActivityError as err:
-                state.note = f"ledger write failed, retrying: {failure(err)}"
-                await workflow.sleep(LEDGER_RETRY, summary="retry the ledger write")
+        await self._record_until_written()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return OptionTradeResult(
             trade_id=self._spec.trade_id,
@@ -129,11 +127,26 @@ class OptionTradeWorkflow:
             realized_pnl=state.realized_pnl,
         )
 
+    async def _record_until_written(self) -> None:
+        """Write the row, trying again every LEDGER_RETRY until it lands."""
+        while self._recorded != self._recordable():
+            try:
+                await self._record()
+            except ActivityError as err:
+                self._state.note = f"ledger write failed, retrying: {failure(err)}"
+                self._publish()
+                await workflow.sleep(LEDGER_RETRY, summary="retry the ledger write")
+
+    def _recordable(self) -> tuple[OptionTradeStatus, str | None]:
+        """What the row must show: the status, and a held-back close's legs."""
+        return self._state.status, self._state.legs_mismatch
+
     async def _record(self) -> None:
-        """Write the ledger row when the status moved since the last write (idempotent)."""
-        status = self._state.status
-        if self._recorded is status:
+        """Write the ledger row when its status (or a held-back close) changed (idempotent)."""
+        recordable = self._recordable()
+        if self._recorded == recordable:
             return
+        status = self._state.status
         info = workflow.info()
         write = option_trade_write(self._spec, self._state, info.workflow_id, workflow.now())
         await ledger(
@@ -141,7 +154,7 @@ class OptionTradeWorkflow:
             write,
             f"ledger: option trade {self._spec.trade_id} {status.value}",
         )
-        self._recorded = status
+        self._recorded = recordable
 
     def _next_check_in(self) -> timedelta:
         state = self._state
@@ -164,16 +177,25 @@ class OptionTradeWorkflow:
     async def _advance_entry(self) -> None:
         state = self._state
         if state.entry_order_id is None:
-            if state.force_exit is not None:
-                self._end_entry(f"exit asked before the entry was sent: {state.force_exit}")
-                return
             intent = entry_intent(self._spec, state.entry_attempt)
             if intent is None:
                 self._end_entry(f"no fill within the walk limit ({state.entry_attempt} prices)")
                 return
-            order = await self._place(intent)
-            if order is None:
-                return
+            if state.force_exit is not None:
+                # An earlier send of this price may have landed without an answer: the entry
+                # ends only once the broker says this order is absent (or it is cancelled).
+                probe = await self._lookup(intent.client_order_id)
+                if probe.outcome is ProbeOutcome.ABSENT:
+                    self._end_entry(f"exit asked before the entry was sent: {state.force_exit}")
+                    return
+                if probe.order is None:
+                    return
+                order = probe.order
+            else:
+                placed = await self._place(intent)
+                if placed is None:
+                    return
+                order = placed
             state.entry_order_id, state.entry_submitted_at = order.id, workflow.now()
         else:
             order = await self._order(state.entry_order_id)
@@ -229,20 +251,28 @@ class OptionTradeWorkflow:
 
     # --- orders ----------------------------------------------------------------------------
 
-    async def _place(self, intent: MlegOrderIntent) -> OptionOrderView | None:
-        """The order under this client_order_id: found at the broker, or sent now (once)."""
-        cid = intent.client_order_id
+    async def _lookup(self, cid: str) -> OptionOrderProbe:
+        """exists / absent / unknown for our client_order_id (unknown: the note says so)."""
         probe = await call(
             OptionOrderActivities.probe_option_order,
             OptionClientOrderRef(client_order_id=cid),
             BROKER_READ,
             f"look up {cid} before sending it",
         )
-        if probe.outcome is ProbeOutcome.EXISTS and probe.order is not None:
-            return probe.order
         if probe.outcome is ProbeOutcome.UNKNOWN:
             self._state.note = f"{cid}: broker answer unknown ({probe.error}); asking again"
-            return None
+        return probe
+
+    async def _place(self, intent: MlegOrderIntent) -> OptionOrderView | None:
+        """The order under this client_order_id: found at the broker, or sent now (once)."""
+        probe = await self._lookup(intent.client_order_id)
+        if probe.outcome is ProbeOutcome.ABSENT:
+            return await self._submit(intent)
+        return probe.order  # None while the answer is unknown
+
+    async def _submit(self, intent: MlegOrderIntent) -> OptionOrderView | None:
+        """Send an order the broker was just seen not to have (a retry resolves by lookup)."""
+        cid = intent.client_order_id
         try:
             return await call(
                 OptionOrderActivities.submit_mleg_order,
@@ -332,11 +362,16 @@ class OptionTradeWorkflow:
         return False
 
     async def _send_close(self, marks: OptionMarks) -> None:
+        """The closing order: this attempt's own if the broker has it (an earlier send whose
+        answer was lost, perhaps filled), else one sent now - only for legs still held."""
         state = self._state
-        if not await self._legs_held():
-            return
         intent = close_intent(self._spec, natural_debit(self._legs, marks), state.exit_attempt)
-        order = await self._place(intent)
+        probe = await self._lookup(intent.client_order_id)
+        order = probe.order
+        if probe.outcome is ProbeOutcome.ABSENT:
+            if not await self._legs_held():
+                return
+            order = await self._submit(intent)
         if order is not None:
             state.exit_order_id, state.exit_submitted_at = order.id, workflow.now()
             self._wake = True

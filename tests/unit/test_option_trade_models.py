@@ -144,6 +144,11 @@ def test_mark_is_the_cost_to_close_at_the_mids_and_natural_at_the_far_side() -> 
     assert intent.limit_price == Decimal("0.68") and intent.client_order_id == "ic-1-close-1"
 
 
+def test_a_worthless_structure_closes_at_a_one_cent_limit_not_zero() -> None:
+    assert close_intent(_spec(), Decimal(0), 0).limit_price == Decimal("0.01")
+    assert close_intent(_spec(), Decimal("0.004"), 0).limit_price == Decimal("0.01")
+
+
 def test_a_missing_quote_is_an_error_not_a_zero_mark() -> None:
     marks = _marks().model_copy(deep=True)
     short = OptionMarks(quotes=marks.quotes[1:], as_of=marks.as_of, session_date=marks.session_date)

@@ -259,12 +259,13 @@ def entry_intent(spec: OptionTradeSpec, attempt: int) -> MlegOrderIntent | None:
 
 
 def close_intent(spec: OptionTradeSpec, debit: Decimal, attempt: int) -> MlegOrderIntent:
-    """The closing mleg order: pay up to `debit` per unit (a positive limit)."""
+    """The closing mleg order: pay up to `debit` per unit (a positive limit, at least a tick:
+    a worthless structure still needs a price the broker takes)."""
     return MlegOrderIntent(
         client_order_id=client_order_id(spec.trade_id, CLOSE_ROLE, attempt),
         qty=spec.qty,
         legs=closing_legs(opening_legs(spec.plan)),
-        limit_price=to_tick(debit),
+        limit_price=max(to_tick(debit), PRICE_TICK),
     )
 
 
