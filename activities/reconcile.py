@@ -11,6 +11,10 @@ snapshot's view of each symbol a quantity sync will tell its trade.
 Asked `with_options`, it also reads the option positions (after the stock snapshot, before
 the ledger, for the same reason) and the open option trades, and puts their diff
 (trading/options/positions.py) in `plan.options`. Either read failing fails the plan whole.
+A trade that closes between the two reads has its legs in the positions read but no open
+row: the rows read also hold those closed since the run's `as_of` (taken before the legs were
+read, on the clock a row's closed_at is written with), so its legs are not taken for
+unclaimed ones and adopted under a new id.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from trading.options.positions import (
     capped_options,
     option_reconcile_plan,
 )
-from trading.options.records import OptionTradesQuery
 from trading.reconcile import position_updates, reconcile_plan
 from trading.reconcile_models import PlannedReconcile, ReconcilePlanRequest
 
@@ -104,15 +107,17 @@ class ReconcileActivities:
     async def _options_plan(
         self, held: list[OptionPosition], request: ReconcilePlanRequest
     ) -> OptionsPlan:
-        """The option legs held against the open option trades (read now, after the legs)."""
-        rows = await self._option_trades.list(OptionTradesQuery(open_only=True))
+        """The option legs held against the option trades open, or closed since the legs were
+        read (read now, after the legs: a trade closed in between still claims its legs)."""
+        rows = await self._option_trades.claiming(request.as_of)
         today = request.as_of.astimezone(NEW_YORK).date()
         options = option_reconcile_plan(held, rows.trades, request.as_of, today, request.grace)
         activity.logger.info(
-            "reconcile options over %d legs, %d open option trades: %d condors to adopt, "
-            "%d ghosts, %d leg mismatches, %d unmanaged legs",
+            "reconcile options over %d legs, %d open option trades (%d closed since the legs "
+            "were read): %d condors to adopt, %d ghosts, %d leg mismatches, %d unmanaged legs",
             len(held),
-            len(rows.trades),
+            options.checked_trades,
+            len(rows.trades) - options.checked_trades,
             len(options.adoptions),
             len(options.ghosts),
             len(options.mismatches),

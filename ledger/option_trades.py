@@ -9,6 +9,8 @@ under `option-trade:<id>:<status>`, once.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from ledger.audit import insert_audit
@@ -59,6 +61,10 @@ RETURNING {_COLUMNS}
 """
 
 _OPEN = f"SELECT {_COLUMNS} FROM option_trades WHERE closed_at IS NULL ORDER BY created_at, id"
+_CLAIMING = f"""
+SELECT {_COLUMNS} FROM option_trades WHERE closed_at IS NULL OR closed_at >= $1
+ORDER BY created_at, id
+"""
 _LATEST = f"SELECT {_COLUMNS} FROM option_trades ORDER BY created_at DESC, id LIMIT $1"
 
 
@@ -142,4 +148,10 @@ class OptionTrades(Repository):
             rows = await self._pool.fetch(_OPEN)
         else:
             rows = await self._pool.fetch(_LATEST, query.limit)
+        return records.OptionTrades(trades=[_trade(row) for row in rows])
+
+    async def claiming(self, since: datetime) -> records.OptionTrades:
+        """Open rows and rows closed at or after `since`, oldest first: every row that may
+        claim legs a positions read taken at `since` saw (reconcile's options diff)."""
+        rows = await self._pool.fetch(_CLAIMING, since)
         return records.OptionTrades(trades=[_trade(row) for row in rows])

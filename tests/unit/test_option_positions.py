@@ -215,13 +215,51 @@ def test_a_row_with_some_legs_gone_is_a_mismatch_not_a_ghost() -> None:
     assert [x.held for x in mismatch.legs] == [Decimal(1), Decimal(-1), 0, 0]
 
 
-def test_closed_rows_are_not_looked_at() -> None:
-    legs = condor_legs()
-    closed = row("done", [p.symbol for p in legs]).model_copy(
-        update={"status": OptionTradeStatus.CLOSED, "closed_at": HOUR_AGO}
+def closed(trade: OptionTradeRecord, at: datetime) -> OptionTradeRecord:
+    """The row CLOSED at `at`."""
+    return trade.model_copy(
+        update={"status": OptionTradeStatus.CLOSED, "closed_at": at, "status_at": at}
     )
-    result = plan(legs, [closed])
+
+
+def test_rows_closed_before_the_legs_were_read_are_not_looked_at() -> None:
+    legs = condor_legs()
+    done = closed(row("done", [p.symbol for p in legs]), HOUR_AGO)
+    result = plan(legs, [done])
     assert result.ghosts == [] and len(result.adoptions) == 1 and result.checked_trades == 0
+
+
+def test_a_row_closed_after_the_legs_were_read_claims_them_and_is_nothing_else() -> None:
+    """Closed between the legs read and the rows read: its legs are in the read but no open
+    row claims them. They are not adopted (a phantom trade on legs that are gone) nor named
+    unmanaged; the row is no ghost, mismatch or held trade."""
+    legs = condor_legs()
+    symbols = [p.symbol for p in legs]
+    for at in (NOW, NOW + timedelta(seconds=5)):
+        result = plan(legs, [closed(row("just-closed", symbols), at)])
+        assert result.adoptions == [] and result.unmanaged == []
+        assert result.ghosts == [] and result.mismatches == [] and result.held == []
+        assert (result.checked_trades, result.checked_positions) == (0, 4)
+    # Its legs gone from the read too: still nothing (a closed row is never a ghost).
+    assert plan([], [closed(row("just-closed", symbols), NOW)]) == OptionsPlan()
+
+
+def test_a_just_closed_row_claims_only_its_own_legs_and_adds_nothing_to_open_rows() -> None:
+    legs = condor_legs()
+    symbols = [p.symbol for p in legs]
+    other = [
+        leg(480, OptionRight.PUT, 1, "0.5"),
+        leg(490, OptionRight.PUT, -1, "1.5"),
+        leg(550, OptionRight.CALL, -1, "1.2"),
+        leg(560, OptionRight.CALL, 1, "0.4"),
+    ]
+    result = plan([*legs, *other], [closed(row("just-closed", symbols), NOW)])
+    (condor,) = result.adoptions
+    assert condor.strikes == "480/490p 550/560c" and result.unmanaged == []
+    # An open row on the same legs expects its own size only: held as it says, no mismatch.
+    result = plan(legs, [closed(row("just-closed", symbols), NOW), row("open", symbols)])
+    assert result.mismatches == [] and result.adoptions == [] and result.ghosts == []
+    assert [h.trade_id for h in result.held] == ["open"] and result.checked_trades == 1
 
 
 def test_capped_keeps_adoptions_first_and_counts_the_rest() -> None:
@@ -435,3 +473,32 @@ def test_every_unclaimed_leg_is_adopted_or_named_exactly_once(
     # Every row claims only its symbol: one held is fine or mismatched, none held a ghost.
     assert len(result.ghosts) + len(result.mismatches) <= len(rows)
     assert result.held == []  # [s, s, s, s] is no iron condor: nothing to restart it as
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(held_leg, max_size=12, unique_by=lambda x: x.symbol), st.data())
+def test_rows_closed_since_the_read_claim_their_legs_and_earlier_closes_do_not(
+    legs: list[OptionPosition], data: st.DataObject
+) -> None:
+    """Each row claims one held symbol; it is open, or closed some seconds before or after the
+    run's now: the open and the just-closed claim their legs, the earlier closes do not."""
+    symbols = sorted(x.symbol for x in legs)
+    rows: list[OptionTradeRecord] = []
+    claiming: set[str] = set()
+    for i, symbol in enumerate(symbols):
+        closed_at = data.draw(
+            st.none()
+            | st.integers(min_value=-600, max_value=600).map(lambda s: NOW + timedelta(seconds=s))
+        )
+        base = row(f"r{i}", [symbol] * 4)
+        rows.append(base if closed_at is None else closed(base, closed_at))
+        if closed_at is None or closed_at >= NOW:
+            claiming.add(symbol)
+    result = plan(legs, rows)
+    adopted = [p.symbol for c in result.adoptions for p in c.legs]
+    named = [u.symbol for u in result.unmanaged]
+    assert sorted(adopted + named) == sorted(set(symbols) - claiming)
+    open_ids = {r.id for r in rows if r.is_open}
+    assert {g.trade_id for g in result.ghosts} <= open_ids
+    assert {m.trade_id for m in result.mismatches} <= open_ids
+    assert result.checked_trades == len(open_ids)

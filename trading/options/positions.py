@@ -2,8 +2,8 @@
 
 The broker holds option legs (signed contracts: a short is negative); the ledger holds option
 trades, each a structure of legs x qty. Given one successful read of the option positions
-(absence from it is a definitive answer) and the open option rows, `option_reconcile_plan`
-says:
+(absence from it is a definitive answer) and the open option rows, read after it, plus the
+rows closed since the legs were read, `option_reconcile_plan` says:
 
 - ghosts: open rows none of whose legs the broker holds and that have not changed within
   `grace` (an entry just sent may not show yet). The plan only names them: a row is closed
@@ -11,11 +11,16 @@ says:
   closes its own row.
 - leg mismatches: open rows some of whose legs are held, but not every leg at legs x qty (the
   sum of every open row claiming the symbol). Reported with the numbers, never auto-fixed.
-- adoptable condors: legs no open row claims that form an iron condor - same underlying and
+- adoptable condors: legs no row claims that form an iron condor - same underlying and
   expiry, long put < short put < short call < long call, all |qty| equal, shorts negative, and
   opened for a credit (short entry prices - long entry prices, per share, > 0). Each gets a
   deterministic trade id, so a repeated reconcile adopts the same structure under the same id.
 - unmanaged legs: unclaimed legs that form no such condor, each with the reason.
+- a row closed at or after `now` (the run's time, taken before the legs were read) closed
+  between the two reads: its legs may be in the read though no open row claims them any more.
+  It only claims its legs (they are not adopted or unmanaged in this run; the next run sees
+  them gone, or truly unclaimed); it is no ghost, mismatch or held trade, and it does not add
+  to the quantities open rows expect (its legs may or may not have left before the read).
 - held trades: open rows every leg of which is held as the rows claiming it say. Their
   workflows should run; reconcile asks, and restarts those that ended without closing the
   trade (terminated, failed, timed out, or gone): `restartable` picks them.
@@ -227,23 +232,32 @@ def _settled(trade: OptionTradeRecord, now: datetime, grace: timedelta) -> bool:
     return now - last_change >= grace
 
 
+def closed_since(trade: OptionTradeRecord, since: datetime) -> bool:
+    """Closed at or after `since`: a row that may have held legs a read taken then saw."""
+    return trade.closed_at is not None and trade.closed_at >= since
+
+
 def option_reconcile_plan(
     positions: list[OptionPosition],
-    open_trades: list[OptionTradeRecord],
+    rows: list[OptionTradeRecord],
     now: datetime,
     today: date,
     grace: timedelta = DEFAULT_OPTION_GRACE,
 ) -> OptionsPlan:
-    """Diff one successful read of the option positions against the open option rows.
+    """Diff one successful read of the option positions against the option rows.
 
-    `today` is the New York session date (an adopted condor's days to expiry count from it).
+    `rows` are the open rows and those closed since the legs were read (OptionTrades.claiming);
+    `now` is the run's time, taken before the legs were read: a row closed at or after it only
+    claims its legs, and one closed before it is not looked at. `today` is the New York session
+    date (an adopted condor's days to expiry count from it).
     """
     held = {p.symbol: p for p in positions if p.qty != 0}
-    live = sorted((t for t in open_trades if t.is_open), key=lambda t: (t.created_at, t.id))
+    live = sorted((t for t in rows if t.is_open), key=lambda t: (t.created_at, t.id))
     claimed: dict[str, Decimal] = defaultdict(Decimal)
     for trade in live:
         for symbol, qty in expected_legs(trade).items():
             claimed[symbol] += qty
+    just_closed = {s for t in rows if closed_since(t, now) for s in expected_legs(t)}
 
     ghosts: list[OptionGhost] = []
     mismatches: list[LegMismatch] = []
@@ -282,7 +296,7 @@ def option_reconcile_plan(
         elif (held_trade := held_option_trade(trade, held, today)) is not None:
             held_trades.append(held_trade)
 
-    unclaimed = [held[s] for s in sorted(held) if s not in claimed]
+    unclaimed = [held[s] for s in sorted(held) if s not in claimed and s not in just_closed]
     adoptions, unmanaged = find_condors(unclaimed, today)
     return OptionsPlan(
         checked_trades=len(live),

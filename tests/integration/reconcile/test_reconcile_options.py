@@ -309,6 +309,43 @@ async def test_a_condor_opened_outside_is_adopted_once_and_closes_on_force_exit(
     assert (await bench.row(condor.trade_id)).status is OptionTradeStatus.CLOSED
 
 
+async def test_the_legs_of_a_trade_closed_after_they_were_read_are_not_adopted(
+    harness: ReconcileHarness, bench: OptionsBench
+) -> None:
+    """A trade closing between reconcile's legs read and its rows read: the legs are in the
+    read, the row is no longer open. Here the row is closed a minute ahead of the run (closed
+    after its legs were read, as such a close is) with the legs still held: they are claimed,
+    not adopted under a new id (a phantom OPEN trade on legs that are gone). A later run, the
+    close now before it, finds them truly unclaimed and adopts them."""
+    await bench.trade_mleg(MONTHLY, qty=1, opening=True)
+    trade_id = await bench.ledger_row(MONTHLY, qty=1)
+    close_row = """
+        UPDATE option_trades SET status = 'CLOSED', status_rank = 3, exit_reason = 'forced',
+            closed_at = now() + $2::interval, status_at = now() + $2::interval
+        WHERE id = $1
+    """
+    await harness.pool.execute(close_row, trade_id, timedelta(minutes=1))
+    try:
+        result = await harness.reconcile()
+
+        assert result.ok and result.options_adopted == 0, result
+        assert result.plan is not None and result.plan.options is not None
+        options = result.plan.options
+        assert options.adoptions == [] and options.unmanaged == []
+        assert options.ghosts == [] and options.mismatches == [] and options.held == []
+        assert (await bench.rows.list(OptionTradesQuery(open_only=True))).trades == []
+        assert set(bench.held()) == set(MONTHLY.symbols)
+    finally:
+        await harness.pool.execute(close_row, trade_id, timedelta(minutes=-1))
+
+    later = await harness.reconcile()
+
+    assert later.ok and later.options_adopted == 1, later
+    (adopted,) = later.adopted_option_trades
+    assert adopted != trade_id
+    assert (await bench.wait_for_row(adopted)).status is OptionTradeStatus.OPEN
+
+
 async def test_a_ghost_option_row_is_closed_and_a_size_mismatch_is_reported(
     harness: ReconcileHarness, bench: OptionsBench
 ) -> None:
