@@ -56,12 +56,14 @@ with workflow.unsafe.imports_passed_through():
         OptionTradeState,
         OptionTradeStatus,
         OptionTradeView,
+        book_close_fill,
         close_intent,
         entry_intent,
+        filled_units,
         mark_to_close,
         natural_debit,
         opening_legs,
-        realized_pnl,
+        units_open,
     )
     from workflows.calls import call, failure, failure_kind, ledger
     from workflows.details import Details
@@ -220,8 +222,8 @@ class OptionTradeWorkflow:
                 BROKER_WRITE,
                 f"cancel entry {order.client_order_id} ({self._spec.trade_id})",
             )
-        if order.status is OrderStatus.FILLED:
-            self._opened(order)
+        if order.status is OrderStatus.FILLED or (order.is_terminal and filled_units(order) > 0):
+            self._opened(order)  # a part filled before the cancel: that part is the trade
             return
         if not order.is_terminal:
             state.note = f"entry {order.client_order_id}: cancel pending ({order.status})"
@@ -232,11 +234,16 @@ class OptionTradeWorkflow:
         self._wake = True
 
     def _opened(self, order: OptionOrderView) -> None:
+        """Open with what the entry filled (all of it, or the part a cancel left filled)."""
         state = self._state
         net = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
         state.credit = -net if net is not None else None
+        state.open_qty = filled_units(order) or self._spec.qty
         state.status = OptionTradeStatus.OPEN
-        state.note = f"opened by {order.client_order_id} for a credit of {state.credit}"
+        part = (
+            "" if state.open_qty == self._spec.qty else f" ({state.open_qty} of {self._spec.qty})"
+        )
+        state.note = f"opened by {order.client_order_id}{part} for a credit of {state.credit}"
         workflow.logger.info("option trade %s %s", self._spec.trade_id, state.note)
         metrics.option_trade(metrics.OPTION_OPENED)
         self._wake = True  # mark it now
@@ -321,7 +328,7 @@ class OptionTradeWorkflow:
             underlying=spec.plan.underlying,
             expiry=spec.plan.expiry,
             credit=state.credit or spec.limit_credit,
-            qty=spec.qty,
+            qty=max(units_open(spec, state), 1),
         )
         decision = next_exit(position, state.mark, marks.session_date, workflow.now(), spec.rules)
         state.decision = decision
@@ -344,7 +351,7 @@ class OptionTradeWorkflow:
             BROKER_READ,
             f"legs held before closing {trade_id}",
         )
-        check = legs_verdict(self._legs, self._spec.qty, held)
+        check = legs_verdict(self._legs, units_open(self._spec, self._state), held)
         if check.verdict is LegsVerdict.HELD:
             state.legs_mismatch = None
             return True
@@ -365,7 +372,9 @@ class OptionTradeWorkflow:
         """The closing order: this attempt's own if the broker has it (an earlier send whose
         answer was lost, perhaps filled), else one sent now - only for legs still held."""
         state = self._state
-        intent = close_intent(self._spec, natural_debit(self._legs, marks), state.exit_attempt)
+        units = units_open(self._spec, state)
+        debit = natural_debit(self._legs, marks)
+        intent = close_intent(self._spec, debit, state.exit_attempt, units)
         probe = await self._lookup(intent.client_order_id)
         order = probe.order
         if probe.outcome is ProbeOutcome.ABSENT:
@@ -398,20 +407,34 @@ class OptionTradeWorkflow:
             if order.status is OrderStatus.FILLED:
                 self._closed(order)
                 return
-        if order.is_terminal:
-            state.exit_order_id = None
-            state.exit_attempt += 1  # the next close goes out at a fresh natural debit
-            self._wake = True
         state.note = f"close {order.client_order_id} {order.status}"
+        if order.is_terminal:
+            if filled_units(order) > 0 and self._book_close(order) == 0:
+                self._closed(order)  # the part that filled was all that was left
+                return
+            state.exit_order_id = None
+            state.exit_attempt += 1  # the rest goes out at a fresh natural debit
+            self._wake = True
+
+    def _book_close(self, order: OptionOrderView) -> int:
+        """Book what a closing order filled; the units still open."""
+        state = self._state
+        debit = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
+        if debit is None or state.credit is None:
+            raise ApplicationError(f"close {order.client_order_id} filled without a price")
+        if state.open_qty is None:
+            state.open_qty = self._spec.qty
+        units = min(filled_units(order) or state.open_qty, state.open_qty)
+        return book_close_fill(state, units, debit)
 
     def _closed(self, order: OptionOrderView) -> None:
         state = self._state
-        debit = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
-        state.exit_debit = debit
+        if units_open(self._spec, state) > 0:
+            self._book_close(order)
         state.status = OptionTradeStatus.CLOSED
-        if state.credit is not None and debit is not None:
-            state.realized_pnl = realized_pnl(state.credit, debit, self._spec.qty)
-        state.note = f"closed by {order.client_order_id} ({state.exit_reason}) for {debit}"
+        state.note = (
+            f"closed by {order.client_order_id} ({state.exit_reason}) for {state.exit_debit}"
+        )
         workflow.logger.info("option trade %s %s", self._spec.trade_id, state.note)
         metrics.option_trade(state.exit_reason)
 

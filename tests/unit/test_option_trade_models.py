@@ -14,6 +14,8 @@ from trading.options.trade_models import (
     OptionMarks,
     OptionQuote,
     OptionTradeSpec,
+    OptionTradeState,
+    book_close_fill,
     client_order_id,
     close_intent,
     closing_legs,
@@ -24,6 +26,7 @@ from trading.options.trade_models import (
     natural_debit,
     opening_legs,
     realized_pnl,
+    units_open,
 )
 
 SYMBOLS = {
@@ -164,3 +167,20 @@ def test_closing_orders_are_told_by_their_client_order_id() -> None:
     assert is_closing_order("ic-1-close-0")
     assert not is_closing_order("ic-1-open-3")
     assert not is_closing_order("close-ic-open-1")
+
+
+def test_partial_closes_add_their_pnl_and_average_the_exit_debit() -> None:
+    state = OptionTradeState(credit=Decimal("1.50"), open_qty=3)
+    assert units_open(_spec(), state) == 3
+    assert book_close_fill(state, 2, Decimal("0.50")) == 1
+    assert state.realized_pnl == Decimal(200)  # (1.50 - 0.50) x 100 x 2
+    assert book_close_fill(state, 1, Decimal("0.80")) == 0
+    assert state.realized_pnl == Decimal(270)  # + (1.50 - 0.80) x 100
+    assert state.closed_qty == 3 and state.exit_debit == Decimal("0.60")  # (1.00 + 0.80) / 3
+    with pytest.raises(ValueError, match="closed 1 units of 0"):
+        book_close_fill(state, 1, Decimal("0.10"))
+
+
+def test_the_close_is_sized_to_the_units_open() -> None:
+    assert close_intent(_spec(), Decimal("0.68"), 2, 1).qty == 1
+    assert units_open(_spec(), OptionTradeState()) == _spec().qty

@@ -24,6 +24,7 @@ from trading.options.trade_models import (
     OptionTradeStatus,
     entry_credit,
     opening_legs,
+    units_open,
 )
 
 IRON_CONDOR = "iron_condor"
@@ -122,11 +123,15 @@ class OptionTradeGhost(Frozen):
     at: datetime
 
 
-def max_loss_usd(spec: OptionTradeSpec, credit: Decimal | None) -> Decimal:
-    """(width - credit) x100 x qty; before a fill, at the least credit the walk accepts."""
+def max_loss_usd(
+    spec: OptionTradeSpec, credit: Decimal | None, units: int | None = None
+) -> Decimal:
+    """(width - credit) x100 x units (default the spec's qty); before a fill, at the least
+    credit the walk accepts."""
     if credit is None:
         credit = entry_credit(spec, _last_walk_step(spec)) or Decimal(0)
-    return max(spec.plan.width - credit, Decimal(0)) * CONTRACT_MULTIPLIER * spec.qty
+    size = spec.qty if units is None else units
+    return max(spec.plan.width - credit, Decimal(0)) * CONTRACT_MULTIPLIER * size
 
 
 def _last_walk_step(spec: OptionTradeSpec) -> int:
@@ -136,18 +141,23 @@ def _last_walk_step(spec: OptionTradeSpec) -> int:
 def option_trade_write(
     spec: OptionTradeSpec, state: OptionTradeState, workflow_id: str, at: datetime
 ) -> OptionTradeWrite:
-    """The row the workflow writes for its state now."""
+    """The row the workflow writes for its state now: qty is the units opened (the spec's
+    until the entry fills); max loss is the open units' while open, the opened units' after."""
+    units = units_open(spec, state)
+    opened = state.closed_qty + units
     return OptionTradeWrite(
         trade_id=spec.trade_id,
         underlying=spec.plan.underlying,
         origin=spec.origin,
         status=state.status,
         expiry=spec.plan.expiry,
-        qty=spec.qty,
+        qty=opened,
         legs=opening_legs(spec.plan),
         width=spec.plan.width,
         credit=state.credit,
-        max_loss=max_loss_usd(spec, state.credit),
+        max_loss=max_loss_usd(
+            spec, state.credit, units if not state.status.is_terminal else opened
+        ),
         exit_debit=state.exit_debit,
         exit_reason=state.exit_reason,
         realized_pnl=state.realized_pnl,

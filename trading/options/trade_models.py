@@ -84,6 +84,10 @@ class OptionTradeState(BaseModel):
     decision: ExitDecision | None = None
     realized_pnl: Decimal | None = None  # dollars
     legs_mismatch: str | None = None  # the legs held differ from the trade's: close held back
+    # Units open now (None: the spec's qty). A partly filled entry opens what filled; a partly
+    # filled close takes what it closed off this and adds its P&L to realized_pnl.
+    open_qty: int | None = Field(default=None, ge=0)
+    closed_qty: int = Field(default=0, ge=0)  # units closed so far (exit_debit: their average)
     checks: int = 0
     note: str = ""
 
@@ -258,12 +262,44 @@ def entry_intent(spec: OptionTradeSpec, attempt: int) -> MlegOrderIntent | None:
     )
 
 
-def close_intent(spec: OptionTradeSpec, debit: Decimal, attempt: int) -> MlegOrderIntent:
-    """The closing mleg order: pay up to `debit` per unit (a positive limit, at least a tick:
-    a worthless structure still needs a price the broker takes)."""
+def units_open(spec: OptionTradeSpec, state: OptionTradeState) -> int:
+    """The units the trade holds now: what its entry filled, less what closes took off."""
+    return spec.qty if state.open_qty is None else state.open_qty
+
+
+def filled_units(order: OptionOrderView) -> int:
+    """Whole units an order filled (an mleg unit is one of each leg at its ratio)."""
+    return int(order.filled_qty)
+
+
+def book_close_fill(state: OptionTradeState, units: int, debit: Decimal) -> int:
+    """Take `units` closed at `debit` off the open units: their P&L joins realized_pnl and
+    exit_debit becomes the average debit of everything closed. Returns the units left."""
+    if state.credit is None or units <= 0:
+        raise ValueError(f"a close fill needs a credit and units > 0 (got {units})")
+    left = (state.open_qty or 0) - units
+    if left < 0:
+        raise ValueError(f"closed {units} units of {state.open_qty}")
+    before = state.closed_qty
+    average = state.exit_debit if state.exit_debit is not None else Decimal(0)
+    state.closed_qty = before + units
+    state.exit_debit = (average * before + debit * units) / state.closed_qty
+    state.realized_pnl = (state.realized_pnl or Decimal(0)) + realized_pnl(
+        state.credit, debit, units
+    )
+    state.open_qty = left
+    return left
+
+
+def close_intent(
+    spec: OptionTradeSpec, debit: Decimal, attempt: int, units: int | None = None
+) -> MlegOrderIntent:
+    """The closing mleg order for `units` (default: the spec's qty): pay up to `debit` per
+    unit (a positive limit, at least a tick: a worthless structure still needs a price the
+    broker takes)."""
     return MlegOrderIntent(
         client_order_id=client_order_id(spec.trade_id, CLOSE_ROLE, attempt),
-        qty=spec.qty,
+        qty=spec.qty if units is None else units,
         legs=closing_legs(opening_legs(spec.plan)),
         limit_price=max(to_tick(debit), PRICE_TICK),
     )
