@@ -230,12 +230,22 @@ async def reject_next_replace(request: web.Request) -> web.Response:
 
 @admin_routes.post("/_sim/orders/{order_id}/fill")
 async def fill_order(request: web.Request) -> web.Response:
-    """POST /_sim/orders/{id}/fill: {"price"?, "qty"?} execute now regardless of the market."""
+    """POST /_sim/orders/{id}/fill: {"price"?, "qty"?} execute now regardless of the market.
+
+    An option order (single-leg or mleg parent) fills `qty` units at its (net) limit.
+    """
     broker = _server(request).broker
     body = await _body(request)
-    order = fill_elsewhere(
-        broker, request.match_info["order_id"], _decimal(body, "price"), _decimal(body, "qty")
+    order_id, price, qty = (
+        request.match_info["order_id"],
+        _decimal(body, "price"),
+        _decimal(body, "qty"),
     )
+    order = broker.order(order_id)
+    if order.asset_class == "us_option":
+        order = broker.options.fill_now(order, qty, price)
+    else:
+        order = fill_elsewhere(broker, order_id, price, qty)
     return json_response(order_json(order, broker.book))
 
 

@@ -142,7 +142,11 @@ class AdminClient:
         price: float | Decimal | None = None,
         qty: float | Decimal | None = None,
     ) -> dict[str, Any]:
-        """Fill an order now, regardless of the market."""
+        """Fill `qty` (default: the rest) of an order now, regardless of the market.
+
+        On an option order `qty` counts units (mleg: ratio x units per leg) and `price` is the
+        net per unit (default: its limit).
+        """
         body = {k: str(v) for k, v in (("price", price), ("qty", qty)) if v is not None}
         return self._order_action(order_id, "fill", body)
 

@@ -7,7 +7,8 @@ Sources (the stricter reading where they differ):
   call/put spreads; uncovered short calls are refused). Multi-leg orders (``order_class``
   ``mleg``) carry 2-4 legs with distinct symbols and a ``ratio_qty`` each (in simplest form);
   the parent's ``limit_price`` is the net price of one unit: positive is a net debit (paid),
-  negative a net credit (received). The order fills as a whole or not at all.
+  negative a net credit (received). The order fills as a whole or not at all (on the
+  market; `/_sim/orders/{id}/fill` with a qty fills part of it, as Alpaca's orders may).
 * Options buying power: a defined-risk spread needs its maximum loss, not naked margin;
   a cash-secured put its strike; a long option its premium.
 * alpaca-py 0.44 (``OptionLegRequest``, ``Order.legs``/``ratio_qty``/``position_intent``,
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import uuid4
 
 from paperbroker.assets import asset_id_for
+from paperbroker.book import PENDING_STATUSES
 from paperbroker.errors import (
     CODE_FORBIDDEN,
     CODE_INVALID,
@@ -354,24 +356,56 @@ class OptionsDesk:
             if order.side is Side.SELL and quotes[order.symbol].bid <= 0:
                 return  # nothing to sell into
         book = self.broker.book
+        units = order.remaining
         for record in [*book.legs_of(order)] or [order]:
             quote = quotes[record.symbol]
             price = quote.ask if record.side is Side.BUY else quote.bid
             self._fill(record, record.remaining, price, when)
         if order.leg_ids:
-            self._fill_parent(order, net, when)
+            self._fill_parent(order, units, net, when)
+
+    def fill_now(
+        self, order: OrderRecord, qty: Decimal | None, price: Decimal | None
+    ) -> OrderRecord:
+        """Fill `qty` units (default: the rest) of an open option order now (`/_sim` fill).
+
+        The units execute at `price`, else the order's limit (an mleg's net limit per unit),
+        else (market) the current net at the far side; each leg fills ratio x units, and
+        positions, cash and events move exactly as a full fill of that many units would.
+        """
+        now = self.broker.sync()
+        if order.parent_id is not None:
+            raise unprocessable("fill the mleg parent order, not one of its legs")
+        if not order.is_open or order.qty is None:
+            raise unprocessable(f'order is already in "{order.status.value}" state')
+        units = min(qty, order.remaining) if qty is not None else order.remaining
+        if units <= 0 or units != units.to_integral_value():
+            raise unprocessable("qty must be a whole number of contracts > 0")
+        legs = self.legs_of(order)
+        unit = price if price is not None else order.limit_price
+        if unit is None:
+            unit = net_price(legs, {leg.symbol: self.quote(leg.symbol, now) for leg in legs})
+            if not order.leg_ids and order.side is Side.SELL:
+                unit = -unit  # a single-leg sell executes at the (positive) bid
+        records = self.broker.book.legs_of(order)
+        if not records:
+            self._fill(order, units, unit, now)
+            return order
+        leg_prices = split_net(
+            legs, unit, {leg.symbol: self.quote(leg.symbol, now) for leg in legs}
+        )
+        for record in records:
+            self._fill(record, units * (record.ratio_qty or 1), leg_prices[record.symbol], now)
+        self._fill_parent(order, units, unit, now)
+        return order
 
     def _fill(self, order: OrderRecord, qty: Decimal, price: Decimal, when: datetime) -> None:
-        order.filled_qty += qty
-        order.filled_avg_price = price
-        order.status = Status.FILLED
-        order.filled_at = order.updated_at = when
-        order.working = False
+        event = _record_execution(order, qty, price, when)
         signed = qty if order.side is Side.BUY else -qty
         self._move(order.symbol, signed, price)
         self.broker.book.account.cash -= signed * price * CONTRACT_MULTIPLIER
         self.broker.book.emit(
-            "fill",
+            event,
             order,
             when,
             price=price,
@@ -380,15 +414,11 @@ class OptionsDesk:
             execution_id=uuid4(),
         )
 
-    def _fill_parent(self, order: OrderRecord, net: Decimal, when: datetime) -> None:
-        order.filled_qty = order.qty or ZERO
-        order.filled_avg_price = net
-        order.status = Status.FILLED
-        order.filled_at = order.updated_at = when
-        order.working = False
-        self.broker.book.emit(
-            "fill", order, when, price=net, qty=order.filled_qty, execution_id=uuid4()
-        )
+    def _fill_parent(
+        self, order: OrderRecord, units: Decimal, net: Decimal, when: datetime
+    ) -> None:
+        event = _record_execution(order, units, net, when)
+        self.broker.book.emit(event, order, when, price=net, qty=units, execution_id=uuid4())
 
     def _move(self, symbol: str, signed: Decimal, price: Decimal) -> None:
         position = self.positions.get(symbol)
@@ -585,6 +615,52 @@ class OptionsDesk:
                 and any(leg.symbol in gone for leg in self.legs_of(order))
             ):
                 self.broker.matcher.cancel_group(order, when)
+
+
+def _record_execution(order: OrderRecord, qty: Decimal, price: Decimal, when: datetime) -> str:
+    """Add an execution to an order (weighted average price) and return its event name.
+
+    Alpaca: orders may fill partially (status ``partially_filled``, ``filled_qty`` so far).
+    """
+    total = order.filled_qty + qty
+    paid = (order.filled_avg_price or ZERO) * order.filled_qty + price * qty
+    order.filled_avg_price = (paid / total).quantize(Decimal("0.0001")).normalize()
+    order.filled_qty = total
+    order.updated_at = when
+    if order.remaining <= 0:
+        order.status, order.filled_at, order.working = Status.FILLED, when, False
+        return "fill"
+    if order.pending is not None and order.status in PENDING_STATUSES:
+        order.pending.resume_status = Status.PARTIALLY_FILLED  # the cancel/replace still lands
+    else:
+        order.status = Status.PARTIALLY_FILLED
+    order.working = True
+    return "partial_fill"
+
+
+def split_net(
+    legs: list[OptionLeg], net: Decimal, quotes: Mapping[str, OptionQuoteLike]
+) -> dict[str, Decimal]:
+    """Return a per-contract price for each leg whose ratio-weighted sum is `net` exactly.
+
+    Legs start at their mids (to the cent); the difference goes to one leg that can take it
+    without a negative price: a buy leg pays more for a higher net, a sell leg receives more
+    for a lower one (smallest ratio first, so the split stays in cents).
+    """
+    cent = Decimal("0.01")
+    prices = {leg.symbol: max(ZERO, quotes[leg.symbol].mid.quantize(cent)) for leg in legs}
+    sign = {leg.symbol: 1 if leg.side is Side.BUY else -1 for leg in legs}
+    diff = net - sum(sign[leg.symbol] * leg.ratio_qty * prices[leg.symbol] for leg in legs)
+    if diff == 0:
+        return prices
+    ordered = sorted(legs, key=lambda leg: ((sign[leg.symbol] > 0) != (diff > 0), leg.ratio_qty))
+    for leg in ordered:
+        change = diff * sign[leg.symbol] / leg.ratio_qty
+        price = prices[leg.symbol] + change
+        if price >= 0 and price == price.quantize(cent):
+            prices[leg.symbol] = price
+            return prices
+    raise unprocessable(f"net price {fmt(net)} cannot be split over the legs in cents")
 
 
 def _move_shares(
