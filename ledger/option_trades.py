@@ -30,7 +30,7 @@ _BY_ID = f"SELECT {_COLUMNS} FROM option_trades WHERE id = $1"
 
 # $5 status, $6 its rank, $17 the time the workflow saw it. A write of an earlier rank, or to
 # a closed row, leaves the row alone; an open row takes the new numbers at the same rank
-# (the mark and the note change while OPEN only when a status write carries them).
+# (the units opened - a partly filled entry - the max loss and the note change with them).
 _RECORD = f"""
 INSERT INTO option_trades AS t (
     id, underlying, strategy, origin, status, status_rank, expiry, qty, legs, width, credit,
@@ -40,15 +40,17 @@ VALUES ($1, $2, $3, $4, $5, $6::smallint, $7, $8, $9::jsonb, $10, $11, $12, $13,
         $18, CASE WHEN $6::smallint >= 1 AND $11::numeric IS NOT NULL THEN $17::timestamptz END,
         CASE WHEN $6::smallint = 3 THEN $17::timestamptz END)
 ON CONFLICT (id) DO UPDATE SET
-    status = EXCLUDED.status, status_rank = EXCLUDED.status_rank, credit = EXCLUDED.credit,
+    status = EXCLUDED.status, status_rank = EXCLUDED.status_rank, qty = EXCLUDED.qty,
+    credit = EXCLUDED.credit,
     max_loss = EXCLUDED.max_loss, exit_debit = EXCLUDED.exit_debit,
     exit_reason = EXCLUDED.exit_reason, realized_pnl = EXCLUDED.realized_pnl,
     note = EXCLUDED.note, status_at = EXCLUDED.status_at,
     opened_at = COALESCE(t.opened_at, EXCLUDED.opened_at),
     closed_at = EXCLUDED.closed_at, updated_at = now()
 WHERE t.closed_at IS NULL AND t.status_rank <= EXCLUDED.status_rank
-  AND (t.status, t.credit, t.exit_debit, t.note)
-      IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.credit, EXCLUDED.exit_debit, EXCLUDED.note)
+  AND (t.status, t.qty, t.credit, t.max_loss, t.exit_debit, t.note)
+      IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.qty, EXCLUDED.credit, EXCLUDED.max_loss,
+                        EXCLUDED.exit_debit, EXCLUDED.note)
 RETURNING {_COLUMNS}
 """
 
