@@ -132,9 +132,9 @@ async def test_condor_dry_run_plans_four_legs(env: dict[str, str]) -> None:
 
 async def test_condor_refusal_exits_1_with_the_planners_reason(env: dict[str, str]) -> None:
     # A 10-cent wing is a strike step on no expiry; asking for shorts at |delta| 0.49 with a
-    # 0.01 tolerance on the next weekly finds shorts that cross at the money.
+    # 0.01 tolerance on the April monthly finds shorts that cross at the money.
     done = await _cli(
-        env, "condor", "open", "AAPL", "--expiry", "2024-03-08", "--delta", "0.49", "--dry-run"
+        env, "condor", "open", "AAPL", "--expiry", "2024-04-19", "--delta", "0.49", "--dry-run"
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.startswith("error: no condor: ")
@@ -145,7 +145,7 @@ async def test_condor_refusal_exits_1_with_the_planners_reason(env: dict[str, st
             "open",
             "AAPL",
             "--expiry",
-            "2024-03-08",
+            "2024-04-19",
             "--delta",
             "0.49",
             "--dry-run",
