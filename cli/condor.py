@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from temporalio.common import WorkflowIDReusePolicy
 
+from activities.control_link import read_control_now
 from broker.errors import BrokerError
 from cli.broker_calls import metered_broker
 from cli.options import (
@@ -53,6 +54,7 @@ from contracts import option_trade
 from ledger.option_trades import OptionTrades
 from settings import ConfigError, Settings
 from trading.entry_decision import EntryBook, account_view, open_risks
+from trading.entry_gate import control_gate
 from trading.ids import new_trade_id
 from trading.models import Frozen, evolve
 from trading.options.chain import CONTRACT_MULTIPLIER
@@ -103,6 +105,7 @@ class CondorDryRun(Frozen):
     risk: RiskVerdict | None = None  # the risk engine on the plan (None: not asked)
     risk_error: str | None = None  # why the risk engine could not be asked
     claimed: list[ClaimedLeg] = Field(default_factory=list)  # legs open trades hold: refused
+    blocked: str | None = None  # trading control holds entries: refused (the gate's reason)
 
 
 class RiskReadError(Exception):
@@ -114,6 +117,7 @@ class CondorCheck(Frozen):
 
     risk: RiskVerdict
     claimed: list[ClaimedLeg] = Field(default_factory=list)
+    blocked: str | None = None  # trading control holds entries (halted, paused, unknown)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -211,8 +215,11 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
                 return fail(f"condor not placed: its risk cannot be checked: {exc}")
             result = evolve(result, risk_error=str(exc))
         else:
-            result = evolve(result, risk=checked.risk, claimed=checked.claimed)
-            if not args.dry_run and (checked.claimed or not checked.risk.approved):
+            result = evolve(
+                result, risk=checked.risk, claimed=checked.claimed, blocked=checked.blocked
+            )
+            refused = checked.blocked or checked.claimed or not checked.risk.approved
+            if not args.dry_run and refused:
                 code = EXIT_REFUSED
             elif not args.dry_run:
                 started = asyncio.run(_start_condor(settings, spec))
@@ -222,6 +229,8 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     if refusal is not None:
         return fail(f"no condor: {refusal.reason.value}: {refusal.detail}", code=EXIT_REFUSED)
     assert plan is not None
+    if code == EXIT_REFUSED and result.blocked:
+        return fail(f"condor not placed: {result.blocked} (`control resume` allows entries)")
     if code == EXIT_REFUSED and result.claimed:
         return fail(f"condor not placed: {claimed_message(result.claimed)}")
     if code == EXIT_REFUSED and result.risk is not None:
@@ -229,6 +238,8 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"condor not placed: risk refused: {verdict.reason.value}: {verdict.detail}")
     _print_plan(plan, chain.underlying_price, placed=result.placed)
     say(_risk_line(result))
+    if result.blocked:
+        say(f"trading control: would be refused: {result.blocked}")
     if result.claimed:
         say(f"legs: would be refused: {claimed_message(result.claimed)}")
     if result.workflow_id is not None:
@@ -316,7 +327,16 @@ async def condor_check(settings: Settings, spec: OptionTradeSpec) -> CondorCheck
     verdict = check_defined_risk(
         proposal, account_view(truth, book), open_risks(truth, book, options), settings.risk_limits
     )
-    return CondorCheck(risk=verdict, claimed=claimed_legs(spec.plan, held.trades))
+    # The market loop's own gate: a halted or paused (or unknown) trading control opens nothing.
+    try:
+        gate = control_gate(await read_control_now(await make_client(settings)))
+    except ConfigError as exc:
+        raise RiskReadError(f"trading control could not be asked ({exc})") from None
+    return CondorCheck(
+        risk=verdict,
+        claimed=claimed_legs(spec.plan, held.trades),
+        blocked=None if gate.allowed else gate.reason,
+    )
 
 
 def condor_trade_spec(plan: CondorPlan, now: datetime) -> OptionTradeSpec:
