@@ -231,6 +231,29 @@ def is_option_item(item: Any) -> bool:
     return bool(symbol) and is_option_symbol(str(symbol))
 
 
+D = TypeVar("D")
+
+
+def hardened_clients(
+    endpoint: BrokerEndpoint,
+    data_client: Callable[..., D],
+    rate_limits: RateLimitObserver,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+) -> tuple[TradingClient, D]:
+    """A TradingClient and a market-data client on the endpoint, both under the deadlines and
+    counted by `rate_limits`. Every request counts against the key; the market-data API keeps
+    its own limit on Alpaca, so only trading answers tell the budget where the key's count
+    stands (the data client's headers are not learned)."""
+    key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
+    trading = TradingClient(key, secret, paper=endpoint.paper, url_override=endpoint.trading_url)
+    data = data_client(key, secret, url_override=endpoint.data_url)
+    deadlines = (connect_timeout_s, read_timeout_s)
+    harden(trading, DeadlineAdapter(*deadlines, rate_limits))
+    harden(data, DeadlineAdapter(*deadlines, rate_limits, learn_headers=False))
+    return trading, data
+
+
 def mapped_call(what: str, fn: Callable[[], T]) -> T:
     """Run one alpaca-py call; any failure becomes the BrokerError it means (logged once)."""
     try:
@@ -325,17 +348,10 @@ class AlpacaGateway:
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.endpoint = endpoint
-        key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
-        self._trading = TradingClient(
-            key, secret, paper=endpoint.paper, url_override=endpoint.trading_url
-        )
-        self._data = StockHistoricalDataClient(key, secret, url_override=endpoint.data_url)
-        # Every request counts against the key; the market-data API keeps its own limit on
-        # Alpaca, so only trading answers tell the budget where the key's count stands.
         self.rate_limits = RateLimitObserver()
-        deadlines = (connect_timeout_s, read_timeout_s)
-        harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
-        harden(self._data, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
+        self._trading, self._data = hardened_clients(
+            endpoint, StockHistoricalDataClient, self.rate_limits, connect_timeout_s, read_timeout_s
+        )
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         return mapped_call(what, fn)

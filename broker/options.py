@@ -24,17 +24,10 @@ from typing import Any, TypeVar
 
 from alpaca.data.historical.option import OptionHistoricalDataClient
 from alpaca.data.requests import OptionChainRequest
-from alpaca.trading.client import TradingClient
 from alpaca.trading.requests import GetOptionContractsRequest
 from pydantic import ValidationError
 
-from broker.alpaca import (
-    CONNECT_TIMEOUT_S,
-    READ_TIMEOUT_S,
-    DeadlineAdapter,
-    harden,
-    mapped_call,
-)
+from broker.alpaca import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, hardened_clients, mapped_call
 from broker.endpoint import BrokerEndpoint
 from broker.metered import Metered
 from broker.rate_limits import RateLimitObserver
@@ -141,15 +134,14 @@ class AlpacaOptionsGateway:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
-        key, secret = endpoint.key_id.get_secret_value(), endpoint.secret_key.get_secret_value()
-        self._trading = TradingClient(
-            key, secret, paper=endpoint.paper, url_override=endpoint.trading_url
-        )
-        self._options = OptionHistoricalDataClient(key, secret, url_override=endpoint.data_url)
         self.rate_limits = RateLimitObserver()
-        deadlines = (connect_timeout_s, read_timeout_s)
-        harden(self._trading, DeadlineAdapter(*deadlines, self.rate_limits))
-        harden(self._options, DeadlineAdapter(*deadlines, self.rate_limits, learn_headers=False))
+        self._trading, self._options = hardened_clients(
+            endpoint,
+            OptionHistoricalDataClient,
+            self.rate_limits,
+            connect_timeout_s,
+            read_timeout_s,
+        )
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         return mapped_call(what, fn)

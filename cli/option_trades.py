@@ -10,29 +10,11 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
-
-from activities.option_link import OptionTradeLink
 from clients import make_pool
 from ledger.option_trades import OptionTrades
 from settings import Settings
 from trading.options.records import OptionTradeRecord, OptionTradesQuery
-from trading.options.trade_models import OptionForceExit, OptionTradeView
-
-
-async def option_run_status(client: Client, trade_id: str) -> WorkflowExecutionStatus | None:
-    """The option trade's latest run status, or None when no such workflow exists."""
-    return await OptionTradeLink(client).status(trade_id)
-
-
-async def option_view(client: Client, trade_id: str) -> OptionTradeView:
-    """The STATUS query's answer (legs, credit, mark, P&L, next rule)."""
-    return await OptionTradeLink(client).view(trade_id)
-
-
-async def force_exit_option(client: Client, trade_id: str, reason: str) -> bool:
-    """FORCE_EXIT; False when the workflow is no longer running."""
-    return await OptionTradeLink(client).force_exit(trade_id, OptionForceExit(reason=reason))
+from trading.options.trade_models import OptionTradeView
 
 
 def status_rows(view: OptionTradeView, ui_link: str) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from temporalio.client import WorkflowUpdateFailedError
 
+from activities.option_link import OptionTradeLink
 from activities.trade_link import TradeLink
 from broker.errors import BrokerError
 from broker.metered import MeteredGateway
@@ -28,7 +29,7 @@ from contracts import option_trade, trade
 from settings import Settings
 from trading.ids import new_trade_id, validate_trade_id
 from trading.ledger_records import ExitUrgency
-from trading.options.trade_models import OptionTradeView
+from trading.options.trade_models import OptionForceExit, OptionTradeView
 from trading.ticks import is_on_tick, tick_size
 from trading.trade_models import (
     EntryType,
@@ -204,7 +205,7 @@ async def _is_option_trade(settings: Settings, trade_id: str) -> bool:
     client = await make_client(settings)
     if await TradeLink(client, settings.temporal_task_queue).status(trade_id) is not None:
         return False
-    if await option_trades.option_run_status(client, trade_id) is not None:
+    if await OptionTradeLink(client).status(trade_id) is not None:
         return True
     raise _unknown(trade_id)
 
@@ -260,7 +261,8 @@ def _exit_option(args: argparse.Namespace, settings: Settings) -> int:
 
     async def signal() -> bool:
         client = await make_client(settings)
-        return await option_trades.force_exit_option(client, args.trade_id, args.reason)
+        request = OptionForceExit(reason=args.reason)
+        return await OptionTradeLink(client).force_exit(args.trade_id, request)
 
     if not asyncio.run(signal()):
         return fail(f"option trade {args.trade_id} is no longer running; nothing to exit", 1)
@@ -326,7 +328,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _option_status(args: argparse.Namespace, settings: Settings) -> int:
     async def query() -> OptionTradeView:
-        return await option_trades.option_view(await make_client(settings), args.trade_id)
+        return await OptionTradeLink(await make_client(settings)).view(args.trade_id)
 
     view = asyncio.run(query())
     if args.json:
