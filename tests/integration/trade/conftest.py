@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -34,6 +34,7 @@ from workflows.broker_sync import BrokerSyncWorkflow
 from workflows.trade import TradeWorkflow
 
 logger = logging.getLogger("tests.trade")
+T = TypeVar("T")
 SYMBOL = "AAPL"
 HISTORIES = Path(__file__).resolve().parents[2] / "histories"
 # Flip to True and run this directory to re-record the replay histories of finished trades.
@@ -95,6 +96,19 @@ class TradeHarness:
                 return view
             await asyncio.sleep(0.2)
         raise AssertionError(f"condition not met in {within}s; last view: {view}")
+
+    async def settled(
+        self, read: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 10.0
+    ) -> T:
+        """Read the ledger until `check` holds: a workflow shows a change in its query before
+        the activity that writes it to the ledger has finished."""
+        deadline = time.monotonic() + within
+        value = await read()
+        while not check(value):
+            assert time.monotonic() < deadline, f"ledger did not settle in {within}s: {value}"
+            await asyncio.sleep(0.1)
+            value = await read()
+        return value
 
     async def open_trade(self, **fields: Any) -> tuple[WorkflowHandle[Any, Any], TradeStatusView]:
         """Start a trade and wait until it is OPEN with a stop order."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -43,10 +42,7 @@ async def test_a_stop_ended_by_the_broker_is_replaced_by_a_new_active_stop(
     stop = trades.gateway.get_order(rescued.state.stop_order_id or "")
     assert stop.is_active and stop.type is OrderType.STOP and stop.qty == Decimal(10)
     assert stop.client_order_id == f"{view.trade_id}.rs.0"
-    # The guard names its new stop, then writes it to the ledger: allow that write to land.
-    deadline = time.monotonic() + 5
-    row = await trades.trade_row(view.trade_id)
-    while row.stop_order_id != stop.id and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        row = await trades.trade_row(view.trade_id)
+    row = await trades.settled(
+        lambda: trades.trade_row(view.trade_id), lambda r: r.stop_order_id == stop.id
+    )
     assert row.status is TradeStatus.OPEN and row.stop_order_id == stop.id

@@ -28,9 +28,11 @@ async def test_entry_opens_with_an_active_stop_at_the_broker(trades: TradeHarnes
     stop = trades.gateway.get_order(view.state.stop_order_id)
     assert stop.is_active and stop.type is OrderType.STOP and stop.qty == Decimal(10)
     assert stop.stop_price == spec_stop
-    row = await trades.trade_row(view.trade_id)
+    row = await trades.settled(
+        lambda: trades.trade_row(view.trade_id), lambda r: r.stop_order_id == stop.id
+    )
     assert row.status is TradeStatus.OPEN
-    assert row.stop_order_id == stop.id and row.entry_price is not None and row.qty == 10
+    assert row.entry_price is not None and row.qty == 10
     position = trades.gateway.probe_position(SYMBOL).position
     assert position is not None and position.qty == Decimal(10)
     roles = [order.role for order in await trades.orders(view.trade_id)]
@@ -56,10 +58,15 @@ async def test_a_stop_cancelled_outside_is_replaced_by_a_new_active_stop(
     assert stop.is_active and stop.qty == Decimal(10) and stop.type is OrderType.STOP
     assert stop.client_order_id == f"{view.trade_id}.rs.0"
     assert trades.gateway.get_order(original).status is BrokerStatus.CANCELED
-    row = await trades.trade_row(view.trade_id)
-    assert row.stop_order_id == stop.id and row.status is TradeStatus.OPEN
-    kinds = [event.kind for event in await trades.risk_events(view.trade_id)]
-    assert "stop_rescued" in kinds
+    row = await trades.settled(
+        lambda: trades.trade_row(view.trade_id), lambda r: r.stop_order_id == stop.id
+    )
+    assert row.status is TradeStatus.OPEN
+    events = await trades.settled(
+        lambda: trades.risk_events(view.trade_id),
+        lambda found: any(e.kind == "stop_rescued" for e in found),
+    )
+    assert [e.kind for e in events].count("stop_rescued") == 1
 
 
 async def test_a_failing_rescue_keeps_the_trade_records_telemetry_and_retries(
@@ -84,8 +91,12 @@ async def test_a_failing_rescue_keeps_the_trade_records_telemetry_and_retries(
     assert telemetry.consecutive_failures == 0 and telemetry.last_error is None
     assert rescued.state.stop_order_id is not None
     assert trades.gateway.get_order(rescued.state.stop_order_id).is_active
-    kinds = [event.kind for event in await trades.risk_events(view.trade_id)]
-    assert kinds.count("stop_rescue_failed") == 2 and "stop_rescued" in kinds
+    events = await trades.settled(
+        lambda: trades.risk_events(view.trade_id),
+        lambda found: any(e.kind == "stop_rescued" for e in found),
+    )
+    kinds = [event.kind for event in events]
+    assert kinds.count("stop_rescue_failed") == 2 and kinds.count("stop_rescued") == 1
 
 
 async def _closed(handle: object) -> TradeResult:
