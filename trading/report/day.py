@@ -17,7 +17,6 @@ from trading.ledger_records import (
     RiskEventRecord,
     RiskSeverity,
     TradeOrigin,
-    TradeRecord,
     TradeStatus,
 )
 from trading.models import AuditRow, JsonScalar
@@ -50,6 +49,7 @@ from trading.report.models import (
 )
 from trading.report.options import option_closes, option_trades_section
 from trading.report.verdict import verdict_of
+from trading.report.windows import WindowTally, inside, window_count
 from trading.routing import covering_stop_of
 from trading.strategies.sessions import NEW_YORK
 
@@ -126,29 +126,7 @@ def _millis(value: JsonScalar) -> int | None:
         return None
 
 
-def _inside(moment: datetime | None, start: datetime, end: datetime) -> bool:
-    return moment is not None and start <= moment < end
-
-
 # --- sections ------------------------------------------------------------------------------
-
-
-# When a trade opened is placed by the ledger's clock (created_at, stamped as the entry is
-# decided), not by opened_at: that is the broker's fill time, which a paper broker's simulated
-# clock may put on another day. The fill itself (opened_at set) says that it opened.
-
-
-def _opened(trade: TradeRecord) -> bool:
-    return trade.opened_at is not None and trade.qty > 0
-
-
-def _open_at(trade: TradeRecord, moment: datetime) -> bool:
-    """The trade held a position at `moment`: entered before it, not closed by then."""
-    return (
-        _opened(trade)
-        and trade.created_at < moment
-        and (trade.closed_at is None or trade.closed_at >= moment)
-    )
 
 
 def _uncovered_symbols(ledger: DayLedger) -> list[str]:
@@ -162,34 +140,29 @@ def _uncovered_symbols(ledger: DayLedger) -> list[str]:
 
 def trades_section(ledger: DayLedger, end: datetime, complete: bool) -> TradesSection:
     """Trades opened and closed in the window, P&L of the closes, positions open at `end`."""
-    start = ledger.window_start
     lines: list[TradeLine] = []
-    opened = closed = failed = adopted = winners = losers = 0
-    pnl = Decimal(0)
+    tally = WindowTally()
     unprotected: list[str] = []
-    open_at_end = 0
     for trade in sorted(ledger.trades, key=lambda t: (t.created_at, t.id)):
-        opened_today = _opened(trade) and _inside(trade.created_at, start, end)
-        closed_today = _inside(trade.closed_at, start, end)
-        held_at_end = _open_at(trade, end)
-        if not (
-            opened_today or closed_today or held_at_end or _inside(trade.created_at, start, end)
-        ):
+        # A stock trade holds a position only once filled.
+        window = window_count(
+            trade.created_at,
+            trade.closed_at,
+            filled=trade.opened_at is not None and trade.qty > 0,
+            held_before_fill=False,
+            start=ledger.window_start,
+            end=end,
+        )
+        if not window.listed:
             continue
-        if closed_today and trade.status in FAILED_ENTRY:
-            failed += 1
-        elif closed_today:
-            closed += 1
-            realized = trade.realized_pnl or Decimal(0)
-            pnl += realized
-            winners += realized > 0
-            losers += realized < 0
-        opened += opened_today
-        adopted += opened_today and trade.origin is TradeOrigin.EXTERNAL
-        if held_at_end:
-            open_at_end += 1
-            if trade.stop_order_id is None:
-                unprotected.append(f"{trade.id} ({trade.symbol}: no stop order recorded)")
+        tally.add(
+            window,
+            entry_failed=trade.status in FAILED_ENTRY,
+            realized_pnl=trade.realized_pnl,
+            external=trade.origin is TradeOrigin.EXTERNAL,
+        )
+        if window.held_at_end and trade.stop_order_id is None:
+            unprotected.append(f"{trade.id} ({trade.symbol}: no stop order recorded)")
         lines.append(
             TradeLine(
                 trade_id=trade.id,
@@ -203,22 +176,22 @@ def trades_section(ledger: DayLedger, end: datetime, complete: bool) -> TradesSe
                 closed_at=trade.closed_at,
                 close_reason=trade.close_reason,
                 realized_pnl=trade.realized_pnl,
-                opened_today=opened_today,
-                closed_today=closed_today,
+                opened_today=window.opened_today,
+                closed_today=window.closed_today,
                 stop_order_id=trade.stop_order_id,
             )
         )
     if not complete:
         unprotected.extend(_uncovered_symbols(ledger))
     return TradesSection(
-        opened=opened,
-        closed=closed,
-        entries_failed=failed,
-        adopted=adopted,
-        open_at_end=open_at_end,
-        winners=winners,
-        losers=losers,
-        realized_pnl=pnl,
+        opened=tally.opened,
+        closed=tally.closed,
+        entries_failed=tally.entries_failed,
+        adopted=tally.adopted,
+        open_at_end=tally.open_at_end,
+        winners=tally.winners,
+        losers=tally.losers,
+        realized_pnl=tally.realized_pnl,
         unprotected_at_end=unprotected,
         trades=lines,
     )
@@ -236,7 +209,7 @@ def pnl_section(ledger: DayLedger, end: datetime) -> PnlSection:
             (t.closed_at, t.realized_pnl or Decimal(0))
             for t in ledger.trades
             if t.closed_at is not None
-            and _inside(t.closed_at, ledger.window_start, end)
+            and inside(t.closed_at, ledger.window_start, end)
             and t.status not in FAILED_ENTRY
         ]
         + option_closes(ledger, end),
@@ -403,7 +376,7 @@ def broker_calls_section(ledger: DayLedger, thresholds: ReportThresholds) -> Bro
     """Calls per clock minute and per sliding 60 s against the broker's limit; 429s."""
     limit = min(thresholds.broker_limit_per_min, ledger.broker_limit_seen or sys.maxsize)
     calls = sorted(
-        (c for c in ledger.broker_calls if _inside(c.at, ledger.window_start, ledger.window_end)),
+        (c for c in ledger.broker_calls if inside(c.at, ledger.window_start, ledger.window_end)),
         key=lambda c: c.at,
     )
     per_minute: Counter[datetime] = Counter()
@@ -533,7 +506,7 @@ def _has_activity(ledger: DayLedger, trades: TradesSection, options: OptionTrade
         or ledger.reconcile_runs
         or ledger.entry_runs
         or ledger.signal_decisions
-        or any(_inside(c.at, ledger.window_start, ledger.window_end) for c in ledger.broker_calls)
+        or any(inside(c.at, ledger.window_start, ledger.window_end) for c in ledger.broker_calls)
     )
 
 
