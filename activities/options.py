@@ -1,9 +1,12 @@
 """OptionOrderActivities: multi-leg option orders and option quotes as Temporal activities.
 
-Every call first takes its slot from the account's broker-call budget (broker/budget.py, the
-one MeteredGateway spends): reads at READ, an opening order and its cancel at TRADE, a closing
-order and its cancel at PROTECT (closing a structure is risk-reducing, like an exit). The
-follow-up requests a call sent (a duplicate's lookup, a cancel's re-read) are charged after.
+Every call is metered as every broker call is (broker/metered.py, through
+broker/option_orders.py's MeteredOptionOrders): its slot is taken from the account's
+broker-call budget first - reads at READ, an opening order at TRADE, a closing order and any
+cancel at PROTECT (closing a structure is risk-reducing, like an exit) - the follow-up requests
+it sent (a duplicate's lookup, a cancel's re-read) are charged after, it is counted in
+dt_broker_calls_total on its Alpaca route and traced, and a 429 on an order call blocks the
+shared budget until the broker's reset.
 Broker errors become typed ApplicationErrors (activities/broker.py's as_application_error), so
 the named policies' non-retryable types apply to them as to every other broker call.
 
@@ -15,7 +18,6 @@ takes one READ slot; a mark served from its cache takes none.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -26,10 +28,8 @@ from temporalio.exceptions import ApplicationError
 from activities.broker import as_application_error
 from broker.budget import BrokerBudget
 from broker.errors import BrokerError
-from broker.metered import BROKER_THREADS
 from broker.option_marks import MARKS_MAX_AGE, OptionQuotePoll
-from broker.option_orders import OptionOrdersGateway
-from broker.rate_limits import RequestTally
+from broker.option_orders import MeteredOptionOrders, OptionOrdersGateway
 from trading.broker_budget import Priority
 from trading.options.trade_models import (
     MlegOrderIntent,
@@ -57,25 +57,15 @@ class OptionOrderActivities:
         marks_max_age: timedelta = MARKS_MAX_AGE,
     ) -> None:
         self._gateway = gateway
-        self._budget = budget
+        self._metered = MeteredOptionOrders(gateway, budget)
         # build_activities makes one of these per worker: one poll serves all its trades.
         self._marks = OptionQuotePoll(gateway, self._marks_read, marks_max_age)
 
     async def _paid(self, priority: Priority, call: str, fn: Callable[[], T]) -> T:
-        tally = RequestTally()
         try:
-            await self._budget.acquire(priority, call)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(BROKER_THREADS, self._tallied, tally, fn)
+            return await self._metered.paid(priority, call, fn)
         except BrokerError as exc:
             raise as_application_error(exc) from None
-        finally:
-            if tally.sent > 1:
-                await self._budget.charge(priority, call, tally.sent - 1)
-
-    def _tallied(self, tally: RequestTally, fn: Callable[[], T]) -> T:
-        with self._gateway.rate_limits.tallying(tally):
-            return fn()
 
     async def _marks_read(self, read: Callable[[], T]) -> T:
         """One request of the marks poll, paid like the option_marks call it stands for."""

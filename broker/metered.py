@@ -49,7 +49,7 @@ P = TypeVar("P", OrderProbe, PositionProbe)
 BROKER_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="broker-call")
 # Market data has its own limit on Alpaca: its 429 does not stop the trading key's calls.
 # Market data has its own limit at Alpaca: a 429 there does not block the account's calls.
-MARKET_DATA_CALLS = frozenset({"latest_quotes", "get_bars", "option_chain"})
+MARKET_DATA_CALLS = frozenset({"latest_quotes", "get_bars", "option_chain", "option_marks"})
 SNAPSHOT_SLOTS = 3  # account, positions, open orders
 CANCEL_SLOTS = 2  # the cancel, then the order's state
 

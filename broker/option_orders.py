@@ -11,9 +11,10 @@ map_error (the inherited `_call`), nowhere else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from alpaca.data.requests import OptionLatestQuoteRequest
@@ -21,7 +22,9 @@ from alpaca.trading import enums as sdk_enums
 from alpaca.trading import requests as sdk
 
 from broker.errors import BrokerError, BrokerUnavailable, DuplicateClientOrderId, NotFound
+from broker.metered import Metered
 from broker.options import AlpacaOptionsGateway
+from trading.broker_budget import Priority
 from trading.broker_models import ProbeOutcome, order_status
 from trading.options.trade_models import (
     MlegOrderIntent,
@@ -33,6 +36,7 @@ from trading.options.trade_models import (
 
 logger = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
+T = TypeVar("T")
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -140,3 +144,13 @@ class OptionOrdersGateway(AlpacaOptionsGateway):
         return OptionMarks(
             quotes=quotes, as_of=as_of, session_date=as_of.astimezone(NEW_YORK).date()
         )
+
+
+class MeteredOptionOrders(Metered[OptionOrdersGateway]):
+    """OptionOrdersGateway's calls, async, metered as every broker call is (broker/metered.py):
+    paid for from the account-wide budget first, counted, traced; no patience (an activity
+    lets Temporal retry after the reset)."""
+
+    async def paid(self, priority: Priority, call: str, fn: Callable[[], T]) -> T:
+        """Run one gateway call (`fn`, blocking) under the metering of `call` at `priority`."""
+        return await self._call(priority, call, fn)

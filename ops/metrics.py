@@ -118,6 +118,17 @@ BROKER_ROUTES: Final[Mapping[str, tuple[str, ...]]] = {
     # broker/option_positions.py's OPTION_POSITIONS_CALL (reconcile's option legs, and
     # option_legs_held before each option close): the same positions route, options kept.
     "option_positions": ("GET /v2/positions",),
+    # broker/options.py's chain reads (the CLI's options commands, condor open).
+    "option_contracts": ("GET /v2/options/contracts",),
+    "option_chain": ("GET /v1beta1/options/snapshots/{underlying}",),
+    # activities/options.py's calls (OptionTradeWorkflow). option_marks is the shared poll's
+    # read: an expiry's chain snapshot; the rare symbol outside its chain is one latest-quote
+    # request, counted on the same route.
+    "option_marks": ("GET /v1beta1/options/snapshots/{underlying}",),
+    "probe_option_order": ("GET /v2/orders:by_client_order_id",),
+    "submit_mleg_order": ("POST /v2/orders",),
+    "get_option_order": ("GET /v2/orders/{id}",),
+    "cancel_option_order": ("DELETE /v2/orders/{id}",),
 }
 # Alpaca's trade_updates event names (the stream's `event` field).
 TRADE_UPDATE_EVENTS: Final = frozenset(

@@ -57,6 +57,8 @@ pytestmark = pytest.mark.integration
 
 TRADES = "dt_option_trades_total"
 HELD_BACK = "dt_option_legs_mismatch_total"
+CALLS = "dt_broker_calls_total"
+CHAIN_ROUTE = "GET /v1beta1/options/snapshots/{underlying}"
 
 
 @dataclass
@@ -152,6 +154,10 @@ async def test_an_option_trade_counts_its_open_and_its_close_once_across_a_worke
     after = await metered.until(lambda s: _moved(before, s, TRADES, event=FORCED_EXIT) == 1)
 
     assert _events(before, after) == {"opened": 1, FORCED_EXIT: 1}
+    # Its broker calls are counted like every other, on their Alpaca routes: the opening and
+    # the closing mleg, the marks' chain reads.
+    assert _moved(before, after, CALLS, route="POST /v2/orders", outcome="ok") >= 2
+    assert _moved(before, after, CALLS, route=CHAIN_ROUTE, outcome="ok") >= 1
     assert _moved(before, after, HELD_BACK) == 0
     series = {dict(labels)["workflow_type"] for name, labels in after.series(TRADES)}
     assert series == {"OptionTradeWorkflow"}
