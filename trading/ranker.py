@@ -24,13 +24,13 @@ depends on the order of the input.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from pydantic import Field
 
 from trading.models import Frozen
+from trading.ranking import best_first, clamp01, log_scale, quantize_part, weighted_score
 
-PART_QUANTUM = Decimal("0.0001")
 NEUTRAL = Decimal("0.5")
 WEIGHTS: dict[str, Decimal] = {
     "score": Decimal("0.50"),
@@ -42,7 +42,6 @@ FULL_REWARD_RISK = Decimal(3)
 LIQUIDITY_FLOOR_LOG10 = Decimal(5)  # $100k
 LIQUIDITY_SPAN_LOG10 = Decimal(4)  # up to $1B
 
-_ZERO = Decimal(0)
 _ONE = Decimal(1)
 _TWO = Decimal(2)
 _FOUR = Decimal(4)
@@ -71,14 +70,6 @@ class Ranked(Frozen):
     parts: dict[str, Decimal]
 
 
-def _clamp01(value: Decimal) -> Decimal:
-    return max(_ZERO, min(_ONE, value))
-
-
-def _q(value: Decimal) -> Decimal:
-    return value.quantize(PART_QUANTUM, rounding=ROUND_HALF_EVEN)
-
-
 def reward_risk(item: RankInput) -> Decimal | None:
     """(target - entry) / (entry - stop), or None when it cannot be computed."""
     entry, stop, target = item.entry, item.stop, item.target
@@ -89,35 +80,34 @@ def reward_risk(item: RankInput) -> Decimal | None:
 
 def rank_parts(item: RankInput) -> dict[str, Decimal]:
     """The four normalised parts of one signal, each in [0, 1] (NEUTRAL when unknown)."""
-    score = _clamp01((item.score + _ONE) / _TWO)
+    score = clamp01((item.score + _ONE) / _TWO)
     confidence = NEUTRAL if item.confidence is None else (Decimal(item.confidence) - _ONE) / _FOUR
     ratio = reward_risk(item)
-    rr = NEUTRAL if ratio is None else _clamp01(ratio / FULL_REWARD_RISK)
-    if item.liquidity is None:
-        liquidity = NEUTRAL
-    elif item.liquidity <= 0:
-        liquidity = _ZERO
-    else:
-        liquidity = _clamp01(
-            (item.liquidity.log10() - LIQUIDITY_FLOOR_LOG10) / LIQUIDITY_SPAN_LOG10
-        )
+    rr = NEUTRAL if ratio is None else clamp01(ratio / FULL_REWARD_RISK)
+    liquidity = (
+        NEUTRAL
+        if item.liquidity is None
+        else log_scale(item.liquidity, LIQUIDITY_FLOOR_LOG10, LIQUIDITY_SPAN_LOG10)
+    )
     return {
-        "score": _q(score),
-        "confidence": _q(confidence),
-        "reward_risk": _q(rr),
-        "liquidity": _q(liquidity),
+        "score": quantize_part(score),
+        "confidence": quantize_part(confidence),
+        "reward_risk": quantize_part(rr),
+        "liquidity": quantize_part(liquidity),
     }
 
 
 def rank_score(parts: dict[str, Decimal]) -> Decimal:
     """The weighted sum of the parts (exact: parts have 4 decimals, weights 2)."""
-    return sum((WEIGHTS[name] * parts[name] for name in WEIGHTS), _ZERO)
+    return weighted_score(WEIGHTS, parts)
 
 
-def _raw(item: RankInput) -> tuple[str, ...]:
+def _tie_break(item: RankInput) -> tuple[str, ...]:
+    """The signal_key, then the raw fields."""
     return tuple(
         str(value)
         for value in (
+            item.signal_key,
             item.symbol,
             item.strategy,
             item.score,
@@ -132,22 +122,7 @@ def _raw(item: RankInput) -> tuple[str, ...]:
 
 def rank(items: Sequence[RankInput]) -> list[Ranked]:
     """The signals best first, numbered from 1, each with its rank score and parts."""
-    scored = []
-    for item in items:
-        parts = rank_parts(item)
-        total = rank_score(parts)
-        key = (
-            -total,
-            -parts["score"],
-            -parts["confidence"],
-            -parts["reward_risk"],
-            -parts["liquidity"],
-            item.signal_key,
-            _raw(item),
-        )
-        scored.append((key, item, total, parts))
-    scored.sort(key=lambda entry: entry[0])
     return [
-        Ranked(item=item, rank=n, rank_score=total, parts=parts)
-        for n, (_, item, total, parts) in enumerate(scored, start=1)
+        Ranked(item=placed.item, rank=placed.rank, rank_score=placed.rank_score, parts=placed.parts)
+        for placed in best_first(items, rank_parts, WEIGHTS, _tie_break)
     ]

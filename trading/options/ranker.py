@@ -28,15 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Self
 
 from pydantic import Field, model_validator
 
 from trading.models import Frozen
 from trading.options.chain import OptionChain, OptionContractQuote, OptionRight
+from trading.ranking import best_first, clamp01, log_scale, quantize_part, weighted_score
 
-PART_QUANTUM = Decimal("0.0001")
 WEIGHTS: dict[str, Decimal] = {
     "spread": Decimal("0.25"),
     "open_interest": Decimal("0.15"),
@@ -95,14 +95,6 @@ class RankedCandidate(Frozen):
     parts: dict[str, Decimal]
 
 
-def _clamp01(value: Decimal) -> Decimal:
-    return max(_ZERO, min(_ONE, value))
-
-
-def _q(value: Decimal) -> Decimal:
-    return value.quantize(PART_QUANTUM, rounding=ROUND_HALF_EVEN)
-
-
 def spread_candidate(
     short: OptionContractQuote, long: OptionContractQuote
 ) -> SpreadCandidate | None:
@@ -148,61 +140,52 @@ def rank_parts(
 ) -> dict[str, Decimal]:
     """The five normalised parts of one candidate, each in [0, 1]."""
     relative = candidate.worst_relative_spread
-    spread = _ZERO if relative is None else _clamp01(_ONE - relative / FULL_SPREAD)
-    oi = candidate.min_open_interest
-    open_interest = (
-        _ZERO
-        if oi <= 0
-        else _clamp01((Decimal(oi).log10() - OPEN_INTEREST_FLOOR_LOG10) / OPEN_INTEREST_SPAN_LOG10)
+    spread = _ZERO if relative is None else clamp01(_ONE - relative / FULL_SPREAD)
+    open_interest = log_scale(
+        Decimal(candidate.min_open_interest), OPEN_INTEREST_FLOOR_LOG10, OPEN_INTEREST_SPAN_LOG10
     )
     if candidate.short_delta is None:
         delta = _ZERO
     else:
         distance = abs(abs(candidate.short_delta) - config.target_delta)
-        delta = _clamp01(_ONE - distance / config.delta_band)
+        delta = clamp01(_ONE - distance / config.delta_band)
     dte = (candidate.expiry - today).days
     middle = Decimal(config.dte_min + config.dte_max) / _TWO
     window = Decimal(max(config.dte_max - config.dte_min, 1))
-    dte_part = _ZERO if dte <= 0 else _clamp01(_ONE - abs(dte - middle) / window)
+    dte_part = _ZERO if dte <= 0 else clamp01(_ONE - abs(dte - middle) / window)
     risk = candidate.width - candidate.credit
     if candidate.credit <= 0:
         premium = _ZERO
     elif risk <= 0:
         premium = _ONE  # a credit of the whole width cannot lose
     else:
-        premium = _clamp01(candidate.credit / risk / FULL_PREMIUM_RISK)
+        premium = clamp01(candidate.credit / risk / FULL_PREMIUM_RISK)
     return {
-        "spread": _q(spread),
-        "open_interest": _q(open_interest),
-        "delta": _q(delta),
-        "dte": _q(dte_part),
-        "premium_risk": _q(premium),
+        "spread": quantize_part(spread),
+        "open_interest": quantize_part(open_interest),
+        "delta": quantize_part(delta),
+        "dte": quantize_part(dte_part),
+        "premium_risk": quantize_part(premium),
     }
 
 
 def rank_score(parts: dict[str, Decimal]) -> Decimal:
     """The weighted sum of the parts (exact: parts have 4 decimals, weights 2)."""
-    return sum((WEIGHTS[name] * parts[name] for name in WEIGHTS), _ZERO)
+    return weighted_score(WEIGHTS, parts)
 
 
 def rank_candidates(
     candidates: Sequence[SpreadCandidate], today: date, config: OptionRankConfig | None = None
 ) -> list[RankedCandidate]:
     """The candidates best first, numbered from 1, each with its rank score and parts."""
-    config = config or OptionRankConfig()
-    scored = []
-    for candidate in candidates:
-        parts = rank_parts(candidate, today, config)
-        total = rank_score(parts)
-        key = (
-            -total,
-            *(-parts[name] for name in WEIGHTS),
-            candidate.key,
-            candidate.model_dump_json(),
-        )
-        scored.append((key, candidate, total, parts))
-    scored.sort(key=lambda entry: entry[0])
+    chosen = config or OptionRankConfig()
+    placed = best_first(
+        candidates,
+        lambda candidate: rank_parts(candidate, today, chosen),
+        WEIGHTS,
+        lambda candidate: (candidate.key, candidate.model_dump_json()),
+    )
     return [
-        RankedCandidate(candidate=candidate, rank=n, rank_score=total, parts=parts)
-        for n, (_, candidate, total, parts) in enumerate(scored, start=1)
+        RankedCandidate(candidate=p.item, rank=p.rank, rank_score=p.rank_score, parts=p.parts)
+        for p in placed
     ]
