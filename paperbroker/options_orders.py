@@ -1,39 +1,35 @@
-"""Option orders: request checks, single-leg and mleg (all-or-none) fills, positions, exercise.
+"""Option orders: request checks, single-leg and mleg (all-or-none) fills, closing positions.
+
+`OptionsDesk` is the account's options desk inside one Broker: the orders below, on top of
+exercise and expiry (options_exercise.py) and the positions' buying power and value
+(options_margin.py).
 
 Sources (the stricter reading where they differ):
 * Alpaca "Options Trading" (docs.alpaca.markets/docs/options-trading): options orders are
   market or limit, ``time_in_force`` day only, whole contracts, no extended hours; levels
-  0-3 (this account models level 3: long calls/puts, covered calls, cash-secured puts and
-  call/put spreads; uncovered short calls are refused). Multi-leg orders (``order_class``
+  0-3 (this account models level 3: options_margin.py). Multi-leg orders (``order_class``
   ``mleg``) carry 2-4 legs with distinct symbols and a ``ratio_qty`` each (in simplest form);
   the parent's ``limit_price`` is the net price of one unit: positive is a net debit (paid),
   negative a net credit (received). The order fills as a whole or not at all (on the
   market; `/_sim/orders/{id}/fill` with a qty fills part of it, as Alpaca's orders may).
-* Options buying power: a defined-risk spread needs its maximum loss, not naked margin;
-  a cash-secured put its strike; a long option its premium.
-* alpaca-py 0.44 (``OptionLegRequest``, ``Order.legs``/``ratio_qty``/``position_intent``,
-  ``TradingClient.exercise_options_position``: "Exercise requests submitted outside market
-  hours will be rejected"; all held contracts are exercised).
+* alpaca-py 0.44 (``OptionLegRequest``, ``Order.legs``/``ratio_qty``/``position_intent``).
 Messages Alpaca's docs do not spell out are this broker's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 from uuid import uuid4
 
-from paperbroker.assets import asset_id_for
 from paperbroker.book import PENDING_STATUSES
 from paperbroker.errors import (
     CODE_FORBIDDEN,
     CODE_INVALID,
     ApiError,
     duplicate_client_order_id,
-    position_not_found,
     unprocessable,
 )
 from paperbroker.models import (
@@ -41,56 +37,17 @@ from paperbroker.models import (
     OrderClass,
     OrderRecord,
     OrderType,
-    PositionRecord,
     Side,
     Status,
     TimeInForce,
 )
-from paperbroker.options_contracts import OptionUniverse, contract_id_for, parse_occ
-from paperbroker.options_expiry import (
-    CONTRACT_MULTIPLIER,
-    Contract,
-    Holding,
-    exercise,
-    expiry_actions,
-    parse_contract,
-    requirement_by_underlying,
-)
-from paperbroker.options_pricing import OptionPricer
+from paperbroker.options_contracts import OptionUniverse, contract_id_for
+from paperbroker.options_exercise import OptionsExercise
+from paperbroker.options_expiry import CONTRACT_MULTIPLIER, Contract, parse_contract
+from paperbroker.options_margin import ZERO, OptionQuoteLike, net_price
 from paperbroker.serialize import option_position_json
 from paperbroker.ticks import fmt, fmt_money
 from paperbroker.validation import OptionLeg, OptionOrderIntent, parse_option_order
-
-if TYPE_CHECKING:
-    from paperbroker.broker import Broker
-    from paperbroker.calendar import Session
-
-ZERO = Decimal(0)
-OPTIONS_LEVEL = 3
-
-
-class OptionQuoteLike(Protocol):
-    """What the option pricer answers: bid, ask and mid per share."""
-
-    @property
-    def bid(self) -> Decimal:
-        """Best bid."""
-
-    @property
-    def ask(self) -> Decimal:
-        """Best offer."""
-
-    @property
-    def mid(self) -> Decimal:
-        """Mid price."""
-
-
-QuoteSource = Callable[[str, datetime], OptionQuoteLike]
-
-
-def uncovered() -> ApiError:
-    """Return the refusal of an uncovered short option (no Alpaca level allows it)."""
-    return ApiError(403, "account not eligible to trade uncovered option contracts", CODE_FORBIDDEN)
 
 
 def options_not_enabled() -> ApiError:
@@ -98,67 +55,13 @@ def options_not_enabled() -> ApiError:
     return ApiError(403, "account is not authorized to trade options", CODE_FORBIDDEN)
 
 
-def net_price(legs: list[OptionLeg], quotes: Mapping[str, OptionQuoteLike]) -> Decimal:
-    """Return the executable net price of one unit: debit positive, credit negative.
-
-    Buys pay the ask, sells receive the bid (the far side), each times its ratio.
-    """
-    total = ZERO
-    for leg in legs:
-        quote = quotes[leg.symbol]
-        total += leg.ratio_qty * (quote.ask if leg.side is Side.BUY else -quote.bid)
-    return total
-
-
 def marketable(kind: OrderType, limit: Decimal | None, net: Decimal) -> bool:
     """Return True when a net price is at or better than the limit (a market order always is)."""
     return kind is OrderType.MARKET or (limit is not None and net <= limit)
 
 
-@dataclass(frozen=True)
-class OptionsActivity:
-    """A non-trade activity (OPEXC, OPASN, OPEXP) as Alpaca records it."""
-
-    activity_type: str
-    symbol: str
-    qty: Decimal
-    when: datetime
-
-
-OUTCOME_ACTIVITY = {"exercise": "OPEXC", "assignment": "OPASN", "expire": "OPEXP"}
-
-
-class OptionsDesk:
+class OptionsDesk(OptionsExercise):
     """The account's option orders and positions, working inside one Broker."""
-
-    def __init__(self, broker: Broker, quotes: QuoteSource | None = None) -> None:
-        self.broker = broker
-        self.level = OPTIONS_LEVEL
-        self.positions: dict[str, OptionPositionRecord] = {}
-        self.activities: list[OptionsActivity] = []
-        self._quotes = quotes
-        self._fixed_quotes = quotes is not None
-
-    def reset(self) -> None:
-        """Forget positions and activities (the orders live in the book)."""
-        self.positions.clear()
-        self.activities.clear()
-        if not self._fixed_quotes:
-            self._quotes = None  # the pricer reads the (new) price engine
-
-    def restore(
-        self, positions: Iterable[OptionPositionRecord], activities: Iterable[OptionsActivity]
-    ) -> None:
-        """Take back the positions and activities of a snapshot (after `reset`)."""
-        self.positions = {p.symbol: p.model_copy() for p in positions}
-        self.activities = list(activities)
-
-    # ---- quotes ---------------------------------------------------------------------------
-    def quote(self, symbol: str, when: datetime) -> OptionQuoteLike:
-        """Return the option's quote from the pricer."""
-        if self._quotes is None:
-            self._quotes = pricer_quotes(self.broker)
-        return self._quotes(symbol, when)
 
     # ---- orders ---------------------------------------------------------------------------
     def submit(self, intent: OptionOrderIntent) -> OrderRecord:
@@ -203,16 +106,6 @@ class OptionsDesk:
         if OptionUniverse(self.broker.prices, self.broker.calendar).lookup(symbol, now) is None:
             raise unprocessable(f'asset "{symbol}" not found', CODE_INVALID)
         return contract
-
-    def resolve(self, symbol_or_id: str) -> str:
-        """Return the held contract's symbol for an OCC symbol or a contract id."""
-        if parse_contract(symbol_or_id) is not None:
-            return symbol_or_id.upper()
-        wanted = symbol_or_id.lower()
-        for symbol in self.positions:
-            if str(contract_id_for(symbol)) == wanted:
-                return symbol
-        raise position_not_found()
 
     def _with_intent(self, leg: OptionLeg) -> OptionLeg:
         if leg.position_intent is not None:
@@ -311,27 +204,6 @@ class OptionsDesk:
         ]
         parent.leg_ids = [child.id for child in children]
         return [parent, *children]
-
-    def legs_of(self, order: OrderRecord) -> list[OptionLeg]:
-        """Return the legs of an option order record (a single-leg order is its own leg)."""
-        if not order.leg_ids:
-            return [
-                OptionLeg(
-                    symbol=order.symbol,
-                    side=order.side,
-                    ratio_qty=1,
-                    position_intent=order.position_intent,
-                )
-            ]
-        return [
-            OptionLeg(
-                symbol=leg.symbol,
-                side=leg.side,
-                ratio_qty=int(leg.ratio_qty or 1),
-                position_intent=leg.position_intent,
-            )
-            for leg in self.broker.book.legs_of(order)
-        ]
 
     # ---- execution ------------------------------------------------------------------------
     def evaluate(self, order: OrderRecord, when: datetime) -> None:
@@ -439,112 +311,10 @@ class OptionsDesk:
         else:
             position.qty = new_qty
 
-    def position_qty(self, symbol: str) -> Decimal:
-        """Return the signed contracts held of `symbol`."""
-        position = self.positions.get(symbol)
-        return position.qty if position else ZERO
-
-    # ---- buying power ---------------------------------------------------------------------
-    def _holdings(self, extra: Sequence[tuple[str, Decimal]] = ()) -> list[Holding]:
-        signed: dict[str, Decimal] = {s: p.qty for s, p in self.positions.items()}
-        for symbol, qty in extra:
-            signed[symbol] = signed.get(symbol, ZERO) + qty
-        holdings = []
-        for symbol, qty in signed.items():
-            contract = parse_contract(symbol)
-            if contract is not None and qty != 0:
-                holdings.append(Holding(contract=contract, contracts=qty))
-        return holdings
-
-    def _shares(self) -> dict[str, Decimal]:
-        return {s: p.qty for s, p in self.broker.book.positions.items()}
-
-    def _open_order_changes(self) -> list[tuple[str, Decimal]]:
-        changes: list[tuple[str, Decimal]] = []
-        for order in self.broker.book.open_orders():
-            if order.asset_class != "us_option" or order.leg_ids:
-                continue
-            remaining = order.remaining
-            changes.append((order.symbol, remaining if order.side is Side.BUY else -remaining))
-        return changes
-
-    def settlement_requirement(self, extra: Sequence[tuple[str, Decimal]] = ()) -> Decimal | None:
-        """Return the cash the positions (plus `extra` changes) need at worst settlement."""
-        return requirement_by_underlying(self._holdings(extra), self._shares())
-
-    def premium_reserved(self, when: datetime) -> Decimal:
-        """Return the net debits the open option orders may still pay."""
-        total = ZERO
-        for order in self.broker.book.open_orders():
-            if order.asset_class != "us_option" or order.parent_id is not None:
-                continue
-            total += max(ZERO, self._order_premium(order, when))
-        return total
-
-    def _order_premium(self, order: OrderRecord, when: datetime) -> Decimal:
-        legs = self.legs_of(order)
-        if order.limit_price is not None:
-            buys = bool(order.leg_ids) or order.side is Side.BUY
-            unit = order.limit_price if buys else -order.limit_price
-        else:
-            unit = net_price(legs, {leg.symbol: self.quote(leg.symbol, when) for leg in legs})
-        return unit * order.remaining * CONTRACT_MULTIPLIER
-
+    # ---- open orders and position views ---------------------------------------------------
     def has_open_orders(self) -> bool:
         """Return True while any option order is open."""
         return any(o.asset_class == "us_option" for o in self.broker.book.open_orders())
-
-    def cash_committed(self, when: datetime) -> Decimal:
-        """Return the cash option positions and open option orders hold back."""
-        settlement = self.settlement_requirement(self._open_order_changes()) or ZERO
-        return settlement + self.premium_reserved(when)
-
-    def buying_power(self, when: datetime) -> Decimal:
-        """Return options buying power: cash less open buys, settlement needs and open debits."""
-        base = self.broker.book.account.cash - self.broker.reserved_for_buys(when)
-        return max(ZERO, base - self.cash_committed(when))
-
-    def order_requirement(
-        self, legs: list[OptionLeg], intent: OptionOrderIntent, now: datetime
-    ) -> Decimal:
-        """Return what a new order takes from options buying power (its maximum loss).
-
-        The added worst-case settlement of positions plus open orders plus this order, and its
-        net premium at the limit (debit adds, credit offsets; market orders at the far side).
-        Refuses uncovered short calls (403).
-        """
-        pending = self._open_order_changes()
-        before = self.settlement_requirement(pending) or ZERO
-        change = [
-            (leg.symbol, intent.qty * leg.ratio_qty * (1 if leg.side is Side.BUY else -1))
-            for leg in legs
-        ]
-        after = self.settlement_requirement([*pending, *change])
-        if after is None:
-            raise uncovered()
-        if intent.limit_price is not None:
-            single_sell = intent.order_class is OrderClass.SIMPLE and legs[0].side is Side.SELL
-            unit = -intent.limit_price if single_sell else intent.limit_price
-        else:
-            unit = net_price(legs, {leg.symbol: self.quote(leg.symbol, now) for leg in legs})
-        return max(ZERO, after - before + unit * intent.qty * CONTRACT_MULTIPLIER)
-
-    # ---- valuation ------------------------------------------------------------------------
-    def market_value(self, when: datetime) -> tuple[Decimal, Decimal]:
-        """Return (long, short) market value of the option positions at the mid, x100."""
-        long_value = short_value = ZERO
-        for symbol, position in self.positions.items():
-            value = position.qty * self.quote(symbol, when).mid * CONTRACT_MULTIPLIER
-            if value > 0:
-                long_value += value
-            else:
-                short_value += value
-        return long_value, short_value
-
-    def value(self, when: datetime) -> Decimal:
-        """Return the net market value of the option positions."""
-        long_value, short_value = self.market_value(when)
-        return long_value + short_value
 
     def position_json(self, symbol: str, when: datetime) -> dict[str, Any]:
         """Render an option position as Alpaca does (asset_class us_option, qty in contracts)."""
@@ -554,7 +324,7 @@ class OptionsDesk:
         price = self.quote(symbol, when).mid
         return option_position_json(position, contract_id_for(symbol), price, available)
 
-    # ---- closing, exercise and expiry -----------------------------------------------------
+    # ---- closing --------------------------------------------------------------------------
     def close_position(self, symbol: str, qty: Decimal | None) -> OrderRecord:
         """Submit a market order closing all (or `qty` contracts) of an option position."""
         held = self.position_qty(symbol)
@@ -569,52 +339,6 @@ class OptionsDesk:
             "position_intent": f"{side.value}_to_close",
         }
         return self.submit(parse_option_order(body))
-
-    def exercise(self, symbol_or_id: str) -> None:
-        """Exercise every held contract of a long position now (market hours only)."""
-        now = self.broker.sync()
-        symbol = self.resolve(symbol_or_id)
-        held = self.position_qty(symbol)
-        contract = parse_contract(symbol)
-        if held == 0 or contract is None:
-            raise position_not_found()
-        if held < 0:
-            raise unprocessable("only long option positions can be exercised", CODE_INVALID)
-        if not self.broker.calendar.is_open(now):
-            raise unprocessable("exercise requests are accepted during market hours only")
-        self._apply([exercise(Holding(contract=contract, contracts=held))], now)
-
-    def on_close(self, session: Session, when: datetime) -> None:
-        """Settle every contract expiring on `session.day` (or before) at its close."""
-        due = [h for h in self._holdings() if h.contract.expiry <= session.day]
-        if not due:
-            return
-        spots = {
-            h.contract.underlying: self.broker.prices.quote(h.contract.underlying, when).mid
-            for h in due
-        }
-        self._apply(expiry_actions(due, spots), when)
-
-    def _apply(self, actions: list[Any], when: datetime) -> None:
-        book = self.broker.book
-        for action in actions:
-            self.positions.pop(action.symbol, None)
-            kind = OUTCOME_ACTIVITY[action.outcome.value]
-            self.activities.append(OptionsActivity(kind, action.symbol, -action.contracts, when))
-            if action.shares == 0:
-                continue
-            _move_shares(book.positions, action.underlying, action.shares, action.strike)
-            book.account.cash += action.cash
-            self.activities.append(OptionsActivity("OPTRD", action.underlying, action.shares, when))
-        gone = {action.symbol for action in actions}
-        for order in book.open_orders():
-            # Orders on a contract that is gone can no longer execute: they end with it.
-            if (
-                order.asset_class == "us_option"
-                and order.parent_id is None
-                and any(leg.symbol in gone for leg in self.legs_of(order))
-            ):
-                self.broker.matcher.cancel_group(order, when)
 
 
 def _record_execution(order: OrderRecord, qty: Decimal, price: Decimal, when: datetime) -> str:
@@ -661,37 +385,3 @@ def split_net(
             prices[leg.symbol] = price
             return prices
     raise unprocessable(f"net price {fmt(net)} cannot be split over the legs in cents")
-
-
-def _move_shares(
-    positions: dict[str, PositionRecord], symbol: str, signed: Decimal, price: Decimal
-) -> None:
-    """Move a stock position by `signed` shares at `price` (exercise and assignment)."""
-    position = positions.get(symbol)
-    if position is None:
-        positions[symbol] = PositionRecord(
-            symbol=symbol, asset_id=asset_id_for(symbol), qty=signed, avg_entry_price=price
-        )
-        return
-    new_qty = position.qty + signed
-    if new_qty == 0:
-        del positions[symbol]
-    elif (position.qty > 0) == (signed > 0):
-        cost = position.avg_entry_price * abs(position.qty) + price * abs(signed)
-        position.avg_entry_price = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
-        position.qty = new_qty
-    elif (position.qty > 0) != (new_qty > 0):
-        position.qty, position.avg_entry_price = new_qty, price
-    else:
-        position.qty = new_qty
-
-
-def pricer_quotes(broker: Broker) -> QuoteSource:
-    """Return quotes of the option pricer (options_pricing.py) on the broker's prices."""
-    pricer = OptionPricer(broker.prices, broker.calendar)
-
-    def quote(symbol: str, when: datetime) -> OptionQuoteLike:
-        found: OptionQuoteLike = pricer.quote(parse_occ(symbol), when)
-        return found
-
-    return quote

@@ -21,7 +21,7 @@ from paperbroker.book import Book
 from paperbroker.broker import Broker
 from paperbroker.errors import unprocessable
 from paperbroker.models import BrokerSnapshot, OptionPositionRecord
-from paperbroker.options_orders import OptionsActivity
+from paperbroker.options_margin import OptionsActivity
 from paperbroker.options_pricing import IvOverrides, adopt_iv_overrides, iv_overrides
 from paperbroker.prices import PriceEngine
 

@@ -23,7 +23,8 @@ from paperbroker.options_expiry import (
     requirement_by_underlying,
     settlement_requirement,
 )
-from paperbroker.options_orders import marketable, net_price
+from paperbroker.options_margin import net_price
+from paperbroker.options_orders import marketable
 from paperbroker.validation import OptionLeg, is_option_order, parse_option_order
 
 CALL_530 = "SPY240308C00530000"
