@@ -15,6 +15,9 @@ would both hold their closes back forever. `condor open` refuses a plan any leg 
 leg of an open option trade in the ledger (`claimed_legs`), naming the contract and the trade.
 An --expiry at or inside the exit rules' close_at_dte (21 days) is bad input: the condor would
 be closed as soon as it opened.
+Without --dry-run the checks and the new trade's ledger row are one step under the
+option-entry lock, and the workflow starts after (cli/condor_entry.py): two commands at once
+take turns, so they cannot both pass the heat cap.
 --dry-run shows the risk verdict and the claimed legs and places nothing (its exit code is the
 planner's).
 Exit codes: 0 done; 1 the planner or the risk engine refused, a leg belongs to an open option
@@ -26,17 +29,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
-from temporalio.common import WorkflowIDReusePolicy
 
-from activities.control_link import read_control_now
-from broker.errors import BrokerError
-from cli.broker_calls import metered_broker
+from cli.condor_entry import (
+    ClaimedLeg,
+    CondorEntry,
+    RiskReadError,
+    StartError,
+    condor_check,
+    open_condor,
+)
 from cli.options import (
     DEFAULT_WIDTH,
     EXIT_BAD_INPUT,
@@ -49,12 +55,7 @@ from cli.options import (
     read_or_exit,
 )
 from cli.output import emit_model, fail, say, say_table
-from clients import make_client, make_pool
-from contracts import option_trade
-from ledger.option_trades import OptionTrades
-from settings import ConfigError, Settings
-from trading.entry_decision import EntryBook, account_view, open_risks
-from trading.entry_gate import control_gate
+from settings import Settings
 from trading.ids import new_trade_id
 from trading.models import Frozen, evolve
 from trading.options.chain import CONTRACT_MULTIPLIER
@@ -67,26 +68,13 @@ from trading.options.condor import (
     plan_iron_condor,
 )
 from trading.options.exits import CondorExitRules
-from trading.options.records import OptionTradeRecord, OptionTradesQuery, max_loss_usd
 from trading.options.trade_models import (
     PRICE_TICK,
-    OptionTradeInput,
     OptionTradeSpec,
-    OptionTradeStatus,
-    opening_legs,
 )
-from trading.risk import DefinedRisk, DefinedRiskProposal, RiskVerdict, check_defined_risk
-from workflows.option_trade import OptionTradeWorkflow
+from trading.risk import RiskVerdict
 
 EXIT_REFUSED = 1
-
-
-class ClaimedLeg(Frozen):
-    """A leg of the plan that is already a leg of an open option trade."""
-
-    symbol: str
-    trade_id: str
-    status: OptionTradeStatus
 
 
 class CondorDryRun(Frozen):
@@ -106,18 +94,6 @@ class CondorDryRun(Frozen):
     risk_error: str | None = None  # why the risk engine could not be asked
     claimed: list[ClaimedLeg] = Field(default_factory=list)  # legs open trades hold: refused
     blocked: str | None = None  # trading control holds entries: refused (the gate's reason)
-
-
-class RiskReadError(Exception):
-    """The account, the positions or the ledger's option trades could not be read."""
-
-
-class CondorCheck(Frozen):
-    """What the ledger and the broker say of a plan: the risk verdict and its claimed legs."""
-
-    risk: RiskVerdict
-    claimed: list[ClaimedLeg] = Field(default_factory=list)
-    blocked: str | None = None  # trading control holds entries (halted, paused, unknown)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -209,21 +185,27 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     if plan is not None:
         spec = condor_trade_spec(plan, datetime.now(ZoneInfo("UTC")))
         try:
-            checked = asyncio.run(condor_check(settings, spec))
+            if args.dry_run:
+                entry = CondorEntry(check=asyncio.run(condor_check(settings, spec)))
+            else:
+                entry = asyncio.run(open_condor(settings, spec))
         except RiskReadError as exc:
             if not args.dry_run:
                 return fail(f"condor not placed: its risk cannot be checked: {exc}")
             result = evolve(result, risk_error=str(exc))
+        except StartError as exc:
+            return fail(f"condor not placed: {exc}")
         else:
+            checked = entry.check
             result = evolve(
                 result, risk=checked.risk, claimed=checked.claimed, blocked=checked.blocked
             )
-            refused = checked.blocked or checked.claimed or not checked.risk.approved
-            if not args.dry_run and refused:
-                code = EXIT_REFUSED
+            if entry.workflow_id is not None:
+                result = evolve(
+                    result, placed=True, trade_id=spec.trade_id, workflow_id=entry.workflow_id
+                )
             elif not args.dry_run:
-                started = asyncio.run(_start_condor(settings, spec))
-                result = evolve(result, placed=True, trade_id=spec.trade_id, workflow_id=started)
+                code = EXIT_REFUSED
     if args.json:
         return emit_model(result, code)
     if refusal is not None:
@@ -273,21 +255,6 @@ def expiry_too_close(expiry: date, dte: int, rules: CondorExitRules | None = Non
     )
 
 
-def claimed_legs(plan: CondorPlan, open_trades: Iterable[OptionTradeRecord]) -> list[ClaimedLeg]:
-    """The plan's legs that are legs of an open option trade (one contract, one trade), in
-    the plan's leg order."""
-    owners: dict[str, OptionTradeRecord] = {}
-    for trade in open_trades:
-        if trade.is_open:
-            for leg in trade.legs:
-                owners.setdefault(leg.symbol, trade)
-    return [
-        ClaimedLeg(symbol=leg.symbol, trade_id=owner.id, status=owner.status)
-        for leg in opening_legs(plan)
-        if (owner := owners.get(leg.symbol)) is not None
-    ]
-
-
 def claimed_message(claimed: list[ClaimedLeg]) -> str:
     """The claimed legs, their trades and what to do instead."""
     legs = ", ".join(
@@ -298,44 +265,6 @@ def claimed_message(claimed: list[ClaimedLeg]) -> str:
         f"{legs}; an option contract belongs to one open option trade (two trades sharing it "
         f"would each hold their close back): pick another --expiry, --delta or --width, or "
         f"close {trades} first (python starter.py trade exit <id>)"
-    )
-
-
-async def condor_check(settings: Settings, spec: OptionTradeSpec) -> CondorCheck:
-    """The risk engine on the condor - its max loss at the worst credit the entry may accept
-    (what its ledger row counts until it fills), against the broker's account, the stock
-    positions' risk to their covering stops and the ledger's open option trades - and the
-    plan's legs those trades hold."""
-    try:
-        pool = await make_pool(settings, min_size=1, max_size=2)
-    except ConfigError as exc:
-        raise RiskReadError(str(exc)) from None
-    try:
-        truth = await metered_broker(settings, pool).broker_truth()
-        held = await OptionTrades(pool).list(OptionTradesQuery(open_only=True))
-    except BrokerError as exc:
-        raise RiskReadError(f"the broker could not be asked ({exc.message})") from None
-    finally:
-        await pool.close()
-    options = [
-        DefinedRisk(trade_id=t.id, symbol=t.underlying, max_loss=t.max_loss) for t in held.trades
-    ]
-    book = EntryBook()
-    proposal = DefinedRiskProposal(
-        underlying=spec.plan.underlying, qty=spec.qty, max_loss=max_loss_usd(spec, None)
-    )
-    verdict = check_defined_risk(
-        proposal, account_view(truth, book), open_risks(truth, book, options), settings.risk_limits
-    )
-    # The market loop's own gate: a halted or paused (or unknown) trading control opens nothing.
-    try:
-        gate = control_gate(await read_control_now(await make_client(settings)))
-    except ConfigError as exc:
-        raise RiskReadError(f"trading control could not be asked ({exc})") from None
-    return CondorCheck(
-        risk=verdict,
-        claimed=claimed_legs(spec.plan, held.trades),
-        blocked=None if gate.allowed else gate.reason,
     )
 
 
@@ -351,19 +280,6 @@ def condor_trade_spec(plan: CondorPlan, now: datetime) -> OptionTradeSpec:
         limit_credit=ask,
         max_walk=max(ask - max(floor, PRICE_TICK), Decimal(0)),
     )
-
-
-async def _start_condor(settings: Settings, spec: OptionTradeSpec) -> str:
-    """Start the trade's workflow (its id is used once)."""
-    client = await make_client(settings)
-    handle = await client.start_workflow(
-        OptionTradeWorkflow.run,
-        OptionTradeInput(spec=spec),
-        id=option_trade.workflow_id(spec.trade_id),
-        task_queue=settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
-    return handle.id
 
 
 def _ui_link(settings: Settings, workflow_id: str) -> str:

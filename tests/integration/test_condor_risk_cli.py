@@ -180,3 +180,42 @@ async def test_an_expiry_the_exit_rules_would_close_at_once_is_bad_input(
             "pick an expiry more than 21 days out"
         )
     assert await _option_trades_started(client, since) == []
+
+
+async def test_two_condor_opens_at_once_take_turns_so_the_heat_cap_holds(
+    env: dict[str, str], pool: asyncpg.Pool, client: Client
+) -> None:
+    """Room in the heat cap for one condor, two `condor open` at the same moment: the second
+    checks against the row the first reserved (the option-entry lock), so one opens and the
+    other is refused for heat. No worker runs: the rows are the commands' own."""
+    dry = json.loads((await _cli(env, "condor", "open", "AAPL", "--dry-run", "--json")).stdout)
+    one = D(str(dry["risk"]["risk"]))
+    # $6,000 cap: the open row leaves room for one condor and a half, never two.
+    await _open_condor_row(pool, "ic-room-for-one", D(6_000) - one * D("1.5"))
+    started: list[str] = []
+    try:
+        done = await asyncio.gather(
+            _cli(env, "condor", "open", "AAPL", "--json"),
+            _cli(env, "condor", "open", "AAPL", "--json"),
+        )
+        results = [json.loads(d.stdout) for d in done]
+        started = [r["workflow_id"] for r in results if r["workflow_id"]]
+        assert sorted(d.returncode for d in done) == [0, 1], [d.stderr for d in done]
+        [placed] = [r for r in results if r["placed"]]
+        [refused] = [r for r in results if not r["placed"]]
+        assert refused["risk"]["reason"] == "heat_cap", refused["risk"]
+        # The first's row was there when the second checked: PENDING_ENTRY at its max loss.
+        row = await pool.fetchrow(
+            "SELECT status, max_loss, workflow_id FROM option_trades WHERE id = $1",
+            placed["trade_id"],
+        )
+        assert row is not None and row["status"] == "PENDING_ENTRY"
+        assert row["max_loss"] == one and row["workflow_id"] == placed["workflow_id"]
+        assert (
+            await pool.fetchval("SELECT count(*) FROM option_trades WHERE id <> 'ic-room-for-one'")
+            == 1
+        )
+    finally:
+        for workflow_id in started:
+            await client.get_workflow_handle(workflow_id).terminate("test finished")
+        await pool.execute("DELETE FROM option_trades")

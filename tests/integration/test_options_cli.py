@@ -191,7 +191,7 @@ async def test_bad_input_exits_2_with_one_line(env: dict[str, str]) -> None:
 
 
 async def test_condor_open_starts_one_option_trade_for_the_plan(
-    env: dict[str, str], client: Client
+    env: dict[str, str], client: Client, pool: asyncpg.Pool
 ) -> None:
     """Without --dry-run the plan becomes `option-trade-<id>`: the workflow is started with the
     plan, asking the credit at the mids and walking at most to the natural credit (the
@@ -214,5 +214,14 @@ async def test_condor_open_starts_one_option_trade_for_the_plan(
         assert spec.plan.long_call.symbol == plan["long_call"]["symbol"]
         assert spec.limit_credit <= D(str(plan["credit_mid"]))
         assert spec.limit_credit - spec.max_walk >= D(str(plan["credit_natural"])) - D("0.01")
+        # Its ledger row was reserved before the start (no worker runs here to write it).
+        row = await pool.fetchrow(
+            "SELECT status, workflow_id FROM option_trades WHERE id = $1", result["trade_id"]
+        )
+        assert row is not None and (row["status"], row["workflow_id"]) == (
+            "PENDING_ENTRY",
+            workflow_id,
+        )
     finally:
         await handle.terminate("test finished")
+        await pool.execute("DELETE FROM option_trades WHERE id = $1", result["trade_id"])

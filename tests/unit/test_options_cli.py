@@ -12,12 +12,12 @@ import pytest
 
 from broker.options import ListedContract, build_chain
 from cli.condor import (
-    claimed_legs,
     claimed_message,
     expiry_too_close,
     parse_delta,
     parse_qty,
 )
+from cli.condor_entry import claimed_legs
 from cli.options import OptionsInputError, check_width, parse_symbol, parse_width
 from tests.unit.test_option_positions import condor_legs, plan, row
 from trading.options.adoption import adopted_condor_plan
