@@ -31,8 +31,8 @@ from broker.metered import MeteredGateway
 from broker.option_positions import MeteredOptionPositions
 from ledger.option_trades import OptionTrades
 from ledger.trades import Trades
+from trading.options.condor_pairing import OptionPosition
 from trading.options.positions import (
-    OptionPosition,
     OptionsPlan,
     capped_options,
     option_reconcile_plan,

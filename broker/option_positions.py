@@ -18,7 +18,7 @@ from broker.metered import Metered
 from broker.options import AlpacaOptionsGateway
 from trading.broker_budget import Priority
 from trading.options.chain import is_option_symbol
-from trading.options.positions import OptionPosition
+from trading.options.condor_pairing import OptionPosition
 
 OPTION_POSITIONS_CALL = "option_positions"
 

@@ -22,8 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.option_ledger import OptionLedgerActivities
     from trading.models import JsonScalar
     from trading.options.adoption import adoption_input, restart_input
+    from trading.options.condor_pairing import AdoptableCondor
     from trading.options.positions import (
-        AdoptableCondor,
         HeldOptionTrade,
         OptionGhost,
         OptionsPlan,

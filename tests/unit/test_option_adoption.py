@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.unit.test_option_positions import NOW, TODAY, condor_legs, leg, plan, row
 from trading.options.adoption import adopted_exit_rules, adoption_input, restart_input
 from trading.options.chain import OptionRight
+from trading.options.condor_pairing import AdoptableCondor
 from trading.options.exits import (
     CondorExitRule,
     CondorExitRules,
@@ -19,7 +20,6 @@ from trading.options.exits import (
     ExitAction,
     next_exit,
 )
-from trading.options.positions import AdoptableCondor
 from trading.options.trade_models import OptionTradeStatus
 
 DEFAULT_DTE = CondorExitRules().close_at_dte

@@ -14,13 +14,15 @@ from trading.broker_models import OrderSide
 from trading.ledger_records import TradeOrigin
 from trading.options.adoption import RESTARTED_CLOSE, adoption_input, restart_input
 from trading.options.chain import OptionRight, format_occ_symbol
-from trading.options.positions import (
+from trading.options.condor_pairing import (
     MAX_TRADE_ID,
     AdoptableCondor,
     OptionPosition,
+    find_condors,
+)
+from trading.options.positions import (
     OptionsPlan,
     capped_options,
-    find_condors,
     option_reconcile_plan,
     restartable,
 )

@@ -21,8 +21,9 @@ from decimal import Decimal
 from trading.ledger_records import TradeOrigin
 from trading.options.chain import CONTRACT_MULTIPLIER, OptionContractQuote, parse_occ_symbol
 from trading.options.condor import CondorPlan
+from trading.options.condor_pairing import AdoptableCondor, OptionPosition
 from trading.options.exits import CondorExitRules
-from trading.options.positions import AdoptableCondor, HeldOptionTrade, OptionPosition
+from trading.options.positions import HeldOptionTrade
 from trading.options.trade_models import (
     OptionTradeInput,
     OptionTradeSpec,

@@ -46,7 +46,7 @@ from trading.broker_models import OrderSide, OrderStatus
 from trading.ledger_records import TradeOrigin
 from trading.options.adoption import adopted_condor_plan
 from trading.options.chain import parse_occ_symbol
-from trading.options.positions import OptionPosition, adopted_trade_id, find_condors
+from trading.options.condor_pairing import OptionPosition, adopted_trade_id, find_condors
 from trading.options.records import (
     OptionTradeGhost,
     OptionTradeRecord,
