@@ -1,7 +1,7 @@
 """OptionAdoptionActivities: reconcile's reach into option trade workflows.
 
 Adopting a held condor starts `option-trade-<id>` already OPEN. The id is the condor's
-deterministic trade id (trading/options/positions.py), and each workflow id is used once: a
+deterministic trade id (trading/options/condor_pairing.py), and each workflow id is used once: a
 running workflow is kept (conflict policy USE_EXISTING) and an ended one is never started again
 (reuse policy REJECT_DUPLICATE) - a second run of an ended trade would send a closing order for
 legs it no longer holds. A repeated or overlapping reconcile therefore starts nothing twice.

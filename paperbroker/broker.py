@@ -314,7 +314,7 @@ class Broker:
             if order.parent_id is not None or order.side is not Side.BUY:
                 continue
             if order.asset_class != "us_equity":
-                continue  # options buying power counts option orders (options_orders.py)
+                continue  # options buying power counts option orders (options_margin.py)
             if self.book.position_qty(order.symbol) < 0:
                 continue
             quote = self.prices.quote(order.symbol, when)

@@ -1,10 +1,11 @@
 """OptionTradeWorkflow's input for a condor reconcile adopts or restarts (pure).
 
-trading/options/positions.py finds the held condors no row claims (`AdoptableCondor`) and the
-open rows whose legs are all held (`HeldOptionTrade`); this module turns them into the input
-of a new OptionTradeWorkflow run: `adoption_input` starts an adopted condor already OPEN at the
-credit it was opened for, origin external; `restart_input` starts a new run of a held trade
-whose workflow ended, OPEN at the row's credit (CLOSING under its exit reason), its origin.
+trading/options/condor_pairing.py finds the held condors no row claims (`AdoptableCondor`) and
+trading/options/positions.py the open rows whose legs are all held (`HeldOptionTrade`); this
+module turns them into the input of a new OptionTradeWorkflow run: `adoption_input` starts an
+adopted condor already OPEN at the credit it was opened for, origin external; `restart_input`
+starts a new run of a held trade whose workflow ended, OPEN at the row's credit (CLOSING under
+its exit reason), its origin.
 
 Both run by the default exit rules (trading/options/exits.py), except one: a condor already at
 or inside the DTE threshold (days to expiry <= close_at_dte, 21 by default) - a weekly opened
