@@ -1,10 +1,13 @@
-"""Helpers shared by the integration harnesses: stopping workflows a test leaves running."""
+"""Helpers shared by the integration harnesses: polling until a condition holds, stopping
+workflows a test leaves running."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -15,6 +18,28 @@ from broker.endpoint import BrokerEndpoint
 from broker.metered import MeteredGateway, ObservedGateway
 from contracts.control import WORKFLOW_ID as CONTROL_WORKFLOW_ID
 from trading.broker_budget import BudgetConfig
+
+T = TypeVar("T")
+
+
+async def poll_until(
+    read: Callable[[], Awaitable[T]],
+    check: Callable[[T], bool],
+    within: float,
+    *,
+    every: float = 0.2,
+    shown: Callable[[T], str] = repr,
+) -> T:
+    """Read until `check` holds and return that value; fail after `within` seconds showing
+    the last value read (through `shown`)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await read()
+        if check(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met in {within}s; last read: {shown(value)}")
+        await asyncio.sleep(every)
 
 
 async def terminate_running(handles: Iterable[WorkflowHandle[Any, Any]], reason: str) -> None:

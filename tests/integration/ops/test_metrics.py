@@ -32,6 +32,7 @@ from ops.telemetry import metrics_url
 from paperbroker.admin_client import AdminClient
 from settings import Settings
 from tests.conftest import free_port
+from tests.integration.helpers import poll_until
 from tests.integration.trade.conftest import TradeHarness, eventually
 from trading.broker_budget import BudgetConfig
 from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun
@@ -89,6 +90,22 @@ class Scrape:
         return {key for key in self.samples if key[0].startswith(prefix)}
 
 
+async def until_scraped(
+    scrape: Callable[[], Scrape], check: Callable[[Scrape], bool], within_s: float, prefix: str
+) -> Scrape:
+    """Scrape until `check` holds; on a timeout show the samples whose names start `prefix`."""
+    return await poll_until(
+        lambda: asyncio.to_thread(scrape),
+        check,
+        within_s,
+        every=0.3,
+        shown=lambda last: (
+            "the scrape never showed it:\n"
+            + "\n".join(line for line in last.text.splitlines() if line.startswith(prefix))
+        ),
+    )
+
+
 @dataclass
 class Metered:
     """Trades on a worker whose client serves Prometheus, with BrokerSync running."""
@@ -102,15 +119,8 @@ class Metered:
             return Scrape(answer.read().decode())
 
     async def until(self, check: Callable[[Scrape], bool], within_s: float = 20) -> Scrape:
-        deadline = time.monotonic() + within_s
-        while True:
-            scrape = await asyncio.to_thread(self.scrape)
-            if check(scrape):
-                return scrape
-            assert time.monotonic() < deadline, "the scrape never showed it:\n" + "\n".join(
-                line for line in scrape.text.splitlines() if line.startswith("dt_")
-            )
-            await asyncio.sleep(0.3)
+        """Scrape until `check` holds."""
+        return await until_scraped(self.scrape, check, within_s, "dt_")
 
 
 @pytest_asyncio.fixture

@@ -10,7 +10,6 @@ The worker is the production one, its client built by make_client with a METRICS
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from ops.telemetry import metrics_url
 from paperbroker.admin_client import AdminClient
 from settings import Settings
 from tests.conftest import free_port
-from tests.integration.ops.test_metrics import Scrape
+from tests.integration.ops.test_metrics import Scrape, until_scraped
 from tests.integration.options.conftest import (
     LONG_CALL,
     LONG_PUT,
@@ -85,15 +84,7 @@ class MeteredOptions:
 
     async def until(self, check: Callable[[Scrape], bool], within_s: float = 20) -> Scrape:
         """Scrape until `check` holds."""
-        deadline = time.monotonic() + within_s
-        while True:
-            scrape = await asyncio.to_thread(self.scrape)
-            if check(scrape):
-                return scrape
-            assert time.monotonic() < deadline, "the scrape never showed it:\n" + "\n".join(
-                line for line in scrape.text.splitlines() if line.startswith("dt_option")
-            )
-            await asyncio.sleep(0.3)
+        return await until_scraped(self.scrape, check, within_s, "dt_option")
 
 
 @pytest_asyncio.fixture

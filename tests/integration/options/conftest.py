@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +21,7 @@ from broker.alpaca import AlpacaGateway
 from broker.option_orders import OptionOrdersGateway
 from contracts.option_trade import workflow_id
 from paperbroker.admin_client import AdminClient
+from tests.integration.helpers import poll_until
 from trading.options.chain import OptionContractQuote, parse_occ_symbol
 from trading.options.condor import CondorPlan
 from trading.options.exits import CondorExitRules
@@ -119,14 +118,7 @@ class OptionHarness:
         within: float = 30.0,
     ) -> OptionTradeView:
         """Poll STATUS until the predicate holds."""
-        deadline = time.monotonic() + within
-        view: OptionTradeView | None = None
-        while time.monotonic() < deadline:
-            view = await handle.query(OptionTradeWorkflow.status)
-            if predicate(view):
-                return view
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"condition not met in {within}s; last view: {view}")
+        return await poll_until(lambda: handle.query(OptionTradeWorkflow.status), predicate, within)
 
     def option_positions(self) -> dict[str, Decimal]:
         """Signed qty of every option position at the broker."""

@@ -25,6 +25,7 @@ from ledger.orders import Orders
 from ledger.risk import RiskEvents
 from ledger.trades import Trades
 from paperbroker.admin_client import AdminClient
+from tests.integration.helpers import poll_until
 from trading.broker_sync_models import BrokerSyncInput, BrokerSyncRun
 from trading.ledger_records import OrderRecord, RiskEventRecord, TradeRecord
 from trading.ticks import protective_stop_price
@@ -88,27 +89,14 @@ class TradeHarness:
         within: float = 30.0,
     ) -> TradeStatusView:
         """Poll the status query until the predicate holds."""
-        deadline = time.monotonic() + within
-        view: TradeStatusView | None = None
-        while time.monotonic() < deadline:
-            view = await handle.query(TradeWorkflow.status)
-            if predicate(view):
-                return view
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"condition not met in {within}s; last view: {view}")
+        return await poll_until(lambda: handle.query(TradeWorkflow.status), predicate, within)
 
     async def settled(
         self, read: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 10.0
     ) -> T:
         """Read the ledger until `check` holds: a workflow shows a change in its query before
         the activity that writes it to the ledger has finished."""
-        deadline = time.monotonic() + within
-        value = await read()
-        while not check(value):
-            assert time.monotonic() < deadline, f"ledger did not settle in {within}s: {value}"
-            await asyncio.sleep(0.1)
-            value = await read()
-        return value
+        return await poll_until(read, check, within, every=0.1)
 
     async def open_trade(self, **fields: Any) -> tuple[WorkflowHandle[Any, Any], TradeStatusView]:
         """Start a trade and wait until it is OPEN with a stop order."""
