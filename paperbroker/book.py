@@ -18,6 +18,7 @@ from paperbroker.models import (
     PositionRecord,
     Side,
     Status,
+    after_fill,
 )
 
 log = logging.getLogger(__name__)
@@ -169,18 +170,11 @@ class Book:
                 symbol=order.symbol, asset_id=order.asset_id, qty=signed, avg_entry_price=price
             )
             return
-        new_qty = position.qty + signed
-        if new_qty == 0:
+        qty, avg = after_fill(position.qty, position.avg_entry_price, signed, price)
+        if qty == 0:
             del self.positions[order.symbol]
-        elif position.qty == 0 or (position.qty > 0) == (signed > 0):
-            cost = position.avg_entry_price * abs(position.qty) + price * abs(signed)
-            position.avg_entry_price = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
-            position.qty = new_qty
-        elif (position.qty > 0) != (new_qty > 0):
-            position.qty = new_qty
-            position.avg_entry_price = price
         else:
-            position.qty = new_qty
+            position.qty, position.avg_entry_price = qty, avg
 
     def legs_of(self, order: OrderRecord) -> list[OrderRecord]:
         """Return the legs of a complex order."""

@@ -193,6 +193,24 @@ class OptionPositionRecord(BaseModel):
     avg_entry_price: Decimal
 
 
+def after_fill(
+    qty: Decimal, avg_entry: Decimal, signed: Decimal, price: Decimal
+) -> tuple[Decimal, Decimal]:
+    """A position's (qty, average entry price) after `signed` units at `price`, for stock and
+    option positions alike: adding to it (or opening from flat) averages the entry price,
+    reducing it keeps the price, crossing through zero starts the new side at `price`. A qty
+    of 0 means the position is gone."""
+    new_qty = qty + signed
+    if new_qty == 0:
+        return new_qty, avg_entry
+    if qty == 0 or (qty > 0) == (signed > 0):
+        cost = avg_entry * abs(qty) + price * abs(signed)
+        return new_qty, (cost / abs(new_qty)).quantize(Decimal("0.0001"))
+    if (qty > 0) != (new_qty > 0):
+        return new_qty, price
+    return new_qty, avg_entry
+
+
 class AccountRecord(BaseModel):
     """Cash and identity of the single paper account."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from paperbroker.assets import asset_id_for
 from paperbroker.errors import CODE_INVALID, position_not_found, unprocessable
-from paperbroker.models import PositionRecord
+from paperbroker.models import PositionRecord, after_fill
 from paperbroker.options_expiry import Holding, exercise, expiry_actions, parse_contract
 from paperbroker.options_margin import OptionsActivity, OptionsMargin
 
@@ -90,14 +90,8 @@ def _move_shares(
             symbol=symbol, asset_id=asset_id_for(symbol), qty=signed, avg_entry_price=price
         )
         return
-    new_qty = position.qty + signed
-    if new_qty == 0:
+    qty, avg = after_fill(position.qty, position.avg_entry_price, signed, price)
+    if qty == 0:
         del positions[symbol]
-    elif (position.qty > 0) == (signed > 0):
-        cost = position.avg_entry_price * abs(position.qty) + price * abs(signed)
-        position.avg_entry_price = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
-        position.qty = new_qty
-    elif (position.qty > 0) != (new_qty > 0):
-        position.qty, position.avg_entry_price = new_qty, price
     else:
-        position.qty = new_qty
+        position.qty, position.avg_entry_price = qty, avg

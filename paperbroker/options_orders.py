@@ -40,6 +40,7 @@ from paperbroker.models import (
     Side,
     Status,
     TimeInForce,
+    after_fill,
 )
 from paperbroker.options_contracts import OptionUniverse, contract_id_for
 from paperbroker.options_exercise import OptionsExercise
@@ -299,17 +300,11 @@ class OptionsDesk(OptionsExercise):
                 symbol=symbol, qty=signed, avg_entry_price=price
             )
             return
-        new_qty = position.qty + signed
-        if new_qty == 0:
+        qty, avg = after_fill(position.qty, position.avg_entry_price, signed, price)
+        if qty == 0:
             del self.positions[symbol]
-        elif (position.qty > 0) == (signed > 0):
-            cost = position.avg_entry_price * abs(position.qty) + price * abs(signed)
-            position.avg_entry_price = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
-            position.qty = new_qty
-        elif (position.qty > 0) != (new_qty > 0):
-            position.qty, position.avg_entry_price = new_qty, price
         else:
-            position.qty = new_qty
+            position.qty, position.avg_entry_price = qty, avg
 
     # ---- open orders and position views ---------------------------------------------------
     def has_open_orders(self) -> bool:
