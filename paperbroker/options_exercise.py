@@ -68,7 +68,11 @@ class OptionsExercise(OptionsMargin):
                 continue
             _move_shares(book.positions, action.underlying, action.shares, action.strike)
             book.account.cash += action.cash
-            self.activities.append(OptionsActivity("OPTRD", action.underlying, action.shares, when))
+            self.activities.append(
+                OptionsActivity(
+                    "OPTRD", action.underlying, action.shares, when, action.cash, action.strike
+                )
+            )
         gone = {action.symbol for action in actions}
         for order in book.open_orders():
             # Orders on a contract that is gone can no longer execute: they end with it.

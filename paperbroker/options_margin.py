@@ -79,12 +79,18 @@ def net_price(legs: list[OptionLeg], quotes: Mapping[str, OptionQuoteLike]) -> D
 
 @dataclass(frozen=True)
 class OptionsActivity:
-    """A non-trade activity (OPEXC, OPASN, OPEXP) as Alpaca records it."""
+    """A non-trade activity (OPEXC, OPASN, OPEXP, OPTRD) as Alpaca records it.
+
+    `net_amount` is the cash it moved (the shares' strike value for OPTRD, else 0) and `price`
+    the strike the shares moved at (OPTRD only); GET /v2/account/activities answers them.
+    """
 
     activity_type: str
     symbol: str
     qty: Decimal
     when: datetime
+    net_amount: Decimal = ZERO
+    price: Decimal | None = None
 
 
 class OptionsMargin:

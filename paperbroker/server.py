@@ -21,6 +21,7 @@ from paperbroker.clock import ClockMode, SimClock
 from paperbroker.config import BrokerConfig
 from paperbroker.errors import ApiError
 from paperbroker.faults import FaultBook, FaultRule
+from paperbroker.http_activities import activities_routes
 from paperbroker.http_data import MARKET_DATA_KEY, PAGE_LIMIT_KEY, data_routes
 from paperbroker.http_options import register_options
 from paperbroker.http_trading import BROKER_KEY, json_response, trading_routes
@@ -183,6 +184,7 @@ class PaperBrokerServer:
         app[PAGE_LIMIT_KEY] = self.config.max_bars_page
         app[SERVER_KEY] = self
         app.add_routes(trading_routes)
+        app.add_routes(activities_routes)
         app.add_routes(data_routes)
         register_options(app, self.broker, self.calendar)
         app.add_routes(admin_routes)
