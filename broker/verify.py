@@ -32,6 +32,7 @@ from broker.endpoint import BrokerEndpoint
 from broker.errors import AuthFailed, BrokerError
 from broker.gateway import find_asset
 from broker.verify_answers import ANSWER_CHECKS
+from broker.verify_options import OPTION_CHECKS
 from broker.verify_orders import ORDER_CHECKS, POSITION_CHECKS
 from broker.verify_session import (
     READ_TIMEOUT_S,
@@ -54,8 +55,15 @@ DEFAULT_SYMBOLS = ("SPY", "QQQ", "IWM", "DIA")
 LIVE_TRADING_HOSTS = frozenset({"api.alpaca.markets"})
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Position-free checks first; the stream check before the share is bought.
-CHECKS: tuple[Check, ...] = (*ANSWER_CHECKS, *ORDER_CHECKS, STREAM_CHECK, *POSITION_CHECKS)
+# Position-free checks first (the options ones open no position); the stream check before the
+# share is bought.
+CHECKS: tuple[Check, ...] = (
+    *ANSWER_CHECKS,
+    *ORDER_CHECKS,
+    *OPTION_CHECKS,
+    STREAM_CHECK,
+    *POSITION_CHECKS,
+)
 
 
 class VerifyRefused(Exception):

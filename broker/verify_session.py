@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -31,6 +32,7 @@ from broker.alpaca import AlpacaGateway, DeadlineAdapter, map_error
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError, NotFound
 from trading.broker_models import (
+    TERMINAL_STATUSES,
     BrokerOrder,
     OrderClass,
     OrderIntent,
@@ -39,6 +41,7 @@ from trading.broker_models import (
     OrderType,
     ProbeOutcome,
     TimeInForce,
+    order_status,
 )
 from trading.ticks import Rounding, normalize_price
 
@@ -221,6 +224,11 @@ class VerifySession:
         self._tracked: dict[str, None] = {}  # order ids, in the order they were placed
         self._sent: list[str] = []  # client_order_ids sent
         self._answered: set[str] = set()  # ... whose order (or definite refusal) came back
+        # Option orders: the stock gateway does not read them (an mleg parent is no stock
+        # order class), so the cleanup reads and cancels them as plain JSON.
+        self._options: dict[str, None] = {}  # parent ids, in the order they were placed
+        self._option_legs: set[str] = set()
+        self._option_sent: dict[str, None] = {}  # client_order_ids of option orders sent
 
     def once(self, key: str, make: Callable[[], BrokerOrder]) -> BrokerOrder:
         """The order several checks share, made on first use (a failure is remembered too)."""
@@ -309,6 +317,44 @@ class VerifySession:
         self.track_raw(placed)
         return dict(placed)
 
+    def submit_option_raw(self, request: OrderRequest) -> dict[str, Any] | BrokerAnswer:
+        """POST an option order through alpaca-py as is: the order (tracked as an option
+        order) or the refusal."""
+        cid = request.client_order_id
+        if cid:
+            self._option_sent.setdefault(cid)
+        try:
+            placed: Any = self.client_call(lambda: self.raw.client.submit_order(request))
+        except APIError as exc:
+            answer = answer_of(exc)
+            if cid and answer.status is not None and answer.status < 500:
+                self._answered.add(cid)  # refused: nothing to clean up
+            return answer
+        self.track_option(placed)
+        return dict(placed)
+
+    def replace_option_raw(
+        self, order_id: str, change: ReplaceOrderRequest
+    ) -> dict[str, Any] | BrokerAnswer:
+        """PATCH an option order through alpaca-py as is: the new order (tracked) or the refusal."""
+        try:
+            placed: Any = self.client_call(
+                lambda: self.raw.client.replace_order_by_id(order_id, change)
+            )
+        except APIError as exc:
+            return answer_of(exc)
+        self.track_option(placed)
+        return dict(placed)
+
+    def track_option(self, order: Any) -> None:
+        """Remember an option order given as JSON (its legs end with it)."""
+        if isinstance(order, dict) and order.get("id"):
+            self._options.setdefault(str(order["id"]))
+            self._answered.add(str(order.get("client_order_id")))
+            for leg in order.get("legs") or []:
+                if isinstance(leg, dict) and leg.get("id"):
+                    self._option_legs.add(str(leg["id"]))
+
     def client_call(self, call: Callable[[], Any]) -> Any:
         """Run a raw alpaca-py call; transport failures become broker errors."""
         try:
@@ -370,14 +416,16 @@ class VerifySession:
         try:
             self._adopt_strays(errors)
             cancelled, still_open = self._cancel_tracked(errors)
+            options_cancelled, options_open = self._cancel_options(errors)
+            cancelled, still_open = cancelled + options_cancelled, still_open + options_open
             position_left = self._close_position(errors) if self.may_hold_position else None
         except Exception as exc:  # the report must still say what may be left behind
             logger.debug("cleanup failed", exc_info=True)
             return CleanupReport(
                 complete=False,
-                orders_placed=len(self._tracked),
+                orders_placed=self.orders_placed,
                 orders_cancelled=[],
-                orders_left_open=self.tracked,
+                orders_left_open=self.tracked + list(self._options),
                 position_opened=self.may_hold_position,
                 position_left="unknown" if self.may_hold_position else None,
                 errors=[f"cleanup failed: {type(exc).__name__}: {exc}"],
@@ -386,13 +434,77 @@ class VerifySession:
         left_errors += [v for k, v in errors.items() if k.startswith("@")]
         return CleanupReport(
             complete=not still_open and position_left is None,
-            orders_placed=len(self._tracked),
+            orders_placed=self.orders_placed,
             orders_cancelled=cancelled,
             orders_left_open=still_open,
             position_opened=self.may_hold_position,
             position_left=position_left,
             errors=left_errors,
         )
+
+    @property
+    def orders_placed(self) -> int:
+        """Orders this run created, legs and option orders included."""
+        return len(self._tracked) + len(self._options) + len(self._option_legs)
+
+    def _raw_order(self, order_id: str) -> dict[str, Any]:
+        order: Any = self.client_call(lambda: self.raw.client.get_order_by_id(order_id))
+        return dict(order)
+
+    def _cancel_options(self, errors: dict[str, str]) -> tuple[list[str], list[str]]:
+        """Cancel every option order of this run still open and wait for them to end."""
+        for cid in self._option_sent:
+            if cid in self._answered:
+                continue
+            try:  # an option order whose answer never arrived
+                self.track_option(
+                    self.client_call(partial(self.raw.client.get_order_by_client_id, cid))
+                )
+            except APIError as exc:
+                if exc.status_code != 404:
+                    errors[f"@{cid}"] = f"{cid} not looked up: {answer_of(exc).describe()}"
+            except BrokerError as exc:
+                errors[f"@{cid}"] = f"{cid} not looked up: {type(exc).__name__}: {exc.message}"
+        deadline = time.monotonic() + CLEANUP_TIMEOUT_S
+        ended: set[str] = set()
+        asked: set[str] = set()
+        cancelled: list[str] = []
+        delay = 0.1
+        while True:
+            still_open: list[str] = []
+            for order_id in list(self._options):
+                if order_id in ended:
+                    continue
+                try:
+                    order = self._raw_order(order_id)
+                except (APIError, BrokerError) as exc:
+                    if isinstance(exc, APIError) and exc.status_code == 404:
+                        ended.add(order_id)
+                        continue
+                    errors[order_id] = f"{order_id}: {type(exc).__name__}: {exc}"
+                    still_open.append(order_id)
+                    continue
+                if order.get("replaced_by"):
+                    self._options.setdefault(str(order["replaced_by"]))
+                status = order_status(str(order.get("status")))
+                if status in TERMINAL_STATUSES:
+                    ended.add(order_id)
+                    continue
+                still_open.append(order_id)
+                if order_id in asked or status is OrderStatus.PENDING_CANCEL:
+                    continue
+                asked.add(order_id)
+                try:
+                    self.client_call(partial(self.raw.client.cancel_order_by_id, order_id))
+                    cancelled.append(order_id)
+                except (APIError, BrokerError) as exc:
+                    errors[order_id] = f"{order_id}: {type(exc).__name__}: {exc}"
+                    asked.discard(order_id)
+            left = deadline - time.monotonic()
+            if not still_open or left <= 0:
+                return cancelled, still_open
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
 
     def _adopt_strays(self, errors: dict[str, str]) -> None:
         # Orders whose answer never arrived (Ctrl-C mid-request, a lost response) or that

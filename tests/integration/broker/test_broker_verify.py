@@ -19,6 +19,7 @@ import time
 import pytest
 
 from broker.verify import CHECKS, VerifyOptions, VerifyReport, exit_code, run_verify
+from broker.verify_options import OPTION_CHECKS
 from broker.verify_orders import HIDDEN_LEGS_NOTE
 from broker.verify_session import Verdict
 from paperbroker.admin_client import AdminClient
@@ -37,6 +38,7 @@ POSITION_CHECKS = {
 }
 # Not observable while the market is open and orders route at once (it skips with its reason).
 TIMING_DEPENDENT = {"replace_refused_while_accepted"}
+OPTION_CHECK_NAMES = [check.name for check in OPTION_CHECKS]
 
 
 def broker_env(paper_broker: RunningBroker, **overrides: str) -> dict[str, str]:
@@ -86,6 +88,75 @@ async def test_every_check_passes_and_the_run_leaves_nothing_behind(
     assert cleanup.orders_placed >= 10 and not cleanup.orders_left_open
     assert exit_code(report) == 0
     assert_nothing_left(broker_admin)
+
+
+async def test_the_options_checks_pass_and_open_no_option_position(
+    paper_broker: RunningBroker, broker_admin: AdminClient
+) -> None:
+    report = await asyncio.to_thread(
+        run_verify, endpoint_for(paper_broker), VerifyOptions(), checks=OPTION_CHECKS
+    )
+    by_name = {c.name: c for c in report.checks}
+    assert list(by_name) == OPTION_CHECK_NAMES
+    assert all(c.verdict is Verdict.PASS for c in report.checks), [
+        f"{c.name}: {c.observed}" for c in report.checks
+    ]
+    assert "options_trading_level 3" in by_name["options_account"].observed
+    assert "page 2: 5 contracts" in by_name["option_contracts_paging"].observed
+    assert "with greeks and implied volatility (e.g." in by_name["option_chain_snapshot"].observed
+    condor = by_name["mleg_condor_order"].observed
+    assert "as 'mleg' with 4 legs" in condor
+    assert "replace refused: 422" in condor  # reported; our workflow never replaces an mleg
+    assert condor.endswith("lookup by client_order_id found the first order")
+    assert "-> canceled" in condor and "client_order_id must be unique" in condor
+    assert "an empty list" in by_name["option_activities"].observed
+    assert report.cleanup.complete and report.cleanup.orders_placed == 5  # parent + 4 legs
+    assert exit_code(report) == 0
+    assert not paper_broker.server.broker.options.positions
+    routes = broker_admin.requests()["by_route"]
+    assert routes["POST /v2/orders"] == 2  # the condor, and its refused resubmit
+    assert routes["GET /v2/account/activities"] == 1
+    assert_nothing_left(broker_admin)
+
+
+async def test_an_account_without_options_fails_the_level_and_skips_the_rest(
+    paper_broker: RunningBroker, broker_admin: AdminClient
+) -> None:
+    desk = paper_broker.server.broker.options
+    desk.level = 0  # options not enabled (Alpaca level 0); no setting reaches it yet
+    try:
+        report = await asyncio.to_thread(
+            run_verify, endpoint_for(paper_broker), VerifyOptions(), checks=OPTION_CHECKS
+        )
+    finally:
+        desk.level = 3
+    first, *rest = report.checks
+    assert first.name == "options_account" and first.verdict is Verdict.FAIL
+    assert "options_trading_level 0" in first.observed
+    assert "enable options trading level 3" in first.observed
+    assert first.affects.startswith("OptionTradeWorkflow's entry")
+    assert [c.name for c in rest] == OPTION_CHECK_NAMES[1:]
+    for check in rest:
+        assert check.verdict is Verdict.SKIP, (check.name, check.observed)
+        assert "options level is 0, not 3 (see options_account)" in check.observed
+    assert exit_code(report) == 1 and report.cleanup.orders_placed == 0
+    assert "POST /v2/orders" not in broker_admin.requests()["by_route"]
+    assert_nothing_left(broker_admin)
+
+
+async def test_an_activities_answer_that_is_not_a_list_fails(
+    paper_broker: RunningBroker, broker_admin: AdminClient
+) -> None:
+    broker_admin.add_fault(
+        method="GET", path="/v2/account/activities", status=200, body={"activities": []}
+    )
+    activities = next(c for c in OPTION_CHECKS if c.name == "option_activities")
+    report = await asyncio.to_thread(
+        run_verify, endpoint_for(paper_broker), VerifyOptions(), checks=[activities]
+    )
+    (check,) = report.checks
+    assert check.verdict is Verdict.FAIL and "not a list" in check.observed
+    assert check.affects.startswith("booking an assigned or exercised condor's P&L")
 
 
 async def test_hidden_held_legs_and_slow_routing_and_cancels_still_pass(
@@ -145,8 +216,14 @@ async def test_a_broker_that_answers_differently_fails_and_names_the_guard_behav
         "FAIL duplicate_client_order_id -> affects: at most once: a submit retried after a "
         "lost answer resolves to the existing order"
     ) in done.stdout
+    # The condor's at-most-once relies on the same lookup.
+    assert (
+        "FAIL mleg_condor_order -> affects: OptionTradeWorkflow's entry and exit: one mleg "
+        "limit order, at most once by client_order_id"
+    ) in done.stdout
+    assert "lookup by client_order_id found nothing (absent)" in " ".join(done.stdout.split())
     assert "ASSUMPTION" in done.stdout and "OBSERVED" in done.stdout
-    assert "summary: " in done.stdout and "1 FAIL" in done.stdout
+    assert "summary: " in done.stdout and "2 FAIL" in done.stdout
     assert "cleanup complete" in done.stdout
     assert "FAIL  duplicate_client_order_id" in done.stderr  # progress, one line per check
     assert_nothing_left(broker_admin)
