@@ -4,7 +4,8 @@ Runs the checks of broker/verify_checks.py against the configured account (the l
 broker, an Alpaca paper account, or - only with --allow-live and the live confirmation - a live
 one) and reports each as PASS, FAIL or SKIP with the guard behaviour that relies on it. Orders
 are one share, priced far from the market, on a symbol the account neither holds nor trades,
-time in force `day`; all of them are cancelled at the end, also after Ctrl-C.
+time in force `day`; the options checks (broker/verify_options.py) add one 1-lot iron condor
+that cannot fill. All of them are cancelled at the end, also after Ctrl-C.
 The report is `VerifyReport` (JSON schema: docs/broker_verify.schema.json).
 """
 

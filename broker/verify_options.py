@@ -35,7 +35,7 @@ from broker.verify_session import (
     passed,
     verdict_of,
 )
-from trading.broker_models import OrderSide
+from trading.broker_models import TERMINAL_STATUSES, OrderSide, order_status
 from trading.options.chain import OptionRight
 from trading.options.trade_models import MlegOrderIntent, OptionLeg
 
@@ -44,6 +44,7 @@ CONTRACTS_PAGE = 5
 DAYS_OUT = (30, 45)
 OPTION_EVENTS = ("OPEXC", "OPASN", "OPEXP")
 CENT = Decimal("0.01")
+ORDER_END_TIMEOUT_S = 10.0
 OPTIONS_GATEWAY = "options_gateway"
 OPTIONS_LEVEL = "options_level"
 CONDOR_EXPIRY = "condor_expiry"
@@ -238,22 +239,25 @@ def _read_order(session: VerifySession, order_id: str) -> dict[str, Any]:
     return dict(order)
 
 
-def _cancel_and_wait(session: VerifySession, order_id: str) -> tuple[str, list[str]]:
-    """Cancel the order (as OptionOrdersGateway.cancel does) and poll it to its end."""
-    _gateway(session).cancel(order_id)
-    deadline = time.monotonic() + 10.0
+def _wait_end(session: VerifySession, order_id: str) -> tuple[str, list[str]]:
+    """Poll the order (as JSON) until it is final or 10 s pass: its status and the path."""
+    deadline = time.monotonic() + ORDER_END_TIMEOUT_S
     seen: list[str] = []
     delay = 0.1
     while True:
         status = str(_read_order(session, order_id).get("status"))
         if not seen or seen[-1] != status:
             seen.append(status)
-        if status in ("canceled", "filled", "expired", "rejected", "replaced"):
-            return status, seen
-        if time.monotonic() >= deadline:
+        if order_status(status) in TERMINAL_STATUSES or time.monotonic() >= deadline:
             return status, seen
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _cancel_and_wait(session: VerifySession, order_id: str) -> tuple[str, list[str]]:
+    """Cancel the order as OptionOrdersGateway.cancel does and poll it to its end."""
+    _gateway(session).cancel(order_id)
+    return _wait_end(session, order_id)
 
 
 def mleg_condor_order(session: VerifySession) -> Observed:
@@ -290,8 +294,10 @@ def mleg_condor_order(session: VerifySession) -> Observed:
     if isinstance(replace, BrokerAnswer):
         replaced = f"replace refused: {replace.describe()}"
     else:
+        # A replace is asynchronous: cancel the new order once the old one has ended.
+        old_status, _ = _wait_end(session, order_id)
         live_id = str(replace.get("id"))
-        replaced = f"replace accepted: new order {replace.get('status')}"
+        replaced = f"replace accepted: new order {replace.get('status')}, old {old_status}"
     status, seen = _cancel_and_wait(session, live_id)
     again = session.submit_option_raw(mleg_request(intent))
     if isinstance(again, BrokerAnswer):

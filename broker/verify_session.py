@@ -5,7 +5,8 @@ AlpacaGateway where it has the call, and through alpaca-py's TradingClient answe
 (`raw`) for what the gateway deliberately hides - refused orders' exact answers, a PATCH of a
 bracket leg, the rate-limit headers. Every order a check places carries this run's
 client_order_id prefix and is tracked, so `cleanup()` can cancel all of it (also after Ctrl-C)
-and close the one share that `--with-position` buys.
+and close the one share that `--with-position` buys. Option orders (the options checks' mleg
+condor) are tracked apart and read and cancelled as plain JSON: the stock gateway does not map them.
 """
 
 from __future__ import annotations
