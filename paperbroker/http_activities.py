@@ -13,9 +13,10 @@ Sources:
 * Alpaca "Retrieve Account Activities of Specific Type"
   (https://docs.alpaca.markets/reference/getaccountactivitiesbytype-1) and its sibling
   getaccountactivities: `activity_types` (comma list) or the type in the path, `date`
-  (YYYY-MM-DD or RFC 3339), `after`, `until`, `direction` (default desc), `page_size`
-  (default and maximum 100 without `date`; all results with `date`), `page_token` (the id of
-  the last activity of the previous page: desc ends before it, asc begins after it).
+  (YYYY-MM-DD or RFC 3339), `after`, `until` (neither "can be used with date": refused),
+  `direction` (default desc), `page_size` (default and maximum 100 without `date`; all
+  results with `date`), `page_token` (the id of the last activity of the previous page: desc
+  ends before it, asc begins after it).
 * alpaca-py 0.44 NonTradeActivity needs `id`, `account_id`, `activity_type`, `date`,
   `net_amount` and `description` (it reads `status`, `symbol`, `qty`, `price`,
   `per_share_amount` when present).
@@ -177,6 +178,8 @@ def list_activities(query: Any, types: set[str] | None, broker: Any) -> list[dic
     on_day = _when(query.get("date"), "date")
     after = _when(query.get("after"), "after")
     until = _when(query.get("until"), "until")
+    if on_day is not None and (after is not None or until is not None):
+        raise _invalid("date cannot be used with after or until")
     size = _page_size(query.get("page_size"), on_day is not None)
     token = query.get("page_token") or None
     account_id = str(broker.book.account.id)

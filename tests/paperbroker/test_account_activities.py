@@ -114,6 +114,7 @@ def test_pages_continue_after_the_token_in_either_direction(settled: TradingClie
         ("", {"direction": "sideways"}),
         ("", {"page_size": "101"}),
         ("", {"date": "yesterday"}),
+        ("", {"date": "2024-03-08", "after": "2024-03-07"}),
     ],
 )
 def test_bad_queries_are_refused_with_alpacas_validation_error(
