@@ -8,8 +8,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 
+from ledger.option_trades import OptionTrades
 from paperbroker.testing import RunningBroker
 from settings import Settings
 from tests.integration.cli_helpers import run_cli, stack_env
@@ -66,3 +68,41 @@ async def test_trade_commands_show_and_exit_an_option_trade(
     closed = await _cli(env, "trade", "list", "--json")
     row = next(t for t in json.loads(closed.stdout) if t["trade_id"] == spec.trade_id)
     assert row["status"] == "CLOSED" and row["exit_reason"] == "forced"
+
+
+async def test_condor_open_reserves_the_row_and_its_workflow_carries_it_on(
+    option_trades: OptionHarness, env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    """`condor open` with a worker running: the row the command reserved under the option-entry
+    lock is the row the workflow writes on - one row, each status audited once - from its
+    first opening order to its end (a FORCE_EXIT while the entry still walks)."""
+    done = await _cli(env, "condor", "open", "AAPL", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    opened = json.loads(done.stdout)
+    trade_id = opened["trade_id"]
+    handle = option_trades.client.get_workflow_handle(
+        opened["workflow_id"], result_type=OptionTradeResult
+    )
+    option_trades.handles.append(handle)
+    await option_trades.wait_for(handle, lambda v: v.state.entry_order_id is not None)
+    row = await OptionTrades(pool).get(trade_id)
+    assert row is not None and row.status is OptionTradeStatus.PENDING_ENTRY
+    assert row.workflow_id == opened["workflow_id"] and row.max_loss == Decimal(
+        str(opened["risk"]["risk"])
+    )
+
+    exited = await _cli(env, "trade", "exit", trade_id, "--reason", "cli test")
+    assert exited.returncode == 0, exited.stderr
+    result: OptionTradeResult = await handle.result()
+    assert result.status.is_terminal
+    final = await OptionTrades(pool).get(trade_id)
+    assert final is not None and final.status is result.status
+    actions = [
+        r["action"]
+        for r in await pool.fetch(
+            "SELECT action FROM audit_log WHERE trade_id = $1 ORDER BY id", trade_id
+        )
+    ]
+    assert actions[0] == "option_trade_pending_entry"
+    assert len(actions) == len(set(actions)), actions  # each status once
+    assert actions[-1] == f"option_trade_{result.status.value.lower()}"
