@@ -59,6 +59,16 @@ SETTABLE_STATUSES: dict[Status, str | None] = {
 }
 
 
+def mleg_leg_refused(action: str) -> ApiError:
+    """Return Alpaca's refusal to cancel or replace one leg of an mleg order (422 42210000).
+
+    Source: alpaca-py examples/options/options-trading-mleg.ipynb, "Querying, Replacing, and
+    Cancelling": ``{"code":42210000,"message":"cannot cancel individual legs of a mleg order"}``
+    and the same with "replace". Only the whole (parent) order is cancelled or replaced.
+    """
+    return unprocessable(f"cannot {action} individual legs of a mleg order")
+
+
 class Broker:
     """One paper account: orders, positions, cash, prices and the clock they all follow."""
 
@@ -187,6 +197,8 @@ class Broker:
         """Accept a replace (200 with the new order); it lands after `replace_delay_ms`."""
         old = self.order(order_id)
         now = self.sync()
+        if old.order_class is OrderClass.MLEG and old.parent_id is not None:
+            raise mleg_leg_refused("replace")
         if old.order_class is OrderClass.MLEG:
             # Stricter than the docs say: an mleg order is cancelled and resubmitted whole.
             raise unprocessable("mleg orders cannot be replaced; cancel and resubmit")
@@ -208,6 +220,8 @@ class Broker:
         """Accept a cancel (204): the order goes pending_cancel, then canceled with its group."""
         order = self.order(order_id)
         now = self.sync()
+        if order.order_class is OrderClass.MLEG and order.parent_id is not None:
+            raise mleg_leg_refused("cancel")
         if not order.is_open:
             raise unprocessable(f'order is already in "{order.status.value}" state')
         self.pending.request_cancel(order, now)
@@ -218,6 +232,8 @@ class Broker:
         now = self.sync()
         cancelled: list[OrderRecord] = []
         for order in self.book.open_orders():
+            if order.order_class is OrderClass.MLEG and order.parent_id is not None:
+                continue  # an mleg leg is never cancelled alone (mleg_leg_refused): its parent is
             if order.is_open and order.status not in (
                 Status.PENDING_CANCEL,
                 Status.PENDING_REPLACE,
