@@ -367,6 +367,8 @@ class AlpacaGateway:
             last_equity=Decimal(account.last_equity or 0),
             trading_blocked=bool(account.trading_blocked),
             account_blocked=bool(account.account_blocked),
+            options_trading_level=account.options_trading_level,
+            options_buying_power=_dec(account.options_buying_power),
         )
 
     def get_clock(self) -> domain.MarketClock:

@@ -1,15 +1,19 @@
 """`broker verify` checks of the options assumptions the iron-condor trades rely on.
 
-OptionTradeWorkflow opens and closes a condor with one `mleg` LIMIT order (broker/option_orders.py),
-plans it from the contracts listing and the chain's quotes, greeks and IV (broker/options.py) and
-would book an assignment from the account's non-trade activities. These checks ask the account
-the same questions through alpaca-py, built the way our gateways build them: the options level
-and buying power, paging of /v2/options/contracts, the chain snapshot, a 1-lot iron condor that
-can never fill (a credit of the width less a cent: no one pays that), its replace, cancel and
-duplicate client_order_id, and GET /v2/account/activities for OPEXC/OPASN/OPEXP. No option
-position is ever opened; the condor is cancelled in the check and again by the session's cleanup.
+OptionTradeWorkflow opens and closes a condor with one `mleg` LIMIT order
+(broker/option_orders.py), plans it from the contracts listing and the chain's quotes, greeks
+and IV (broker/options.py); an assignment's P&L can only be known from the account's non-trade
+activities (not booked yet). These checks ask the account the same questions through alpaca-py,
+built the way our gateways build them: the options level and buying power, paging of
+/v2/options/contracts, the chain snapshot, a 1-lot iron condor that can never fill (a credit of
+the width less a cent: no one pays that), its replace, cancel and duplicate client_order_id, and
+GET /v2/account/activities for OPEXC/OPASN/OPEXP. No option position is ever opened; the condor
+is cancelled in the check and again by the session's cleanup.
 
-Without options level 3 the first check FAILs with what to do, and the others SKIP saying why.
+Below options level 3 (an account that does not trade spreads) every check SKIPs, the first
+saying what to do: that is no broker misbehaving, and stock trading does not need options, so
+`prelive` still passes a stocks-only account (`condor open` refuses on it with the same advice).
+An account that answers no options level at all FAILs.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from broker.verify_session import (
 )
 from trading.broker_models import TERMINAL_STATUSES, OrderSide, order_status
 from trading.options.chain import OptionRight
+from trading.options.condor import SPREADS_LEVEL
 from trading.options.trade_models import MlegOrderIntent, OptionLeg
 
-SPREADS_LEVEL = 3  # Alpaca's options level 3: multi-leg spreads (iron condors)
 CONTRACTS_PAGE = 5
 DAYS_OUT = (30, 45)
 OPTION_EVENTS = ("OPEXC", "OPASN", "OPEXP")
@@ -141,8 +145,14 @@ def options_account(session: VerifySession) -> Observed:
         f"options_trading_level {level}, options_approved_level {approved}, "
         f"options_buying_power {power_raw}"
     )
-    if level is None or level < SPREADS_LEVEL:
-        return failed(f"{observed}: below level {SPREADS_LEVEL}; {ENABLE_LEVEL_3}")
+    if level is None:
+        return failed(f"{observed}: the account answered no options trading level")
+    if level < SPREADS_LEVEL:
+        # Not a broker misbehaving: an account that does not trade spreads. `condor open`
+        # refuses on it with the same advice; stock trading does not need options.
+        raise Skip(
+            f"{observed}: below level {SPREADS_LEVEL}, no iron condor can open; {ENABLE_LEVEL_3}"
+        )
     if power is None:
         return failed(f"{observed}: no options buying power answered")
     return passed(observed)

@@ -94,6 +94,7 @@ class CondorDryRun(Frozen):
     risk_error: str | None = None  # why the risk engine could not be asked
     claimed: list[ClaimedLeg] = Field(default_factory=list)  # legs open trades hold: refused
     blocked: str | None = None  # trading control holds entries: refused (the gate's reason)
+    options_level: str | None = None  # the account's options level allows no spread: refused
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -198,7 +199,11 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         else:
             checked = entry.check
             result = evolve(
-                result, risk=checked.risk, claimed=checked.claimed, blocked=checked.blocked
+                result,
+                risk=checked.risk,
+                claimed=checked.claimed,
+                blocked=checked.blocked,
+                options_level=checked.options_level,
             )
             if entry.workflow_id is not None:
                 result = evolve(
@@ -211,6 +216,8 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
     if refusal is not None:
         return fail(f"no condor: {refusal.reason.value}: {refusal.detail}", code=EXIT_REFUSED)
     assert plan is not None
+    if code == EXIT_REFUSED and result.options_level:
+        return fail(f"condor not placed: {result.options_level}")
     if code == EXIT_REFUSED and result.blocked:
         return fail(f"condor not placed: {result.blocked} (`control resume` allows entries)")
     if code == EXIT_REFUSED and result.claimed:
@@ -220,6 +227,8 @@ def cmd_condor_open(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"condor not placed: risk refused: {verdict.reason.value}: {verdict.detail}")
     _print_plan(plan, chain.underlying_price, placed=result.placed)
     say(_risk_line(result))
+    if result.options_level:
+        say(f"options level: would be refused: {result.options_level}")
     if result.blocked:
         say(f"trading control: would be refused: {result.blocked}")
     if result.claimed:

@@ -38,7 +38,7 @@ from settings import ConfigError, Settings
 from trading.entry_decision import EntryBook, account_view, open_risks
 from trading.entry_gate import control_gate
 from trading.models import Frozen
-from trading.options.condor import CondorPlan
+from trading.options.condor import CondorPlan, options_level_refusal
 from trading.options.records import (
     OptionTradeGhost,
     OptionTradeRecord,
@@ -82,10 +82,11 @@ class CondorCheck(Frozen):
     risk: RiskVerdict
     claimed: list[ClaimedLeg] = Field(default_factory=list)
     blocked: str | None = None  # trading control holds entries (halted, paused, unknown)
+    options_level: str | None = None  # the account cannot trade spreads: why
 
     @property
     def refused(self) -> bool:
-        return bool(self.blocked or self.claimed or not self.risk.approved)
+        return bool(self.options_level or self.blocked or self.claimed or not self.risk.approved)
 
 
 class CondorEntry(Frozen):
@@ -146,6 +147,7 @@ async def _check(settings: Settings, pool: asyncpg.Pool, spec: OptionTradeSpec) 
         risk=verdict,
         claimed=claimed_legs(spec.plan, held.trades),
         blocked=None if gate.allowed else gate.reason,
+        options_level=options_level_refusal(truth.account.options_trading_level),
     )
 
 

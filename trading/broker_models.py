@@ -203,6 +203,10 @@ class BrokerAccount(Frozen):
     last_equity: Decimal
     trading_blocked: bool = False
     account_blocked: bool = False
+    # The effective options level (0 none, 1 covered call / cash-secured put, 2 + long calls
+    # and puts, 3 + spreads such as an iron condor); None when the broker did not say.
+    options_trading_level: int | None = None
+    options_buying_power: Decimal | None = None
 
 
 class MarketClock(Frozen):

@@ -47,6 +47,9 @@ from trading.options.chain import (
 )
 
 PROBABILITY_QUANTUM = Decimal("0.0001")
+# Alpaca's options levels: 1 covered calls and cash-secured puts, 2 adds long calls and puts,
+# 3 adds spreads - an iron condor is a multi-leg spread (docs.alpaca.markets, Options Trading).
+SPREADS_LEVEL = 3
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 _TWO = Decimal(2)
@@ -279,4 +282,16 @@ def plan_iron_condor(
             f"{short_call.strike}/{long_call.strike}c x{config.qty}: credit {credit_mid} "
             f"(natural {credit_natural}) max loss {risk - credit} pop {pop}"
         ),
+    )
+
+
+def options_level_refusal(level: int | None) -> str | None:
+    """Why the account cannot open an iron condor at this options level (None: it can, or the
+    broker did not say - the order itself would then be refused)."""
+    if level is None or level >= SPREADS_LEVEL:
+        return None
+    return (
+        f"this account's options trading level is {level}; an iron condor is a multi-leg "
+        f"spread, level {SPREADS_LEVEL}: raise the account's options level in the Alpaca "
+        f"dashboard"
     )
