@@ -10,8 +10,7 @@ Sources (the stricter reading where they differ):
 * Alpaca "Options Trading" (docs.alpaca.markets/docs/options-trading): levels 0-3 (this
   account models level 3: long calls/puts, covered calls, cash-secured puts and call/put
   spreads; uncovered short calls are refused).
-* Options buying power: a defined-risk spread needs its maximum loss, not naked margin;
-  a cash-secured put its strike; a long option its premium.
+* Options buying power: see `OptionsMargin.held_back` (the rule is written there once).
 """
 
 from __future__ import annotations
@@ -190,8 +189,51 @@ class OptionsMargin:
         """Return the cash the positions (plus `extra` changes) need at worst settlement."""
         return requirement_by_underlying(self._holdings(extra), self._shares())
 
+    def held_back(self, extra: Sequence[tuple[str, Decimal]], when: datetime) -> Decimal | None:
+        """Return what option positions (plus `extra` changes) take from options buying power.
+
+        The rule, the stricter reading of Alpaca's sources:
+        * Alpaca forum t/16425 "Need clarity on margins while going short option spreads"
+          (forum.alpaca.markets/t/need-clarity-on-margins-while-going-short-option-spreads/16425):
+          a 111/113 NVDA call credit spread (risk "(113 - 111)*100 = $200") raised cash by $155
+          (26649.22 to 26804.13) while options_buying_power fell "by $984.55" (26649.22 to
+          25664.67), i.e. $1139.46 held back from the cash after the trade, far beyond the
+          $200 maximum loss; the poster saw the same on a debit spread ("this issue happens
+          even when we buy debit option spreads").
+        * Alpaca "Options Trading" levels table: covered calls and cash-secured puts need
+          "sufficient options buying power"; spreads are level 3; no level allows an uncovered
+          short call.
+        So: the worst-case settlement at expiry (a spread's maximum loss, width x 100 x qty; a
+        cash-secured put's strike x 100), plus the market value of every short leg, plus the net
+        premium credit the open positions of an underlying were opened for (a credit never adds
+        buying power). None when a short is uncovered: the account has none to give.
+        """
+        settlement = self.settlement_requirement(extra)
+        if settlement is None:
+            return None
+        return settlement + self._short_value(extra, when) + self._credit_received()
+
+    def _short_value(self, extra: Sequence[tuple[str, Decimal]], when: datetime) -> Decimal:
+        """Return the market value (mid, x100) of the short legs of positions plus `extra`."""
+        total = ZERO
+        for holding in self._holdings(extra):
+            if holding.contracts < 0:
+                mid = self.quote(holding.contract.symbol, when).mid
+                total -= holding.contracts * mid * CONTRACT_MULTIPLIER
+        return total
+
+    def _credit_received(self) -> Decimal:
+        """Return the net premium credit the open positions were opened for, per underlying."""
+        net: dict[str, Decimal] = {}
+        for symbol, position in self.positions.items():
+            contract = parse_contract(symbol)
+            if contract is not None:
+                received = -position.qty * position.avg_entry_price * CONTRACT_MULTIPLIER
+                net[contract.underlying] = net.get(contract.underlying, ZERO) + received
+        return sum((max(ZERO, credit) for credit in net.values()), ZERO)
+
     def premium_reserved(self, when: datetime) -> Decimal:
-        """Return the net debits the open option orders may still pay."""
+        """Return the net debits the open option orders may still pay (a credit counts 0)."""
         total = ZERO
         for order in self.broker.book.open_orders():
             if order.asset_class != "us_option" or order.parent_id is not None:
@@ -209,39 +251,45 @@ class OptionsMargin:
         return unit * order.remaining * CONTRACT_MULTIPLIER
 
     def cash_committed(self, when: datetime) -> Decimal:
-        """Return the cash option positions and open option orders hold back."""
-        settlement = self.settlement_requirement(self._open_order_changes()) or ZERO
-        return settlement + self.premium_reserved(when)
+        """Return the cash option positions and open option orders hold back (all if uncovered)."""
+        held = self.held_back(self._open_order_changes(), when)
+        if held is None:
+            return self.broker.book.account.cash
+        return held + self.premium_reserved(when)
 
     def buying_power(self, when: datetime) -> Decimal:
-        """Return options buying power: cash less open buys, settlement needs and open debits."""
+        """Return options buying power: cash less open buys and what options hold back."""
         base = self.broker.book.account.cash - self.broker.reserved_for_buys(when)
         return max(ZERO, base - self.cash_committed(when))
 
     def order_requirement(
         self, legs: list[OptionLeg], intent: OptionOrderIntent, now: datetime
     ) -> Decimal:
-        """Return what a new order takes from options buying power (its maximum loss).
+        """Return what a new order takes from options buying power (`held_back`'s rule).
 
-        The added worst-case settlement of positions plus open orders plus this order, and its
-        net premium at the limit (debit adds, credit offsets; market orders at the far side).
-        Refuses uncovered short calls (403).
+        What it adds to the amount held back (positions plus open orders plus this order) and
+        its net debit at the limit (market orders at the far side); a credit offsets nothing.
+        Refuses an order that leaves a short uncovered (403). An order that makes an uncovered
+        account covered again only reduces risk: it takes nothing.
         """
         pending = self._open_order_changes()
-        before = self.settlement_requirement(pending) or ZERO
+        before = self.held_back(pending, now)
         change = [
             (leg.symbol, intent.qty * leg.ratio_qty * (1 if leg.side is Side.BUY else -1))
             for leg in legs
         ]
-        after = self.settlement_requirement([*pending, *change])
+        after = self.held_back([*pending, *change], now)
         if after is None:
             raise uncovered()
+        if before is None:
+            return ZERO
         if intent.limit_price is not None:
             single_sell = intent.order_class is OrderClass.SIMPLE and legs[0].side is Side.SELL
             unit = -intent.limit_price if single_sell else intent.limit_price
         else:
             unit = net_price(legs, {leg.symbol: self.quote(leg.symbol, now) for leg in legs})
-        return max(ZERO, after - before + unit * intent.qty * CONTRACT_MULTIPLIER)
+        debit = max(ZERO, unit * intent.qty * CONTRACT_MULTIPLIER)
+        return max(ZERO, after - before + debit)
 
     # ---- valuation ------------------------------------------------------------------------
     def market_value(self, when: datetime) -> tuple[Decimal, Decimal]:

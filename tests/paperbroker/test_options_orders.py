@@ -230,15 +230,18 @@ def test_iron_condor_at_a_marketable_limit_fills_all_four_legs(
     assert Decimal(str(trading.get_account().cash)) == cash_before - net * 2 * 100
 
 
-def test_defined_risk_spread_takes_its_max_loss_from_options_buying_power(
+def test_defined_risk_spread_holds_back_its_wider_wing_and_short_legs(
     trading: TradingClient, sim: AdminClient
 ) -> None:
     before = options_buying_power(trading)
-    order = trading.submit_order(iron_condor(1, limit=1.00))
+    trading.submit_order(iron_condor(1, limit=1.00))
     sim.sync()
-    net = Decimal(str(trading.get_order_by_id(order.id).filled_avg_price))
-    # Max loss of the condor: the wider wing (10 points x 100) less the credit taken.
-    assert options_buying_power(trading) == before - (WIDTH_COST + net * 100)
+    short_legs = sum(
+        -Decimal(str(trading.get_open_position(s).market_value)) for s in (SHORT_PUT, SHORT_CALL)
+    )
+    # The condor's wider wing (10 points x 100) plus its short legs' market value; its net price
+    # gives nothing back (options_margin.py, held_back).
+    assert options_buying_power(trading) == before - (WIDTH_COST + short_legs)
 
 
 def test_spread_beyond_options_buying_power_is_refused(

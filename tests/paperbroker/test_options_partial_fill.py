@@ -97,8 +97,12 @@ def test_partial_fill_of_a_condor_then_cancel_keeps_the_filled_part(
     assert {Decimal(str(leg.filled_qty)) for leg in parent.legs} == {Decimal(2)}
     assert positions_by_symbol(trading) == condor_positions(2)
     assert cash(trading) == cash_before - 2 * CREDIT * 100
-    # As if 2 condors had filled whole: each takes its max loss, the wider wing less the credit.
-    assert options_buying_power(trading) == power_before - 2 * (WIDTH_COST + CREDIT * 100)
+    # As if 2 condors had filled whole: each holds back the wider wing plus its short legs'
+    # market value; the credit gives nothing back (options_margin.py, held_back).
+    short_legs = sum(
+        -Decimal(str(trading.get_open_position(s).market_value)) for s in (SHORT_PUT, SHORT_CALL)
+    )
+    assert options_buying_power(trading) == power_before - 2 * WIDTH_COST - short_legs
 
 
 def test_partial_fill_then_the_rest_fills_at_the_weighted_net(
