@@ -151,6 +151,7 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         options.probe_option_order,
         options.submit_mleg_order,
         options.get_option_order,
+        options.open_option_orders,
         options.cancel_option_order,
         options.option_marks,
         option_ledger.record_option_trade,

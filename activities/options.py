@@ -33,6 +33,8 @@ from broker.option_orders import MeteredOptionOrders, OptionOrdersGateway
 from trading.broker_budget import Priority
 from trading.options.trade_models import (
     MlegOrderIntent,
+    OpenOptionOrders,
+    OpenOptionOrdersQuery,
     OptionClientOrderRef,
     OptionMarks,
     OptionOrderProbe,
@@ -88,6 +90,15 @@ class OptionOrderActivities:
         return await self._paid(
             priority, "submit_mleg_order", lambda: self._gateway.submit_mleg(intent)
         )
+
+    @activity.defn
+    async def open_option_orders(self, query: OpenOptionOrdersQuery) -> OpenOptionOrders:
+        """The trade's working mleg orders (by client_order_id prefix), oldest first."""
+        prefix = query.prefix
+        orders = await self._paid(
+            Priority.READ, "open_option_orders", lambda: self._gateway.open_orders(prefix)
+        )
+        return OpenOptionOrders(orders=orders)
 
     @activity.defn
     async def get_option_order(self, ref: OptionOrderRef) -> OptionOrderView:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from alpaca.common.enums import Sort
 from alpaca.data.requests import OptionLatestQuoteRequest
 from alpaca.trading import enums as sdk_enums
 from alpaca.trading import requests as sdk
@@ -99,6 +100,22 @@ class OptionOrdersGateway(AlpacaOptionsGateway):
         """One order by broker id."""
         order = self._call(f"get_order {order_id}", lambda: self._trading.get_order_by_id(order_id))
         return to_option_order(order)
+
+    def open_orders(self, prefix: str) -> list[OptionOrderView]:
+        """The working mleg orders whose client_order_id starts with `prefix` (one trade's),
+        oldest first."""
+        request = sdk.GetOrdersRequest(
+            status=sdk_enums.QueryOrderStatus.OPEN, limit=500, direction=Sort.ASC
+        )
+        orders: Any = self._call(
+            f"open orders {prefix}*", lambda: self._trading.get_orders(request)
+        )
+        return [
+            to_option_order(order)
+            for order in orders
+            if str(order.client_order_id).startswith(prefix)
+            and str(getattr(order.order_class, "value", order.order_class)) == "mleg"
+        ]
 
     def submit_mleg(self, intent: MlegOrderIntent) -> OptionOrderView:
         """Place the mleg order at most once; a duplicate or uncertain POST resolves by lookup."""

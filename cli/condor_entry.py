@@ -179,7 +179,7 @@ async def open_condor(settings: Settings, spec: OptionTradeSpec) -> CondorEntry:
         try:
             client = await make_client(settings)
             await _start(client, settings, spec)
-        except (RPCError, ConfigError) as exc:
+        except Exception as exc:  # any failure to start: the row must not count forever
             if client is not None:
                 await _unreserve(client, pool, spec, workflow_id)
             raise StartError(f"{workflow_id} could not be started: {exc}") from None

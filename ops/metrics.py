@@ -129,6 +129,7 @@ BROKER_ROUTES: Final[Mapping[str, tuple[str, ...]]] = {
     "submit_mleg_order": ("POST /v2/orders",),
     "get_option_order": ("GET /v2/orders/{id}",),
     "cancel_option_order": ("DELETE /v2/orders/{id}",),
+    "open_option_orders": ("GET /v2/orders",),
 }
 # Alpaca's trade_updates event names (the stream's `event` field).
 TRADE_UPDATE_EVENTS: Final = frozenset(

@@ -24,12 +24,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.broker import BrokerActivities
     from activities.option_ledger import OptionLedgerActivities
     from activities.option_positions import OptionPositionActivities
     from activities.options import OptionOrderActivities
     from contracts import option_trade
     from ops import metrics
-    from trading.broker_models import OrderStatus, ProbeOutcome
+    from trading.broker_models import MarketClock, OrderStatus, ProbeOutcome
+    from trading.options.adoption import RESTARTED_CLOSE
     from trading.options.exits import CondorPositionState, ExitAction, next_exit
     from trading.options.legs import (
         CLOSED_OUTSIDE,
@@ -38,11 +40,14 @@ with workflow.unsafe.imports_passed_through():
         held_back_note,
         legs_verdict,
     )
-    from trading.options.records import option_trade_write
+    from trading.options.records import OptionTradeRecord, option_trade_write
     from trading.options.trade_models import (
+        CLOSE_ROLE,
         ENTRY_FAILED,
         FORCED_EXIT,
         MlegOrderIntent,
+        OpenOptionOrders,
+        OpenOptionOrdersQuery,
         OptionClientOrderRef,
         OptionForceExit,
         OptionMarks,
@@ -63,7 +68,9 @@ with workflow.unsafe.imports_passed_through():
         mark_to_close,
         natural_debit,
         opening_legs,
+        order_attempt,
         units_open,
+        unusable_quotes,
     )
     from workflows.calls import call, failure, failure_kind, ledger
     from workflows.details import Details
@@ -73,6 +80,15 @@ with workflow.unsafe.imports_passed_through():
 ORDER_POLL = timedelta(seconds=1)
 # The trade's final row must land: a write that spent its retries is tried again this often.
 LEDGER_RETRY = timedelta(seconds=30)
+# Patches (running trades replay as they ran; new runs take the new way):
+# a refused close waits twice as long each time (up to check_interval) instead of 1 s;
+CLOSE_BACKOFF = "option-close-backoff"
+# no order goes out while the market is closed (the broker's clock says when it opens);
+ORDERS_IN_SESSION = "option-orders-in-session"
+# the row is written when the units open change (a partial close), not only on status.
+ROW_OPEN_UNITS = "option-row-open-units"
+# Refused closes in a row after which the trade logs an ERROR (a person should look).
+REFUSALS_TO_REPORT = 5
 
 
 @workflow.defn(name=option_trade.WORKFLOW.name)
@@ -86,8 +102,11 @@ class OptionTradeWorkflow:
         self._legs = opening_legs(request.spec.plan)
         self._lock = asyncio.Lock()
         self._wake = False
-        # What the ledger row shows: its status and a held-back close's legs (None: unwritten).
-        self._recorded: tuple[OptionTradeStatus, str | None] | None = None
+        # What the ledger row shows: its status, a held-back close's legs and (new runs) the
+        # units open (None: unwritten).
+        self._recorded: tuple[OptionTradeStatus, str | None, int | None] | None = None
+        self._row: OptionTradeRecord | None = None  # the row as the last write found it
+        self._row_closed_reported = False
 
     @workflow.run
     async def run(self, request: OptionTradeInput) -> OptionTradeResult:
@@ -97,6 +116,9 @@ class OptionTradeWorkflow:
         # The row lands before any order is sent: without it the trade's max loss is in no
         # heat and reconcile would take its legs for someone else's.
         await self._record_until_written()
+        self._check_row()
+        if request.resume_orders and not state.status.is_terminal:
+            await self._resume_orders()
         while not state.status.is_terminal:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -106,6 +128,7 @@ class OptionTradeWorkflow:
                 try:
                     await self._step()
                     await self._record()
+                    self._check_row()
                 except ActivityError as err:
                     # Retries spent: the answer is unknown, so change nothing and look again.
                     state.note = f"check failed, retrying: {failure(err)}"
@@ -139,9 +162,11 @@ class OptionTradeWorkflow:
                 self._publish()
                 await workflow.sleep(LEDGER_RETRY, summary="retry the ledger write")
 
-    def _recordable(self) -> tuple[OptionTradeStatus, str | None]:
-        """What the row must show: the status, and a held-back close's legs."""
-        return self._state.status, self._state.legs_mismatch
+    def _recordable(self) -> tuple[OptionTradeStatus, str | None, int | None]:
+        """What the row must show: the status, a held-back close's legs, the units open."""
+        state = self._state
+        units = units_open(self._spec, state) if workflow.patched(ROW_OPEN_UNITS) else None
+        return state.status, state.legs_mismatch, units
 
     async def _record(self) -> None:
         """Write the ledger row when its status (or a held-back close) changed (idempotent)."""
@@ -151,17 +176,78 @@ class OptionTradeWorkflow:
         status = self._state.status
         info = workflow.info()
         write = option_trade_write(self._spec, self._state, info.workflow_id, workflow.now())
-        await ledger(
+        result = await ledger(
             OptionLedgerActivities.record_option_trade,
             write,
             f"ledger: option trade {self._spec.trade_id} {status.value}",
         )
+        self._row = result.trade
         self._recorded = recordable
 
+    def _check_row(self) -> None:
+        """A row closed while this run has not ended: before any order went out, the trade
+        ends here (its start was given up, or reconcile found no workflow for it); after, it
+        goes on protecting itself and says loudly that its risk is missing from the heat."""
+        state, row = self._state, self._row
+        if row is None or row.closed_at is None or state.status.is_terminal:
+            return
+        why = f"its ledger row was closed ({row.exit_reason or row.note or row.status.value})"
+        nothing_sent = (
+            state.status is OptionTradeStatus.PENDING_ENTRY
+            and state.entry_attempt == 0
+            and state.entry_order_id is None
+        )
+        if nothing_sent:
+            self._end_entry(f"{why} before any order was sent; nothing sent")
+        elif not self._row_closed_reported:
+            self._row_closed_reported = True
+            state.note = f"{why} while the trade is {state.status.value}: its risk is not counted"
+            workflow.logger.error("option trade %s: %s", self._spec.trade_id, state.note)
+
+    async def _resume_orders(self) -> None:
+        """A new run of an ended trade: take over a closing order the old run left working
+        (its attempt counter is gone; a second close beside it could fill twice)."""
+        state, trade_id = self._state, self._spec.trade_id
+        while True:
+            try:
+                found: OpenOptionOrders = await call(
+                    OptionOrderActivities.open_option_orders,
+                    OpenOptionOrdersQuery(prefix=f"{trade_id}-"),
+                    BROKER_READ,
+                    f"working orders of {trade_id} before resuming it",
+                )
+                break
+            except ActivityError as err:  # unknown: send nothing until the broker answers
+                state.note = f"resuming: open orders unknown, asking again: {failure(err)}"
+                self._publish()
+                await workflow.sleep(LEDGER_RETRY, summary="ask again for the open orders")
+        closes = [
+            (attempt, order)
+            for order in found.orders
+            if (attempt := order_attempt(order.client_order_id, trade_id, CLOSE_ROLE)) is not None
+        ]
+        if not closes:
+            return
+        attempt, order = max(closes, key=lambda found_close: found_close[0])
+        state.exit_order_id, state.exit_submitted_at = order.id, workflow.now()
+        state.exit_attempt = attempt
+        if state.status is OptionTradeStatus.OPEN:
+            state.status = OptionTradeStatus.CLOSING
+            state.exit_reason = state.exit_reason or RESTARTED_CLOSE
+        state.note = f"resumed: close {order.client_order_id} was still working ({order.status})"
+        workflow.logger.warning("option trade %s %s", trade_id, state.note)
+
     def _next_check_in(self) -> timedelta:
-        state = self._state
+        state, now = self._state, workflow.now()
+        if state.wait_until is not None and now < state.wait_until:
+            return max(state.wait_until - now, ORDER_POLL)  # the market opens then
         if state.status is OptionTradeStatus.OPEN or state.legs_mismatch is not None:
             return self._spec.check_interval
+        refused = state.status is OptionTradeStatus.CLOSING and state.exit_order_id is None
+        if refused and state.close_refusals and workflow.patched(CLOSE_BACKOFF):
+            ceiling = max(self._spec.check_interval, ORDER_POLL)
+            backoff: timedelta = ORDER_POLL * (2 ** min(state.close_refusals, 16))
+            return min(backoff, ceiling)
         return ORDER_POLL
 
     async def _step(self) -> None:
@@ -207,7 +293,7 @@ class OptionTradeWorkflow:
         due = state.entry_submitted_at is None or (
             workflow.now() - state.entry_submitted_at >= self._spec.entry_wait
         )
-        if order.is_terminal or due or state.force_exit is not None:
+        if order.is_final or due or state.force_exit is not None:
             await self._walk(order)
             return
         state.note = f"entry {order.client_order_id} working at {order.limit_price}"
@@ -215,17 +301,17 @@ class OptionTradeWorkflow:
     async def _walk(self, order: OptionOrderView) -> None:
         """Cancel the unfilled entry; once it is final, the next price goes out (or none)."""
         state = self._state
-        if not order.is_terminal:
+        if not order.is_final:
             order = await call(
                 OptionOrderActivities.cancel_option_order,
                 OptionOrderRef(order_id=order.id),
                 BROKER_WRITE,
                 f"cancel entry {order.client_order_id} ({self._spec.trade_id})",
             )
-        if order.status is OrderStatus.FILLED or (order.is_terminal and filled_units(order) > 0):
+        if order.status is OrderStatus.FILLED or (order.is_final and filled_units(order) > 0):
             self._opened(order)  # a part filled before the cancel: that part is the trade
             return
-        if not order.is_terminal:
+        if not order.is_final:
             state.note = f"entry {order.client_order_id}: cancel pending ({order.status})"
             return
         state.entry_order_id, state.entry_submitted_at = None, None
@@ -237,7 +323,9 @@ class OptionTradeWorkflow:
         """Open with what the entry filled (all of it, or the part a cancel left filled)."""
         state = self._state
         net = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
-        state.credit = -net if net is not None else None
+        # A credit order fills for a credit: its size is the credit, whichever sign the broker
+        # reports it with (Alpaca's net prices are negative for a credit; unverified for fills).
+        state.credit = abs(net) if net is not None else None
         state.open_qty = filled_units(order) or self._spec.qty
         state.status = OptionTradeStatus.OPEN
         part = (
@@ -277,9 +365,32 @@ class OptionTradeWorkflow:
             return await self._submit(intent)
         return probe.order  # None while the answer is unknown
 
+    async def _market_open(self, cid: str) -> bool:
+        """True when orders may go out now (for runs before ORDERS_IN_SESSION, always). While
+        the market is closed an order would wait at the broker and the walk would cancel and
+        resend it all night, so the trade waits for the open the broker's clock names."""
+        state = self._state
+        if not workflow.patched(ORDERS_IN_SESSION):
+            return True
+        clock: MarketClock = await call(
+            BrokerActivities.get_clock,
+            None,
+            BROKER_READ,
+            f"broker clock: may {cid} go out now?",
+        )
+        if clock.is_open:
+            state.wait_until = None
+            return True
+        state.wait_until = clock.next_open
+        state.note = f"market closed: {cid} waits for the open at {clock.next_open}"
+        return False
+
     async def _submit(self, intent: MlegOrderIntent) -> OptionOrderView | None:
-        """Send an order the broker was just seen not to have (a retry resolves by lookup)."""
+        """Send an order the broker was just seen not to have (a retry resolves by lookup);
+        None when it was not sent (market closed, refused) or its outcome is unknown."""
         cid = intent.client_order_id
+        if not await self._market_open(cid):
+            return None
         try:
             return await call(
                 OptionOrderActivities.submit_mleg_order,
@@ -296,11 +407,15 @@ class OptionTradeWorkflow:
             return None
 
     def _refused(self, cid: str, why: str) -> None:
-        if self._state.status is OptionTradeStatus.PENDING_ENTRY:
+        state = self._state
+        if state.status is OptionTradeStatus.PENDING_ENTRY:
             self._end_entry(f"entry {cid} refused: {why}")
-        else:
-            self._state.note = f"close {cid} refused: {why}; trying again"
-            self._state.exit_attempt += 1
+            return
+        state.close_refusals += 1
+        state.exit_attempt += 1
+        state.note = f"close {cid} refused ({state.close_refusals} in a row): {why}; trying again"
+        if state.close_refusals == REFUSALS_TO_REPORT:
+            workflow.logger.error("option trade %s: %s", self._spec.trade_id, state.note)
 
     async def _order(self, order_id: str) -> OptionOrderView:
         return await call(
@@ -323,6 +438,10 @@ class OptionTradeWorkflow:
     async def _check_rules(self) -> None:
         state, spec = self._state, self._spec
         marks = await self._marks()
+        unusable = unusable_quotes(self._legs, marks)
+        if unusable is not None and state.force_exit is None:
+            state.note = f"{unusable}: no exit decision on these quotes"
+            return
         state.mark, state.marked_at = mark_to_close(self._legs, marks), marks.as_of
         position = CondorPositionState(
             underlying=spec.plan.underlying,
@@ -383,6 +502,7 @@ class OptionTradeWorkflow:
             order = await self._submit(intent)
         if order is not None:
             state.exit_order_id, state.exit_submitted_at = order.id, workflow.now()
+            state.close_refusals = 0
             self._wake = True
 
     async def _advance_close(self) -> None:
@@ -397,7 +517,7 @@ class OptionTradeWorkflow:
         due = state.exit_submitted_at is None or (
             workflow.now() - state.exit_submitted_at >= self._spec.entry_wait
         )
-        if not order.is_terminal and due:
+        if not order.is_final and due:
             order = await call(
                 OptionOrderActivities.cancel_option_order,
                 OptionOrderRef(order_id=order.id),
@@ -408,7 +528,7 @@ class OptionTradeWorkflow:
                 self._closed(order)
                 return
         state.note = f"close {order.client_order_id} {order.status}"
-        if order.is_terminal:
+        if order.is_final:
             if filled_units(order) > 0 and self._book_close(order) == 0:
                 self._closed(order)  # the part that filled was all that was left
                 return
@@ -419,7 +539,8 @@ class OptionTradeWorkflow:
     def _book_close(self, order: OptionOrderView) -> int:
         """Book what a closing order filled; the units still open."""
         state = self._state
-        debit = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
+        net = order.filled_avg_price if order.filled_avg_price is not None else order.limit_price
+        debit = abs(net) if net is not None else None  # a closing debit, whatever its sign
         if debit is None or state.credit is None:
             raise ApplicationError(f"close {order.client_order_id} filled without a price")
         if state.open_qty is None:

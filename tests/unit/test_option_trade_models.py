@@ -7,14 +7,17 @@ from decimal import Decimal
 
 import pytest
 
-from trading.broker_models import OrderSide
+from trading.broker_models import OrderSide, OrderStatus
 from trading.options.chain import OptionContractQuote, parse_occ_symbol
 from trading.options.condor import CondorPlan
+from trading.options.records import option_trade_write
 from trading.options.trade_models import (
     OptionMarks,
+    OptionOrderView,
     OptionQuote,
     OptionTradeSpec,
     OptionTradeState,
+    OptionTradeStatus,
     book_close_fill,
     client_order_id,
     close_intent,
@@ -25,9 +28,13 @@ from trading.options.trade_models import (
     mark_to_close,
     natural_debit,
     opening_legs,
+    order_attempt,
     realized_pnl,
     units_open,
+    unusable_quotes,
 )
+
+D = Decimal
 
 SYMBOLS = {
     "long_put": "SPY240308P00500000",
@@ -184,3 +191,70 @@ def test_partial_closes_add_their_pnl_and_average_the_exit_debit() -> None:
 def test_the_close_is_sized_to_the_units_open() -> None:
     assert close_intent(_spec(), Decimal("0.68"), 2, 1).qty == 1
     assert units_open(_spec(), OptionTradeState()) == _spec().qty
+
+
+def test_a_close_never_pays_more_than_the_condors_width() -> None:
+    spec = _spec()  # a 10-wide condor
+    assert close_intent(spec, Decimal("12.40"), 0).limit_price == Decimal(10)
+    assert close_intent(spec, Decimal("9.99"), 0).limit_price == Decimal("9.99")
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask", "why"),
+    [
+        ("0", "0", "SPY240308C00530000 0/0"),  # no quote at all would mark the condor at 0
+        ("0.60", "0.50", "SPY240308C00530000 0.60/0.50"),  # crossed
+    ],
+)
+def test_quotes_without_an_ask_or_crossed_cannot_mark_the_condor(
+    bid: str, ask: str, why: str
+) -> None:
+    legs = opening_legs(_plan())
+    assert unusable_quotes(legs, _marks()) is None
+    quotes = [
+        q
+        if q.symbol != "SPY240308C00530000"
+        else q.model_copy(update={"bid": D(bid), "ask": D(ask)})
+        for q in _marks().quotes
+    ]
+    bad = _marks().model_copy(update={"quotes": quotes})
+    assert unusable_quotes(legs, bad) == f"no usable quote for {why}"
+
+
+def test_an_attempt_number_is_read_back_from_its_own_client_order_id_only() -> None:
+    assert order_attempt("ic-1-close-7", "ic-1", "close") == 7
+    assert order_attempt("ic-1-open-7", "ic-1", "close") is None
+    assert order_attempt("ic-12-close-7", "ic-1", "close") is None
+    assert order_attempt("ic-1-close-x", "ic-1", "close") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "final"),
+    [
+        (OrderStatus.FILLED, True),
+        (OrderStatus.CANCELED, True),
+        (OrderStatus.EXPIRED, True),
+        (OrderStatus.REJECTED, True),
+        # A fill is guaranteed, it may trade again, a replacement works: not over.
+        (OrderStatus.STOPPED, False),
+        (OrderStatus.SUSPENDED, False),
+        (OrderStatus.DONE_FOR_DAY, False),
+        (OrderStatus.REPLACED, False),
+        (OrderStatus.NEW, False),
+    ],
+)
+def test_only_four_statuses_end_an_option_order_for_the_walk(
+    status: OrderStatus, final: bool
+) -> None:
+    assert OptionOrderView(id="o", client_order_id="ic-1-open-0", status=status).is_final is final
+
+
+def test_the_row_counts_the_units_still_open_and_after_the_end_the_units_opened() -> None:
+    spec = _spec(qty=3)
+    state = OptionTradeState(status=OptionTradeStatus.CLOSING, credit=Decimal("0.60"), open_qty=3)
+    book_close_fill(state, 2, Decimal("0.30"))  # two of three closed
+    live = option_trade_write(spec, state, "option-trade-ic-1", datetime(2024, 3, 5, tzinfo=UTC))
+    assert live.qty == 1 and live.max_loss == (Decimal(10) - Decimal("0.60")) * 100
+    state.status = OptionTradeStatus.CLOSED
+    done = option_trade_write(spec, state, "option-trade-ic-1", datetime(2024, 3, 5, tzinfo=UTC))
+    assert done.qty == 3 and done.max_loss == (Decimal(10) - Decimal("0.60")) * 100 * 3

@@ -160,4 +160,5 @@ def restart_input(
         exit_reason=(held.exit_reason or RESTARTED_CLOSE) if closing else None,
         note=f"restarted by reconcile (row {held.status.value}, workflow {workflow_status})",
     )
-    return OptionTradeInput(spec=spec, state=state)
+    # The ended run may have left a closing order working: the new run takes it over.
+    return OptionTradeInput(spec=spec, state=state, resume_orders=True)

@@ -141,23 +141,24 @@ def _last_walk_step(spec: OptionTradeSpec) -> int:
 def option_trade_write(
     spec: OptionTradeSpec, state: OptionTradeState, workflow_id: str, at: datetime
 ) -> OptionTradeWrite:
-    """The row the workflow writes for its state now: qty is the units opened (the spec's
-    until the entry fills); max loss is the open units' while open, the opened units' after."""
+    """The row the workflow writes for its state now: while the trade lives, qty and max loss
+    are the units still open (the spec's until the entry fills; a partial close takes its
+    units off, so reconcile expects what is really held); once it has ended, the units it
+    opened."""
     units = units_open(spec, state)
     opened = state.closed_qty + units
+    ended = state.status.is_terminal
     return OptionTradeWrite(
         trade_id=spec.trade_id,
         underlying=spec.plan.underlying,
         origin=spec.origin,
         status=state.status,
         expiry=spec.plan.expiry,
-        qty=opened,
+        qty=opened if ended else units,
         legs=opening_legs(spec.plan),
         width=spec.plan.width,
         credit=state.credit,
-        max_loss=max_loss_usd(
-            spec, state.credit, units if not state.status.is_terminal else opened
-        ),
+        max_loss=max_loss_usd(spec, state.credit, opened if ended else units),
         exit_debit=state.exit_debit,
         exit_reason=state.exit_reason,
         realized_pnl=state.realized_pnl,

@@ -90,6 +90,8 @@ class OptionTradeState(BaseModel):
     closed_qty: int = Field(default=0, ge=0)  # units closed so far (exit_debit: their average)
     checks: int = 0
     note: str = ""
+    close_refusals: int = 0  # closing orders refused in a row: the next try waits longer
+    wait_until: datetime | None = None  # the market is closed: no order goes out before this
 
 
 class OptionTradeInput(Frozen):
@@ -97,6 +99,9 @@ class OptionTradeInput(Frozen):
 
     spec: OptionTradeSpec
     state: OptionTradeState | None = None
+    # A new run of a trade whose workflow ended (reconcile's restart): the old run may have
+    # left a closing order working, so the new run looks for its open orders first.
+    resume_orders: bool = False
 
 
 class OptionForceExit(Frozen):
@@ -151,6 +156,19 @@ class OptionOrderView(Frozen):
         """The order is final (filled, cancelled, expired, rejected, ...)."""
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def is_final(self) -> bool:
+        """Nothing more can fill: filled, cancelled, expired or rejected. Alpaca's `stopped`
+        (a fill is guaranteed, not yet made), `suspended` (may trade again), `done_for_day`
+        (may expire or trade later) and `replaced` (a replacement works) are not: the next
+        price of a walk or a close goes out only after one of these four."""
+        return self.status in OPTION_FINAL_STATUSES
+
+
+OPTION_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
+)
+
 
 class OptionOrderRef(Frozen):
     """An option order by broker id."""
@@ -162,6 +180,18 @@ class OptionClientOrderRef(Frozen):
     """An option order by our client_order_id."""
 
     client_order_id: str
+
+
+class OpenOptionOrdersQuery(Frozen):
+    """One trade's working mleg orders: their client_order_id starts with `prefix`."""
+
+    prefix: str = Field(min_length=1)
+
+
+class OpenOptionOrders(Frozen):
+    """The working orders found, oldest first."""
+
+    orders: list[OptionOrderView] = Field(default_factory=list)
 
 
 class OptionOrderProbe(Frozen):
@@ -296,12 +326,13 @@ def close_intent(
 ) -> MlegOrderIntent:
     """The closing mleg order for `units` (default: the spec's qty): pay up to `debit` per
     unit (a positive limit, at least a tick: a worthless structure still needs a price the
-    broker takes)."""
+    broker takes), never more than the condor's width - no iron condor is worth more than
+    its wider spread, and a quote saying so would lock in a loss past the max loss."""
     return MlegOrderIntent(
         client_order_id=client_order_id(spec.trade_id, CLOSE_ROLE, attempt),
         qty=spec.qty if units is None else units,
         legs=closing_legs(opening_legs(spec.plan)),
-        limit_price=max(to_tick(debit), PRICE_TICK),
+        limit_price=min(max(to_tick(debit), PRICE_TICK), spec.plan.width),
     )
 
 
@@ -311,6 +342,19 @@ def _quotes_of(legs: list[OptionLeg], marks: OptionMarks) -> dict[str, OptionQuo
     if missing:
         raise ValueError(f"no quote for {', '.join(missing)}")
     return found
+
+
+def unusable_quotes(legs: list[OptionLeg], marks: OptionMarks) -> str | None:
+    """Why these quotes cannot mark the structure (None: they can): a leg with no ask (0) or
+    a crossed quote (bid over ask) says nothing about its price - a 0/0 leg would mark the
+    condor near 0 and take profit on no trade at all."""
+    quotes = _quotes_of(legs, marks)
+    bad = [
+        f"{leg.symbol} {q.bid}/{q.ask}"
+        for leg in legs
+        if (q := quotes[leg.symbol]).ask <= 0 or q.bid > q.ask
+    ]
+    return f"no usable quote for {', '.join(bad)}" if bad else None
 
 
 def mark_to_close(legs: list[OptionLeg], marks: OptionMarks) -> Decimal:
@@ -336,3 +380,10 @@ def natural_debit(legs: list[OptionLeg], marks: OptionMarks) -> Decimal:
 def realized_pnl(credit: Decimal, debit: Decimal, qty: int) -> Decimal:
     """(credit - debit) * 100 * qty, in dollars."""
     return (credit - debit) * CONTRACT_MULTIPLIER * qty
+
+
+def order_attempt(client_order_id: str, trade_id: str, role: str) -> int | None:
+    """The attempt number of `<trade_id>-<role>-<attempt>`, None for any other id."""
+    head = f"{trade_id}-{role}-"
+    tail = client_order_id.removeprefix(head)
+    return int(tail) if client_order_id.startswith(head) and tail.isdigit() else None
