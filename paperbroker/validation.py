@@ -404,6 +404,20 @@ def _mleg_legs(body: dict[str, Any]) -> list[OptionLeg]:
     legs = [_leg(item) for item in raw]
     if len({leg.symbol for leg in legs}) != len(legs):
         raise _invalid("invalid legs: each leg must have a unique symbol")
+    # Alpaca "Options Level 3 Trading" (docs.alpaca.markets/docs/options-level-3-trading): the
+    # legs of a multi-leg order are on the same underlying security. Alpaca documents no code
+    # or message for a mix: 42210000 is its generic unprocessable code; the text is ours.
+    underlyings = {_underlying(leg.symbol) for leg in legs}
+    if len(underlyings) != 1:
+        raise unprocessable(
+            "invalid legs: all legs of a mleg order must have the same underlying "
+            f"(got {', '.join(sorted(underlyings))})"
+        )
     if math.gcd(*(leg.ratio_qty for leg in legs)) != 1:
         raise _invalid("invalid legs: ratio_qty must be in its simplest form")
     return legs
+
+
+def _underlying(symbol: str) -> str:
+    contract = parse_contract(symbol)
+    return contract.underlying if contract is not None else symbol  # _leg parsed it already
