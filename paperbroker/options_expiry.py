@@ -12,6 +12,12 @@ Sources (the stricter reading where they differ):
   and expiry (OPEXP) are non-trade activities: the option position goes, the underlying
   moves at the strike; no order and no trade_updates event.
 * OCC exercise by exception: a contract in the money by $0.01 or more is exercised.
+* Alpaca "Options Level 3 Trading" (docs.alpaca.markets/docs/options-level-3-trading) and the
+  levels table of "Options Trading": spreads are level 3, uncovered (naked) short calls are
+  offered at no level. A long leg covers a short leg only while it lives: once a long that
+  expires before the short is gone, the short is naked. So only a long expiring on or after
+  the short covers it (a reverse calendar's short call is uncovered; its short put must be
+  cash-secured on its own).
 """
 
 from __future__ import annotations
@@ -87,11 +93,27 @@ def settlement_value(holdings: list[Holding], spot: Decimal, shares: Decimal = Z
 def settlement_requirement(holdings: list[Holding], shares: Decimal = ZERO) -> Decimal | None:
     """Return the cash that covers the worst settlement of one underlying's holdings.
 
+    Checked at each expiry date that has a short: only the holdings still alive then (expiring
+    on or after it) count, so a long that expires first never covers a later short. None means
+    an uncovered short call, which no Alpaca level allows.
+    """
+    worst = ZERO
+    for expiry in sorted({h.contract.expiry for h in holdings if h.contracts < 0}):
+        alive = [h for h in holdings if h.contract.expiry >= expiry]
+        needed = _requirement_at_once(alive, shares)
+        if needed is None:
+            return None
+        worst = max(worst, needed)
+    return worst
+
+
+def _requirement_at_once(holdings: list[Holding], shares: Decimal) -> Decimal | None:
+    """Return the worst settlement of holdings taken as expiring together (None: uncovered).
+
     The payoff is piecewise linear in the underlying, so its minimum is at 0, at a strike,
-    or (when the slope above the highest strike is negative) unbounded: None means uncovered
-    short calls, which no Alpaca level allows. Long shares of the underlying cover short calls
-    (covered calls, level 1), never more than the calls they cover. Later-expiring longs are
-    taken at intrinsic value, a lower bound, so calendars are judged conservatively.
+    or (when the slope above the highest strike is negative) unbounded. Long shares of the
+    underlying cover short calls (covered calls, level 1), never more than the calls they
+    cover. Later-expiring longs are taken at intrinsic value, a lower bound.
     """
     call_slope = (
         sum((h.contracts for h in holdings if h.contract.right is Right.CALL), ZERO)
