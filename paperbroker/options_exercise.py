@@ -9,6 +9,9 @@ Sources (the stricter reading where they differ):
   outside market hours will be rejected"; all held contracts are exercised.
 * Alpaca "Non-Trade Activities for Option Events" (see options_expiry.py): exercise (OPEXC),
   assignment (OPASN) and expiry (OPEXP).
+* Alpaca support "What is automatic exercise" (see options_expiry.py): an ITM long put is
+  exercised at expiry only for the contracts the account's available long shares deliver; the
+  rest get a do-not-exercise and are recorded as expired (OPEXP), never as short stock.
 Messages Alpaca's docs do not spell out are this broker's own.
 """
 
@@ -20,8 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from paperbroker.assets import asset_id_for
 from paperbroker.errors import CODE_INVALID, position_not_found, unprocessable
-from paperbroker.models import PositionRecord, after_fill
-from paperbroker.options_expiry import Holding, exercise, expiry_actions, parse_contract
+from paperbroker.models import PositionRecord, Side, after_fill
+from paperbroker.options_expiry import (
+    CONTRACT_MULTIPLIER,
+    ZERO,
+    Holding,
+    Right,
+    exercise,
+    expiry_actions,
+    parse_contract,
+)
 from paperbroker.options_margin import OptionsActivity, OptionsMargin
 
 if TYPE_CHECKING:
@@ -56,7 +67,29 @@ class OptionsExercise(OptionsMargin):
             h.contract.underlying: self.broker.prices.quote(h.contract.underlying, when).mid
             for h in due
         }
-        self._apply(expiry_actions(due, spots), when)
+        self._apply(expiry_actions(due, spots, self._shares_available()), when)
+
+    def _shares_available(self) -> dict[str, Decimal]:
+        """Return long shares a put exercise may deliver, per underlying (options_expiry.py).
+
+        Shares securing short calls (any expiry) or held by open sell orders are not available
+        (Alpaca "What is automatic exercise": shares securing a covered call "would not be
+        considered available to sell").
+        """
+        book = self.broker.book
+        securing: dict[str, Decimal] = {}
+        for holding in self._holdings():
+            if holding.contract.right is Right.CALL and holding.contracts < 0:
+                underlying = holding.contract.underlying
+                shares = -holding.contracts * CONTRACT_MULTIPLIER
+                securing[underlying] = securing.get(underlying, ZERO) + shares
+        available: dict[str, Decimal] = {}
+        for symbol, position in book.positions.items():
+            free = position.qty - securing.get(symbol, ZERO)
+            free -= book.held_for_orders(symbol, Side.SELL)
+            if free > 0:
+                available[symbol] = free
+        return available
 
     def _apply(self, actions: list[Any], when: datetime) -> None:
         book = self.broker.book

@@ -18,6 +18,16 @@ Sources (the stricter reading where they differ):
   expires before the short is gone, the short is naked. So only a long expiring on or after
   the short covers it (a reverse calendar's short call is uncovered; its short put must be
   cash-secured on its own).
+* Alpaca support "What is automatic exercise" (alpaca.markets/support/what-is-automatic-exercise):
+  "If your account has long available shares to cover the exercise deliverables of the put
+  contract, the put will be exercised ... if your account does not have enough available
+  shares to cover the exercise deliverable, and the put is in-the-money, the put contract will
+  either be closed prior the market close or a do not exercise may be placed after the close";
+  shares securing a covered call "would not be considered available to sell". Support "What
+  happens when my long call or put option position expires" says the same. The stricter
+  reading: an ITM long put is exercised only for the whole contracts the available shares
+  deliver (held before expiry, less shares securing short calls or held for sell orders);
+  the rest get a do-not-exercise and expire (OPEXP), never short stock.
 """
 
 from __future__ import annotations
@@ -188,23 +198,44 @@ def exercise(holding: Holding) -> ExpiryAction:
     )
 
 
-def expiry_actions(holdings: list[Holding], spots: dict[str, Decimal]) -> list[ExpiryAction]:
-    """Return each holding's fate: ITM longs exercised, ITM shorts assigned, OTM expire."""
+def expiry_actions(
+    holdings: list[Holding], spots: dict[str, Decimal], available: dict[str, Decimal] | None = None
+) -> list[ExpiryAction]:
+    """Return each holding's fate: ITM longs exercised, ITM shorts assigned, OTM expire.
+
+    An ITM long put is exercised only for the whole contracts that `available` shares of its
+    underlying deliver (Alpaca "What is automatic exercise"); the rest get a do-not-exercise
+    and expire. Without `available`, no shares are available.
+    """
+    left = dict(available or {})
     actions: list[ExpiryAction] = []
     for holding in holdings:
-        spot = spots[holding.contract.underlying]
-        if is_in_the_money(holding.contract, spot):
+        contract = holding.contract
+        if not is_in_the_money(contract, spots[contract.underlying]):
+            actions.append(_expire(holding))
+            continue
+        if contract.right is Right.CALL or holding.contracts < 0:
             actions.append(exercise(holding))
-        else:
-            actions.append(
-                ExpiryAction(
-                    symbol=holding.contract.symbol,
-                    outcome=Outcome.EXPIRE,
-                    contracts=holding.contracts,
-                    underlying=holding.contract.underlying,
-                    shares=ZERO,
-                    cash=ZERO,
-                    strike=holding.contract.strike,
-                )
-            )
+            continue
+        shares = left.get(contract.underlying, ZERO)
+        deliverable = min(holding.contracts, max(ZERO, shares // CONTRACT_MULTIPLIER))
+        left[contract.underlying] = shares - deliverable * CONTRACT_MULTIPLIER
+        if deliverable > 0:
+            actions.append(exercise(Holding(contract=contract, contracts=deliverable)))
+        if deliverable < holding.contracts:
+            rest = Holding(contract=contract, contracts=holding.contracts - deliverable)
+            actions.append(_expire(rest))  # do not exercise: no shares to deliver
     return actions
+
+
+def _expire(holding: Holding) -> ExpiryAction:
+    """Return the action of a holding that expires worthless (or is not exercised)."""
+    return ExpiryAction(
+        symbol=holding.contract.symbol,
+        outcome=Outcome.EXPIRE,
+        contracts=holding.contracts,
+        underlying=holding.contract.underlying,
+        shares=ZERO,
+        cash=ZERO,
+        strike=holding.contract.strike,
+    )
