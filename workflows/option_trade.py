@@ -381,7 +381,9 @@ class OptionTradeWorkflow:
         if clock.is_open:
             state.wait_until = None
             return True
-        state.wait_until = clock.next_open
+        # How long until the open, on the broker's own clock (a simulated one may not be now).
+        until_open = max(clock.next_open - clock.timestamp, ORDER_POLL)
+        state.wait_until = workflow.now() + until_open
         state.note = f"market closed: {cid} waits for the open at {clock.next_open}"
         return False
 
