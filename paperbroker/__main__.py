@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--replay-csv", type=Path, help="bars CSV (symbol,timestamp,o,h,l,c,volume)"
     )
+    parser.add_argument(
+        "--options-level",
+        type=int,
+        choices=range(4),
+        default=3,
+        help="the account's options trading level (0 disabled .. 3 spreads; Alpaca's levels)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser
 
@@ -128,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         hide_held_legs=args.hide_held_legs,
         skip_sibling_cancel_events=args.skip_sibling_cancel_events,
         replay_csv=args.replay_csv,
+        options_level=args.options_level,
     )
 
 

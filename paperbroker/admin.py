@@ -333,3 +333,14 @@ async def configure(request: web.Request) -> web.Response:
     if "fill_delay_ms" in body:
         server.broker.route_delay = int(body["fill_delay_ms"]) / 1000
     return json_response({key: str(value) for key, value in body.items()})
+
+
+@admin_routes.post("/_sim/options/level")
+async def set_options_level(request: web.Request) -> web.Response:
+    """POST /_sim/options/level {"level": 0-3}: the account's options level until the next reset."""
+    broker = _server(request).broker
+    level = (await _body(request)).get("level")
+    if not isinstance(level, int) or isinstance(level, bool):
+        raise unprocessable("level must be an integer 0-3")
+    broker.set_options_level(level)
+    return json_response({"level": broker.options.level})

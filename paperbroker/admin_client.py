@@ -88,6 +88,10 @@ class AdminClient:
         body = {"underlying": underlying, "iv": iv, "shift": shift}
         return float(self._call("POST", "/_sim/options/iv", body)["iv"])
 
+    def set_options_level(self, level: int) -> int:
+        """Set the account's options trading level (0-3, Alpaca's levels) until the next reset."""
+        return int(self._call("POST", "/_sim/options/level", {"level": level})["level"])
+
     def add_fault(self, **rule: Any) -> str:
         """Add a fault rule (see README) and return its id."""
         return str(self._call("POST", "/_sim/faults", rule)["id"])

@@ -31,6 +31,7 @@ from paperbroker.models import (
     TimeInForce,
 )
 from paperbroker.options_expiry import parse_contract
+from paperbroker.options_margin import OPTIONS_LEVEL
 from paperbroker.options_orders import OptionsDesk
 from paperbroker.orders import build_orders
 from paperbroker.pending import PendingChanges
@@ -82,6 +83,7 @@ class Broker:
         seed: int,
         multiplier: Decimal = Decimal(2),
         fidelity: Fidelity | None = None,
+        options_level: int = OPTIONS_LEVEL,
     ) -> None:
         self.clock = clock
         self.calendar = calendar
@@ -94,6 +96,8 @@ class Broker:
         self.book = Book(_new_account(cash, clock.now()), listeners=self.listeners)
         self.pending = PendingChanges(self)
         self.options = OptionsDesk(self)
+        self.options_level = options_level  # the configured level: every reset restores it
+        self.options.level = options_level
         self.matcher = self._new_matcher()
         self.last_processed = clock.now()
         self.min_step = timedelta(milliseconds=20)
@@ -106,6 +110,7 @@ class Broker:
         self.prices = prices
         self.pending.reset()
         self.options.reset()
+        self.options.level = self.options_level
         old = self.matcher
         self.matcher = self._new_matcher()
         self.matcher.partial_fill_probability = old.partial_fill_probability
@@ -226,6 +231,12 @@ class Broker:
             raise unprocessable(f'order is already in "{order.status.value}" state')
         self.pending.request_cancel(order, now)
         return order
+
+    def set_options_level(self, level: int) -> None:
+        """Set the account's options trading level (0-3) until the next reset."""
+        if not 0 <= level <= 3:
+            raise unprocessable("options level must be 0, 1, 2 or 3")
+        self.options.level = level
 
     def cancel_all(self) -> list[dict[str, object]]:
         """Request a cancel of every open order; return (order, status) per order asked."""

@@ -47,6 +47,10 @@ class BrokerConfig(BaseModel):
     leg_replace: LegReplace = LegReplace.PRICES
     hide_held_legs: bool = False
     skip_sibling_cancel_events: bool = False
+    # Alpaca options trading levels 0-3 (docs.alpaca.markets Options Trading; alpaca-py
+    # TradeAccount: 0=disabled, 1=Covered Call/Cash-Secured Put, 2=Long Call/Put,
+    # 3=Spreads/Straddles). /_sim/options/level changes it until the next reset.
+    options_level: int = Field(default=3, ge=0, le=3)
 
     def fidelity(self) -> Fidelity:
         """The run-time switches this configuration starts with (and /_sim/reset restores)."""

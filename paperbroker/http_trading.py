@@ -80,10 +80,12 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 def _with_options(account: dict[str, Any], broker: Broker, now: datetime) -> dict[str, Any]:
-    """Add option positions to the account's values and state the options level modelled.
+    """Add option positions to the account's values and state the account's options level.
 
-    Level 3 (Alpaca "Options Trading": paper accounts have options enabled; level 3 adds
-    spreads to level 1-2's long options, covered calls and cash-secured puts).
+    The level is configured (BrokerConfig.options_level, --options-level, /_sim/options/level;
+    default 3). alpaca-py TradeAccount: options_approved_level is the approved level and
+    options_trading_level the effective one; this account has no lower configured maximum, so
+    both answer the same level.
     """
     desk = broker.options
     account["options_approved_level"] = desk.level

@@ -7,7 +7,7 @@ exercise and expiry (options_exercise.py) and the positions' buying power and va
 Sources (the stricter reading where they differ):
 * Alpaca "Options Trading" (docs.alpaca.markets/docs/options-trading): options orders are
   market or limit, ``time_in_force`` day only, whole contracts, no extended hours; levels
-  0-3 (this account models level 3: options_margin.py). Multi-leg orders (``order_class``
+  0-3 (the account's level is configured: `required_level` below). Multi-leg orders (``order_class``
   ``mleg``) carry 2-4 legs with distinct symbols and a ``ratio_qty`` each (in simplest form);
   the parent's ``limit_price`` is the net price of one unit: positive is a net debit (paid),
   negative a net credit (received). The order fills as a whole or not at all (on the
@@ -56,6 +56,45 @@ def options_not_enabled() -> ApiError:
     return ApiError(403, "account is not authorized to trade options", CODE_FORBIDDEN)
 
 
+LEVEL_STRATEGIES = {
+    1: "covered calls and cash-secured puts",
+    2: "buying calls and puts",
+    3: "multi-leg (mleg) orders and spreads",
+}
+
+
+def required_level(order_class: OrderClass, legs: list[OptionLeg]) -> int:
+    """Return the options level an order needs (its legs' position intents resolved).
+
+    Alpaca "Options Trading" (docs.alpaca.markets/docs/options-trading), levels table, and
+    alpaca-py TradeAccount ("0=disabled, 1=Covered Call/Cash-Secured Put, 2=Long Call/Put,
+    3=Spreads/Straddles"): level 1 sells covered calls and cash-secured puts, level 2 adds
+    buying calls and puts, level 3 adds spreads. Closing a position needs level 1. Every mleg
+    order needs level 3, closing ones too: the stricter reading, as Alpaca's "Options Level 3
+    Trading" page introduces multi-leg orders with level 3 and no level below lists them. A
+    short call that nothing covers is refused at every level (options_margin.uncovered).
+    """
+    if order_class is OrderClass.MLEG:
+        return 3
+    if legs[0].position_intent == "buy_to_open":
+        return 2
+    return 1
+
+
+def above_level(needed: int, level: int) -> ApiError:
+    """Return the refusal of an order above the account's options level.
+
+    Alpaca documents no code or message for it (none found in its docs, support pages or
+    issue threads): 403 with its generic forbidden code 40310000; the text is ours.
+    """
+    return ApiError(
+        403,
+        f"account not eligible to trade this options order: {LEVEL_STRATEGIES[needed]} "
+        f"need options trading level {needed} (account level {level})",
+        CODE_FORBIDDEN,
+    )
+
+
 def marketable(kind: OrderType, limit: Decimal | None, net: Decimal) -> bool:
     """Return True when a net price is at or better than the limit (a market order always is)."""
     return kind is OrderType.MARKET or (limit is not None and net <= limit)
@@ -76,6 +115,9 @@ class OptionsDesk(OptionsExercise):
         if client_order_id in self.broker.book.client_ids:
             raise duplicate_client_order_id()
         legs = [self._with_intent(leg) for leg in intent.legs]
+        needed = required_level(intent.order_class, legs)
+        if needed > self.level:
+            raise above_level(needed, self.level)
         self._check_closing(legs, intent.qty)
         cost = self.order_requirement(legs, intent, now)
         power = self.buying_power(now)

@@ -92,6 +92,7 @@ class PaperBrokerServer:
             config.cash,
             config.seed,
             fidelity=config.fidelity(),
+            options_level=config.options_level,
         )
         self.broker.matcher.partial_fill_probability = config.partial_fill_probability
         self.broker.route_delay = config.fill_delay_ms / 1000

@@ -122,14 +122,13 @@ async def test_the_options_checks_pass_and_open_no_option_position(
 async def test_an_account_without_options_skips_every_option_check_saying_what_to_do(
     paper_broker: RunningBroker, broker_admin: AdminClient
 ) -> None:
-    desk = paper_broker.server.broker.options
-    desk.level = 0  # options not enabled (Alpaca level 0); no setting reaches it yet
+    broker_admin.set_options_level(0)  # options not enabled (Alpaca level 0)
     try:
         report = await asyncio.to_thread(
             run_verify, endpoint_for(paper_broker), VerifyOptions(), checks=OPTION_CHECKS
         )
     finally:
-        desk.level = 3
+        broker_admin.set_options_level(3)
     # No broker misbehaving: an account that does not trade spreads (stocks-only prelive passes).
     first, *rest = report.checks
     assert first.name == "options_account" and first.verdict is Verdict.SKIP
