@@ -185,7 +185,10 @@ class Broker:
         check_complex_prices(intent, quote)
         if checks:
             if intent.qty is not None and intent.order_class.value in ("simple", "oco"):
-                check_qty_available(self.book, asset.symbol, intent.side, intent.qty)
+                covering = self.options.shares_covering_calls(asset.symbol)
+                check_qty_available(
+                    self.book, asset.symbol, intent.side, intent.qty, covering=covering
+                )
             check_wash_trade(self.book, intent)
             check_buying_power(self.book, intent, quote, self.buying_power(now))
         records = build_orders(intent, asset, client_order_id, now, self.calendar)

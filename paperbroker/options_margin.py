@@ -27,6 +27,7 @@ from paperbroker.options_contracts import contract_id_for, parse_occ
 from paperbroker.options_expiry import (
     CONTRACT_MULTIPLIER,
     Holding,
+    Right,
     parse_contract,
     requirement_by_underlying,
 )
@@ -172,6 +173,26 @@ class OptionsMargin:
             if contract is not None and qty != 0:
                 holdings.append(Holding(contract=contract, contracts=qty))
         return holdings
+
+    def shares_covering_calls(self, underlying: str) -> Decimal:
+        """Return the shares of `underlying` that cover short calls, held or being sold to open.
+
+        At each short call's expiry the long calls still alive cover first; 100 shares cover
+        each call left (a covered call, as `_requirement_at_once` counts it). Those shares are
+        not available to sell: selling them would leave the call naked, which no Alpaca level
+        allows (rules.check_qty_available counts them as held for orders).
+        """
+        sells = [(s, q) for s, q in self._open_order_changes() if q < 0]
+        calls = [
+            h
+            for h in self._holdings(sells)
+            if h.contract.underlying == underlying and h.contract.right is Right.CALL
+        ]
+        needed = ZERO
+        for expiry in {h.contract.expiry for h in calls if h.contracts < 0}:
+            net = sum((h.contracts for h in calls if h.contract.expiry >= expiry), ZERO)
+            needed = max(needed, -net * CONTRACT_MULTIPLIER)
+        return needed
 
     def _shares(self) -> dict[str, Decimal]:
         return {s: p.qty for s, p in self.broker.book.positions.items()}

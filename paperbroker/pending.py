@@ -98,7 +98,10 @@ class PendingChanges:
             raise duplicate_client_order_id()
         new = build_replacement(old, change, client_order_id, now)
         if old.activated and not (old.leg_ids and old.order_class.value in ("bracket", "oto")):
-            check_qty_available(broker.book, old.symbol, old.side, new.remaining, old.remaining)
+            covering = broker.options.shares_covering_calls(old.symbol)
+            check_qty_available(
+                broker.book, old.symbol, old.side, new.remaining, old.remaining, covering
+            )
         new.status = Status.PENDING_NEW
         new.working = False
         new.replacement_in_flight = True

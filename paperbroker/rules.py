@@ -17,14 +17,28 @@ ALWAYS_WASH_TYPES = frozenset(
 
 
 def check_qty_available(
-    book: Book, symbol: str, side: Side, qty: Decimal, release: Decimal = ZERO
+    book: Book,
+    symbol: str,
+    side: Side,
+    qty: Decimal,
+    release: Decimal = ZERO,
+    covering: Decimal = ZERO,
 ) -> None:
-    """Refuse an order that would close more than the unreserved part of the position."""
+    """Refuse an order that would close more than the unreserved part of the position.
+
+    `covering` is the shares that cover short calls (OptionsMargin.shares_covering_calls):
+    they count as held for orders, so a sell cannot leave a covered call naked. Alpaca
+    "Options Trading" levels table: a covered call needs the user to "own sufficient
+    underlying shares", and no level allows an uncovered call - the stricter reading is that
+    the shares stay held while the call is open (Alpaca's answer for shares held by orders).
+    """
     position = book.position_qty(symbol)
     closing = (side is Side.SELL and position > 0) or (side is Side.BUY and position < 0)
     if not closing:
         return
     held = book.held_for_orders(symbol, side) - release
+    if side is Side.SELL:
+        held += min(covering, position)
     available = abs(position) - held
     if qty > available:
         raise ApiError(
