@@ -43,7 +43,7 @@ from paperbroker.rules import (
     check_wash_trade,
     order_cost,
 )
-from paperbroker.validation import OrderIntent, ReplaceIntent
+from paperbroker.validation import OrderIntent, ReplaceIntent, check_option_increment
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,8 @@ class Broker:
         if old.order_class is OrderClass.MLEG:
             # Stricter than the docs say: an mleg order is cancelled and resubmitted whole.
             raise unprocessable("mleg orders cannot be replaced; cancel and resubmit")
+        if old.asset_class == "us_option" and change.limit_price is not None:
+            check_option_increment(old.symbol, change.limit_price)
         return self.pending.request_replace(old, change, now)
 
     def relink(self, old: OrderRecord, new: OrderRecord) -> None:

@@ -370,6 +370,8 @@ def parse_option_order(body: Any) -> OptionOrderIntent:
             raise _invalid(f"{cls} orders are not supported for options")
         if limit is not None and limit <= 0:
             raise _invalid("limit price must be > 0")
+        if limit is not None:
+            check_option_increment(str(body.get("symbol") or ""), limit)
         intent = _intent_of(body.get("position_intent"))
         legs = [
             OptionLeg(
@@ -393,6 +395,52 @@ def parse_option_order(body: Any) -> OptionOrderIntent:
         limit_price=limit,
         client_order_id=client_order_id,
     )
+
+
+# Alpaca support "Options pricing increments and options order handling"
+# (alpaca.markets/support/options-pricing-increments-and-options-order-handling): Penny
+# Program classes trade in $0.01 below $3.00 and $0.05 at or above; SPY, QQQ and IWM in $0.01
+# at any price; other classes in $0.05 below $3.00 and $0.10 at or above. An order off those
+# increments "will be rejected" unless routed to the Nasdaq Options Market: the stricter
+# reading refuses it. Alpaca's body for it is undocumented: 422 42210000 (its generic
+# unprocessable code, as for sub-penny prices) with our message naming the increment.
+# Which classes are in the Penny Program Alpaca answers per contract (`ppind` on GET
+# /v2/options/contracts; alpaca-py 0.44's OptionContract has no such field, so this broker
+# does not answer it). Every underlying of the default universe (assets.DEFAULT_UNIVERSE) is
+# among the most actively traded option classes, which the Penny Interval Program lists
+# (the top 363-425 classes by OCC cleared volume: BOX and MIAX program notices); any other
+# symbol added to the broker is taken as a non-penny class, the stricter reading.
+# Multi-leg (mleg) net prices stay on the cent: complex orders trade in $0.01 net increments
+# (Alpaca "Options Level 3 Trading" examples price spreads to the cent).
+PENNY_AT_ANY_PRICE = frozenset({"SPY", "QQQ", "IWM"})
+PENNY_PROGRAM = frozenset(
+    {"AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "TSLA", "AMD", "JPM", "KO", "F"}
+    | PENNY_AT_ANY_PRICE
+)
+PENNY_BREAK = Decimal(3)
+
+
+def option_increment(underlying: str, price: Decimal) -> Decimal:
+    """Return the price increment of a single-leg option order on `underlying` at `price`."""
+    if underlying in PENNY_AT_ANY_PRICE:
+        return Decimal("0.01")
+    if underlying in PENNY_PROGRAM:
+        return Decimal("0.01") if price < PENNY_BREAK else Decimal("0.05")
+    return Decimal("0.05") if price < PENNY_BREAK else Decimal("0.10")
+
+
+def check_option_increment(symbol: str, limit: Decimal) -> None:
+    """Refuse a single-leg option limit price off its class's increment (422 42210000)."""
+    contract = parse_contract(symbol)
+    if contract is None:
+        return  # not a contract: the order is refused as such elsewhere
+    step = option_increment(contract.underlying, limit)
+    if limit % step != 0:
+        raise unprocessable(
+            f"invalid limit_price {fmt(limit)}. {contract.underlying} options priced "
+            f"{'below' if limit < PENNY_BREAK else 'at or above'} $3.00 trade in "
+            f"${step:.2f} increments"
+        )
 
 
 def _mleg_legs(body: dict[str, Any]) -> list[OptionLeg]:
