@@ -293,37 +293,34 @@ class VerifySession:
 
     def submit_raw(self, request: OrderRequest) -> dict[str, Any] | BrokerAnswer:
         """POST an order through alpaca-py as is: the order placed (tracked) or the refusal."""
-        if request.client_order_id and request.client_order_id not in self._sent:
-            self._sent.append(request.client_order_id)
-        try:
-            placed: Any = self.client_call(lambda: self.raw.client.submit_order(request))
-        except APIError as exc:
-            answer = answer_of(exc)
-            if request.client_order_id and answer.status is not None and answer.status < 500:
-                self._answered.add(request.client_order_id)  # refused: nothing to clean up
-            return answer
-        self.track_raw(placed)
-        return dict(placed)
+        cid = request.client_order_id
+        if cid and cid not in self._sent:
+            self._sent.append(cid)
+        return self._post(request, self.track_raw)
+
+    def submit_option_raw(self, request: OrderRequest) -> dict[str, Any] | BrokerAnswer:
+        """POST an option order through alpaca-py as is: the order (tracked as an option
+        order) or the refusal."""
+        if request.client_order_id:
+            self._option_sent.setdefault(request.client_order_id)
+        return self._post(request, self.track_option)
 
     def replace_raw(
         self, order_id: str, change: ReplaceOrderRequest
     ) -> dict[str, Any] | BrokerAnswer:
         """PATCH an order through alpaca-py as is: the new order (tracked) or the refusal."""
-        try:
-            placed: Any = self.client_call(
-                lambda: self.raw.client.replace_order_by_id(order_id, change)
-            )
-        except APIError as exc:
-            return answer_of(exc)
-        self.track_raw(placed)
-        return dict(placed)
+        return self._patch(order_id, change, self.track_raw)
 
-    def submit_option_raw(self, request: OrderRequest) -> dict[str, Any] | BrokerAnswer:
-        """POST an option order through alpaca-py as is: the order (tracked as an option
-        order) or the refusal."""
+    def replace_option_raw(
+        self, order_id: str, change: ReplaceOrderRequest
+    ) -> dict[str, Any] | BrokerAnswer:
+        """PATCH an option order through alpaca-py as is: the new order (tracked) or the refusal."""
+        return self._patch(order_id, change, self.track_option)
+
+    def _post(
+        self, request: OrderRequest, track: Callable[[Any], None]
+    ) -> dict[str, Any] | BrokerAnswer:
         cid = request.client_order_id
-        if cid:
-            self._option_sent.setdefault(cid)
         try:
             placed: Any = self.client_call(lambda: self.raw.client.submit_order(request))
         except APIError as exc:
@@ -331,20 +328,19 @@ class VerifySession:
             if cid and answer.status is not None and answer.status < 500:
                 self._answered.add(cid)  # refused: nothing to clean up
             return answer
-        self.track_option(placed)
+        track(placed)
         return dict(placed)
 
-    def replace_option_raw(
-        self, order_id: str, change: ReplaceOrderRequest
+    def _patch(
+        self, order_id: str, change: ReplaceOrderRequest, track: Callable[[Any], None]
     ) -> dict[str, Any] | BrokerAnswer:
-        """PATCH an option order through alpaca-py as is: the new order (tracked) or the refusal."""
         try:
             placed: Any = self.client_call(
                 lambda: self.raw.client.replace_order_by_id(order_id, change)
             )
         except APIError as exc:
             return answer_of(exc)
-        self.track_option(placed)
+        track(placed)
         return dict(placed)
 
     def track_option(self, order: Any) -> None:
