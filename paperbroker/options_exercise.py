@@ -24,15 +24,7 @@ from typing import TYPE_CHECKING, Any
 from paperbroker.assets import asset_id_for
 from paperbroker.errors import CODE_INVALID, position_not_found, unprocessable
 from paperbroker.models import PositionRecord, Side, after_fill
-from paperbroker.options_expiry import (
-    CONTRACT_MULTIPLIER,
-    ZERO,
-    Holding,
-    Right,
-    exercise,
-    expiry_actions,
-    parse_contract,
-)
+from paperbroker.options_expiry import Holding, exercise, expiry_actions, parse_contract
 from paperbroker.options_margin import OptionsActivity, OptionsMargin
 
 if TYPE_CHECKING:
@@ -72,20 +64,14 @@ class OptionsExercise(OptionsMargin):
     def _shares_available(self) -> dict[str, Decimal]:
         """Return long shares a put exercise may deliver, per underlying (options_expiry.py).
 
-        Shares securing short calls (any expiry) or held by open sell orders are not available
-        (Alpaca "What is automatic exercise": shares securing a covered call "would not be
-        considered available to sell").
+        Shares covering short calls (`shares_covering_calls`) or held by open sell orders are
+        not available (Alpaca "What is automatic exercise": shares securing a covered call
+        "would not be considered available to sell").
         """
         book = self.broker.book
-        securing: dict[str, Decimal] = {}
-        for holding in self._holdings():
-            if holding.contract.right is Right.CALL and holding.contracts < 0:
-                underlying = holding.contract.underlying
-                shares = -holding.contracts * CONTRACT_MULTIPLIER
-                securing[underlying] = securing.get(underlying, ZERO) + shares
         available: dict[str, Decimal] = {}
         for symbol, position in book.positions.items():
-            free = position.qty - securing.get(symbol, ZERO)
+            free = position.qty - self.shares_covering_calls(symbol)
             free -= book.held_for_orders(symbol, Side.SELL)
             if free > 0:
                 available[symbol] = free
