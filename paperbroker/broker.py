@@ -205,14 +205,25 @@ class Broker:
         """Accept a replace (200 with the new order); it lands after `replace_delay_ms`."""
         old = self.order(order_id)
         now = self.sync()
-        if old.order_class is OrderClass.MLEG and old.parent_id is not None:
-            raise mleg_leg_refused("replace")
-        if old.order_class is OrderClass.MLEG:
-            # Stricter than the docs say: an mleg order is cancelled and resubmitted whole.
-            raise unprocessable("mleg orders cannot be replaced; cancel and resubmit")
+        self.check_replaceable(old)
         if old.asset_class == "us_option" and change.limit_price is not None:
             check_option_increment(old.symbol, change.limit_price)
         return self.pending.request_replace(old, change, now)
+
+    def check_replaceable(self, old: OrderRecord) -> None:
+        """Refuse a replace of an mleg order or of one of its legs, before its body is read.
+
+        A leg: Alpaca's own refusal (mleg_leg_refused). The whole order: alpaca-py's notebook
+        examples/options/options-trading-mleg.ipynb ("Replace overall order") shows Alpaca
+        accepting a replace of a whole mleg order; this broker refuses it, stricter than
+        Alpaca (the rule: never friendlier): our code cancels and resubmits, and a refused
+        replace is a path it must survive anyway. 422 42210000; the message is ours.
+        """
+        if old.order_class is not OrderClass.MLEG:
+            return
+        if old.parent_id is not None:
+            raise mleg_leg_refused("replace")
+        raise unprocessable("mleg orders cannot be replaced; cancel and resubmit")
 
     def relink(self, old: OrderRecord, new: OrderRecord) -> None:
         """Put a replacement in its predecessor's place in its complex order."""
@@ -300,6 +311,10 @@ class Broker:
             if self.options.position_qty(symbol_or_id.upper()) == 0:
                 raise position_not_found()
             if percentage is not None:
+                # Alpaca "Close a position" (DELETE /v2/positions/{symbol_or_asset_id}): a
+                # percentage sells a fraction only of fractionable assets, and options trade in
+                # whole contracts ("Options Trading": no fractional options). Refusing the
+                # parameter outright is stricter than rounding it down; the message is ours.
                 raise unprocessable("percentage is not supported for option positions")
             return self.options.close_position(symbol_or_id.upper(), qty)
         asset = self.asset(symbol_or_id)

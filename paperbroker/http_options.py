@@ -267,7 +267,14 @@ def _contracts_param(request: web.Request) -> list[OccSymbol]:
 
 
 def _listed(desk: OptionsDesk, symbols: list[OccSymbol], now: datetime) -> list[OccSymbol]:
-    """Keep the contracts the broker lists (unknown ones are left out, as Alpaca does)."""
+    """Keep the contracts the broker lists; well-formed but unknown ones are left out.
+
+    Alpaca Market Data (option latest quotes/trades/snapshots, /v1beta1/options/...): the
+    answer maps each symbol that has data to it and has no entry for the others (an empty
+    map when none has: ALPACA.md "Market data"); alpaca-py 0.44 builds its dict from the keys
+    answered (alpaca/data/historical/option.py, parse_obj_as_symbol_dict), so a missing key
+    is how "no such contract" reads. Malformed symbols are refused (400) above.
+    """
     return [occ for occ in symbols if desk.universe.lookup(occ.symbol, now) is not None]
 
 

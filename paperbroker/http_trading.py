@@ -237,7 +237,11 @@ async def get_order_by_client_id(request: web.Request) -> web.Response:
 async def replace_order(request: web.Request) -> web.Response:
     """PATCH /v2/orders/{order_id}."""
     broker = _broker(request)
-    change = parse_replace(await read_json(request))
+    body = await read_json(request)
+    # An mleg order is refused before its body is read (a credit mleg's negative limit_price
+    # would otherwise answer "limit price must be > 0" instead): Broker.check_replaceable.
+    broker.check_replaceable(broker.order(request.match_info["order_id"]))
+    change = parse_replace(body)
     order = broker.replace(request.match_info["order_id"], change)
     return json_response(order_json(order, broker.book))
 

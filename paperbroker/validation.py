@@ -461,6 +461,10 @@ def _mleg_legs(body: dict[str, Any]) -> list[OptionLeg]:
             "invalid legs: all legs of a mleg order must have the same underlying "
             f"(got {', '.join(sorted(underlyings))})"
         )
+    # Alpaca "Options Level 3 Trading" (docs.alpaca.markets/docs/options-level-3-trading) and
+    # the "Options Trading" order rules: leg ratios are given in simplest form (a 2:4 order is
+    # a 1:2 order of twice the qty). We could not re-read that sentence in a searchable copy
+    # of the page; refusing a reducible ratio is the stricter reading and loses no order.
     if math.gcd(*(leg.ratio_qty for leg in legs)) != 1:
         raise _invalid("invalid legs: ratio_qty must be in its simplest form")
     return legs
