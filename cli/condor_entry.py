@@ -45,6 +45,7 @@ from trading.options.records import (
     OptionTradesQuery,
     max_loss_usd,
     option_trade_write,
+    options_requirement_usd,
 )
 from trading.options.trade_models import (
     OptionTradeInput,
@@ -133,7 +134,10 @@ async def _check(settings: Settings, pool: asyncpg.Pool, spec: OptionTradeSpec) 
     ]
     book = EntryBook()
     proposal = DefinedRiskProposal(
-        underlying=spec.plan.underlying, qty=spec.qty, max_loss=max_loss_usd(spec, None)
+        underlying=spec.plan.underlying,
+        qty=spec.qty,
+        max_loss=max_loss_usd(spec, None),
+        requirement=options_requirement_usd(spec),
     )
     verdict = check_defined_risk(
         proposal, account_view(truth, book), open_risks(truth, book, options), settings.risk_limits

@@ -96,6 +96,7 @@ def account_view(truth: BrokerTruth, book: EntryBook) -> AccountView:
         equity=account.equity,
         last_equity=account.last_equity,
         buying_power=max(account.buying_power - book.spent, Decimal(0)),
+        options_buying_power=account.options_buying_power,
     )
 
 

@@ -113,6 +113,8 @@ class AccountView(Frozen):
     equity: Decimal
     last_equity: Decimal  # equity at the previous close
     buying_power: Decimal
+    # What the broker lets option orders use (None: it did not say; the buying power counts).
+    options_buying_power: Decimal | None = None
 
 
 class OpenRisk(Frozen):
@@ -159,6 +161,8 @@ class DefinedRiskProposal(Frozen):
     underlying: str
     qty: int = Field(ge=1)
     max_loss: Decimal = Field(ge=0)
+    # What opening it holds back from the options buying power (None: its max loss).
+    requirement: Decimal | None = Field(default=None, ge=0)
 
 
 class EntryProposal(Frozen):
@@ -459,7 +463,8 @@ def check_defined_risk(
 
     Checks, in order: the daily loss limit, the max loss against the risk budget
     (`risk_budget`), the heat cap (heat + max loss <= `max_heat_pct` of equity), then buying
-    power (max loss <= buying power: a defined-risk spread holds its max loss). Each limit is
+    power: what opening it holds back (`requirement`, default its max loss) within the
+    options buying power when the broker states one, else the buying power. Each limit is
     inclusive: a max loss exactly at it passes. The verdict's qty is the structures, its risk
     the max loss; one order opens them all.
     """
@@ -492,11 +497,21 @@ def check_defined_risk(
             qty=qty,
             risk=max_loss,
         )
-    if max_loss > account.buying_power:
+    needed = proposal.requirement if proposal.requirement is not None else max_loss
+    options_power = account.options_buying_power
+    if options_power is None and needed > account.buying_power:
         return _refuse(
             RiskReason.INSUFFICIENT_BUYING_POWER,
             f"max_loss={_usd(max_loss)} buying_power={_usd(account.buying_power)} "
             f"({underlying} x{proposal.qty})",
+            qty=qty,
+            risk=max_loss,
+        )
+    if options_power is not None and needed > options_power:
+        return _refuse(
+            RiskReason.INSUFFICIENT_BUYING_POWER,
+            f"needs={_usd(needed)} options_buying_power={_usd(options_power)} "
+            f"({underlying} x{proposal.qty}, max_loss={_usd(max_loss)})",
             qty=qty,
             risk=max_loss,
         )

@@ -10,7 +10,7 @@ import pytest
 from trading.broker_models import OrderSide, OrderStatus
 from trading.options.chain import OptionContractQuote, parse_occ_symbol
 from trading.options.condor import CondorPlan
-from trading.options.records import option_trade_write
+from trading.options.records import option_trade_write, options_requirement_usd
 from trading.options.trade_models import (
     OptionMarks,
     OptionOrderView,
@@ -258,3 +258,8 @@ def test_the_row_counts_the_units_still_open_and_after_the_end_the_units_opened(
     state.status = OptionTradeStatus.CLOSED
     done = option_trade_write(spec, state, "option-trade-ic-1", datetime(2024, 3, 5, tzinfo=UTC))
     assert done.qty == 3 and done.max_loss == (Decimal(10) - Decimal("0.60")) * 100 * 3
+
+
+def test_a_condor_needs_its_width_and_its_short_legs_of_options_buying_power() -> None:
+    spec = _spec(qty=2)  # 10 wide; short put mid 0.42, short call mid 0.52
+    assert options_requirement_usd(spec) == (Decimal(10) + Decimal("0.94")) * 100 * 2

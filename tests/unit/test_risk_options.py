@@ -146,6 +146,22 @@ def test_buying_power_boundary() -> None:
     assert verdict.detail == "max_loss=300.01 buying_power=300.00 (SPY x1)"
 
 
+def test_the_options_buying_power_holds_what_the_broker_holds_back() -> None:
+    """The broker holds back more than the max loss (the width and the short legs): a condor
+    the stock buying power would pass is refused when the options buying power is short."""
+    rich = ACCOUNT.model_copy(update={"options_buying_power": D(1_200)})
+    needs = condor(D(300)).model_copy(update={"requirement": D(1_200)})
+    assert check_defined_risk(needs, rich, [], LIMITS).approved
+    short = needs.model_copy(update={"requirement": D(1_200) + CENT})
+    verdict = check_defined_risk(short, rich, [], LIMITS)
+    assert verdict.reason is RiskReason.INSUFFICIENT_BUYING_POWER
+    assert verdict.detail == (
+        "needs=1200.01 options_buying_power=1200.00 (SPY x1, max_loss=300.00)"
+    )
+    # A broker that states no options buying power: the max loss against the buying power.
+    assert check_defined_risk(short, ACCOUNT, [], LIMITS).approved
+
+
 def test_rules_are_asked_in_order_daily_loss_budget_heat_buying_power() -> None:
     broke = AccountView(equity=D(90_000), last_equity=EQUITY, buying_power=D(0))
     hot = [held(D(10_000))]

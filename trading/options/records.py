@@ -134,6 +134,17 @@ def max_loss_usd(
     return max(spec.plan.width - credit, Decimal(0)) * CONTRACT_MULTIPLIER * size
 
 
+def options_requirement_usd(spec: OptionTradeSpec) -> Decimal:
+    """What opening the condor holds back from the options buying power, the stricter reading
+    of what Alpaca shows (its forum, "Need clarity on margins while going short option
+    spreads": a $200-risk credit spread took $984.55 of options buying power while cash rose
+    $155): the wider width x100 x qty, plus the short legs' value at their mids, and the
+    credit received adds nothing."""
+    plan = spec.plan
+    shorts = plan.short_put.mid + plan.short_call.mid
+    return (plan.width + shorts) * CONTRACT_MULTIPLIER * spec.qty
+
+
 def _last_walk_step(spec: OptionTradeSpec) -> int:
     return int(spec.max_walk / spec.walk_step) if spec.walk_step > 0 else 0
 
