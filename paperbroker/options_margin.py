@@ -7,9 +7,10 @@ buying power, what a new order takes from it, and the positions' market value. E
 expiry (options_exercise.py) and the order flow (options_orders.py) build on it.
 
 Sources (the stricter reading where they differ):
-* Alpaca "Options Trading" (docs.alpaca.markets/docs/options-trading): levels 0-3 (this
-  account models level 3: long calls/puts, covered calls, cash-secured puts and call/put
-  spreads; uncovered short calls are refused).
+* Alpaca "Options Trading" (docs.alpaca.markets/docs/options-trading): levels 0-3 (the
+  account's level is configured, 3 by default: long calls/puts, covered calls, cash-secured
+  puts and call/put spreads; options_orders.py enforces what each level allows; uncovered
+  short calls are refused at every level).
 * Options buying power: see `OptionsMargin.held_back` (the rule is written there once).
 """
 
