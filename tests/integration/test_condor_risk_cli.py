@@ -219,3 +219,24 @@ async def test_two_condor_opens_at_once_take_turns_so_the_heat_cap_holds(
         for workflow_id in started:
             await client.get_workflow_handle(workflow_id).terminate("test finished")
         await pool.execute("DELETE FROM option_trades")
+
+
+async def test_an_account_below_options_level_3_cannot_open_a_condor(
+    env: dict[str, str], broker_admin: AdminClient, client: Client
+) -> None:
+    """An iron condor is a multi-leg spread, Alpaca's level 3: on a level-2 account (long calls
+    and puts only) condor open refuses before starting anything, saying what to do."""
+    since = datetime.now(UTC)
+    broker_admin.set_options_level(2)
+    try:
+        done = await _cli(env, "condor", "open", "AAPL")
+        dry = json.loads((await _cli(env, "condor", "open", "AAPL", "--dry-run", "--json")).stdout)
+    finally:
+        broker_admin.set_options_level(3)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        "error: condor not placed: this account's options trading level is 2; an iron condor is "
+        "a multi-leg spread, level 3: raise the account's options level in the Alpaca dashboard"
+    )
+    assert dry["placed"] is False and dry["options_level"].startswith("this account's options")
+    assert await _option_trades_started(client, since) == []
