@@ -133,8 +133,10 @@ class AlpacaOptionsGateway:
         *,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         read_timeout_s: float = READ_TIMEOUT_S,
+        rate_limits: RateLimitObserver | None = None,
     ) -> None:
-        self.rate_limits = RateLimitObserver()
+        """`rate_limits`: count this gateway's requests with another's (one run, one count)."""
+        self.rate_limits = rate_limits or RateLimitObserver()
         self._trading, self._options = hardened_clients(
             endpoint,
             OptionHistoricalDataClient,

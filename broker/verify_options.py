@@ -62,7 +62,11 @@ def _gateway(session: VerifySession) -> OptionOrdersGateway:
     """The options gateway our workers use (same clients, deadlines, error mapping), made once."""
     found = session.shared.get(OPTIONS_GATEWAY)
     if not isinstance(found, OptionOrdersGateway):
-        found = OptionOrdersGateway(session.endpoint, read_timeout_s=READ_TIMEOUT_S)
+        found = OptionOrdersGateway(
+            session.endpoint,
+            read_timeout_s=READ_TIMEOUT_S,
+            rate_limits=session.gateway.rate_limits,  # counted with the run's other requests
+        )
         session.shared[OPTIONS_GATEWAY] = found
     return found
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.alpaca import AlpacaGateway, DeadlineAdapter, map_error
 from broker.endpoint import BrokerEndpoint
 from broker.errors import BrokerError, NotFound
+from broker.rate_limits import RateLimitObserver
 from trading.broker_models import (
     TERMINAL_STATUSES,
     BrokerOrder,
@@ -170,7 +171,8 @@ class CleanupReport(BaseModel):
 class RawTrading:
     """alpaca-py's TradingClient answering plain JSON; remembers the last rate-limit headers."""
 
-    def __init__(self, endpoint: BrokerEndpoint) -> None:
+    def __init__(self, endpoint: BrokerEndpoint, counted: RateLimitObserver | None = None) -> None:
+        """`counted`: the observer that counts this client's requests too (the run's budget)."""
         self.client = TradingClient(
             endpoint.key_id.get_secret_value(),
             endpoint.secret_key.get_secret_value(),
@@ -181,7 +183,7 @@ class RawTrading:
         # alpaca-py keeps its requests.Session private; it is the only place for a deadline
         # and for reading response headers (only X-RateLimit-* are kept, never a request's).
         session: requests.Session = self.client._session
-        deadlines = DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+        deadlines = DeadlineAdapter(CONNECT_TIMEOUT_S, READ_TIMEOUT_S, counted)
         session.mount("http://", deadlines)
         session.mount("https://", deadlines)
         session.hooks["response"].append(self._remember)
@@ -212,7 +214,9 @@ class VerifySession:
     ) -> None:
         self.endpoint = endpoint
         self.gateway = gateway or AlpacaGateway(endpoint, read_timeout_s=READ_TIMEOUT_S)
-        self.raw = RawTrading(endpoint)
+        # Every request of the run is counted on the gateway's observer, which `broker verify`
+        # and prelive charge to the shared budget.
+        self.raw = RawTrading(endpoint, self.gateway.rate_limits)
         self.symbol = symbol
         self.reference_price = reference_price
         self.market_open = market_open

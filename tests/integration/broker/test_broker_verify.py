@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from broker.alpaca import AlpacaGateway
 from broker.verify import CHECKS, VerifyOptions, VerifyReport, exit_code, run_verify
 from broker.verify_options import OPTION_CHECKS
 from broker.verify_orders import HIDDEN_LEGS_NOTE
@@ -305,3 +306,18 @@ def test_ctrl_c_cleans_up_and_exits_130(
     assert "interrupted after" in stderr and "cleanup complete" in stderr
     assert "cleanup complete" in stdout
     assert_nothing_left(broker_admin)
+
+
+async def test_every_request_of_a_run_is_counted_for_the_budget(
+    paper_broker: RunningBroker, broker_admin: AdminClient
+) -> None:
+    """`broker verify` and prelive charge the shared budget what the run's gateway counted: the
+    raw alpaca-py client and the options gateway count on it too, so no request goes unpaid."""
+    endpoint = endpoint_for(paper_broker)
+    gateway = AlpacaGateway(endpoint)
+    broker_admin.reset_requests()
+    report = await asyncio.to_thread(run_verify, endpoint, VerifyOptions(), gateway=gateway)
+    assert report.summary.ok, [f"{c.name}: {c.observed}" for c in report.checks]
+    trading_requests = broker_admin.requests()["total"]  # the /v2 routes the broker served
+    # Market data (/v1beta1 option snapshots, stock quotes) comes on top of those.
+    assert gateway.rate_limits.requests_sent >= trading_requests > 0
