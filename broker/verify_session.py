@@ -466,46 +466,24 @@ class VerifySession:
                     errors[f"@{cid}"] = f"{cid} not looked up: {answer_of(exc).describe()}"
             except BrokerError as exc:
                 errors[f"@{cid}"] = f"{cid} not looked up: {type(exc).__name__}: {exc.message}"
-        deadline = time.monotonic() + CLEANUP_TIMEOUT_S
-        ended: set[str] = set()
-        asked: set[str] = set()
-        cancelled: list[str] = []
-        delay = 0.1
-        while True:
-            still_open: list[str] = []
-            for order_id in list(self._options):
-                if order_id in ended:
-                    continue
-                try:
-                    order = self._raw_order(order_id)
-                except (APIError, BrokerError) as exc:
-                    if isinstance(exc, APIError) and exc.status_code == 404:
-                        ended.add(order_id)
-                        continue
-                    errors[order_id] = f"{order_id}: {type(exc).__name__}: {exc}"
-                    still_open.append(order_id)
-                    continue
-                if order.get("replaced_by"):
-                    self._options.setdefault(str(order["replaced_by"]))
-                status = order_status(str(order.get("status")))
-                if status in TERMINAL_STATUSES:
-                    ended.add(order_id)
-                    continue
-                still_open.append(order_id)
-                if order_id in asked or status is OrderStatus.PENDING_CANCEL:
-                    continue
-                asked.add(order_id)
-                try:
-                    self.client_call(partial(self.raw.client.cancel_order_by_id, order_id))
-                    cancelled.append(order_id)
-                except (APIError, BrokerError) as exc:
-                    errors[order_id] = f"{order_id}: {type(exc).__name__}: {exc}"
-                    asked.discard(order_id)
-            left = deadline - time.monotonic()
-            if not still_open or left <= 0:
-                return cancelled, still_open
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 1.0)
+        return self._cancel_until_ended(
+            self._options, self._read_option, self._cancel_option, errors
+        )
+
+    def _read_option(self, order_id: str) -> _Seen | None:
+        try:
+            order = self._raw_order(order_id)
+        except APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        replaced_by = order.get("replaced_by")
+        return _Seen(
+            order_status(str(order.get("status"))), str(replaced_by) if replaced_by else None
+        )
+
+    def _cancel_option(self, order_id: str) -> None:
+        self.client_call(partial(self.raw.client.cancel_order_by_id, order_id))
 
     def _adopt_strays(self, errors: dict[str, str]) -> None:
         # Orders whose answer never arrived (Ctrl-C mid-request, a lost response) or that
@@ -527,6 +505,27 @@ class VerifySession:
                 errors[f"@{cid}"] = f"{cid} not looked up: {type(exc).__name__}: {exc.message}"
 
     def _cancel_tracked(self, errors: dict[str, str]) -> tuple[list[str], list[str]]:
+        return self._cancel_until_ended(
+            self._tracked, self._read_tracked, self.gateway.cancel_order, errors
+        )
+
+    def _read_tracked(self, order_id: str) -> _Seen | None:
+        try:
+            order = self.gateway.get_order(order_id)
+        except NotFound:
+            return None
+        self.track(order)  # a replacement or a leg seen only now
+        return _Seen(order.status, order.replaced_by)
+
+    def _cancel_until_ended(
+        self,
+        orders: dict[str, None],
+        read: Callable[[str], _Seen | None],
+        cancel: Callable[[str], object],
+        errors: dict[str, str],
+    ) -> tuple[list[str], list[str]]:
+        """Cancel each order until it has ended (a replacement joins `orders`), within
+        CLEANUP_TIMEOUT_S; what was cancelled, and what is still open."""
         deadline = time.monotonic() + CLEANUP_TIMEOUT_S
         ended: set[str] = set()
         asked: set[str] = set()
@@ -534,34 +533,33 @@ class VerifySession:
         delay = 0.1
         while True:
             still_open: list[str] = []
-            for order_id in list(self._tracked):
+            for order_id in list(orders):
                 if order_id in ended:
                     continue
                 try:
-                    order = self.gateway.get_order(order_id)
-                except NotFound:
-                    ended.add(order_id)
-                    continue
-                except BrokerError as exc:
-                    errors[order_id] = f"{order_id}: {type(exc).__name__}: {exc.message}"
+                    seen = read(order_id)
+                except (APIError, BrokerError) as exc:
+                    errors[order_id] = f"{order_id}: {_error_text(exc)}"
                     still_open.append(order_id)
                     continue
-                self.track(order)  # a replacement or a leg seen only now
-                if order.replaced_by:
-                    self._tracked.setdefault(order.replaced_by)
-                if order.is_terminal:
+                if seen is None:  # 404: nothing left to cancel
+                    ended.add(order_id)
+                    continue
+                if seen.replaced_by:
+                    orders.setdefault(seen.replaced_by)
+                if seen.status in TERMINAL_STATUSES:
                     ended.add(order_id)
                     continue
                 still_open.append(order_id)
-                if order_id in asked or order.status is OrderStatus.PENDING_CANCEL:
+                if order_id in asked or seen.status is OrderStatus.PENDING_CANCEL:
                     continue
                 asked.add(order_id)
                 try:
-                    self.gateway.cancel_order(order_id)
+                    cancel(order_id)
                     cancelled.append(order_id)
-                except BrokerError as exc:
+                except (APIError, BrokerError) as exc:
                     # A leg may refuse its own cancel while its group is being cancelled.
-                    errors[order_id] = f"{order_id}: {type(exc).__name__}: {exc.message}"
+                    errors[order_id] = f"{order_id}: {_error_text(exc)}"
                     asked.discard(order_id)
             left = deadline - time.monotonic()
             if not still_open or left <= 0:
@@ -590,3 +588,16 @@ class VerifySession:
                 errors["@position"] = f"position unknown: {probe.error}"
                 return "unknown"
             time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """An order as the cleanup reads it: its status, and the order that replaced it."""
+
+    status: OrderStatus
+    replaced_by: str | None
+
+
+def _error_text(exc: APIError | BrokerError) -> str:
+    detail = exc.message if isinstance(exc, BrokerError) else str(exc)
+    return f"{type(exc).__name__}: {detail}"
