@@ -365,7 +365,7 @@ OPTION_CHECKS: tuple[Check, ...] = (
         "options_account",
         "The account trades multi-leg option spreads (options level 3)",
         f"options_trading_level >= {SPREADS_LEVEL} and an options_buying_power",
-        "OptionTradeWorkflow's entry: an iron condor is an mleg spread, level 3 only",
+        "an option trade's entry: an iron condor is an mleg spread, level 3 only",
         options_account,
     ),
     Check(
@@ -387,7 +387,7 @@ OPTION_CHECKS: tuple[Check, ...] = (
         "A 1-lot iron condor is one mleg limit order; its client_order_id is used once",
         "accepted with order_class mleg and 4 legs; replace answer reported; canceled; "
         "a resubmit with the same client_order_id 422 40010001, the lookup finds the first",
-        "OptionTradeWorkflow's entry and exit: one mleg limit order, at most once by "
+        "an option trade's entry and exit: one mleg limit order, at most once by "
         "client_order_id, cancelled and resubmitted (never replaced) to walk the price",
         mleg_condor_order,
     ),

@@ -135,7 +135,7 @@ async def test_an_account_without_options_skips_every_option_check_saying_what_t
     assert first.name == "options_account" and first.verdict is Verdict.SKIP
     assert "options_trading_level 0" in first.observed
     assert "enable options trading level 3" in first.observed
-    assert first.affects.startswith("OptionTradeWorkflow's entry")
+    assert first.affects.startswith("an option trade's entry")
     assert [c.name for c in rest] == OPTION_CHECK_NAMES[1:]
     for check in rest:
         assert check.verdict is Verdict.SKIP, (check.name, check.observed)
@@ -219,7 +219,7 @@ async def test_a_broker_that_answers_differently_fails_and_names_the_guard_behav
     ) in done.stdout
     # The condor's at-most-once relies on the same lookup.
     assert (
-        "FAIL mleg_condor_order -> affects: OptionTradeWorkflow's entry and exit: one mleg "
+        "FAIL mleg_condor_order -> affects: an option trade's entry and exit: one mleg "
         "limit order, at most once by client_order_id"
     ) in done.stdout
     assert "lookup by client_order_id found nothing (absent)" in " ".join(done.stdout.split())
