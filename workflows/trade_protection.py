@@ -57,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
 # with a bare stop even when the trade had a take-profit.
 REPLACE_SETTLES = "replace-settles"
 RESCUE_RESTORES_TAKE_PROFIT = "rescue-restores-take-profit"
+# Trades before it could rescue on a position read before their stop filled.
+REREAD_AFTER_STOP_FILL = "reread-position-after-stop-fill"
 REPLACE_POLL = timedelta(milliseconds=500)
 
 
@@ -130,6 +132,18 @@ class ProtectionSteps(TradeBase):
         if stop is None:
             stop = await self._probe(state.stop_order_id)
         action = protection_action(state.stop_price, state.stop_order_id, position, stop)
+        if (
+            isinstance(action, Rescue)
+            and moved_by_its_fill(stop)
+            and workflow.patched(REREAD_AFTER_STOP_FILL)
+        ):
+            # The stop sold shares after the position was read: a rescue sized on that read
+            # would sell shares no longer held (a short, once triggered). Read it again.
+            state.broker_checks += 1
+            position = await self._position_now()
+            if position.outcome is ProbeOutcome.EXISTS and position.position is not None:
+                state.position_qty = position.position.qty
+            action = protection_action(state.stop_price, state.stop_order_id, position, stop)
         now = workflow.now()
         if isinstance(action, Keep):
             state.last_check_note = f"protected: stop {state.stop_order_id} covers {action.qty}"

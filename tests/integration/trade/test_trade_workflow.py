@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from alpaca.trading.client import TradingClient
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
@@ -188,3 +191,33 @@ async def test_a_stop_triggered_by_price_closes_as_stop_filled(trades: TradeHarn
     assert result.realized_pnl < 0
     row = await trades.trade_row(view.trade_id)
     assert row.status is TradeStatus.CLOSED and row.close_reason is CloseReason.STOP_FILLED
+
+
+async def test_a_stop_that_filled_after_the_position_was_read_is_not_rescued(
+    trades: TradeHarness,
+) -> None:
+    """The guard reads the position, then its stop: a stop that filled in between shows FILLED
+    beside a position read before the fill. A rescue sized on that read would place a sell
+    stop for shares no longer held (a short once triggered); the guard reads the position
+    again instead and closes the trade as stopped out."""
+    handle, view = await trades.open_trade()
+    endpoint = trades.gateway.endpoint
+    raw = TradingClient(
+        endpoint.key_id.get_secret_value(),
+        endpoint.secret_key.get_secret_value(),
+        paper=True,
+        raw_data=True,
+        url_override=endpoint.trading_url,
+    )
+    held: Any = raw.get_open_position(SYMBOL)
+    trades.admin.set_price(SYMBOL, view.state.stop_price - Decimal(2))  # the stop fills
+    # The guard's next position read answers as before the fill (the read that raced it).
+    trades.admin.add_fault(
+        method="GET", path=f"/v2/positions/{SYMBOL}", status=200, body=held, times=1
+    )
+    result = await asyncio.wait_for(_closed(handle), timeout=30)
+    assert result.close_reason is CloseReason.STOP_FILLED
+    final = await handle.query(TradeWorkflow.status)
+    assert final.state.rescue.attempted == 0
+    assert not [o for o in trades.gateway.get_open_orders() if o.symbol == SYMBOL]
+    assert trades.gateway.probe_position(SYMBOL).position is None
