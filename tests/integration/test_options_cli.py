@@ -186,8 +186,10 @@ async def test_bad_input_exits_2_with_one_line(env: dict[str, str]) -> None:
         ("options", "quote", "AAPL240301C00180000"): "expiry 2024-03-01 is in the past",
         ("options", "quote", "AAPL240315C09990000"): "unknown contract AAPL240315C09990000",
     }
-    for args, message in cases.items():
-        assert message in _error(await _cli(env, *args)), args
+    # Independent commands: run them side by side (each is its own process).
+    done = await asyncio.gather(*(_cli(env, *args) for args in cases))
+    for (args, message), answer in zip(cases.items(), done, strict=True):
+        assert message in _error(answer), args
 
 
 async def test_condor_open_starts_one_option_trade_for_the_plan(
