@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from tests.integration.control.conftest import ControlHarness
+from tests.integration.helpers import poll_until
 from trading.broker_models import OrderIntent, OrderSide, OrderType, TimeInForce
 from trading.control import ControlMode, ControlRequest, FlattenReport, FlattenRequest
 from trading.entry_gate import ControlGate, control_gate, control_view_of
@@ -162,9 +163,13 @@ async def test_repeated_rescue_alerts_from_trades_halt_trading(control: ControlH
     assert state.actor == "auto" and "rescue alerts" in state.reason
     assert {a.trade_id for a in state.rescue_alerts} == {first.trade_id, second.trade_id}
     assert not (await _gate(handle)).allowed
-    alerts = await control.audit("rescue_alert")
-    assert {r.trade_id for r in alerts} == {first.trade_id, second.trade_id}
-    assert (await control.audit("control_auto_halt"))[0].actor == "auto"
+    # The state shows the halt before the activities writing its audit rows have finished.
+    both = {first.trade_id, second.trade_id}
+    await poll_until(
+        lambda: control.audit("rescue_alert"), lambda rows: {r.trade_id for r in rows} == both, 10
+    )
+    halts = await poll_until(lambda: control.audit("control_auto_halt"), bool, 10)
+    assert halts[0].actor == "auto"
 
 
 async def test_a_breached_daily_loss_limit_halts_trading(control: ControlHarness) -> None:
